@@ -1,0 +1,185 @@
+//! Storage plumbing shared by every service.
+//!
+//! Layout:
+//! - [`Db`]: a connection pool over SQLite (embedded default) or PostgreSQL,
+//!   chosen by the URL, with the pragmas and pool sizes each needs.
+//! - [`Db::begin_write`]: the one way to start a writing transaction
+//!   (`BEGIN IMMEDIATE` on SQLite so writers queue instead of failing on lock
+//!   upgrade; plain READ COMMITTED `BEGIN` on PostgreSQL).
+//! - [`idempotency`]: the `request_id` table helpers (AIP-155).
+//! - [`sql`]: small helpers to build portable multi-row statements.
+//! - [`testing`]: a fresh, uniquely named database per test, dropped afterwards.
+//!
+//! All SQL is written once for both backends: `$N` placeholders, integer
+//! timestamps in microseconds, `TEXT` and `BIGINT` columns only.
+
+pub mod idempotency;
+pub mod sql;
+pub mod testing;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+pub use sqlx;
+
+/// A transaction on either backend.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Which database engine a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (WAL, synchronous=FULL).
+    Sqlite,
+    /// PostgreSQL or a compatible engine.
+    Postgres,
+}
+
+/// Why the database could not be reached or prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL is neither `sqlite:` nor `postgres:`.
+    #[error("unsupported database URL scheme in {0:?}: expected sqlite:// or postgres://")]
+    UnsupportedUrl(String),
+    /// The SQLite file's directory could not be created.
+    #[error("cannot create the directory for the SQLite database: {0}")]
+    CreateDir(#[from] std::io::Error),
+    /// Connecting or a query failed.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Pool options; explicit so that nothing depends on sqlx defaults.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Connections for PostgreSQL.
+    pub postgres_max_connections: u32,
+    /// Connections for SQLite: readers run in parallel under WAL, writers queue.
+    pub sqlite_max_connections: u32,
+    /// How long to wait for a pooled connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            postgres_max_connections: 32,
+            sqlite_max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A pool on one of the two backends.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://path` or `postgres://…`).
+    ///
+    /// For SQLite the file and its directory are created if missing.
+    pub async fn connect(url: &str, options: &DbOptions) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = backend_of(url)?;
+        let (url, max_connections) = match backend {
+            Backend::Sqlite => (prepare_sqlite_url(url)?, options.sqlite_max_connections),
+            Backend::Postgres => (url.to_owned(), options.postgres_max_connections),
+        };
+        let connect_options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // synchronous=FULL: an acknowledged commit survives power loss.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect_options)
+            .await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Runs the service's embedded migrations.
+    pub async fn migrate(&self, migrator: &Migrator) -> Result<(), DbError> {
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The pool, for reads.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a transaction that will write.
+    pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Tells the backend from the URL's scheme.
+pub fn backend_of(url: &str) -> Result<Backend, DbError> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(DbError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+/// Creates the SQLite file's directory and asks sqlx to create the file.
+fn prepare_sqlite_url(url: &str) -> Result<String, DbError> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:" {
+        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    if query.contains("mode=") {
+        return Ok(url.to_owned());
+    }
+    let separator = if query.is_empty() { "?" } else { "&" };
+    Ok(format!("{url}{separator}mode=rwc"))
+}
+
+/// Whether the error is a unique-constraint violation (a lost race on insert).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| e.is_unique_violation())
+}
+
+/// Whether the error is a CHECK-constraint violation (a last-line invariant).
+pub fn is_check_violation(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| e.is_check_violation())
+}

@@ -1,0 +1,118 @@
+//! Throwaway databases for tests.
+//!
+//! SQLite tests get a file in a fresh temporary directory. PostgreSQL tests
+//! connect to `TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), create a uniquely named
+//! database and drop it afterwards. Without a reachable server a PostgreSQL
+//! test prints a skip line and passes, except when `CI=true`, where it fails.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor};
+
+/// The server tests use when `TEST_DATABASE_URL` is unset.
+pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A database that exists for one test.
+#[derive(Debug)]
+pub struct TestDatabase {
+    url: String,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Sqlite { dir: PathBuf },
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    /// A fresh SQLite file in a new temporary directory.
+    pub fn sqlite() -> Self {
+        let dir = std::env::temp_dir().join(format!("billing-test-{}", unique_suffix()));
+        let url = format!("sqlite://{}/test.db", dir.display());
+        Self {
+            url,
+            kind: Kind::Sqlite { dir },
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (after printing why) when no
+    /// server is reachable outside CI.
+    ///
+    /// # Panics
+    /// When the server is unreachable and `CI=true`: CI must run these tests.
+    pub async fn postgres() -> Option<Self> {
+        let admin_url =
+            std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
+        let name = format!("billing_test_{}", unique_suffix());
+        match create_postgres_database(&admin_url, &name).await {
+            Ok(url) => Some(Self {
+                url,
+                kind: Kind::Postgres { admin_url, name },
+            }),
+            Err(error) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but PostgreSQL at {admin_url} is not usable: {error}")
+            }
+            Err(error) => {
+                eprintln!("skipping PostgreSQL test: {admin_url} is not usable ({error})");
+                None
+            }
+        }
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Removes the database (close every pool on it first).
+    pub async fn drop_database(self) {
+        match self.kind {
+            Kind::Sqlite { dir } => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Kind::Postgres { admin_url, name } => {
+                if let Err(error) = drop_postgres_database(&admin_url, &name).await {
+                    eprintln!("could not drop test database {name}: {error}");
+                }
+            }
+        }
+    }
+}
+
+fn unique_suffix() -> String {
+    ulid::Ulid::from_datetime(std::time::SystemTime::now()).to_string().to_lowercase()
+}
+
+async fn admin_connection(admin_url: &str) -> Result<sqlx::PgConnection, sqlx::Error> {
+    let options = PgConnectOptions::from_str(admin_url)?;
+    tokio::time::timeout(Duration::from_secs(5), options.connect())
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)?
+}
+
+async fn create_postgres_database(admin_url: &str, name: &str) -> Result<String, sqlx::Error> {
+    let mut admin = admin_connection(admin_url).await?;
+    // The name is generated here from [a-z0-9_] only.
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await?;
+    admin.close().await?;
+    let mut url = url::Url::parse(admin_url).map_err(|e| sqlx::Error::Configuration(Box::new(e)))?;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
+
+async fn drop_postgres_database(admin_url: &str, name: &str) -> Result<(), sqlx::Error> {
+    let mut admin = admin_connection(admin_url).await?;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .await?;
+    admin.close().await
+}

@@ -1,0 +1,22 @@
+//! The parts every billing gRPC server shares.
+//!
+//! Layout:
+//! - [`auth`]: API keys (SHA-256 hashes from `BILLING_API_KEYS`), the
+//!   interceptor that turns a bearer token into a [`auth::Principal`].
+//! - [`serve`]: runs a service's routes with health, reflection (v1 and
+//!   v1alpha), message-size, concurrency and time limits, and a graceful,
+//!   bounded drain on shutdown.
+//! - [`status`]: builders for `tonic::Status` with google.rpc details
+//!   (BadRequest field violations, ErrorInfo reasons).
+//! - [`ids`], [`page`], [`time`], [`clock`], [`fingerprint`]: prefixed ids,
+//!   AIP-158 pagination, timestamp conversion, an injectable clock, and the
+//!   request fingerprint used for idempotency.
+
+pub mod auth;
+pub mod clock;
+pub mod fingerprint;
+pub mod ids;
+pub mod page;
+pub mod serve;
+pub mod status;
+pub mod time;

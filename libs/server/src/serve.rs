@@ -1,0 +1,146 @@
+//! Runs a service's routes as a production gRPC server.
+//!
+//! Adds `grpc.health.v1.Health` and server reflection (v1 and v1alpha) to the
+//! service's routes, bounds message size (set on the service by the caller),
+//! concurrency and request time, and drains gracefully: when `shutdown`
+//! resolves, health turns NOT_SERVING, new connections are refused, in-flight
+//! RPCs finish within `drain_timeout`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// Limits of one server; explicit so nothing rests on library defaults.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest request or response message.
+    pub max_message_bytes: usize,
+    /// RPCs served at once across all connections; more wait.
+    pub concurrency_limit: usize,
+    /// Longest an RPC may run before it fails with CANCELLED.
+    pub request_timeout: Duration,
+    /// Longest the drain waits for in-flight RPCs after shutdown begins.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            concurrency_limit: 256,
+            request_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Why serving stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection descriptor could not be loaded.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves `routes` plus health and reflection on `listener` until `shutdown`.
+///
+/// `service_name` is the fully qualified gRPC name reported by health
+/// (e.g. `billing.ledger.v1.LedgerService`).
+pub async fn serve(
+    routes: Routes,
+    service_name: &str,
+    listener: TcpListener,
+    options: &ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_status(&reporter, service_name, ServingStatus::Serving).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(billing_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(billing_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let routes = routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let draining = Arc::new(Notify::new());
+    let signal = {
+        let draining = Arc::clone(&draining);
+        let reporter = reporter.clone();
+        let service_name = service_name.to_owned();
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: health NOT_SERVING, draining in-flight RPCs");
+            set_status(&reporter, &service_name, ServingStatus::NotServing).await;
+            draining.notify_one();
+        }
+    };
+
+    let server = Server::builder()
+        .timeout(options.request_timeout)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(options.concurrency_limit))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+
+    let drain_timeout = options.drain_timeout;
+    tokio::select! {
+        result = server => result.map_err(ServeError::from),
+        () = async {
+            draining.notified().await;
+            tokio::time::sleep(drain_timeout).await;
+        } => {
+            tracing::warn!(?drain_timeout, "drain timed out; remaining RPCs are dropped");
+            Ok(())
+        }
+    }
+}
+
+async fn set_status(reporter: &HealthReporter, service_name: &str, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(service_name, status).await;
+}
+
+/// Resolves on SIGTERM or Ctrl-C: the production shutdown signal.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
