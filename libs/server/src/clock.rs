@@ -42,4 +42,11 @@ impl Clock {
             *guard += by;
         }
     }
+
+    /// Sets a manual clock to `time` (may go backwards); no effect on the system clock.
+    pub fn set(&self, time: DateTime<Utc>) {
+        if let Some(current) = &self.manual {
+            *current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = time;
+        }
+    }
 }

@@ -1,0 +1,328 @@
+//! `billing.ledger.v1.LedgerService` over the [`Ledger`].
+//!
+//! The only module that sees generated proto types: requests are converted
+//! and checked in [`convert`], errors mapped in [`status`].
+
+pub mod convert;
+pub mod status;
+
+use billing_db::idempotency::IdempotencyKey;
+use billing_proto::ledger::v1 as pb;
+use billing_proto::ledger::v1::ledger_service_server::LedgerService;
+use billing_server::auth::principal;
+use billing_server::page::PageRequest;
+use billing_server::status::{FieldViolation, check_request_id, invalid_argument};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::domain::LedgerError;
+use crate::domain::validate::check_reference;
+use crate::ledger::Ledger;
+use status::to_status;
+
+/// The gRPC face of the ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerGrpc {
+    ledger: Ledger,
+}
+
+impl LedgerGrpc {
+    /// Serves `ledger`.
+    pub fn new(ledger: Ledger) -> Self {
+        Self { ledger }
+    }
+}
+
+/// Requests that carry an AIP-155 `request_id`.
+trait Idempotent: Message + Clone + Sized {
+    const METHOD: &'static str;
+    fn request_id(&self) -> &str;
+    fn clear_request_id(&mut self);
+
+    /// The key with the fingerprint of everything but the key itself.
+    fn idempotency_key(&self) -> Result<Option<IdempotencyKey>, Status> {
+        let request_id = self.request_id();
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        check_request_id(request_id).map_err(|v| invalid_argument(&[v]))?;
+        let mut payload = self.clone();
+        payload.clear_request_id();
+        Ok(Some(IdempotencyKey {
+            request_id: request_id.to_owned(),
+            fingerprint: billing_server::fingerprint::fingerprint(Self::METHOD, &payload.encode_to_vec()),
+        }))
+    }
+}
+
+macro_rules! idempotent {
+    ($($request:ident),* $(,)?) => {$(
+        impl Idempotent for pb::$request {
+            const METHOD: &'static str = stringify!($request);
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn clear_request_id(&mut self) {
+                self.request_id.clear();
+            }
+        }
+    )*};
+}
+
+idempotent!(
+    CreatePricingUnitRequest,
+    CreateCreditGrantRequest,
+    UpdateCreditGrantRequest,
+    VoidCreditGrantRequest,
+    ExpireCreditGrantRequest,
+);
+
+fn invalid(violations: Vec<FieldViolation>) -> Status {
+    to_status(LedgerError::Invalid(violations))
+}
+
+fn page(page_size: i32, page_token: &str) -> Result<PageRequest, Status> {
+    PageRequest::parse(page_size, page_token).map_err(|v| invalid(vec![v]))
+}
+
+fn required(value: &str, field: &str) -> Result<(), Status> {
+    let mut out = Vec::new();
+    check_reference(value, field, &mut out);
+    if out.is_empty() { Ok(()) } else { Err(invalid(out)) }
+}
+
+#[tonic::async_trait]
+impl LedgerService for LedgerGrpc {
+    #[tracing::instrument(skip_all)]
+    async fn create_pricing_unit(
+        &self,
+        request: Request<pb::CreatePricingUnitRequest>,
+    ) -> Result<Response<pb::CreatePricingUnitResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = body.idempotency_key()?;
+        let mut out = Vec::new();
+        crate::domain::validate::check_name(&body.display_name, "display_name", true, &mut out);
+        if body.scale > billing_money::PRICING_UNIT_SCALE_MAX {
+            out.push(FieldViolation::new("scale", "must be between 0 and 9"));
+        }
+        if !out.is_empty() {
+            return Err(invalid(out));
+        }
+        let unit = self
+            .ledger
+            .create_pricing_unit(&account, body.display_name, body.scale, key.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreatePricingUnitResponse {
+            pricing_unit: Some(convert::pricing_unit(&unit)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn get_pricing_unit(
+        &self,
+        request: Request<pb::GetPricingUnitRequest>,
+    ) -> Result<Response<pb::GetPricingUnitResponse>, Status> {
+        let account = principal(&request)?.account;
+        required(&request.get_ref().id, "id")?;
+        let unit = self.ledger.pricing_unit(&account, &request.get_ref().id).await.map_err(to_status)?;
+        Ok(Response::new(pb::GetPricingUnitResponse {
+            pricing_unit: Some(convert::pricing_unit(&unit)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_pricing_units(
+        &self,
+        request: Request<pb::ListPricingUnitsRequest>,
+    ) -> Result<Response<pb::ListPricingUnitsResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.get_ref();
+        let page = page(body.page_size, &body.page_token)?;
+        let (units, next_page_token) = self.ledger.list_pricing_units(&account, &page).await.map_err(to_status)?;
+        Ok(Response::new(pb::ListPricingUnitsResponse {
+            pricing_units: units.iter().map(convert::pricing_unit).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(customer = %request.get_ref().customer))]
+    async fn create_credit_grant(
+        &self,
+        request: Request<pb::CreateCreditGrantRequest>,
+    ) -> Result<Response<pb::CreateCreditGrantResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = body.idempotency_key()?;
+        let input = convert::grant_input(&body).map_err(invalid)?;
+        let grant = self.ledger.create_grant(&account, input, key.as_ref()).await.map_err(to_status)?;
+        Ok(Response::new(pb::CreateCreditGrantResponse {
+            credit_grant: Some(convert::grant(&grant, self.ledger.clock().now())),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn get_credit_grant(
+        &self,
+        request: Request<pb::GetCreditGrantRequest>,
+    ) -> Result<Response<pb::GetCreditGrantResponse>, Status> {
+        let account = principal(&request)?.account;
+        required(&request.get_ref().id, "id")?;
+        let grant = self.ledger.grant(&account, &request.get_ref().id).await.map_err(to_status)?;
+        Ok(Response::new(pb::GetCreditGrantResponse {
+            credit_grant: Some(convert::grant(&grant, self.ledger.clock().now())),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_credit_grants(
+        &self,
+        request: Request<pb::ListCreditGrantsRequest>,
+    ) -> Result<Response<pb::ListCreditGrantsResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.get_ref();
+        let page = page(body.page_size, &body.page_token)?;
+        let customer = (!body.customer.is_empty()).then_some(body.customer.as_str());
+        let (grants, next_page_token) =
+            self.ledger.list_grants(&account, customer, &page).await.map_err(to_status)?;
+        let now = self.ledger.clock().now();
+        Ok(Response::new(pb::ListCreditGrantsResponse {
+            credit_grants: grants.iter().map(|g| convert::grant(g, now)).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn update_credit_grant(
+        &self,
+        request: Request<pb::UpdateCreditGrantRequest>,
+    ) -> Result<Response<pb::UpdateCreditGrantResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = body.idempotency_key()?;
+        required(&body.id, "id")?;
+        let changes = convert::grant_changes(&body).map_err(invalid)?;
+        let grant = self
+            .ledger
+            .update_grant(&account, &body.id, changes, key.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::UpdateCreditGrantResponse {
+            credit_grant: Some(convert::grant(&grant, self.ledger.clock().now())),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn void_credit_grant(
+        &self,
+        request: Request<pb::VoidCreditGrantRequest>,
+    ) -> Result<Response<pb::VoidCreditGrantResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = body.idempotency_key()?;
+        required(&body.id, "id")?;
+        let grant = self.ledger.void_grant(&account, &body.id, key.as_ref()).await.map_err(to_status)?;
+        Ok(Response::new(pb::VoidCreditGrantResponse {
+            credit_grant: Some(convert::grant(&grant, self.ledger.clock().now())),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn expire_credit_grant(
+        &self,
+        request: Request<pb::ExpireCreditGrantRequest>,
+    ) -> Result<Response<pb::ExpireCreditGrantResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = body.idempotency_key()?;
+        required(&body.id, "id")?;
+        let grant = self.ledger.expire_grant(&account, &body.id, key.as_ref()).await.map_err(to_status)?;
+        Ok(Response::new(pb::ExpireCreditGrantResponse {
+            credit_grant: Some(convert::grant(&grant, self.ledger.clock().now())),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(customer = %request.get_ref().customer))]
+    async fn get_credit_balance_summary(
+        &self,
+        request: Request<pb::GetCreditBalanceSummaryRequest>,
+    ) -> Result<Response<pb::GetCreditBalanceSummaryResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.get_ref();
+        required(&body.customer, "customer")?;
+        let filter = convert::balance_filter(body.filter.as_ref()).map_err(invalid)?;
+        let balances = self
+            .ledger
+            .balance_summary(&account, &body.customer, &filter)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetCreditBalanceSummaryResponse {
+            customer: body.customer.clone(),
+            balances: convert::balances(&balances),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(customer = %request.get_ref().customer))]
+    async fn list_credit_balance_transactions(
+        &self,
+        request: Request<pb::ListCreditBalanceTransactionsRequest>,
+    ) -> Result<Response<pb::ListCreditBalanceTransactionsResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.get_ref();
+        required(&body.customer, "customer")?;
+        let page = page(body.page_size, &body.page_token)?;
+        let grant = (!body.credit_grant.is_empty()).then_some(body.credit_grant.as_str());
+        let (items, next_page_token) = self
+            .ledger
+            .list_transactions(&account, &body.customer, grant, &page)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListCreditBalanceTransactionsResponse {
+            credit_balance_transactions: items.iter().map(convert::transaction).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(invoice = %request.get_ref().invoice, preview = request.get_ref().preview))]
+    async fn apply_credits(
+        &self,
+        request: Request<pb::ApplyCreditsRequest>,
+    ) -> Result<Response<pb::ApplyCreditsResponse>, Status> {
+        let principal = principal(&request)?;
+        if !principal.can_apply_credits {
+            return Err(to_status(LedgerError::PermissionDenied("ApplyCredits")));
+        }
+        let input = convert::apply_input(request.get_ref()).map_err(invalid)?;
+        let outcome = self.ledger.apply_credits(&principal, input).await.map_err(to_status)?;
+        Ok(Response::new(convert::apply_response(&outcome)))
+    }
+
+    #[tracing::instrument(skip_all, fields(invoice = %request.get_ref().invoice))]
+    async fn reverse_credits(
+        &self,
+        request: Request<pb::ReverseCreditsRequest>,
+    ) -> Result<Response<pb::ReverseCreditsResponse>, Status> {
+        let principal = principal(&request)?;
+        if !principal.can_apply_credits {
+            return Err(to_status(LedgerError::PermissionDenied("ReverseCredits")));
+        }
+        required(&request.get_ref().invoice, "invoice")?;
+        let reversal = self
+            .ledger
+            .reverse_credits(&principal, &request.get_ref().invoice)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::reverse_response(&reversal)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn audit_ledger(
+        &self,
+        request: Request<pb::AuditLedgerRequest>,
+    ) -> Result<Response<pb::AuditLedgerResponse>, Status> {
+        let account = principal(&request)?.account;
+        let report = self.ledger.audit(&account).await.map_err(to_status)?;
+        Ok(Response::new(convert::audit_response(&report)))
+    }
+}

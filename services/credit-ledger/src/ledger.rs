@@ -1,0 +1,344 @@
+//! The ledger's operations: what the gRPC layer calls.
+//!
+//! Requests arrive converted and field-checked (see `grpc::convert`); here
+//! they are completed with what needs the database or the clock (pricing
+//! unit scales, defaults relative to now) and handed to the store.
+
+use std::collections::{BTreeMap, HashMap};
+
+use billing_db::idempotency::IdempotencyKey;
+use billing_server::auth::Principal;
+use billing_server::clock::Clock;
+use billing_server::page::PageRequest;
+use billing_server::status::FieldViolation;
+use chrono::{DateTime, Utc};
+
+use crate::domain::LedgerError;
+use crate::domain::apply::{ApplyOutcome, ApplyRequest, Line, Reversal};
+use crate::domain::balance::{self, Balance, BalanceFilter};
+use crate::domain::grant::{Category, Grant, GrantChanges, GrantTotals, Scope};
+use crate::domain::transaction::BalanceTransaction;
+use crate::domain::validate::AmountInput;
+use crate::store::{AuditReport, PricingUnit, Store};
+
+/// CreateCreditGrant after field checks.
+#[derive(Debug, Clone)]
+pub struct GrantInput {
+    /// The customer.
+    pub customer: String,
+    /// Name.
+    pub name: String,
+    /// Amount, unit not yet resolved.
+    pub amount: AmountInput,
+    /// Scope.
+    pub scope: Scope,
+    /// Category.
+    pub category: Category,
+    /// Priority.
+    pub priority: u32,
+    /// Defaults to now.
+    pub effective_at: Option<DateTime<Utc>>,
+    /// Optional expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// One ApplyCredits line after field checks.
+#[derive(Debug, Clone)]
+pub struct LineInput {
+    /// Line id.
+    pub invoice_line_item: String,
+    /// Price id.
+    pub price: String,
+    /// Amount, unit not yet resolved.
+    pub amount: AmountInput,
+}
+
+/// ApplyCredits after field checks.
+#[derive(Debug, Clone)]
+pub struct ApplyInput {
+    /// The customer.
+    pub customer: String,
+    /// The invoice.
+    pub invoice: String,
+    /// The service period end.
+    pub period_end: DateTime<Utc>,
+    /// The lines.
+    pub lines: Vec<LineInput>,
+    /// Write nothing.
+    pub preview: bool,
+}
+
+/// The credit ledger.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    store: Store,
+    clock: Clock,
+}
+
+impl Ledger {
+    /// A ledger over a store, reading time from `clock`.
+    pub fn new(store: Store, clock: Clock) -> Self {
+        Self { store, clock }
+    }
+
+    /// The store (sweeper, tests).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Creates a pricing unit.
+    pub async fn create_pricing_unit(
+        &self,
+        account: &str,
+        display_name: String,
+        scale: u32,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<PricingUnit, LedgerError> {
+        let unit = PricingUnit {
+            id: billing_server::ids::new_id("pu"),
+            display_name,
+            scale,
+            created: self.clock.now(),
+        };
+        self.store.create_pricing_unit(account, unit, key).await
+    }
+
+    /// One pricing unit.
+    pub async fn pricing_unit(&self, account: &str, id: &str) -> Result<PricingUnit, LedgerError> {
+        self.store.pricing_unit(account, id).await?.ok_or_else(|| LedgerError::NotFound {
+            kind: "pricing unit",
+            id: id.to_owned(),
+        })
+    }
+
+    /// A page of pricing units.
+    pub async fn list_pricing_units(
+        &self,
+        account: &str,
+        page: &PageRequest,
+    ) -> Result<(Vec<PricingUnit>, String), LedgerError> {
+        self.store.list_pricing_units(account, page).await
+    }
+
+    /// Creates a grant.
+    pub async fn create_grant(
+        &self,
+        account: &str,
+        input: GrantInput,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Grant, LedgerError> {
+        let now = self.clock.now();
+        let scales = self.unit_scales(account, input.amount.pricing_unit()).await?;
+        let mut violations = Vec::new();
+        let resolved = input
+            .amount
+            .resolve("amount", input.amount.pricing_unit().and_then(|id| scales.get(id).copied()));
+        let effective_at = input.effective_at.unwrap_or(now);
+        if input.expires_at.is_some_and(|at| at <= effective_at) {
+            violations.push(FieldViolation::new("expires_at", "must be after effective_at"));
+        }
+        let (asset, amount) = match resolved {
+            Ok(resolved) if violations.is_empty() => resolved,
+            Ok(_) => return Err(LedgerError::Invalid(violations)),
+            Err(violation) => {
+                violations.insert(0, violation);
+                return Err(LedgerError::Invalid(violations));
+            }
+        };
+        let grant = Grant {
+            id: billing_server::ids::new_id("credgr"),
+            customer: input.customer,
+            name: input.name,
+            asset,
+            amount,
+            available: amount,
+            totals: GrantTotals::default(),
+            scope: input.scope,
+            category: input.category,
+            priority: input.priority,
+            effective_at,
+            expires_at: input.expires_at,
+            voided_at: None,
+            metadata: input.metadata,
+            created: now,
+            updated: now,
+        };
+        self.store.create_grant(account, grant, key).await
+    }
+
+    /// One grant.
+    pub async fn grant(&self, account: &str, id: &str) -> Result<Grant, LedgerError> {
+        self.store.grant(account, id).await?.ok_or_else(|| grant_not_found(id))
+    }
+
+    /// A page of grants.
+    pub async fn list_grants(
+        &self,
+        account: &str,
+        customer: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<(Vec<Grant>, String), LedgerError> {
+        self.store.list_grants(account, customer, page).await
+    }
+
+    /// Updates name, metadata or expiry.
+    pub async fn update_grant(
+        &self,
+        account: &str,
+        id: &str,
+        changes: GrantChanges,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Grant, LedgerError> {
+        let now = self.clock.now();
+        let change = Box::new(move |grant: &mut Grant| grant.update(changes, now).map(|()| Vec::new()));
+        self.store.change_grant(account, id, key, now, change).await
+    }
+
+    /// Voids a never-applied grant.
+    pub async fn void_grant(&self, account: &str, id: &str, key: Option<&IdempotencyKey>) -> Result<Grant, LedgerError> {
+        let now = self.clock.now();
+        self.store
+            .change_grant(account, id, key, now, Box::new(move |grant: &mut Grant| grant.void(now)))
+            .await
+    }
+
+    /// Expires a grant's remainder now.
+    pub async fn expire_grant(&self, account: &str, id: &str, key: Option<&IdempotencyKey>) -> Result<Grant, LedgerError> {
+        let now = self.clock.now();
+        self.store
+            .change_grant(account, id, key, now, Box::new(move |grant: &mut Grant| grant.expire_now(now)))
+            .await
+    }
+
+    /// Balances per asset.
+    pub async fn balance_summary(
+        &self,
+        account: &str,
+        customer: &str,
+        filter: &BalanceFilter,
+    ) -> Result<Vec<Balance>, LedgerError> {
+        let grants = match filter {
+            BalanceFilter::CreditGrant(id) => {
+                let grant = self.grant(account, id).await?;
+                if grant.customer != customer {
+                    return Err(grant_not_found(id));
+                }
+                vec![grant]
+            }
+            _ => self.store.customer_grants(account, customer).await?,
+        };
+        Ok(balance::summarize(&grants, filter, self.clock.now()))
+    }
+
+    /// A page of transactions.
+    pub async fn list_transactions(
+        &self,
+        account: &str,
+        customer: &str,
+        credit_grant: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<(Vec<BalanceTransaction>, String), LedgerError> {
+        self.store.list_transactions(account, customer, credit_grant, page).await
+    }
+
+    /// Applies (or previews) credits on an invoice.
+    pub async fn apply_credits(&self, principal: &Principal, input: ApplyInput) -> Result<ApplyOutcome, LedgerError> {
+        if !principal.can_apply_credits {
+            return Err(LedgerError::PermissionDenied("ApplyCredits"));
+        }
+        let account = principal.account.as_str();
+        let preview = input.preview;
+        let request = self.resolve_lines(account, input).await?;
+        if preview {
+            return self.store.preview(account, &request).await;
+        }
+        let write = self.store.apply(account, &request, self.clock.now()).await?;
+        if !write.replayed {
+            tracing::info!(
+                invoice = %request.invoice,
+                applications = write.outcome.applications.len(),
+                "credits applied"
+            );
+        }
+        Ok(write.outcome)
+    }
+
+    /// Gives back a voided invoice's credits.
+    pub async fn reverse_credits(&self, principal: &Principal, invoice: &str) -> Result<Reversal, LedgerError> {
+        if !principal.can_apply_credits {
+            return Err(LedgerError::PermissionDenied("ReverseCredits"));
+        }
+        self.store.reverse(&principal.account, invoice, self.clock.now()).await
+    }
+
+    /// Checks the account's invariants.
+    pub async fn audit(&self, account: &str) -> Result<AuditReport, LedgerError> {
+        self.store.audit(account).await
+    }
+
+    async fn resolve_lines(&self, account: &str, input: ApplyInput) -> Result<ApplyRequest, LedgerError> {
+        let mut unit_ids: Vec<&str> = input.lines.iter().filter_map(|l| l.amount.pricing_unit()).collect();
+        unit_ids.sort_unstable();
+        unit_ids.dedup();
+        let mut scales = HashMap::new();
+        for id in unit_ids {
+            scales.extend(self.unit_scales(account, Some(id)).await?);
+        }
+        let mut violations = Vec::new();
+        let mut lines = Vec::with_capacity(input.lines.len());
+        let mut totals: HashMap<String, i64> = HashMap::new();
+        for (index, line) in input.lines.into_iter().enumerate() {
+            let field = format!("lines[{index}].amount");
+            let scale = line.amount.pricing_unit().and_then(|id| scales.get(id).copied());
+            match line.amount.resolve(&field, scale) {
+                Ok((asset, amount)) => {
+                    let total = totals.entry(asset.key()).or_default();
+                    match total.checked_add(amount) {
+                        Some(sum) => *total = sum,
+                        None => violations.push(FieldViolation::new(field, "the invoice's total overflows")),
+                    }
+                    lines.push(Line {
+                        invoice_line_item: line.invoice_line_item,
+                        price: line.price,
+                        asset,
+                        amount,
+                    });
+                }
+                Err(violation) => violations.push(violation),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(LedgerError::Invalid(violations));
+        }
+        Ok(ApplyRequest {
+            customer: input.customer,
+            invoice: input.invoice,
+            period_end: input.period_end,
+            lines,
+        })
+    }
+
+    async fn unit_scales(&self, account: &str, id: Option<&str>) -> Result<HashMap<String, u32>, LedgerError> {
+        let mut scales = HashMap::new();
+        if let Some(id) = id {
+            if let Some(unit) = self.store.pricing_unit(account, id).await? {
+                scales.insert(unit.id, unit.scale);
+            }
+        }
+        Ok(scales)
+    }
+}
+
+fn grant_not_found(id: &str) -> LedgerError {
+    LedgerError::NotFound {
+        kind: "credit grant",
+        id: id.to_owned(),
+    }
+}

@@ -1,0 +1,190 @@
+//! ApplyCredits and ReverseCredits: one transaction each, idempotent on the invoice.
+
+use billing_db::Tx;
+use billing_server::time::to_micros;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Store, grants, rows, transactions};
+use crate::domain::LedgerError;
+use crate::domain::apply::{self, ApplyOutcome, ApplyRequest, Reversal};
+use crate::domain::error::ConflictReason;
+use crate::domain::grant::Grant;
+
+/// What an earlier ApplyCredits for the invoice left.
+struct Recorded {
+    fingerprint: String,
+    outcome: String,
+    reversal: Option<String>,
+}
+
+/// The outcome of a write, and whether it was a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyWrite {
+    /// The outcome (stored or new).
+    pub outcome: ApplyOutcome,
+    /// True when the invoice had already been applied with the same lines.
+    pub replayed: bool,
+}
+
+impl Store {
+    /// Applies credits to the invoice's lines, or returns the stored outcome
+    /// of an identical earlier call.
+    pub async fn apply(&self, account: &str, request: &ApplyRequest, now: DateTime<Utc>) -> Result<ApplyWrite, LedgerError> {
+        let fingerprint = request.fingerprint();
+        let mut tx = self.db.begin_write().await?;
+        if let Some(recorded) = self.recorded(&mut tx, account, &request.invoice).await? {
+            return replay(recorded, &fingerprint);
+        }
+        let mut grants = self.lock_eligible(&mut tx, account, request).await?;
+        let mut outcome = apply::plan(request, &grants);
+        let appended = apply::book(&mut outcome, &mut grants, now);
+        transactions::append(&mut tx, account, &appended).await?;
+        for grant in grants.iter().filter(|g| g.updated == now) {
+            grants::save_grant(&mut tx, account, grant).await?;
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO invoice_credit_applications (account, invoice, customer, fingerprint, outcome, created_us) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account, invoice) DO NOTHING",
+        )
+        .bind(account)
+        .bind(&request.invoice)
+        .bind(&request.customer)
+        .bind(&fingerprint)
+        .bind(serde_json::to_string(&outcome)?)
+        .bind(to_micros(now))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            // A concurrent call for the same invoice committed first (PostgreSQL
+            // waited for it on the primary key): ours is void, theirs stands.
+            tx.rollback().await?;
+            let mut tx = self.db.begin_write().await?;
+            let recorded = self.recorded(&mut tx, account, &request.invoice).await?;
+            tx.rollback().await?;
+            return recorded
+                .map(|r| replay(r, &fingerprint))
+                .unwrap_or_else(|| Err(LedgerError::Corrupt("application vanished".into())));
+        }
+        tx.commit().await?;
+        Ok(ApplyWrite {
+            outcome,
+            replayed: false,
+        })
+    }
+
+    /// Computes what ApplyCredits would do, writing nothing.
+    pub async fn preview(&self, account: &str, request: &ApplyRequest) -> Result<ApplyOutcome, LedgerError> {
+        let fingerprint = request.fingerprint();
+        let mut conn = self.db.pool().acquire().await?;
+        let row = sqlx::query(
+            "SELECT fingerprint, outcome, reversal FROM invoice_credit_applications WHERE account = $1 AND invoice = $2",
+        )
+        .bind(account)
+        .bind(&request.invoice)
+        .fetch_optional(&mut *conn)
+        .await?;
+        drop(conn);
+        if let Some(row) = row {
+            let recorded = Recorded {
+                fingerprint: row.try_get(0)?,
+                outcome: row.try_get(1)?,
+                reversal: row.try_get(2)?,
+            };
+            return replay(recorded, &fingerprint).map(|w| w.outcome);
+        }
+        let grants = self.customer_grants(account, &request.customer).await?;
+        let mut outcome = apply::plan(request, &grants);
+        outcome.preview = true;
+        Ok(outcome)
+    }
+
+    /// Gives back the credits applied to `invoice`, once.
+    pub async fn reverse(&self, account: &str, invoice: &str, now: DateTime<Utc>) -> Result<Reversal, LedgerError> {
+        let mut tx = self.db.begin_write().await?;
+        let recorded = self.recorded(&mut tx, account, invoice).await?.ok_or_else(|| LedgerError::NotFound {
+            kind: "invoice with applied credits",
+            id: invoice.to_owned(),
+        })?;
+        if let Some(reversal) = recorded.reversal {
+            return Ok(serde_json::from_str(&reversal)?);
+        }
+        let outcome: ApplyOutcome = serde_json::from_str(&recorded.outcome)?;
+        let mut ids: Vec<String> = outcome.applications.iter().map(|a| a.credit_grant.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let mut grants = self.lock_grants(&mut tx, account, &ids).await?;
+        let (reversal, appended) = apply::reverse(&outcome, &mut grants, now);
+        transactions::append(&mut tx, account, &appended).await?;
+        for grant in &grants {
+            grants::save_grant(&mut tx, account, grant).await?;
+        }
+        sqlx::query(
+            "UPDATE invoice_credit_applications SET reversal = $1, reversed_us = $2 WHERE account = $3 AND invoice = $4",
+        )
+        .bind(serde_json::to_string(&reversal)?)
+        .bind(to_micros(now))
+        .bind(account)
+        .bind(invoice)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(reversal)
+    }
+
+    async fn recorded(&self, tx: &mut Tx, account: &str, invoice: &str) -> Result<Option<Recorded>, LedgerError> {
+        let sql = format!(
+            "SELECT fingerprint, outcome, reversal FROM invoice_credit_applications \
+             WHERE account = $1 AND invoice = $2{}",
+            self.for_update()
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(invoice)
+            .fetch_optional(&mut **tx)
+            .await?;
+        row.map(|row| {
+            Ok(Recorded {
+                fingerprint: row.try_get(0)?,
+                outcome: row.try_get(1)?,
+                reversal: row.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Locks the customer's grants that could pay the invoice, in id order.
+    async fn lock_eligible(&self, tx: &mut Tx, account: &str, request: &ApplyRequest) -> Result<Vec<Grant>, LedgerError> {
+        let assets = request.assets();
+        let sql = format!(
+            "SELECT {} FROM credit_grants WHERE account = $1 AND customer = $2 AND available > 0 \
+             AND voided_at_us IS NULL AND effective_at_us <= $3 \
+             AND (expires_at_us IS NULL OR expires_at_us > $3) AND asset IN ({}) ORDER BY id{}",
+            rows::GRANT_COLUMNS,
+            billing_db::sql::list(assets.len(), 4),
+            self.for_update()
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(&request.customer)
+            .bind(to_micros(request.period_end));
+        for asset in &assets {
+            query = query.bind(asset.key());
+        }
+        let found = query.fetch_all(&mut **tx).await?;
+        found.iter().map(rows::grant).collect()
+    }
+}
+
+fn replay(recorded: Recorded, fingerprint: &str) -> Result<ApplyWrite, LedgerError> {
+    if recorded.fingerprint != fingerprint {
+        return Err(LedgerError::conflict(
+            ConflictReason::InvoiceAlreadyApplied,
+            "credits were already applied to this invoice with different lines",
+        ));
+    }
+    Ok(ApplyWrite {
+        outcome: serde_json::from_str(&recorded.outcome)?,
+        replayed: true,
+    })
+}

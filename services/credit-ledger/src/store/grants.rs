@@ -1,0 +1,198 @@
+//! Credit grants: create, read, list, and the locked read-modify-write used
+//! by update, void, expire and the expiry sweeper.
+
+use billing_db::Tx;
+use billing_db::idempotency::IdempotencyKey;
+use billing_server::page::PageRequest;
+use billing_server::time::to_micros;
+use chrono::{DateTime, Utc};
+
+use super::{Begun, Store, rows, transactions};
+use crate::domain::LedgerError;
+use crate::domain::grant::Grant;
+use crate::domain::transaction::{BalanceTransaction, TransactionKind};
+
+/// A grant to create (already validated, id assigned).
+pub type NewGrant = Grant;
+
+/// A change to one locked grant: returns the transactions to append.
+pub type GrantUpdate<'a> = dyn FnOnce(&mut Grant) -> Result<Vec<BalanceTransaction>, LedgerError> + Send + 'a;
+
+impl Store {
+    /// Inserts a grant and its `credits_granted` credit.
+    pub async fn create_grant(
+        &self,
+        account: &str,
+        grant: NewGrant,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Grant, LedgerError> {
+        let mut tx = match self.begin(account, key).await? {
+            Begun::Replay(stored) => return Ok(stored),
+            Begun::Fresh(tx) => tx,
+        };
+        sqlx::query(
+            "INSERT INTO credit_grants (account, id, customer, name, asset, asset_scale, amount, available, \
+             scope, category, priority, effective_at_us, expires_at_us, voided_at_us, metadata, created_us, \
+             updated_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, $14, $15, $16)",
+        )
+        .bind(account)
+        .bind(&grant.id)
+        .bind(&grant.customer)
+        .bind(&grant.name)
+        .bind(grant.asset.key())
+        .bind(i64::from(grant.asset.scale()))
+        .bind(grant.amount)
+        .bind(grant.available)
+        .bind(serde_json::to_string(&grant.scope)?)
+        .bind(grant.category.as_str())
+        .bind(i64::from(grant.priority))
+        .bind(to_micros(grant.effective_at))
+        .bind(grant.expires_at.map(to_micros))
+        .bind(serde_json::to_string(&grant.metadata)?)
+        .bind(to_micros(grant.created))
+        .bind(to_micros(grant.updated))
+        .execute(&mut *tx)
+        .await?;
+        let credit = grant.transaction(TransactionKind::CreditsGranted, grant.amount, grant.effective_at, grant.created);
+        transactions::append(&mut tx, account, &[credit]).await?;
+        let now_us = to_micros(grant.created);
+        self.finish(tx, account, key, now_us, grant).await
+    }
+
+    /// One grant of the account.
+    pub async fn grant(&self, account: &str, id: &str) -> Result<Option<Grant>, LedgerError> {
+        let sql = format!("SELECT {} FROM credit_grants WHERE account = $1 AND id = $2", rows::GRANT_COLUMNS);
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.as_ref().map(rows::grant).transpose()
+    }
+
+    /// Every grant of a customer (balance summaries, previews). Cost grows
+    /// with the customer's grants, never with their history.
+    pub async fn customer_grants(&self, account: &str, customer: &str) -> Result<Vec<Grant>, LedgerError> {
+        let sql = format!(
+            "SELECT {} FROM credit_grants WHERE account = $1 AND customer = $2 ORDER BY id",
+            rows::GRANT_COLUMNS
+        );
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(customer)
+            .fetch_all(self.db.pool())
+            .await?;
+        found.iter().map(rows::grant).collect()
+    }
+
+    /// A page of grants, newest first, optionally of one customer.
+    pub async fn list_grants(
+        &self,
+        account: &str,
+        customer: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<(Vec<Grant>, String), LedgerError> {
+        let sql = format!(
+            "SELECT {} FROM credit_grants WHERE account = $1 AND ($2 IS NULL OR customer = $2) \
+             AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+            rows::GRANT_COLUMNS
+        );
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(customer)
+            .bind(page.before_id.as_deref())
+            .bind(page.fetch_limit())
+            .fetch_all(self.db.pool())
+            .await?;
+        let grants = found.iter().map(rows::grant).collect::<Result<Vec<_>, _>>()?;
+        Ok(page.finish(grants, |g| &g.id))
+    }
+
+    /// Locks one grant, lets `change` modify it, appends the transactions it
+    /// returns and saves the grant, all in one transaction.
+    pub async fn change_grant(
+        &self,
+        account: &str,
+        id: &str,
+        key: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
+        change: Box<GrantUpdate<'_>>,
+    ) -> Result<Grant, LedgerError> {
+        let mut tx = match self.begin(account, key).await? {
+            Begun::Replay(stored) => return Ok(stored),
+            Begun::Fresh(tx) => tx,
+        };
+        let mut grant = self
+            .lock_grants(&mut tx, account, &[id.to_owned()])
+            .await?
+            .pop()
+            .ok_or_else(|| LedgerError::NotFound {
+                kind: "credit grant",
+                id: id.to_owned(),
+            })?;
+        let appended = change(&mut grant)?;
+        transactions::append(&mut tx, account, &appended).await?;
+        save_grant(&mut tx, account, &grant).await?;
+        self.finish(tx, account, key, to_micros(now), grant).await
+    }
+
+    /// Locks the given grants in id order (deadlock-free across writers).
+    pub(crate) async fn lock_grants(&self, tx: &mut Tx, account: &str, ids: &[String]) -> Result<Vec<Grant>, LedgerError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {} FROM credit_grants WHERE account = $1 AND id IN ({}) ORDER BY id{}",
+            rows::GRANT_COLUMNS,
+            billing_db::sql::list(ids.len(), 2),
+            self.for_update()
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account);
+        for id in ids {
+            query = query.bind(id);
+        }
+        let found = query.fetch_all(&mut **tx).await?;
+        found.iter().map(rows::grant).collect()
+    }
+
+    /// Grants past `expires_at + grace` with credit left, across accounts, at most `limit`.
+    pub async fn grants_due_for_expiry(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, LedgerError> {
+        let found: Vec<(String, String)> = sqlx::query_as(
+            "SELECT account, id FROM credit_grants WHERE available > 0 AND expires_at_us IS NOT NULL \
+             AND expires_at_us <= $1 AND voided_at_us IS NULL ORDER BY expires_at_us LIMIT $2",
+        )
+        .bind(to_micros(cutoff))
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(found)
+    }
+}
+
+/// Writes a grant's mutable columns back.
+pub(crate) async fn save_grant(tx: &mut Tx, account: &str, grant: &Grant) -> Result<(), LedgerError> {
+    sqlx::query(
+        "UPDATE credit_grants SET name = $1, available = $2, applied_total = $3, reinstated_total = $4, \
+         expired_total = $5, voided_total = $6, expires_at_us = $7, voided_at_us = $8, metadata = $9, \
+         updated_us = $10 WHERE account = $11 AND id = $12",
+    )
+    .bind(&grant.name)
+    .bind(grant.available)
+    .bind(grant.totals.applied)
+    .bind(grant.totals.reinstated)
+    .bind(grant.totals.expired)
+    .bind(grant.totals.voided)
+    .bind(grant.expires_at.map(to_micros))
+    .bind(grant.voided_at.map(to_micros))
+    .bind(serde_json::to_string(&grant.metadata)?)
+    .bind(to_micros(grant.updated))
+    .bind(account)
+    .bind(&grant.id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! Balance transactions: batched appends and paged reads.
+
+use billing_db::Tx;
+use billing_server::page::PageRequest;
+use billing_server::time::to_micros;
+
+use super::{Store, rows};
+use crate::domain::LedgerError;
+use crate::domain::transaction::BalanceTransaction;
+
+/// Columns per inserted row (see [`append`]).
+const INSERT_COLUMNS: usize = 11;
+/// Rows per INSERT statement: stays far below both backends' parameter limits.
+const INSERT_ROWS_MAX: usize = 500;
+
+/// Appends transactions, one multi-row INSERT per 500 rows.
+pub(crate) async fn append(tx: &mut Tx, account: &str, items: &[BalanceTransaction]) -> Result<(), LedgerError> {
+    for chunk in items.chunks(INSERT_ROWS_MAX) {
+        let sql = format!(
+            "INSERT INTO credit_balance_transactions (account, id, customer, credit_grant, direction, kind, \
+             amount, invoice, invoice_line_item, effective_at_us, created_us) VALUES {}",
+            billing_db::sql::values_rows(chunk.len(), INSERT_COLUMNS, 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for item in chunk {
+            query = query
+                .bind(account)
+                .bind(&item.id)
+                .bind(&item.customer)
+                .bind(&item.credit_grant)
+                .bind(if item.kind.is_credit() { "credit" } else { "debit" })
+                .bind(item.kind.as_str())
+                .bind(item.amount)
+                .bind(item.invoice.as_deref())
+                .bind(item.invoice_line_item.as_deref())
+                .bind(to_micros(item.effective_at))
+                .bind(to_micros(item.created));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// A page of a customer's transactions (optionally one grant's), newest first.
+    pub async fn list_transactions(
+        &self,
+        account: &str,
+        customer: &str,
+        credit_grant: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<(Vec<BalanceTransaction>, String), LedgerError> {
+        let sql = format!(
+            "SELECT {} FROM credit_balance_transactions t \
+             JOIN credit_grants g ON g.account = t.account AND g.id = t.credit_grant \
+             WHERE t.account = $1 AND t.customer = $2 AND ($3 IS NULL OR t.credit_grant = $3) \
+             AND ($4 IS NULL OR t.id < $4) ORDER BY t.id DESC LIMIT $5",
+            rows::TRANSACTION_COLUMNS
+        );
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(customer)
+            .bind(credit_grant)
+            .bind(page.before_id.as_deref())
+            .bind(page.fetch_limit())
+            .fetch_all(self.db.pool())
+            .await?;
+        let items = found.iter().map(rows::transaction).collect::<Result<Vec<_>, _>>()?;
+        Ok(page.finish(items, |t| &t.id))
+    }
+}

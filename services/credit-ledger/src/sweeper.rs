@@ -1,0 +1,91 @@
+//! The background worker that records expiries and forgets old idempotency keys.
+//!
+//! A grant's credits stop counting in `available_balance` at `expires_at`, but
+//! the `credits_expired` debit is recorded only after a grace period (default
+//! 24 h), so that invoices for periods ending before `expires_at` can still use
+//! the grant while they finalize.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use tokio::sync::watch;
+
+use crate::domain::LedgerError;
+use crate::domain::grant::Grant;
+use crate::ledger::Ledger;
+
+/// How the sweeper runs.
+#[derive(Debug, Clone)]
+pub struct SweeperOptions {
+    /// Time between sweeps.
+    pub interval: Duration,
+    /// How long after `expires_at` the expiry is recorded.
+    pub grace: TimeDelta,
+    /// Most grants expired per sweep; the next sweep continues.
+    pub batch_max: i64,
+}
+
+impl Default for SweeperOptions {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            grace: TimeDelta::hours(24),
+            batch_max: 500,
+        }
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Grants whose expiry was recorded.
+    pub grants_expired: usize,
+    /// Idempotency keys deleted.
+    pub keys_purged: u64,
+}
+
+/// Runs one sweep at the ledger clock's now.
+pub async fn sweep_once(ledger: &Ledger, options: &SweeperOptions) -> Result<SweepReport, LedgerError> {
+    let now = ledger.clock().now();
+    let due = ledger.store().grants_due_for_expiry(now - options.grace, options.batch_max).await?;
+    let mut report = SweepReport::default();
+    for (account, id) in due {
+        let change = Box::new(move |grant: &mut Grant| {
+            // Re-checked under the lock: the grant may have changed since it was listed.
+            match grant.expires_at {
+                Some(at) if grant.voided_at.is_none() && grant.available > 0 => {
+                    grant.updated = now;
+                    Ok(grant.record_expiry(at, now))
+                }
+                _ => Ok(Vec::new()),
+            }
+        });
+        ledger.store().change_grant(&account, &id, None, now, change).await?;
+        report.grants_expired += 1;
+    }
+    let cutoff = now - TimeDelta::days(billing_db::idempotency::RETENTION_DAYS);
+    report.keys_purged =
+        billing_db::idempotency::purge_before(ledger.store().db().pool(), cutoff.timestamp_micros()).await?;
+    Ok(report)
+}
+
+/// Sweeps every `options.interval` until `stop` turns true.
+pub async fn run(ledger: Ledger, options: SweeperOptions, mut stop: watch::Receiver<bool>) {
+    loop {
+        match sweep_once(&ledger, &options).await {
+            Ok(report) if report.grants_expired > 0 || report.keys_purged > 0 => {
+                tracing::info!(grants_expired = report.grants_expired, keys_purged = report.keys_purged, "sweep");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying next interval"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(options.interval) => {}
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}

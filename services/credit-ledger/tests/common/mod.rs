@@ -1,0 +1,267 @@
+//! Test harness: a real ledger server on 127.0.0.1:0 with a fresh database,
+//! a manual clock, and clients authenticated as three keys.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use billing_db::testing::TestDatabase;
+use billing_proto::common::v1 as common;
+use billing_proto::ledger::v1 as pb;
+use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
+use billing_server::auth::{ApiKeys, Scope};
+use billing_server::clock::Clock;
+use chrono::{DateTime, TimeZone, Utc};
+use credit_ledger::{App, Config, Ledger};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+/// Account A's key, with the apply_credits scope.
+pub const KEY_A: &str = "sk_test_account_a";
+/// Account A's key without the apply_credits scope.
+pub const KEY_A_PLAIN: &str = "sk_test_account_a_plain";
+/// Account B's key.
+pub const KEY_B: &str = "sk_test_account_b";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running ledger for one test.
+pub struct TestLedger {
+    pub client: LedgerServiceClient<Channel>,
+    pub clock: Clock,
+    pub ledger: Ledger,
+    pub database_url: String,
+    db: TestDatabase,
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// The test clock's start: 2026-01-15T00:00:00Z.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 15, 0, 0, 0).unwrap()
+}
+
+impl TestLedger {
+    /// Starts a ledger, or None when PostgreSQL is unavailable outside CI.
+    pub async fn start(backend: Backend) -> Option<Self> {
+        let db = match backend {
+            Backend::Sqlite => TestDatabase::sqlite(),
+            Backend::Postgres => TestDatabase::postgres().await?,
+        };
+        let mut keys = ApiKeys::default();
+        keys.insert_plain(KEY_A, "acct_a", &[Scope::ApplyCredits]);
+        keys.insert_plain(KEY_A_PLAIN, "acct_a", &[]);
+        keys.insert_plain(KEY_B, "acct_b", &[Scope::ApplyCredits]);
+        let mut config = Config::new(db.url(), "127.0.0.1:0".parse().unwrap());
+        config.api_keys = keys;
+        config.db.postgres_max_connections = 16;
+        let clock = Clock::manual(t0());
+        let app = App::build(config, clock.clone()).await.expect("ledger starts");
+        let addr = app.local_addr().unwrap();
+        let ledger = app.ledger().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("ledger serves");
+        });
+        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        Some(Self {
+            client: LedgerServiceClient::new(channel),
+            clock,
+            ledger,
+            database_url: db.url().to_owned(),
+            db,
+            stop,
+            server,
+        })
+    }
+
+    /// A client (cheap clone of the channel).
+    pub fn client(&self) -> LedgerServiceClient<Channel> {
+        self.client.clone()
+    }
+
+    /// Stops the server and drops the database.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        self.db.drop_database().await;
+    }
+}
+
+/// Runs one test body on a fresh ledger and always cleans up, re-raising a failure.
+#[macro_export]
+macro_rules! run_on {
+    ($backend:expr, $body:path) => {{
+        let Some(ledger) = $crate::common::TestLedger::start($backend).await else {
+            return;
+        };
+        let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe($body(&ledger))).await;
+        ledger.stop().await;
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    }};
+}
+
+/// Generates one `#[tokio::test]` per backend for each named async test fn
+/// taking `&TestLedger`.
+#[macro_export]
+macro_rules! backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::run_on!($crate::common::Backend::Sqlite, super::$name);
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::run_on!($crate::common::Backend::Postgres, super::$name);
+                }
+            )*
+        }
+    };
+}
+
+/// Wraps a message with an API key.
+pub fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
+}
+
+/// A usd amount.
+pub fn usd(value: i64) -> Option<common::Amount> {
+    Some(common::Amount {
+        kind: Some(common::amount::Kind::Monetary(common::MonetaryAmount {
+            currency: "usd".into(),
+            value,
+        })),
+    })
+}
+
+/// A money amount in any currency.
+pub fn money(currency: &str, value: i64) -> Option<common::Amount> {
+    Some(common::Amount {
+        kind: Some(common::amount::Kind::Monetary(common::MonetaryAmount {
+            currency: currency.into(),
+            value,
+        })),
+    })
+}
+
+/// The integer value of a monetary amount.
+pub fn value_of(amount: &Option<common::Amount>) -> i64 {
+    match amount.as_ref().and_then(|a| a.kind.as_ref()) {
+        Some(common::amount::Kind::Monetary(m)) => m.value,
+        other => panic!("not a monetary amount: {other:?}"),
+    }
+}
+
+/// A timestamp for requests.
+pub fn ts(time: DateTime<Utc>) -> Option<prost_types::Timestamp> {
+    Some(billing_server::time::to_proto(time))
+}
+
+/// A METERED scope.
+pub fn metered() -> Option<pb::ApplicabilityConfig> {
+    Some(pb::ApplicabilityConfig {
+        scope: Some(pb::ApplicabilityScope {
+            price_type: pb::PriceType::Metered.into(),
+            prices: vec![],
+        }),
+    })
+}
+
+/// A grant request of `value` usd cents, METERED, paid, default priority.
+pub fn grant_request(customer: &str, name: &str, value: i64) -> pb::CreateCreditGrantRequest {
+    pb::CreateCreditGrantRequest {
+        customer: customer.into(),
+        name: name.into(),
+        amount: usd(value),
+        applicability_config: metered(),
+        ..Default::default()
+    }
+}
+
+/// Creates a grant as account A.
+pub async fn create_grant(t: &TestLedger, request: pb::CreateCreditGrantRequest) -> pb::CreditGrant {
+    t.client()
+        .create_credit_grant(authed(KEY_A, request))
+        .await
+        .expect("grant created")
+        .into_inner()
+        .credit_grant
+        .expect("grant in response")
+}
+
+/// A usd line.
+pub fn line(id: &str, price: &str, value: i64) -> pb::InvoiceLine {
+    pb::InvoiceLine {
+        invoice_line_item: id.into(),
+        price: price.into(),
+        amount: usd(value),
+    }
+}
+
+/// An ApplyCredits request with period_end = the clock's now.
+pub fn apply_request(t: &TestLedger, customer: &str, invoice: &str, lines: Vec<pb::InvoiceLine>) -> pb::ApplyCreditsRequest {
+    pb::ApplyCreditsRequest {
+        customer: customer.into(),
+        invoice: invoice.into(),
+        period_end: ts(t.clock.now()),
+        lines,
+        preview: false,
+    }
+}
+
+/// All of a customer's transactions (following pages).
+pub async fn all_transactions(t: &TestLedger, customer: &str) -> Vec<pb::CreditBalanceTransaction> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = t
+            .client()
+            .list_credit_balance_transactions(authed(
+                KEY_A,
+                pb::ListCreditBalanceTransactionsRequest {
+                    customer: customer.into(),
+                    page_size: 100,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        out.extend(page.credit_balance_transactions);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// The audit finds nothing wrong in account A.
+pub async fn assert_audit_clean(t: &TestLedger) {
+    let report = t
+        .client()
+        .audit_ledger(authed(KEY_A, pb::AuditLedgerRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(report.violations.is_empty(), "audit: {:?}", report.violations);
+}
