@@ -280,3 +280,134 @@ pub fn reverse(outcome: &ApplyOutcome, grants: &mut [Grant], now: DateTime<Utc>)
         appended,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use billing_money::Currency;
+    use chrono::{TimeDelta, TimeZone};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::grant::{Category, GrantTotals, Scope};
+
+    fn usd() -> Asset {
+        Asset::Currency(Currency::parse("usd").unwrap())
+    }
+
+    fn grant_strategy() -> impl Strategy<Value = Grant> {
+        (
+            1_i64..500,
+            0_u32..3,
+            any::<bool>(),
+            proptest::option::of(-2_i64..48),
+            -48_i64..2,
+            proptest::option::of(0_usize..3),
+            any::<bool>(),
+        )
+            .prop_map(|(amount, priority, promo, expires_h, effective_h, scoped, eur)| {
+                let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+                let effective_at = t0 + TimeDelta::hours(effective_h);
+                Grant {
+                    id: billing_server::ids::new_id("credgr"),
+                    customer: "cus".into(),
+                    name: String::new(),
+                    asset: if eur { Asset::Currency(Currency::parse("eur").unwrap()) } else { usd() },
+                    amount,
+                    available: amount,
+                    totals: GrantTotals::default(),
+                    scope: scoped.map_or(Scope::Metered, |p| Scope::Prices(vec![format!("price_{p}")])),
+                    category: if promo { Category::Promotional } else { Category::Paid },
+                    priority: priority * 50,
+                    effective_at,
+                    expires_at: expires_h.map(|h| t0 + TimeDelta::hours(h)).filter(|at| *at > effective_at),
+                    voided_at: None,
+                    metadata: BTreeMap::new(),
+                    created: t0,
+                    updated: t0,
+                }
+            })
+    }
+
+    proptest! {
+        /// The plan never pays a line more than its amount, never takes more
+        /// from a grant than it has, uses only eligible grants, and leaves a
+        /// line short only when no eligible grant has anything left.
+        #[test]
+        fn plans_are_sound_and_greedy(
+            grants in proptest::collection::vec(grant_strategy(), 0..8),
+            lines in proptest::collection::vec((1_i64..400, 0_usize..3), 1..6),
+        ) {
+            let period_end = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+            let request = ApplyRequest {
+                customer: "cus".into(),
+                invoice: "in".into(),
+                period_end,
+                lines: lines.iter().enumerate().map(|(i, (amount, price))| Line {
+                    invoice_line_item: format!("l{i}"),
+                    price: format!("price_{price}"),
+                    asset: usd(),
+                    amount: *amount,
+                }).collect(),
+            };
+            let outcome = plan(&request, &grants);
+            let mut taken: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+            for application in &outcome.applications {
+                prop_assert!(application.amount > 0);
+                let grant = grants.iter().find(|g| g.id == application.credit_grant).unwrap();
+                let line = request.lines.iter().find(|l| l.invoice_line_item == application.invoice_line_item).unwrap();
+                prop_assert!(grant.is_eligible(&line.asset, &line.price, period_end));
+                *taken.entry(&grant.id).or_default() += application.amount;
+            }
+            for grant in &grants {
+                prop_assert!(taken.get(grant.id.as_str()).copied().unwrap_or(0) <= grant.available);
+            }
+            let mut violations = Vec::new();
+            crate::domain::invariants::check_invoice(&outcome, &mut violations);
+            prop_assert!(violations.is_empty(), "{:?}", violations);
+            for (line, credits) in request.lines.iter().zip(&outcome.lines) {
+                if credits.applied < line.amount {
+                    for grant in grants.iter().filter(|g| g.is_eligible(&line.asset, &line.price, period_end)) {
+                        prop_assert_eq!(taken.get(grant.id.as_str()).copied().unwrap_or(0), grant.available);
+                    }
+                }
+            }
+        }
+
+        /// Booking then reversing restores every grant's available balance
+        /// (for grants not yet expired) and keeps the balance equation.
+        #[test]
+        fn book_then_reverse_keeps_the_equation(
+            mut grants in proptest::collection::vec(grant_strategy(), 1..6),
+            lines in proptest::collection::vec((1_i64..400, 0_usize..3), 1..5),
+            reverse_after_h in 0_i64..72,
+        ) {
+            let period_end = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+            let before: Vec<i64> = grants.iter().map(|g| g.available).collect();
+            let request = ApplyRequest {
+                customer: "cus".into(),
+                invoice: "in".into(),
+                period_end,
+                lines: lines.iter().enumerate().map(|(i, (amount, price))| Line {
+                    invoice_line_item: format!("l{i}"),
+                    price: format!("price_{price}"),
+                    asset: usd(),
+                    amount: *amount,
+                }).collect(),
+            };
+            let mut outcome = plan(&request, &grants);
+            book(&mut outcome, &mut grants, period_end);
+            let now = period_end + TimeDelta::hours(reverse_after_h);
+            reverse(&outcome, &mut grants, now);
+            for (grant, available) in grants.iter().zip(before) {
+                let mut violations = Vec::new();
+                crate::domain::invariants::check_grant(grant, None, &mut violations);
+                prop_assert!(violations.is_empty(), "{:?}", violations);
+                if grant.expires_at.is_none_or(|at| at > now) {
+                    prop_assert_eq!(grant.available, available);
+                }
+            }
+        }
+    }
+}
