@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .btree_map(".")
         .file_descriptor_set_path(out_dir.join("billing_descriptor.bin"))
-        .compile_with_config(config, &files, &[proto_root.clone()])?;
+        .compile_with_config(config, &files, std::slice::from_ref(&proto_root))?;
 
     println!("cargo:rerun-if-changed={}", proto_root.display());
     Ok(())

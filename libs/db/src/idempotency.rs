@@ -39,7 +39,11 @@ pub enum Prior {
 }
 
 /// Looks the key up inside the write transaction.
-pub async fn lookup(tx: &mut Tx, account: &str, key: &IdempotencyKey) -> Result<Prior, sqlx::Error> {
+pub async fn lookup(
+    tx: &mut Tx,
+    account: &str,
+    key: &IdempotencyKey,
+) -> Result<Prior, sqlx::Error> {
     let row = sqlx::query(
         "SELECT fingerprint, response FROM idempotency_keys WHERE account = $1 AND request_id = $2",
     )

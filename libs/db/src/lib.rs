@@ -162,10 +162,11 @@ pub fn backend_of(url: &str) -> Result<Backend, DbError> {
 fn prepare_sqlite_url(url: &str) -> Result<String, DbError> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path != ":memory:" {
-        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
-        }
+    let parent = Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent.filter(|_| path != ":memory:") {
+        std::fs::create_dir_all(parent)?;
     }
     if query.contains("mode=") {
         return Ok(url.to_owned());
@@ -176,10 +177,14 @@ fn prepare_sqlite_url(url: &str) -> Result<String, DbError> {
 
 /// Whether the error is a unique-constraint violation (a lost race on insert).
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
-    error.as_database_error().is_some_and(|e| e.is_unique_violation())
+    error
+        .as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
 }
 
 /// Whether the error is a CHECK-constraint violation (a last-line invariant).
 pub fn is_check_violation(error: &sqlx::Error) -> bool {
-    error.as_database_error().is_some_and(|e| e.is_check_violation())
+    error
+        .as_database_error()
+        .is_some_and(|e| e.is_check_violation())
 }

@@ -46,8 +46,8 @@ impl TestDatabase {
     /// # Panics
     /// When the server is unreachable and `CI=true`: CI must run these tests.
     pub async fn postgres() -> Option<Self> {
-        let admin_url =
-            std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
+        let admin_url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
         let name = format!("billing_test_{}", unique_suffix());
         match create_postgres_database(&admin_url, &name).await {
             Ok(url) => Some(Self {
@@ -85,7 +85,9 @@ impl TestDatabase {
 }
 
 fn unique_suffix() -> String {
-    ulid::Ulid::from_datetime(std::time::SystemTime::now()).to_string().to_lowercase()
+    ulid::Ulid::from_datetime(std::time::SystemTime::now())
+        .to_string()
+        .to_lowercase()
 }
 
 async fn admin_connection(admin_url: &str) -> Result<sqlx::PgConnection, sqlx::Error> {
@@ -102,7 +104,8 @@ async fn create_postgres_database(admin_url: &str, name: &str) -> Result<String,
         .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .await?;
     admin.close().await?;
-    let mut url = url::Url::parse(admin_url).map_err(|e| sqlx::Error::Configuration(Box::new(e)))?;
+    let mut url =
+        url::Url::parse(admin_url).map_err(|e| sqlx::Error::Configuration(Box::new(e)))?;
     url.set_path(&format!("/{name}"));
     Ok(url.to_string())
 }

@@ -64,7 +64,8 @@ impl Currency {
         if !bytes.iter().all(u8::is_ascii_lowercase) {
             return Err(unknown());
         }
-        let iso = iso_currency::Currency::from_code(&code.to_ascii_uppercase()).ok_or_else(unknown)?;
+        let iso =
+            iso_currency::Currency::from_code(&code.to_ascii_uppercase()).ok_or_else(unknown)?;
         // Codes without a minor unit (gold, testing codes) cannot hold money amounts.
         let exponent = iso.exponent().ok_or_else(unknown)?;
         Ok(Self {
@@ -204,7 +205,8 @@ pub fn parse_value(value: &str, scale: u32) -> Result<i64, MoneyError> {
     if !is_plain_decimal(value) {
         return Err(MoneyError::NotADecimal(value.to_owned()));
     }
-    let decimal = Decimal::from_str(value).map_err(|_| MoneyError::NotADecimal(value.to_owned()))?;
+    let decimal =
+        Decimal::from_str(value).map_err(|_| MoneyError::NotADecimal(value.to_owned()))?;
     decimal_to_units(decimal.normalize(), scale).map_err(|error| match error {
         MoneyError::TooPrecise { scale, .. } => MoneyError::TooPrecise {
             value: value.to_owned(),
@@ -268,7 +270,11 @@ mod tests {
     #[test]
     fn currencies_carry_their_minor_unit() {
         let check = |code: &str, exponent: u32| {
-            assert_eq!(Currency::parse(code).map(|c| c.exponent()), Ok(exponent), "{code}");
+            assert_eq!(
+                Currency::parse(code).map(|c| c.exponent()),
+                Ok(exponent),
+                "{code}"
+            );
         };
         check("usd", 2);
         check("eur", 2);
@@ -288,7 +294,11 @@ mod tests {
     #[test]
     fn parse_value_is_exact() {
         let check = |value: &str, scale: u32, expected: Result<i64, ()>| {
-            assert_eq!(parse_value(value, scale).map_err(|_| ()), expected, "{value} @ {scale}");
+            assert_eq!(
+                parse_value(value, scale).map_err(|_| ()),
+                expected,
+                "{value} @ {scale}"
+            );
         };
         check("12.5", 2, Ok(1250));
         check("12.50", 1, Ok(125));
@@ -308,7 +318,11 @@ mod tests {
     fn rounding_is_half_away_from_zero() {
         let check = |value: &str, scale: u32, expected: i64| {
             let decimal = Decimal::from_str(value).unwrap();
-            assert_eq!(round_to_scale(decimal, scale), Ok(expected), "{value} @ {scale}");
+            assert_eq!(
+                round_to_scale(decimal, scale),
+                Ok(expected),
+                "{value} @ {scale}"
+            );
         };
         check("0.005", 2, 1);
         check("0.004999", 2, 0);

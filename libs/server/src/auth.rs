@@ -77,7 +77,10 @@ impl ApiKeys {
     /// Parses `BILLING_API_KEYS`-style text.
     pub fn parse(text: &str) -> Result<Self, AuthConfigError> {
         let mut keys = Self::default();
-        for entry in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty()) {
+        for entry in text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|e| !e.is_empty())
+        {
             let mut parts = entry.split(':');
             let (Some(account), Some(hash)) = (parts.next(), parts.next()) else {
                 return Err(AuthConfigError::Malformed(redact(entry)));
@@ -132,13 +135,21 @@ impl ApiKeys {
     }
 
     /// Authenticates a request's metadata.
-    pub fn authenticate(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Principal, Status> {
+    pub fn authenticate(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Principal, Status> {
         let token = metadata
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
-            .ok_or_else(|| Status::unauthenticated("missing API key: send 'authorization: Bearer <key>'"))?;
+            .ok_or_else(|| {
+                Status::unauthenticated("missing API key: send 'authorization: Bearer <key>'")
+            })?;
         let entry = self
             .by_hash
             .get(&digest(token))
@@ -154,7 +165,9 @@ impl ApiKeys {
             .and_then(|v| v.to_str().ok())
             .filter(|a| valid_account(a))
             .ok_or_else(|| {
-                Status::unauthenticated(format!("a service key must name the account in '{ACCOUNT_METADATA_KEY}'"))
+                Status::unauthenticated(format!(
+                    "a service key must name the account in '{ACCOUNT_METADATA_KEY}'"
+                ))
             })?;
         Ok(Principal {
             account: account.to_owned(),
@@ -213,7 +226,9 @@ fn digest(key: &str) -> [u8; 32] {
 
 fn valid_account(account: &str) -> bool {
     (1..=64).contains(&account.len())
-        && account.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && account
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Keeps config errors from echoing a secret: only the account part is shown.
@@ -246,14 +261,24 @@ mod tests {
         let keys = ApiKeys::parse(&config).unwrap();
         assert_eq!(keys.len(), 3);
 
-        let a = keys.authenticate(&metadata(&[("authorization", "Bearer sk_a")])).unwrap();
+        let a = keys
+            .authenticate(&metadata(&[("authorization", "Bearer sk_a")]))
+            .unwrap();
         assert_eq!((a.account.as_str(), a.can_apply_credits), ("acct_a", false));
-        let b = keys.authenticate(&metadata(&[("authorization", "Bearer sk_b")])).unwrap();
+        let b = keys
+            .authenticate(&metadata(&[("authorization", "Bearer sk_b")]))
+            .unwrap();
         assert!(b.can_apply_credits);
         let svc = keys
-            .authenticate(&metadata(&[("authorization", "Bearer sk_svc"), (ACCOUNT_METADATA_KEY, "acct_a")]))
+            .authenticate(&metadata(&[
+                ("authorization", "Bearer sk_svc"),
+                (ACCOUNT_METADATA_KEY, "acct_a"),
+            ]))
             .unwrap();
-        assert_eq!((svc.account.as_str(), svc.can_apply_credits), ("acct_a", true));
+        assert_eq!(
+            (svc.account.as_str(), svc.can_apply_credits),
+            ("acct_a", true)
+        );
 
         for bad in [
             metadata(&[]),

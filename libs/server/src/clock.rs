@@ -29,7 +29,9 @@ impl Clock {
     /// The current time, truncated to microseconds (the storage precision).
     pub fn now(&self) -> DateTime<Utc> {
         let now = match &self.manual {
-            Some(time) => *time.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            Some(time) => *time
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
             None => Utc::now(),
         };
         DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
@@ -38,7 +40,9 @@ impl Clock {
     /// Moves a manual clock forward; no effect on the system clock.
     pub fn advance(&self, by: Duration) {
         if let Some(time) = &self.manual {
-            let mut guard = time.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut guard = time
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             *guard += by;
         }
     }
@@ -46,7 +50,9 @@ impl Clock {
     /// Sets a manual clock to `time` (may go backwards); no effect on the system clock.
     pub fn set(&self, time: DateTime<Utc>) {
         if let Some(current) = &self.manual {
-            *current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = time;
+            *current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = time;
         }
     }
 }

@@ -49,7 +49,10 @@ impl PageRequest {
             return (rows, String::new());
         }
         rows.truncate(size);
-        let token = rows.last().map(|row| encode_token(id_of(row))).unwrap_or_default();
+        let token = rows
+            .last()
+            .map(|row| encode_token(id_of(row)))
+            .unwrap_or_default();
         (rows, token)
     }
 }
@@ -74,10 +77,16 @@ mod tests {
         assert_eq!(PageRequest::parse(0, "").unwrap().size, 20);
         assert_eq!(PageRequest::parse(1000, "").unwrap().size, 100);
         assert_eq!(PageRequest::parse(-1, "").unwrap_err().field, "page_size");
-        assert_eq!(PageRequest::parse(10, "zz").unwrap_err().field, "page_token");
+        assert_eq!(
+            PageRequest::parse(10, "zz").unwrap_err().field,
+            "page_token"
+        );
         let page = PageRequest::parse(2, "").unwrap();
         let (rows, token) = page.finish(vec!["c", "b", "a"], |s| s);
         assert_eq!(rows, vec!["c", "b"]);
-        assert_eq!(PageRequest::parse(2, &token).unwrap().before_id.as_deref(), Some("b"));
+        assert_eq!(
+            PageRequest::parse(2, &token).unwrap().before_id.as_deref(),
+            Some("b")
+        );
     }
 }

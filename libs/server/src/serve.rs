@@ -95,7 +95,9 @@ pub async fn serve(
 
     let server = Server::builder()
         .timeout(options.request_timeout)
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(options.concurrency_limit))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            options.concurrency_limit,
+        ))
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
 

@@ -62,7 +62,10 @@ pub fn not_found(kind: &str, id: &str) -> Status {
 /// Checks `request_id`: at most 100 characters.
 pub fn check_request_id(request_id: &str) -> Result<(), FieldViolation> {
     if request_id.chars().count() > 100 {
-        return Err(FieldViolation::new("request_id", "must be at most 100 characters"));
+        return Err(FieldViolation::new(
+            "request_id",
+            "must be at most 100 characters",
+        ));
     }
     Ok(())
 }
@@ -73,7 +76,9 @@ mod tests {
 
     #[test]
     fn invalid_argument_names_fields() {
-        let status = invalid_argument(&[FieldViolation::new("value", "must be positive").under("amount.monetary")]);
+        let status = invalid_argument(&[
+            FieldViolation::new("value", "must be positive").under("amount.monetary")
+        ]);
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
         let violations = &details.bad_request().unwrap().field_violations;
@@ -82,7 +87,15 @@ mod tests {
 
     #[test]
     fn reason_is_carried() {
-        let status = with_reason(Code::FailedPrecondition, "GRANT_ALREADY_APPLIED", "ledger.billing", "no");
-        assert_eq!(status.get_error_details().error_info().unwrap().reason, "GRANT_ALREADY_APPLIED");
+        let status = with_reason(
+            Code::FailedPrecondition,
+            "GRANT_ALREADY_APPLIED",
+            "ledger.billing",
+            "no",
+        );
+        assert_eq!(
+            status.get_error_details().error_info().unwrap().reason,
+            "GRANT_ALREADY_APPLIED"
+        );
     }
 }

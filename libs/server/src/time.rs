@@ -6,7 +6,10 @@ use crate::status::FieldViolation;
 
 /// Converts a request timestamp; sub-microsecond digits are dropped (storage
 /// keeps microseconds) and out-of-range values name the field.
-pub fn from_proto(timestamp: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, FieldViolation> {
+pub fn from_proto(
+    timestamp: &prost_types::Timestamp,
+    field: &str,
+) -> Result<DateTime<Utc>, FieldViolation> {
     let nanos = u32::try_from(timestamp.nanos)
         .ok()
         .filter(|n| *n < 1_000_000_000)

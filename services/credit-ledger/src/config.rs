@@ -66,17 +66,22 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let database_url = var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let listen_addr = parse("LISTEN_ADDR", var("LISTEN_ADDR").as_deref().unwrap_or(DEFAULT_LISTEN_ADDR))?;
+        let listen_addr = parse(
+            "LISTEN_ADDR",
+            var("LISTEN_ADDR").as_deref().unwrap_or(DEFAULT_LISTEN_ADDR),
+        )?;
         let mut config = Self::new(database_url, listen_addr);
         config.api_keys = ApiKeys::parse(&var("BILLING_API_KEYS").unwrap_or_default())?;
         if let Some(value) = var("DATABASE_MAX_CONNECTIONS") {
             config.db.postgres_max_connections = parse("DATABASE_MAX_CONNECTIONS", &value)?;
         }
         if let Some(value) = var("LEDGER_EXPIRY_GRACE_SECONDS") {
-            config.sweeper.grace = TimeDelta::seconds(parse("LEDGER_EXPIRY_GRACE_SECONDS", &value)?);
+            config.sweeper.grace =
+                TimeDelta::seconds(parse("LEDGER_EXPIRY_GRACE_SECONDS", &value)?);
         }
         if let Some(value) = var("LEDGER_SWEEP_INTERVAL_SECONDS") {
-            config.sweeper.interval = Duration::from_secs(parse("LEDGER_SWEEP_INTERVAL_SECONDS", &value)?);
+            config.sweeper.interval =
+                Duration::from_secs(parse("LEDGER_SWEEP_INTERVAL_SECONDS", &value)?);
         }
         Ok(config)
     }

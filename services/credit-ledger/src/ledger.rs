@@ -112,10 +112,13 @@ impl Ledger {
 
     /// One pricing unit.
     pub async fn pricing_unit(&self, account: &str, id: &str) -> Result<PricingUnit, LedgerError> {
-        self.store.pricing_unit(account, id).await?.ok_or_else(|| LedgerError::NotFound {
-            kind: "pricing unit",
-            id: id.to_owned(),
-        })
+        self.store
+            .pricing_unit(account, id)
+            .await?
+            .ok_or_else(|| LedgerError::NotFound {
+                kind: "pricing unit",
+                id: id.to_owned(),
+            })
     }
 
     /// A page of pricing units.
@@ -135,14 +138,23 @@ impl Ledger {
         key: Option<&IdempotencyKey>,
     ) -> Result<Grant, LedgerError> {
         let now = self.clock.now();
-        let scales = self.unit_scales(account, input.amount.pricing_unit()).await?;
+        let scales = self
+            .unit_scales(account, input.amount.pricing_unit())
+            .await?;
         let mut violations = Vec::new();
-        let resolved = input
-            .amount
-            .resolve("amount", input.amount.pricing_unit().and_then(|id| scales.get(id).copied()));
+        let resolved = input.amount.resolve(
+            "amount",
+            input
+                .amount
+                .pricing_unit()
+                .and_then(|id| scales.get(id).copied()),
+        );
         let effective_at = input.effective_at.unwrap_or(now);
         if input.expires_at.is_some_and(|at| at <= effective_at) {
-            violations.push(FieldViolation::new("expires_at", "must be after effective_at"));
+            violations.push(FieldViolation::new(
+                "expires_at",
+                "must be after effective_at",
+            ));
         }
         let (asset, amount) = match resolved {
             Ok(resolved) if violations.is_empty() => resolved,
@@ -175,7 +187,10 @@ impl Ledger {
 
     /// One grant.
     pub async fn grant(&self, account: &str, id: &str) -> Result<Grant, LedgerError> {
-        self.store.grant(account, id).await?.ok_or_else(|| grant_not_found(id))
+        self.store
+            .grant(account, id)
+            .await?
+            .ok_or_else(|| grant_not_found(id))
     }
 
     /// A page of grants.
@@ -197,23 +212,46 @@ impl Ledger {
         key: Option<&IdempotencyKey>,
     ) -> Result<Grant, LedgerError> {
         let now = self.clock.now();
-        let change = Box::new(move |grant: &mut Grant| grant.update(changes, now).map(|()| Vec::new()));
+        let change =
+            Box::new(move |grant: &mut Grant| grant.update(changes, now).map(|()| Vec::new()));
         self.store.change_grant(account, id, key, now, change).await
     }
 
     /// Voids a never-applied grant.
-    pub async fn void_grant(&self, account: &str, id: &str, key: Option<&IdempotencyKey>) -> Result<Grant, LedgerError> {
+    pub async fn void_grant(
+        &self,
+        account: &str,
+        id: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Grant, LedgerError> {
         let now = self.clock.now();
         self.store
-            .change_grant(account, id, key, now, Box::new(move |grant: &mut Grant| grant.void(now)))
+            .change_grant(
+                account,
+                id,
+                key,
+                now,
+                Box::new(move |grant: &mut Grant| grant.void(now)),
+            )
             .await
     }
 
     /// Expires a grant's remainder now.
-    pub async fn expire_grant(&self, account: &str, id: &str, key: Option<&IdempotencyKey>) -> Result<Grant, LedgerError> {
+    pub async fn expire_grant(
+        &self,
+        account: &str,
+        id: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Grant, LedgerError> {
         let now = self.clock.now();
         self.store
-            .change_grant(account, id, key, now, Box::new(move |grant: &mut Grant| grant.expire_now(now)))
+            .change_grant(
+                account,
+                id,
+                key,
+                now,
+                Box::new(move |grant: &mut Grant| grant.expire_now(now)),
+            )
             .await
     }
 
@@ -245,11 +283,17 @@ impl Ledger {
         credit_grant: Option<&str>,
         page: &PageRequest,
     ) -> Result<(Vec<BalanceTransaction>, String), LedgerError> {
-        self.store.list_transactions(account, customer, credit_grant, page).await
+        self.store
+            .list_transactions(account, customer, credit_grant, page)
+            .await
     }
 
     /// Applies (or previews) credits on an invoice.
-    pub async fn apply_credits(&self, principal: &Principal, input: ApplyInput) -> Result<ApplyOutcome, LedgerError> {
+    pub async fn apply_credits(
+        &self,
+        principal: &Principal,
+        input: ApplyInput,
+    ) -> Result<ApplyOutcome, LedgerError> {
         if !principal.can_apply_credits {
             return Err(LedgerError::PermissionDenied("ApplyCredits"));
         }
@@ -259,7 +303,10 @@ impl Ledger {
         if preview {
             return self.store.preview(account, &request).await;
         }
-        let write = self.store.apply(account, &request, self.clock.now()).await?;
+        let write = self
+            .store
+            .apply(account, &request, self.clock.now())
+            .await?;
         if !write.replayed {
             tracing::info!(
                 invoice = %request.invoice,
@@ -271,11 +318,17 @@ impl Ledger {
     }
 
     /// Gives back a voided invoice's credits.
-    pub async fn reverse_credits(&self, principal: &Principal, invoice: &str) -> Result<Reversal, LedgerError> {
+    pub async fn reverse_credits(
+        &self,
+        principal: &Principal,
+        invoice: &str,
+    ) -> Result<Reversal, LedgerError> {
         if !principal.can_apply_credits {
             return Err(LedgerError::PermissionDenied("ReverseCredits"));
         }
-        self.store.reverse(&principal.account, invoice, self.clock.now()).await
+        self.store
+            .reverse(&principal.account, invoice, self.clock.now())
+            .await
     }
 
     /// Checks the account's invariants.
@@ -283,8 +336,16 @@ impl Ledger {
         self.store.audit(account).await
     }
 
-    async fn resolve_lines(&self, account: &str, input: ApplyInput) -> Result<ApplyRequest, LedgerError> {
-        let mut unit_ids: Vec<&str> = input.lines.iter().filter_map(|l| l.amount.pricing_unit()).collect();
+    async fn resolve_lines(
+        &self,
+        account: &str,
+        input: ApplyInput,
+    ) -> Result<ApplyRequest, LedgerError> {
+        let mut unit_ids: Vec<&str> = input
+            .lines
+            .iter()
+            .filter_map(|l| l.amount.pricing_unit())
+            .collect();
         unit_ids.sort_unstable();
         unit_ids.dedup();
         let mut scales = HashMap::new();
@@ -296,13 +357,17 @@ impl Ledger {
         let mut totals: HashMap<String, i64> = HashMap::new();
         for (index, line) in input.lines.into_iter().enumerate() {
             let field = format!("lines[{index}].amount");
-            let scale = line.amount.pricing_unit().and_then(|id| scales.get(id).copied());
+            let scale = line
+                .amount
+                .pricing_unit()
+                .and_then(|id| scales.get(id).copied());
             match line.amount.resolve(&field, scale) {
                 Ok((asset, amount)) => {
                     let total = totals.entry(asset.key()).or_default();
                     match total.checked_add(amount) {
                         Some(sum) => *total = sum,
-                        None => violations.push(FieldViolation::new(field, "the invoice's total overflows")),
+                        None => violations
+                            .push(FieldViolation::new(field, "the invoice's total overflows")),
                     }
                     lines.push(Line {
                         invoice_line_item: line.invoice_line_item,
@@ -325,12 +390,16 @@ impl Ledger {
         })
     }
 
-    async fn unit_scales(&self, account: &str, id: Option<&str>) -> Result<HashMap<String, u32>, LedgerError> {
+    async fn unit_scales(
+        &self,
+        account: &str,
+        id: Option<&str>,
+    ) -> Result<HashMap<String, u32>, LedgerError> {
         let mut scales = HashMap::new();
-        if let Some(id) = id {
-            if let Some(unit) = self.store.pricing_unit(account, id).await? {
-                scales.insert(unit.id, unit.scale);
-            }
+        if let Some(id) = id
+            && let Some(unit) = self.store.pricing_unit(account, id).await?
+        {
+            scales.insert(unit.id, unit.scale);
         }
         Ok(scales)
     }

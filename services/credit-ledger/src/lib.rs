@@ -72,10 +72,12 @@ impl App {
     pub async fn build(config: Config, clock: Clock) -> Result<Self, AppError> {
         let db = billing_db::Db::connect(&config.database_url, &config.db).await?;
         db.migrate(&MIGRATOR).await?;
-        let listener = TcpListener::bind(config.listen_addr).await.map_err(|source| AppError::Bind {
-            addr: config.listen_addr,
-            source,
-        })?;
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: config.listen_addr,
+                source,
+            })?;
         let ledger = Ledger::new(store::Store::new(db), clock);
         Ok(Self {
             listener,
@@ -96,7 +98,10 @@ impl App {
 
     /// Serves until `shutdown` resolves, then drains, stops the sweeper and
     /// closes the database.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
         let keys = Arc::new(self.config.api_keys.clone());
         let max = self.config.server.max_message_bytes;
         let service = LedgerServiceServer::new(grpc::LedgerGrpc::new(self.ledger.clone()))
@@ -105,9 +110,20 @@ impl App {
         let routes = Routes::new(InterceptedService::new(service, AuthInterceptor::new(keys)));
 
         let (stop_sweeper, stop) = tokio::sync::watch::channel(false);
-        let sweeper = tokio::spawn(sweeper::run(self.ledger.clone(), self.config.sweeper.clone(), stop));
+        let sweeper = tokio::spawn(sweeper::run(
+            self.ledger.clone(),
+            self.config.sweeper.clone(),
+            stop,
+        ));
         tracing::info!(addr = %self.listener.local_addr().map_err(|source| AppError::Bind { addr: self.config.listen_addr, source })?, "credit-ledger listening");
-        let served = serve(routes, SERVICE_NAME, self.listener, &self.config.server, shutdown).await;
+        let served = serve(
+            routes,
+            SERVICE_NAME,
+            self.listener,
+            &self.config.server,
+            shutdown,
+        )
+        .await;
         let _ = stop_sweeper.send(true);
         let _ = sweeper.await;
         self.ledger.store().db().close().await;

@@ -45,9 +45,15 @@ pub struct SweepReport {
 }
 
 /// Runs one sweep at the ledger clock's now.
-pub async fn sweep_once(ledger: &Ledger, options: &SweeperOptions) -> Result<SweepReport, LedgerError> {
+pub async fn sweep_once(
+    ledger: &Ledger,
+    options: &SweeperOptions,
+) -> Result<SweepReport, LedgerError> {
     let now = ledger.clock().now();
-    let due = ledger.store().grants_due_for_expiry(now - options.grace, options.batch_max).await?;
+    let due = ledger
+        .store()
+        .grants_due_for_expiry(now - options.grace, options.batch_max)
+        .await?;
     let mut report = SweepReport::default();
     for (account, id) in due {
         let change = Box::new(move |grant: &mut Grant| {
@@ -60,12 +66,18 @@ pub async fn sweep_once(ledger: &Ledger, options: &SweeperOptions) -> Result<Swe
                 _ => Ok(Vec::new()),
             }
         });
-        ledger.store().change_grant(&account, &id, None, now, change).await?;
+        ledger
+            .store()
+            .change_grant(&account, &id, None, now, change)
+            .await?;
         report.grants_expired += 1;
     }
     let cutoff = now - TimeDelta::days(billing_db::idempotency::RETENTION_DAYS);
-    report.keys_purged =
-        billing_db::idempotency::purge_before(ledger.store().db().pool(), cutoff.timestamp_micros()).await?;
+    report.keys_purged = billing_db::idempotency::purge_before(
+        ledger.store().db().pool(),
+        cutoff.timestamp_micros(),
+    )
+    .await?;
     Ok(report)
 }
 
@@ -74,7 +86,11 @@ pub async fn run(ledger: Ledger, options: SweeperOptions, mut stop: watch::Recei
     loop {
         match sweep_once(&ledger, &options).await {
             Ok(report) if report.grants_expired > 0 || report.keys_purged > 0 => {
-                tracing::info!(grants_expired = report.grants_expired, keys_purged = report.keys_purged, "sweep");
+                tracing::info!(
+                    grants_expired = report.grants_expired,
+                    keys_purged = report.keys_purged,
+                    "sweep"
+                );
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying next interval"),

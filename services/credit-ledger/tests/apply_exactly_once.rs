@@ -19,12 +19,23 @@ async fn concurrent_applications_never_overdraw(t: &TestLedger) {
     let mut calls = Vec::new();
     for i in 0..32 {
         let mut client = t.client();
-        let request = apply_request(t, customer, &format!("in_{i}"), vec![line("l1", "price_a", 50)]);
-        calls.push(tokio::spawn(async move { client.apply_credits(authed(KEY_A, request)).await }));
+        let request = apply_request(
+            t,
+            customer,
+            &format!("in_{i}"),
+            vec![line("l1", "price_a", 50)],
+        );
+        calls.push(tokio::spawn(async move {
+            client.apply_credits(authed(KEY_A, request)).await
+        }));
     }
     let mut applied = 0;
     for call in calls {
-        let response = call.await.unwrap().expect("every call succeeds").into_inner();
+        let response = call
+            .await
+            .unwrap()
+            .expect("every call succeeds")
+            .into_inner();
         applied += value_of(&response.totals[0].credits_applied);
     }
     assert_eq!(applied, 1_000, "demand 1,600 against 1,000 available");
@@ -49,26 +60,57 @@ async fn concurrent_applications_never_overdraw(t: &TestLedger) {
 async fn replay_returns_the_same_response_and_writes_nothing(t: &TestLedger) {
     let customer = "cus_replay";
     create_grant(t, grant_request(customer, "g", 1_000)).await;
-    let request = apply_request(t, customer, "in_1", vec![line("l1", "price_a", 300), line("l2", "price_a", 200)]);
-    let first = t.client().apply_credits(authed(KEY_A, request.clone())).await.unwrap().into_inner();
+    let request = apply_request(
+        t,
+        customer,
+        "in_1",
+        vec![line("l1", "price_a", 300), line("l2", "price_a", 200)],
+    );
+    let first = t
+        .client()
+        .apply_credits(authed(KEY_A, request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     let before = all_transactions(t, customer).await;
 
-    let replay = t.client().apply_credits(authed(KEY_A, request.clone())).await.unwrap().into_inner();
+    let replay = t
+        .client()
+        .apply_credits(authed(KEY_A, request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(first, replay);
-    assert_eq!(all_transactions(t, customer).await, before, "a replay writes no row");
+    assert_eq!(
+        all_transactions(t, customer).await,
+        before,
+        "a replay writes no row"
+    );
 
     // The same invoice with other lines is refused and writes nothing.
     let mut other = request.clone();
     other.lines[0].amount = usd(301);
-    let status = t.client().apply_credits(authed(KEY_A, other)).await.unwrap_err();
+    let status = t
+        .client()
+        .apply_credits(authed(KEY_A, other))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
-    assert_eq!(status.get_error_details().error_info().unwrap().reason, "INVOICE_ALREADY_APPLIED");
+    assert_eq!(
+        status.get_error_details().error_info().unwrap().reason,
+        "INVOICE_ALREADY_APPLIED"
+    );
     assert_eq!(all_transactions(t, customer).await, before);
 
     // A preview of an applied invoice shows the stored result.
     let mut preview = request;
     preview.preview = true;
-    let shown = t.client().apply_credits(authed(KEY_A, preview)).await.unwrap().into_inner();
+    let shown = t
+        .client()
+        .apply_credits(authed(KEY_A, preview))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(shown, first);
     assert_audit_clean(t).await;
 }
@@ -79,14 +121,24 @@ async fn preview_writes_nothing(t: &TestLedger) {
     let mut request = apply_request(t, customer, "in_p", vec![line("l1", "price_a", 800)]);
     request.preview = true;
     let before = all_transactions(t, customer).await;
-    let shown = t.client().apply_credits(authed(KEY_A, request.clone())).await.unwrap().into_inner();
+    let shown = t
+        .client()
+        .apply_credits(authed(KEY_A, request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(shown.preview);
     assert_eq!(value_of(&shown.totals[0].credits_applied), 500);
     assert!(shown.applications[0].credit_balance_transaction.is_empty());
     assert_eq!(all_transactions(t, customer).await, before);
     // The real application afterwards is not blocked by the preview.
     request.preview = false;
-    let applied = t.client().apply_credits(authed(KEY_A, request)).await.unwrap().into_inner();
+    let applied = t
+        .client()
+        .apply_credits(authed(KEY_A, request))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(value_of(&applied.totals[0].amount_remaining), 300);
 }
 
@@ -94,11 +146,19 @@ async fn reversal_reinstates_credit_for_the_next_invoice(t: &TestLedger) {
     let customer = "cus_reverse";
     create_grant(t, grant_request(customer, "g", 1_000)).await;
     let first = apply_request(t, customer, "in_1", vec![line("l1", "price_a", 700)]);
-    t.client().apply_credits(authed(KEY_A, first)).await.unwrap();
+    t.client()
+        .apply_credits(authed(KEY_A, first))
+        .await
+        .unwrap();
 
     let reversal = t
         .client()
-        .reverse_credits(authed(KEY_A, pb::ReverseCreditsRequest { invoice: "in_1".into() }))
+        .reverse_credits(authed(
+            KEY_A,
+            pb::ReverseCreditsRequest {
+                invoice: "in_1".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -108,7 +168,12 @@ async fn reversal_reinstates_credit_for_the_next_invoice(t: &TestLedger) {
     let before = all_transactions(t, customer).await;
     let again = t
         .client()
-        .reverse_credits(authed(KEY_A, pb::ReverseCreditsRequest { invoice: "in_1".into() }))
+        .reverse_credits(authed(
+            KEY_A,
+            pb::ReverseCreditsRequest {
+                invoice: "in_1".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -116,12 +181,26 @@ async fn reversal_reinstates_credit_for_the_next_invoice(t: &TestLedger) {
     assert_eq!(all_transactions(t, customer).await, before);
 
     let second = apply_request(t, customer, "in_2", vec![line("l1", "price_a", 1_000)]);
-    let applied = t.client().apply_credits(authed(KEY_A, second)).await.unwrap().into_inner();
-    assert_eq!(value_of(&applied.totals[0].credits_applied), 1_000, "the reinstated 700 is used again");
+    let applied = t
+        .client()
+        .apply_credits(authed(KEY_A, second))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        value_of(&applied.totals[0].credits_applied),
+        1_000,
+        "the reinstated 700 is used again"
+    );
 
     let unknown = t
         .client()
-        .reverse_credits(authed(KEY_A, pb::ReverseCreditsRequest { invoice: "in_never".into() }))
+        .reverse_credits(authed(
+            KEY_A,
+            pb::ReverseCreditsRequest {
+                invoice: "in_never".into(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
@@ -134,12 +213,20 @@ async fn reversal_on_an_expired_grant_expires_at_once(t: &TestLedger) {
     request.expires_at = ts(t0() + TimeDelta::hours(1));
     let grant = create_grant(t, request).await;
     let apply = apply_request(t, customer, "in_1", vec![line("l1", "price_a", 400)]);
-    t.client().apply_credits(authed(KEY_A, apply)).await.unwrap();
+    t.client()
+        .apply_credits(authed(KEY_A, apply))
+        .await
+        .unwrap();
 
     t.clock.advance(TimeDelta::hours(2));
     let reversal = t
         .client()
-        .reverse_credits(authed(KEY_A, pb::ReverseCreditsRequest { invoice: "in_1".into() }))
+        .reverse_credits(authed(
+            KEY_A,
+            pb::ReverseCreditsRequest {
+                invoice: "in_1".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -157,28 +244,50 @@ async fn reversal_on_an_expired_grant_expires_at_once(t: &TestLedger) {
         .collect();
     let expired = -(pb::DebitType::CreditsExpired as i32);
     let reinstated = pb::CreditType::CreditsApplicationInvoiceVoided as i32;
-    assert_eq!(kinds[0], (expired, 400), "newest first: the immediate expiry");
+    assert_eq!(
+        kinds[0],
+        (expired, 400),
+        "newest first: the immediate expiry"
+    );
     assert_eq!(kinds[1], (reinstated, 400));
 
     let fetched = t
         .client()
-        .get_credit_grant(authed(KEY_A, pb::GetCreditGrantRequest { id: grant.id.clone() }))
+        .get_credit_grant(authed(
+            KEY_A,
+            pb::GetCreditGrantRequest {
+                id: grant.id.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
         .credit_grant
         .unwrap();
-    assert_eq!(value_of(&fetched.available), 600, "only the unapplied remainder is left to the sweeper");
+    assert_eq!(
+        value_of(&fetched.available),
+        600,
+        "only the unapplied remainder is left to the sweeper"
+    );
     assert_audit_clean(t).await;
 }
 
 async fn apply_needs_the_scope(t: &TestLedger) {
     let request = apply_request(t, "cus_scope", "in_1", vec![line("l1", "price_a", 1)]);
-    let status = t.client().apply_credits(authed(KEY_A_PLAIN, request)).await.unwrap_err();
+    let status = t
+        .client()
+        .apply_credits(authed(KEY_A_PLAIN, request))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
     let status = t
         .client()
-        .reverse_credits(authed(KEY_A_PLAIN, pb::ReverseCreditsRequest { invoice: "in_1".into() }))
+        .reverse_credits(authed(
+            KEY_A_PLAIN,
+            pb::ReverseCreditsRequest {
+                invoice: "in_1".into(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied);

@@ -78,15 +78,27 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "priority ascending",
-            grants: vec![g("p60", 100).priority(60), g("p40", 100).priority(40), g("p0", 10).priority(0)],
+            grants: vec![
+                g("p60", 100).priority(60),
+                g("p40", 100).priority(40),
+                g("p0", 10).priority(0),
+            ],
             lines: vec![("l1", "price_a", 150)],
             expected: vec![("l1", "p0", 10), ("l1", "p40", 100), ("l1", "p60", 40)],
         },
         Case {
             name: "expires_at ascending, no expiry last",
-            grants: vec![g("never", 100), g("late", 100).expires(48), g("soon", 100).expires(2)],
+            grants: vec![
+                g("never", 100),
+                g("late", 100).expires(48),
+                g("soon", 100).expires(2),
+            ],
             lines: vec![("l1", "price_a", 250)],
-            expected: vec![("l1", "soon", 100), ("l1", "late", 100), ("l1", "never", 50)],
+            expected: vec![
+                ("l1", "soon", 100),
+                ("l1", "late", 100),
+                ("l1", "never", 50),
+            ],
         },
         Case {
             name: "promotional before paid",
@@ -96,7 +108,10 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "effective_at ascending",
-            grants: vec![g("newer", 100).effective(-1), g("older", 100).effective(-10)],
+            grants: vec![
+                g("newer", 100).effective(-1),
+                g("older", 100).effective(-10),
+            ],
             lines: vec![("l1", "price_a", 150)],
             expected: vec![("l1", "older", 100), ("l1", "newer", 50)],
         },
@@ -115,15 +130,25 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "priority outranks expiry and category",
-            grants: vec![g("promo_soon", 100).promo().expires(1).priority(51), g("paid_never", 100)],
+            grants: vec![
+                g("promo_soon", 100).promo().expires(1).priority(51),
+                g("paid_never", 100),
+            ],
             lines: vec![("l1", "price_a", 150)],
             expected: vec![("l1", "paid_never", 100), ("l1", "promo_soon", 50)],
         },
         Case {
             name: "scoped grants pay only their prices, METERED pays all",
-            grants: vec![g("only_b", 100).prices(&["price_b"]).priority(0), g("metered", 100)],
+            grants: vec![
+                g("only_b", 100).prices(&["price_b"]).priority(0),
+                g("metered", 100),
+            ],
             lines: vec![("l1", "price_a", 60), ("l2", "price_b", 120)],
-            expected: vec![("l1", "metered", 60), ("l2", "only_b", 100), ("l2", "metered", 20)],
+            expected: vec![
+                ("l1", "metered", 60),
+                ("l2", "only_b", 100),
+                ("l2", "metered", 20),
+            ],
         },
         Case {
             name: "not yet effective and expired grants are skipped",
@@ -145,7 +170,11 @@ fn cases() -> Vec<Case> {
         Case {
             name: "several lines drain grants in order",
             grants: vec![g("first", 100).priority(10), g("second", 100).priority(20)],
-            lines: vec![("l1", "price_a", 70), ("l2", "price_a", 70), ("l3", "price_a", 70)],
+            lines: vec![
+                ("l1", "price_a", 70),
+                ("l2", "price_a", 70),
+                ("l3", "price_a", 70),
+            ],
             expected: vec![
                 ("l1", "first", 70),
                 ("l2", "first", 30),
@@ -183,7 +212,9 @@ async fn check(t: &TestLedger, index: usize, case: &Case) {
                 pb::CreditGrantCategory::Paid.into()
             },
             effective_at: ts(t0() + TimeDelta::hours(spec.effective_h)),
-            expires_at: spec.expires_h.map(|h| billing_server::time::to_proto(t0() + TimeDelta::hours(h))),
+            expires_at: spec
+                .expires_h
+                .map(|h| billing_server::time::to_proto(t0() + TimeDelta::hours(h))),
             priority: spec.priority,
             ..Default::default()
         };
@@ -191,20 +222,36 @@ async fn check(t: &TestLedger, index: usize, case: &Case) {
         names.insert(grant.id, spec.name);
     }
     t.clock.set(t0());
-    let lines = case.lines.iter().map(|(id, price, value)| line(id, price, *value)).collect();
+    let lines = case
+        .lines
+        .iter()
+        .map(|(id, price, value)| line(id, price, *value))
+        .collect();
     let response = t
         .client()
-        .apply_credits(authed(KEY_A, apply_request(t, &customer, &format!("in_order_{index}"), lines)))
+        .apply_credits(authed(
+            KEY_A,
+            apply_request(t, &customer, &format!("in_order_{index}"), lines),
+        ))
         .await
         .unwrap()
         .into_inner();
     let got: Vec<(String, &str, i64)> = response
         .applications
         .iter()
-        .map(|a| (a.invoice_line_item.clone(), names[&a.credit_grant], value_of(&a.amount)))
+        .map(|a| {
+            (
+                a.invoice_line_item.clone(),
+                names[&a.credit_grant],
+                value_of(&a.amount),
+            )
+        })
         .collect();
-    let expected: Vec<(String, &str, i64)> =
-        case.expected.iter().map(|(l, n, v)| (l.to_string(), *n, *v)).collect();
+    let expected: Vec<(String, &str, i64)> = case
+        .expected
+        .iter()
+        .map(|(l, n, v)| (l.to_string(), *n, *v))
+        .collect();
     assert_eq!(got, expected, "case {:?}", case.name);
 }
 

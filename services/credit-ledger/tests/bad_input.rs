@@ -25,10 +25,12 @@ fn fields_of(status: &tonic::Status) -> Vec<String> {
 
 fn unit_amount(id: &str, value: &str) -> Option<common_pb::Amount> {
     Some(common_pb::Amount {
-        kind: Some(common_pb::amount::Kind::CustomPricingUnit(common_pb::CustomPricingUnitAmount {
-            id: id.into(),
-            value: value.into(),
-        })),
+        kind: Some(common_pb::amount::Kind::CustomPricingUnit(
+            common_pb::CustomPricingUnitAmount {
+                id: id.into(),
+                value: value.into(),
+            },
+        )),
     })
 }
 
@@ -55,9 +57,18 @@ async fn invalid_grants_name_the_field_and_write_nothing(t: &TestLedger) {
         ("amount", Box::new(|r| r.amount = None)),
         ("amount.monetary.value", Box::new(|r| r.amount = usd(0))),
         ("amount.monetary.value", Box::new(|r| r.amount = usd(-5))),
-        ("amount.monetary.currency", Box::new(|r| r.amount = money("usx", 5))),
-        ("amount.monetary.currency", Box::new(|r| r.amount = money("USD", 5))),
-        ("amount.custom_pricing_unit.id", Box::new(|r| r.amount = unit_amount("pu_unknown", "1"))),
+        (
+            "amount.monetary.currency",
+            Box::new(|r| r.amount = money("usx", 5)),
+        ),
+        (
+            "amount.monetary.currency",
+            Box::new(|r| r.amount = money("USD", 5)),
+        ),
+        (
+            "amount.custom_pricing_unit.id",
+            Box::new(|r| r.amount = unit_amount("pu_unknown", "1")),
+        ),
         ("amount.custom_pricing_unit.value", {
             let id = unit.id.clone();
             Box::new(move |r| r.amount = unit_amount(&id, "1.005"))
@@ -74,16 +85,25 @@ async fn invalid_grants_name_the_field_and_write_nothing(t: &TestLedger) {
                 r.expires_at = ts(t0());
             }),
         ),
-        ("expires_at", Box::new(|r| r.expires_at = ts(t0() - TimeDelta::hours(1)))),
+        (
+            "expires_at",
+            Box::new(|r| r.expires_at = ts(t0() - TimeDelta::hours(1))),
+        ),
         ("name", Box::new(|r| r.name = "n".repeat(101))),
-        ("metadata[k]", Box::new(|r| {
-            r.metadata.insert("k".into(), "v".repeat(501));
-        })),
-        ("metadata", Box::new(|r| {
-            for i in 0..51 {
-                r.metadata.insert(format!("k{i}"), "v".into());
-            }
-        })),
+        (
+            "metadata[k]",
+            Box::new(|r| {
+                r.metadata.insert("k".into(), "v".repeat(501));
+            }),
+        ),
+        (
+            "metadata",
+            Box::new(|r| {
+                for i in 0..51 {
+                    r.metadata.insert(format!("k{i}"), "v".into());
+                }
+            }),
+        ),
         (
             "applicability_config.scope",
             Box::new(|r| {
@@ -95,14 +115,25 @@ async fn invalid_grants_name_the_field_and_write_nothing(t: &TestLedger) {
                 });
             }),
         ),
-        ("applicability_config.scope", Box::new(|r| r.applicability_config = None)),
+        (
+            "applicability_config.scope",
+            Box::new(|r| r.applicability_config = None),
+        ),
         ("request_id", Box::new(|r| r.request_id = "r".repeat(101))),
     ];
     for (field, edit) in &cases {
         let mut request = base();
         edit(&mut request);
-        let status = t.client().create_credit_grant(authed(KEY_A, request)).await.unwrap_err();
-        assert!(fields_of(&status).iter().any(|f| f == field), "expected {field}, got {:?}", fields_of(&status));
+        let status = t
+            .client()
+            .create_credit_grant(authed(KEY_A, request))
+            .await
+            .unwrap_err();
+        assert!(
+            fields_of(&status).iter().any(|f| f == field),
+            "expected {field}, got {:?}",
+            fields_of(&status)
+        );
     }
     let grants = t
         .client()
@@ -117,7 +148,13 @@ async fn invalid_grants_name_the_field_and_write_nothing(t: &TestLedger) {
 async fn invalid_lists_and_applications(t: &TestLedger) {
     let status = t
         .client()
-        .list_credit_grants(authed(KEY_A, pb::ListCreditGrantsRequest { page_size: -1, ..Default::default() }))
+        .list_credit_grants(authed(
+            KEY_A,
+            pb::ListCreditGrantsRequest {
+                page_size: -1,
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(fields_of(&status), vec!["page_size"]);
@@ -134,26 +171,58 @@ async fn invalid_lists_and_applications(t: &TestLedger) {
         .unwrap_err();
     assert_eq!(fields_of(&status), vec!["page_token"]);
 
-    let mut request = apply_request(t, "", "in_1", vec![line("l1", "price_a", 0), line("l1", "", 5)]);
+    let mut request = apply_request(
+        t,
+        "",
+        "in_1",
+        vec![line("l1", "price_a", 0), line("l1", "", 5)],
+    );
     request.period_end = None;
-    let status = t.client().apply_credits(authed(KEY_A, request)).await.unwrap_err();
+    let status = t
+        .client()
+        .apply_credits(authed(KEY_A, request))
+        .await
+        .unwrap_err();
     let fields = fields_of(&status);
-    for field in ["customer", "period_end", "lines[0].amount.monetary.value", "lines[1].invoice_line_item", "lines[1].price"] {
+    for field in [
+        "customer",
+        "period_end",
+        "lines[0].amount.monetary.value",
+        "lines[1].invoice_line_item",
+        "lines[1].price",
+    ] {
         // lines[0].amount is positive-checked on resolve, after the other fields pass.
         if field.starts_with("lines[0]") {
             continue;
         }
-        assert!(fields.iter().any(|f| f == field), "expected {field} in {fields:?}");
+        assert!(
+            fields.iter().any(|f| f == field),
+            "expected {field} in {fields:?}"
+        );
     }
     let request = apply_request(t, "cus_x", "in_1", vec![line("l1", "price_a", 0)]);
-    let status = t.client().apply_credits(authed(KEY_A, request)).await.unwrap_err();
+    let status = t
+        .client()
+        .apply_credits(authed(KEY_A, request))
+        .await
+        .unwrap_err();
     assert_eq!(fields_of(&status), vec!["lines[0].amount.monetary.value"]);
     let request = apply_request(t, "cus_x", "in_1", vec![]);
-    let status = t.client().apply_credits(authed(KEY_A, request)).await.unwrap_err();
+    let status = t
+        .client()
+        .apply_credits(authed(KEY_A, request))
+        .await
+        .unwrap_err();
     assert_eq!(fields_of(&status), vec!["lines"]);
     let status = t
         .client()
-        .create_pricing_unit(authed(KEY_A, pb::CreatePricingUnitRequest { scale: 10, ..Default::default() }))
+        .create_pricing_unit(authed(
+            KEY_A,
+            pb::CreatePricingUnitRequest {
+                scale: 10,
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(fields_of(&status), vec!["display_name", "scale"]);
@@ -170,18 +239,33 @@ async fn keys_and_accounts_are_enforced(t: &TestLedger) {
                 .await
         }
     };
-    assert_eq!(get("sk_wrong").await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    assert_eq!(
+        get("sk_wrong").await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
     let status = t
         .client()
-        .get_credit_grant(pb::GetCreditGrantRequest { id: grant.id.clone() })
+        .get_credit_grant(pb::GetCreditGrantRequest {
+            id: grant.id.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    assert_eq!(get(KEY_B).await.unwrap_err().code(), tonic::Code::NotFound, "another account's grant");
+    assert_eq!(
+        get(KEY_B).await.unwrap_err().code(),
+        tonic::Code::NotFound,
+        "another account's grant"
+    );
     assert!(get(KEY_A).await.is_ok());
     let status = t
         .client()
-        .void_credit_grant(authed(KEY_B, pb::VoidCreditGrantRequest { id: grant.id.clone(), ..Default::default() }))
+        .void_credit_grant(authed(
+            KEY_B,
+            pb::VoidCreditGrantRequest {
+                id: grant.id.clone(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);

@@ -13,10 +13,18 @@ use credit_ledger::sweeper::{SweeperOptions, sweep_once};
 use tonic_types::StatusExt;
 
 fn reason(status: &tonic::Status) -> String {
-    status.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default()
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
 }
 
-async fn summary(t: &TestLedger, customer: &str, filter: Option<pb::credit_balance_filter::Kind>) -> Vec<(i64, i64)> {
+async fn summary(
+    t: &TestLedger,
+    customer: &str,
+    filter: Option<pb::credit_balance_filter::Kind>,
+) -> Vec<(i64, i64)> {
     t.client()
         .get_credit_balance_summary(authed(
             KEY_A,
@@ -43,7 +51,11 @@ async fn request_id_makes_creation_idempotent(t: &TestLedger) {
     assert_eq!(first, again, "a replay returns the original response");
 
     request.amount = usd(101);
-    let status = t.client().create_credit_grant(authed(KEY_A, request)).await.unwrap_err();
+    let status = t
+        .client()
+        .create_credit_grant(authed(KEY_A, request))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::AlreadyExists);
     assert_eq!(reason(&status), "IDEMPOTENCY_KEY_REUSED");
     assert_eq!(summary(t, "cus_idem", None).await, vec![(100, 100)]);
@@ -64,7 +76,12 @@ async fn request_id_makes_creation_idempotent(t: &TestLedger) {
     // Keys are per account.
     let mut other = grant_request("cus_idem", "g", 100);
     other.request_id = "req-1".into();
-    assert!(t.client().create_credit_grant(authed(KEY_B, other)).await.is_ok());
+    assert!(
+        t.client()
+            .create_credit_grant(authed(KEY_B, other))
+            .await
+            .is_ok()
+    );
 }
 
 async fn void_only_unapplied_grants(t: &TestLedger) {
@@ -72,17 +89,31 @@ async fn void_only_unapplied_grants(t: &TestLedger) {
     let drained = create_grant(t, grant_request(customer, "drained", 100)).await;
     let partly = create_grant(t, grant_request(customer, "partly", 100)).await;
     let apply = apply_request(t, customer, "in_1", vec![line("l1", "price_a", 150)]);
-    t.client().apply_credits(authed(KEY_A, apply)).await.unwrap();
+    t.client()
+        .apply_credits(authed(KEY_A, apply))
+        .await
+        .unwrap();
     let void = |id: String| {
         let mut client = t.client();
         async move {
             client
-                .void_credit_grant(authed(KEY_A, pb::VoidCreditGrantRequest { id, ..Default::default() }))
+                .void_credit_grant(authed(
+                    KEY_A,
+                    pb::VoidCreditGrantRequest {
+                        id,
+                        ..Default::default()
+                    },
+                ))
                 .await
         }
     };
     let fresh = create_grant(t, grant_request(customer, "fresh", 70)).await;
-    let voided = void(fresh.id.clone()).await.unwrap().into_inner().credit_grant.unwrap();
+    let voided = void(fresh.id.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .credit_grant
+        .unwrap();
     assert_eq!(voided.state, pb::CreditGrantState::Voided as i32);
     assert_eq!(value_of(&voided.available), 0);
     assert!(voided.voided_at.is_some());
@@ -113,7 +144,10 @@ async fn expire_now_and_update(t: &TestLedger) {
         .credit_grant
         .unwrap();
     assert_eq!(updated.name, "renamed");
-    assert_eq!(updated.metadata.get("plan").map(String::as_str), Some("pro"));
+    assert_eq!(
+        updated.metadata.get("plan").map(String::as_str),
+        Some("pro")
+    );
     assert_eq!(updated.expires_at, ts(t0() + TimeDelta::days(30)));
 
     let mut removal = pb::UpdateCreditGrantRequest {
@@ -137,7 +171,11 @@ async fn expire_now_and_update(t: &TestLedger) {
         expires_at: ts(t0() - TimeDelta::days(30)),
         ..Default::default()
     };
-    let status = t.client().update_credit_grant(authed(KEY_A, bad)).await.unwrap_err();
+    let status = t
+        .client()
+        .update_credit_grant(authed(KEY_A, bad))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 
     let expire = || {
@@ -145,14 +183,23 @@ async fn expire_now_and_update(t: &TestLedger) {
         let id = grant.id.clone();
         async move {
             client
-                .expire_credit_grant(authed(KEY_A, pb::ExpireCreditGrantRequest { id, ..Default::default() }))
+                .expire_credit_grant(authed(
+                    KEY_A,
+                    pb::ExpireCreditGrantRequest {
+                        id,
+                        ..Default::default()
+                    },
+                ))
                 .await
         }
     };
     let expired = expire().await.unwrap().into_inner().credit_grant.unwrap();
     assert_eq!(expired.state, pb::CreditGrantState::Expired as i32);
     assert_eq!(summary(t, customer, None).await, vec![(0, 0)]);
-    assert_eq!(reason(&expire().await.unwrap_err()), "GRANT_ALREADY_EXPIRED");
+    assert_eq!(
+        reason(&expire().await.unwrap_err()),
+        "GRANT_ALREADY_EXPIRED"
+    );
     assert_audit_clean(t).await;
 }
 
@@ -164,24 +211,60 @@ async fn sweeper_waits_for_the_grace_period(t: &TestLedger) {
     let options = SweeperOptions::default();
 
     t.clock.advance(TimeDelta::hours(2));
-    assert_eq!(summary(t, customer, None).await, vec![(0, 1_000)], "not available, still on the ledger");
-    assert_eq!(sweep_once(&t.ledger, &options).await.unwrap().grants_expired, 0, "inside the grace period");
+    assert_eq!(
+        summary(t, customer, None).await,
+        vec![(0, 1_000)],
+        "not available, still on the ledger"
+    );
+    assert_eq!(
+        sweep_once(&t.ledger, &options)
+            .await
+            .unwrap()
+            .grants_expired,
+        0,
+        "inside the grace period"
+    );
 
     // An invoice whose period ended before expires_at can still use it.
     let mut apply = apply_request(t, customer, "in_late", vec![line("l1", "price_a", 300)]);
     apply.period_end = ts(t0() + TimeDelta::minutes(30));
-    let applied = t.client().apply_credits(authed(KEY_A, apply)).await.unwrap().into_inner();
+    let applied = t
+        .client()
+        .apply_credits(authed(KEY_A, apply))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(value_of(&applied.totals[0].credits_applied), 300);
 
     t.clock.advance(TimeDelta::hours(24));
-    assert_eq!(sweep_once(&t.ledger, &options).await.unwrap().grants_expired, 1);
+    assert_eq!(
+        sweep_once(&t.ledger, &options)
+            .await
+            .unwrap()
+            .grants_expired,
+        1
+    );
     assert_eq!(summary(t, customer, None).await, vec![(0, 0)]);
     let newest = &all_transactions(t, customer).await[0];
     let debit = newest.debit.as_ref().unwrap();
-    assert_eq!((debit.r#type, value_of(&debit.amount)), (pb::DebitType::CreditsExpired as i32, 700));
-    assert_eq!(newest.effective_at, ts(t0() + TimeDelta::hours(1)), "effective at expires_at");
+    assert_eq!(
+        (debit.r#type, value_of(&debit.amount)),
+        (pb::DebitType::CreditsExpired as i32, 700)
+    );
+    assert_eq!(
+        newest.effective_at,
+        ts(t0() + TimeDelta::hours(1)),
+        "effective at expires_at"
+    );
     assert_eq!(newest.credit_grant, grant.id);
-    assert_eq!(sweep_once(&t.ledger, &options).await.unwrap().grants_expired, 0, "nothing left to sweep");
+    assert_eq!(
+        sweep_once(&t.ledger, &options)
+            .await
+            .unwrap()
+            .grants_expired,
+        0,
+        "nothing left to sweep"
+    );
     assert_audit_clean(t).await;
 }
 
@@ -203,17 +286,30 @@ async fn balance_summary_filters(t: &TestLedger) {
     eur.amount = money("eur", 7);
     create_grant(t, eur).await;
 
-    assert_eq!(summary(t, customer, None).await, vec![(7, 7), (150, 175)], "eur then usd; pending only on the ledger");
+    assert_eq!(
+        summary(t, customer, None).await,
+        vec![(7, 7), (150, 175)],
+        "eur then usd; pending only on the ledger"
+    );
     use pb::credit_balance_filter::Kind;
-    assert_eq!(summary(t, customer, Some(Kind::CreditGrant(metered.id.clone()))).await, vec![(100, 100)]);
+    assert_eq!(
+        summary(t, customer, Some(Kind::CreditGrant(metered.id.clone()))).await,
+        vec![(100, 100)]
+    );
     let price = |p: &str| {
         Kind::ApplicabilityScope(pb::ApplicabilityScope {
             price_type: 0,
             prices: vec![p.into()],
         })
     };
-    assert_eq!(summary(t, customer, Some(price("price_b"))).await, vec![(7, 7), (150, 175)]);
-    assert_eq!(summary(t, customer, Some(price("price_a"))).await, vec![(7, 7), (100, 125)]);
+    assert_eq!(
+        summary(t, customer, Some(price("price_b"))).await,
+        vec![(7, 7), (150, 175)]
+    );
+    assert_eq!(
+        summary(t, customer, Some(price("price_a"))).await,
+        vec![(7, 7), (100, 125)]
+    );
     let unknown = t
         .client()
         .get_credit_balance_summary(authed(
@@ -233,7 +329,11 @@ async fn balance_summary_filters(t: &TestLedger) {
 async fn lists_page_newest_first(t: &TestLedger) {
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(create_grant(t, grant_request("cus_page", &format!("g{i}"), 10)).await.id);
+        ids.push(
+            create_grant(t, grant_request("cus_page", &format!("g{i}"), 10))
+                .await
+                .id,
+        );
     }
     ids.reverse();
     let mut seen = Vec::new();
@@ -280,10 +380,12 @@ async fn custom_pricing_units_are_exact(t: &TestLedger) {
         .unwrap();
     let amount = |value: &str| {
         Some(common_pb::Amount {
-            kind: Some(common_pb::amount::Kind::CustomPricingUnit(common_pb::CustomPricingUnitAmount {
-                id: unit.id.clone(),
-                value: value.into(),
-            })),
+            kind: Some(common_pb::amount::Kind::CustomPricingUnit(
+                common_pb::CustomPricingUnitAmount {
+                    id: unit.id.clone(),
+                    value: value.into(),
+                },
+            )),
         })
     };
     let mut request = grant_request("cus_units", "credits", 0);
@@ -303,13 +405,27 @@ async fn custom_pricing_units_are_exact(t: &TestLedger) {
             line("l2", "price_a", 100),
         ],
     );
-    let applied = t.client().apply_credits(authed(KEY_A, apply)).await.unwrap().into_inner();
-    assert_eq!(applied.applications.len(), 1, "usd line gets no unit credits");
+    let applied = t
+        .client()
+        .apply_credits(authed(KEY_A, apply))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        applied.applications.len(),
+        1,
+        "usd line gets no unit credits"
+    );
     assert_eq!(applied.applications[0].amount, amount("4.125"));
     assert_eq!(applied.lines[1].amount_remaining, usd(100));
     let fetched = t
         .client()
-        .get_pricing_unit(authed(KEY_A, pb::GetPricingUnitRequest { id: unit.id.clone() }))
+        .get_pricing_unit(authed(
+            KEY_A,
+            pb::GetPricingUnitRequest {
+                id: unit.id.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();

@@ -15,13 +15,30 @@ use proptest::test_runner::{Config, TestRunner};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Grant { value: i64, priority: u32, promo: bool, expires_h: Option<i64> },
-    Apply { lines: Vec<i64> },
-    Replay { invoice: usize },
-    Reverse { invoice: usize },
-    Void { grant: usize },
-    Expire { grant: usize },
-    Advance { hours: i64 },
+    Grant {
+        value: i64,
+        priority: u32,
+        promo: bool,
+        expires_h: Option<i64>,
+    },
+    Apply {
+        lines: Vec<i64>,
+    },
+    Replay {
+        invoice: usize,
+    },
+    Reverse {
+        invoice: usize,
+    },
+    Void {
+        grant: usize,
+    },
+    Expire {
+        grant: usize,
+    },
+    Advance {
+        hours: i64,
+    },
     Sweep,
 }
 
@@ -41,7 +58,10 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// Codes a random sequence may legitimately meet (state conflicts, unknown invoices).
 fn expected_refusal(status: &tonic::Status) -> bool {
-    matches!(status.code(), tonic::Code::FailedPrecondition | tonic::Code::NotFound)
+    matches!(
+        status.code(),
+        tonic::Code::FailedPrecondition | tonic::Code::NotFound
+    )
 }
 
 async fn run_sequence(t: &TestLedger, case: usize, ops: &[Op]) -> Result<(), TestCaseError> {
@@ -51,20 +71,34 @@ async fn run_sequence(t: &TestLedger, case: usize, ops: &[Op]) -> Result<(), Tes
     for op in ops {
         let mut client = t.client();
         match op {
-            Op::Grant { value, priority, promo, expires_h } => {
+            Op::Grant {
+                value,
+                priority,
+                promo,
+                expires_h,
+            } => {
                 let mut request = grant_request(&customer, "g", *value);
                 request.priority = Some(*priority);
                 if *promo {
                     request.category = pb::CreditGrantCategory::Promotional.into();
                 }
-                request.expires_at = expires_h.map(|h| billing_server::time::to_proto(t.clock.now() + TimeDelta::hours(h)));
+                request.expires_at = expires_h
+                    .map(|h| billing_server::time::to_proto(t.clock.now() + TimeDelta::hours(h)));
                 grants.push(create_grant(t, request).await.id);
             }
             Op::Apply { lines } => {
                 let invoice = format!("in_{case}_{}", invoices.len());
-                let lines = lines.iter().enumerate().map(|(i, v)| line(&format!("l{i}"), "price_a", *v)).collect();
+                let lines = lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| line(&format!("l{i}"), "price_a", *v))
+                    .collect();
                 let request = apply_request(t, &customer, &invoice, lines);
-                let response = client.apply_credits(authed(KEY_A, request.clone())).await.unwrap().into_inner();
+                let response = client
+                    .apply_credits(authed(KEY_A, request.clone()))
+                    .await
+                    .unwrap()
+                    .into_inner();
                 for (credits, asked) in response.lines.iter().zip(&request.lines) {
                     prop_assert!(value_of(&credits.credits_applied) <= value_of(&asked.amount));
                 }
@@ -72,22 +106,51 @@ async fn run_sequence(t: &TestLedger, case: usize, ops: &[Op]) -> Result<(), Tes
             }
             Op::Replay { invoice } => {
                 if let Some((request, response)) = invoices.get(*invoice) {
-                    let again = client.apply_credits(authed(KEY_A, request.clone())).await.unwrap().into_inner();
+                    let again = client
+                        .apply_credits(authed(KEY_A, request.clone()))
+                        .await
+                        .unwrap()
+                        .into_inner();
                     prop_assert_eq!(&again, response);
                 }
             }
             Op::Reverse { invoice } => {
                 if let Some((request, _)) = invoices.get(*invoice) {
-                    let reverse = pb::ReverseCreditsRequest { invoice: request.invoice.clone() };
-                    client.reverse_credits(authed(KEY_A, reverse)).await.unwrap();
+                    let reverse = pb::ReverseCreditsRequest {
+                        invoice: request.invoice.clone(),
+                    };
+                    client
+                        .reverse_credits(authed(KEY_A, reverse))
+                        .await
+                        .unwrap();
                 }
             }
             Op::Void { grant } | Op::Expire { grant } => {
-                let Some(id) = grants.get(*grant).cloned() else { continue };
+                let Some(id) = grants.get(*grant).cloned() else {
+                    continue;
+                };
                 let result = if matches!(op, Op::Void { .. }) {
-                    client.void_credit_grant(authed(KEY_A, pb::VoidCreditGrantRequest { id, ..Default::default() })).await.map(|_| ())
+                    client
+                        .void_credit_grant(authed(
+                            KEY_A,
+                            pb::VoidCreditGrantRequest {
+                                id,
+                                ..Default::default()
+                            },
+                        ))
+                        .await
+                        .map(|_| ())
                 } else {
-                    client.expire_credit_grant(authed(KEY_A, pb::ExpireCreditGrantRequest { id, ..Default::default() })).await.map(|_| ())
+                    client
+                        .expire_credit_grant(authed(
+                            KEY_A,
+                            pb::ExpireCreditGrantRequest {
+                                id,
+                                ..Default::default()
+                            },
+                        ))
+                        .await
+                        .map(|_| ())
                 };
                 if let Err(status) = result {
                     prop_assert!(expected_refusal(&status), "{status:?}");
@@ -95,11 +158,21 @@ async fn run_sequence(t: &TestLedger, case: usize, ops: &[Op]) -> Result<(), Tes
             }
             Op::Advance { hours } => t.clock.advance(TimeDelta::hours(*hours)),
             Op::Sweep => {
-                sweep_once(&t.ledger, &SweeperOptions::default()).await.unwrap();
+                sweep_once(&t.ledger, &SweeperOptions::default())
+                    .await
+                    .unwrap();
             }
         }
-        let report = client.audit_ledger(authed(KEY_A, pb::AuditLedgerRequest {})).await.unwrap().into_inner();
-        prop_assert!(report.violations.is_empty(), "after {op:?}: {:?}", report.violations);
+        let report = client
+            .audit_ledger(authed(KEY_A, pb::AuditLedgerRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        prop_assert!(
+            report.violations.is_empty(),
+            "after {op:?}: {:?}",
+            report.violations
+        );
     }
     Ok(())
 }

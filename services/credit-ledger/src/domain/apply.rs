@@ -46,7 +46,11 @@ impl ApplyRequest {
     /// A canonical description of what is applied, hashed to detect a replay
     /// with different lines.
     pub fn fingerprint(&self) -> String {
-        let mut canonical = format!("{}\n{}\n", self.customer, self.period_end.timestamp_micros());
+        let mut canonical = format!(
+            "{}\n{}\n",
+            self.customer,
+            self.period_end.timestamp_micros()
+        );
         for line in &self.lines {
             canonical.push_str(&format!(
                 "{}\t{}\t{}\t{}\t{}\n",
@@ -130,7 +134,10 @@ pub struct ApplyOutcome {
 pub fn plan(request: &ApplyRequest, grants: &[Grant]) -> ApplyOutcome {
     let mut ordered: Vec<&Grant> = grants.iter().collect();
     ordered.sort_by(|a, b| application_order(a, b));
-    let mut left: HashMap<&str, i64> = ordered.iter().map(|g| (g.id.as_str(), g.available)).collect();
+    let mut left: HashMap<&str, i64> = ordered
+        .iter()
+        .map(|g| (g.id.as_str(), g.available))
+        .collect();
 
     let mut applications = Vec::new();
     let mut lines = Vec::with_capacity(request.lines.len());
@@ -187,14 +194,22 @@ fn totals(lines: &[LineCredits]) -> Vec<AssetCredits> {
     }
     by_asset
         .into_iter()
-        .map(|(asset, (amount, applied))| AssetCredits { asset, amount, applied })
+        .map(|(asset, (amount, applied))| AssetCredits {
+            asset,
+            amount,
+            applied,
+        })
         .collect()
 }
 
 /// Books a planned outcome onto the (locked) grants: debits each grant and
 /// returns one `credits_applied` transaction per application, whose ids are
 /// written into the outcome.
-pub fn book(outcome: &mut ApplyOutcome, grants: &mut [Grant], now: DateTime<Utc>) -> Vec<BalanceTransaction> {
+pub fn book(
+    outcome: &mut ApplyOutcome,
+    grants: &mut [Grant],
+    now: DateTime<Utc>,
+) -> Vec<BalanceTransaction> {
     let mut appended = Vec::with_capacity(outcome.applications.len());
     for application in &mut outcome.applications {
         let Some(grant) = grants.iter_mut().find(|g| g.id == application.credit_grant) else {
@@ -203,7 +218,12 @@ pub fn book(outcome: &mut ApplyOutcome, grants: &mut [Grant], now: DateTime<Utc>
         grant.available -= application.amount;
         grant.totals.applied += application.amount;
         grant.updated = now;
-        let mut debit = grant.transaction(TransactionKind::CreditsApplied, application.amount, now, now);
+        let mut debit = grant.transaction(
+            TransactionKind::CreditsApplied,
+            application.amount,
+            now,
+            now,
+        );
         debit.invoice = Some(outcome.invoice.clone());
         debit.invoice_line_item = Some(application.invoice_line_item.clone());
         application.credit_balance_transaction = debit.id.clone();
@@ -240,7 +260,11 @@ pub struct Reversal {
 
 /// Gives every application of `outcome` back to its (locked) grant. Credits
 /// going back to a grant already past `expires_at` expire at once.
-pub fn reverse(outcome: &ApplyOutcome, grants: &mut [Grant], now: DateTime<Utc>) -> (Reversal, Vec<BalanceTransaction>) {
+pub fn reverse(
+    outcome: &ApplyOutcome,
+    grants: &mut [Grant],
+    now: DateTime<Utc>,
+) -> (Reversal, Vec<BalanceTransaction>) {
     let mut appended = Vec::new();
     let mut reversals = Vec::with_capacity(outcome.applications.len());
     for application in &outcome.applications {
@@ -250,8 +274,12 @@ pub fn reverse(outcome: &ApplyOutcome, grants: &mut [Grant], now: DateTime<Utc>)
         grant.available += application.amount;
         grant.totals.reinstated += application.amount;
         grant.updated = now;
-        let mut credit =
-            grant.transaction(TransactionKind::CreditsApplicationInvoiceVoided, application.amount, now, now);
+        let mut credit = grant.transaction(
+            TransactionKind::CreditsApplicationInvoiceVoided,
+            application.amount,
+            now,
+            now,
+        );
         credit.invoice = Some(outcome.invoice.clone());
         credit.invoice_line_item = Some(application.invoice_line_item.clone());
         let mut entry = ReversalEntry {
@@ -264,7 +292,12 @@ pub fn reverse(outcome: &ApplyOutcome, grants: &mut [Grant], now: DateTime<Utc>)
         };
         appended.push(credit);
         if grant.expires_at.is_some_and(|at| at <= now) {
-            let debit = grant.transaction(TransactionKind::CreditsExpired, application.amount, now, now);
+            let debit = grant.transaction(
+                TransactionKind::CreditsExpired,
+                application.amount,
+                now,
+                now,
+            );
             grant.available -= application.amount;
             grant.totals.expired += application.amount;
             entry.expired_balance_transaction = Some(debit.id.clone());
@@ -306,28 +339,42 @@ mod tests {
             proptest::option::of(0_usize..3),
             any::<bool>(),
         )
-            .prop_map(|(amount, priority, promo, expires_h, effective_h, scoped, eur)| {
-                let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-                let effective_at = t0 + TimeDelta::hours(effective_h);
-                Grant {
-                    id: billing_server::ids::new_id("credgr"),
-                    customer: "cus".into(),
-                    name: String::new(),
-                    asset: if eur { Asset::Currency(Currency::parse("eur").unwrap()) } else { usd() },
-                    amount,
-                    available: amount,
-                    totals: GrantTotals::default(),
-                    scope: scoped.map_or(Scope::Metered, |p| Scope::Prices(vec![format!("price_{p}")])),
-                    category: if promo { Category::Promotional } else { Category::Paid },
-                    priority: priority * 50,
-                    effective_at,
-                    expires_at: expires_h.map(|h| t0 + TimeDelta::hours(h)).filter(|at| *at > effective_at),
-                    voided_at: None,
-                    metadata: BTreeMap::new(),
-                    created: t0,
-                    updated: t0,
-                }
-            })
+            .prop_map(
+                |(amount, priority, promo, expires_h, effective_h, scoped, eur)| {
+                    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+                    let effective_at = t0 + TimeDelta::hours(effective_h);
+                    Grant {
+                        id: billing_server::ids::new_id("credgr"),
+                        customer: "cus".into(),
+                        name: String::new(),
+                        asset: if eur {
+                            Asset::Currency(Currency::parse("eur").unwrap())
+                        } else {
+                            usd()
+                        },
+                        amount,
+                        available: amount,
+                        totals: GrantTotals::default(),
+                        scope: scoped.map_or(Scope::Metered, |p| {
+                            Scope::Prices(vec![format!("price_{p}")])
+                        }),
+                        category: if promo {
+                            Category::Promotional
+                        } else {
+                            Category::Paid
+                        },
+                        priority: priority * 50,
+                        effective_at,
+                        expires_at: expires_h
+                            .map(|h| t0 + TimeDelta::hours(h))
+                            .filter(|at| *at > effective_at),
+                        voided_at: None,
+                        metadata: BTreeMap::new(),
+                        created: t0,
+                        updated: t0,
+                    }
+                },
+            )
     }
 
     proptest! {

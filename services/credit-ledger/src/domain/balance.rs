@@ -54,6 +54,10 @@ pub fn summarize(grants: &[Grant], filter: &BalanceFilter, now: DateTime<Utc>) -
     }
     by_asset
         .into_iter()
-        .map(|(asset, (available, ledger))| Balance { asset, available, ledger })
+        .map(|(asset, (available, ledger))| Balance {
+            asset,
+            available,
+            ledger,
+        })
         .collect()
 }

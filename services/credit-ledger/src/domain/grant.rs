@@ -144,7 +144,9 @@ impl Grant {
 
     /// Whether the grant counts in the available balance at `now`.
     pub fn is_available_at(&self, now: DateTime<Utc>) -> bool {
-        self.voided_at.is_none() && self.effective_at <= now && self.expires_at.is_none_or(|at| now < at)
+        self.voided_at.is_none()
+            && self.effective_at <= now
+            && self.expires_at.is_none_or(|at| now < at)
     }
 
     /// Whether it may pay a line of `asset` and `price` on an invoice whose
@@ -231,7 +233,10 @@ impl Grant {
     /// Voids a grant that was never applied; its remainder is debited.
     pub fn void(&mut self, now: DateTime<Utc>) -> Result<Vec<BalanceTransaction>, LedgerError> {
         if self.voided_at.is_some() {
-            return Err(LedgerError::conflict(ConflictReason::GrantVoided, "the grant is already voided"));
+            return Err(LedgerError::conflict(
+                ConflictReason::GrantVoided,
+                "the grant is already voided",
+            ));
         }
         if self.totals.applied > 0 {
             return Err(LedgerError::conflict(
@@ -251,12 +256,21 @@ impl Grant {
     }
 
     /// Expires the remainder now; the expiry moves to `now` if it was later.
-    pub fn expire_now(&mut self, now: DateTime<Utc>) -> Result<Vec<BalanceTransaction>, LedgerError> {
+    pub fn expire_now(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BalanceTransaction>, LedgerError> {
         if self.voided_at.is_some() {
-            return Err(LedgerError::conflict(ConflictReason::GrantVoided, "the grant is voided"));
+            return Err(LedgerError::conflict(
+                ConflictReason::GrantVoided,
+                "the grant is voided",
+            ));
         }
         if self.expires_at.is_some_and(|at| at <= now) && self.available == 0 {
-            return Err(LedgerError::conflict(ConflictReason::GrantAlreadyExpired, "the grant has already expired"));
+            return Err(LedgerError::conflict(
+                ConflictReason::GrantAlreadyExpired,
+                "the grant has already expired",
+            ));
         }
         if self.expires_at.is_none_or(|at| at > now) {
             self.expires_at = Some(now);
@@ -268,11 +282,20 @@ impl Grant {
 
     /// Debits whatever is left as expired, effective at `effective_at`
     /// (the sweeper passes `expires_at`; a reversal or ExpireCreditGrant, now).
-    pub fn record_expiry(&mut self, effective_at: DateTime<Utc>, now: DateTime<Utc>) -> Vec<BalanceTransaction> {
+    pub fn record_expiry(
+        &mut self,
+        effective_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Vec<BalanceTransaction> {
         if self.available == 0 {
             return Vec::new();
         }
-        let debit = self.transaction(TransactionKind::CreditsExpired, self.available, effective_at, now);
+        let debit = self.transaction(
+            TransactionKind::CreditsExpired,
+            self.available,
+            effective_at,
+            now,
+        );
         self.totals.expired += self.available;
         self.available = 0;
         vec![debit]
@@ -281,7 +304,10 @@ impl Grant {
     /// Applies UpdateCreditGrant's changes (already validated field by field).
     pub fn update(&mut self, changes: GrantChanges, now: DateTime<Utc>) -> Result<(), LedgerError> {
         if self.voided_at.is_some() {
-            return Err(LedgerError::conflict(ConflictReason::GrantVoided, "a voided grant cannot change"));
+            return Err(LedgerError::conflict(
+                ConflictReason::GrantVoided,
+                "a voided grant cannot change",
+            ));
         }
         if let Some(expires_at) = changes.expires_at {
             if self.expires_at.is_some_and(|at| at <= now) {
@@ -291,7 +317,10 @@ impl Grant {
                 ));
             }
             if expires_at.is_some_and(|at| at <= self.effective_at) {
-                return Err(LedgerError::invalid("expires_at", "must be after effective_at"));
+                return Err(LedgerError::invalid(
+                    "expires_at",
+                    "must be after effective_at",
+                ));
             }
             self.expires_at = expires_at;
         }

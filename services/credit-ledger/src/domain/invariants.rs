@@ -52,17 +52,17 @@ pub fn check_grant(grant: &Grant, history: Option<&HistoryTotals>, out: &mut Vec
             detail: format!("available is {}", grant.available),
         });
     }
-    if let Some(history) = history {
-        if history.granted != grant.amount || history.totals != grant.totals {
-            out.push(Violation {
-                subject: grant.id.clone(),
-                invariant: "GRANT_MATCHES_HISTORY",
-                detail: format!(
-                    "row says granted {} {:?}, transactions say granted {} {:?}",
-                    grant.amount, grant.totals, history.granted, history.totals
-                ),
-            });
-        }
+    if let Some(history) = history
+        && (history.granted != grant.amount || history.totals != grant.totals)
+    {
+        out.push(Violation {
+            subject: grant.id.clone(),
+            invariant: "GRANT_MATCHES_HISTORY",
+            detail: format!(
+                "row says granted {} {:?}, transactions say granted {} {:?}",
+                grant.amount, grant.totals, history.granted, history.totals
+            ),
+        });
     }
 }
 
@@ -72,11 +72,16 @@ pub fn check_invoice(outcome: &ApplyOutcome, out: &mut Vec<Violation>) {
     let mut applied_by_line: BTreeMap<&str, i64> = BTreeMap::new();
     let mut applied_by_asset: BTreeMap<&Asset, i64> = BTreeMap::new();
     for application in &outcome.applications {
-        *applied_by_line.entry(&application.invoice_line_item).or_default() += application.amount;
+        *applied_by_line
+            .entry(&application.invoice_line_item)
+            .or_default() += application.amount;
         *applied_by_asset.entry(&application.asset).or_default() += application.amount;
     }
     for line in &outcome.lines {
-        let applied = applied_by_line.get(line.invoice_line_item.as_str()).copied().unwrap_or(0);
+        let applied = applied_by_line
+            .get(line.invoice_line_item.as_str())
+            .copied()
+            .unwrap_or(0);
         if applied > line.amount || applied != line.applied {
             out.push(Violation {
                 subject: outcome.invoice.clone(),
@@ -94,7 +99,12 @@ pub fn check_invoice(outcome: &ApplyOutcome, out: &mut Vec<Violation>) {
             out.push(Violation {
                 subject: outcome.invoice.clone(),
                 invariant: "INVOICE_NOT_OVERPAID",
-                detail: format!("{} applied {} > lines {}", total.asset.key(), applied, total.amount),
+                detail: format!(
+                    "{} applied {} > lines {}",
+                    total.asset.key(),
+                    applied,
+                    total.amount
+                ),
             });
         }
     }

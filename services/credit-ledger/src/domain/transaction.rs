@@ -45,7 +45,10 @@ impl TransactionKind {
 
     /// Whether it adds to the grant's balance.
     pub fn is_credit(self) -> bool {
-        matches!(self, Self::CreditsGranted | Self::CreditsApplicationInvoiceVoided)
+        matches!(
+            self,
+            Self::CreditsGranted | Self::CreditsApplicationInvoiceVoided
+        )
     }
 }
 

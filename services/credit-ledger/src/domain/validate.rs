@@ -20,9 +20,16 @@ pub const NAME_CHARS_MAX: usize = 100;
 pub const REFERENCE_CHARS_MAX: usize = 100;
 
 /// Metadata limits (Stripe's).
-pub fn check_metadata(metadata: &BTreeMap<String, String>, field: &str, out: &mut Vec<FieldViolation>) {
+pub fn check_metadata(
+    metadata: &BTreeMap<String, String>,
+    field: &str,
+    out: &mut Vec<FieldViolation>,
+) {
     if metadata.len() > METADATA_KEYS_MAX {
-        out.push(FieldViolation::new(field, format!("at most {METADATA_KEYS_MAX} keys")));
+        out.push(FieldViolation::new(
+            field,
+            format!("at most {METADATA_KEYS_MAX} keys"),
+        ));
     }
     for (key, value) in metadata {
         if key.is_empty() || key.chars().count() > METADATA_KEY_CHARS_MAX {
@@ -45,7 +52,10 @@ pub fn check_name(name: &str, field: &str, required: bool, out: &mut Vec<FieldVi
     if required && name.trim().is_empty() {
         out.push(FieldViolation::new(field, "is required"));
     } else if name.chars().count() > NAME_CHARS_MAX {
-        out.push(FieldViolation::new(field, format!("must be at most {NAME_CHARS_MAX} characters")));
+        out.push(FieldViolation::new(
+            field,
+            format!("must be at most {NAME_CHARS_MAX} characters"),
+        ));
     }
 }
 
@@ -94,31 +104,49 @@ impl AmountInput {
 
     /// Resolves to an asset and a positive value. `unit_scale` is the scale of
     /// the pricing unit (None when the unit does not exist in the account).
-    pub fn resolve(&self, field: &str, unit_scale: Option<u32>) -> Result<(Asset, i64), FieldViolation> {
+    pub fn resolve(
+        &self,
+        field: &str,
+        unit_scale: Option<u32>,
+    ) -> Result<(Asset, i64), FieldViolation> {
         match self {
             Self::Monetary { currency, value } => {
                 if *value <= 0 {
-                    return Err(FieldViolation::new(format!("{field}.monetary.value"), "must be positive"));
+                    return Err(FieldViolation::new(
+                        format!("{field}.monetary.value"),
+                        "must be positive",
+                    ));
                 }
                 Ok((Asset::Currency(*currency), *value))
             }
             Self::PricingUnit { id, value } => {
                 let scale = unit_scale.ok_or_else(|| {
-                    FieldViolation::new(format!("{field}.custom_pricing_unit.id"), "unknown pricing unit")
+                    FieldViolation::new(
+                        format!("{field}.custom_pricing_unit.id"),
+                        "unknown pricing unit",
+                    )
                 })?;
                 let value_field = format!("{field}.custom_pricing_unit.value");
-                let units = billing_money::parse_value(value, scale).map_err(|error| match error {
-                    MoneyError::TooPrecise { scale, .. } => {
-                        FieldViolation::new(&value_field, format!("has more than {scale} decimal places"))
-                    }
-                    MoneyError::Overflow => FieldViolation::new(&value_field, "is out of range"),
-                    _ => FieldViolation::new(&value_field, "must be a decimal number such as \"12.5\""),
-                })?;
+                let units =
+                    billing_money::parse_value(value, scale).map_err(|error| match error {
+                        MoneyError::TooPrecise { scale, .. } => FieldViolation::new(
+                            &value_field,
+                            format!("has more than {scale} decimal places"),
+                        ),
+                        MoneyError::Overflow => {
+                            FieldViolation::new(&value_field, "is out of range")
+                        }
+                        _ => FieldViolation::new(
+                            &value_field,
+                            "must be a decimal number such as \"12.5\"",
+                        ),
+                    })?;
                 if units <= 0 {
                     return Err(FieldViolation::new(value_field, "must be positive"));
                 }
-                let asset = Asset::pricing_unit(id.clone(), scale)
-                    .map_err(|_| FieldViolation::new(format!("{field}.custom_pricing_unit.id"), "bad scale"))?;
+                let asset = Asset::pricing_unit(id.clone(), scale).map_err(|_| {
+                    FieldViolation::new(format!("{field}.custom_pricing_unit.id"), "bad scale")
+                })?;
                 Ok((asset, units))
             }
         }
@@ -140,7 +168,10 @@ mod tests {
         check(BTreeMap::from([("k".repeat(41), "v".into())]), false);
         check(BTreeMap::from([("k".into(), "v".repeat(501))]), false);
         check(BTreeMap::from([(String::new(), "v".into())]), false);
-        check((0..51).map(|i| (format!("k{i}"), "v".into())).collect(), false);
+        check(
+            (0..51).map(|i| (format!("k{i}"), "v".into())).collect(),
+            false,
+        );
     }
 
     #[test]
@@ -149,10 +180,22 @@ mod tests {
             id: "pu_1".into(),
             value: value.into(),
         };
-        assert_eq!(input("1.5").resolve("amount", Some(2)).map(|r| r.1), Ok(150));
+        assert_eq!(
+            input("1.5").resolve("amount", Some(2)).map(|r| r.1),
+            Ok(150)
+        );
         let field = |r: Result<(Asset, i64), FieldViolation>| r.unwrap_err().field;
-        assert_eq!(field(input("1.555").resolve("amount", Some(2))), "amount.custom_pricing_unit.value");
-        assert_eq!(field(input("0").resolve("amount", Some(2))), "amount.custom_pricing_unit.value");
-        assert_eq!(field(input("1").resolve("amount", None)), "amount.custom_pricing_unit.id");
+        assert_eq!(
+            field(input("1.555").resolve("amount", Some(2))),
+            "amount.custom_pricing_unit.value"
+        );
+        assert_eq!(
+            field(input("0").resolve("amount", Some(2))),
+            "amount.custom_pricing_unit.value"
+        );
+        assert_eq!(
+            field(input("1").resolve("amount", None)),
+            "amount.custom_pricing_unit.id"
+        );
     }
 }

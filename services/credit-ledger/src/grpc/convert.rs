@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::apply::{ApplyOutcome, LINES_MAX, Reversal};
 use crate::domain::balance::{Balance, BalanceFilter};
-use crate::domain::grant::{Category, DEFAULT_PRIORITY, Grant, GrantChanges, GrantState, MAX_PRIORITY, Scope};
+use crate::domain::grant::{
+    Category, DEFAULT_PRIORITY, Grant, GrantChanges, GrantState, MAX_PRIORITY, Scope,
+};
 use crate::domain::transaction::{BalanceTransaction, TransactionKind};
 use crate::domain::validate::{AmountInput, check_metadata, check_name, check_reference};
 use crate::ledger::{ApplyInput, GrantInput, LineInput};
@@ -22,9 +24,15 @@ use crate::store::{AuditReport, PricingUnit};
 const SCOPE_PRICES_MAX: usize = 100;
 
 /// An amount from a request; positivity and precision are checked on resolve.
-pub fn amount_input(amount: Option<&common::Amount>, field: &str) -> Result<AmountInput, FieldViolation> {
+pub fn amount_input(
+    amount: Option<&common::Amount>,
+    field: &str,
+) -> Result<AmountInput, FieldViolation> {
     match amount.and_then(|a| a.kind.as_ref()) {
-        None => Err(FieldViolation::new(field, "is required: set monetary or custom_pricing_unit")),
+        None => Err(FieldViolation::new(
+            field,
+            "is required: set monetary or custom_pricing_unit",
+        )),
         Some(common::amount::Kind::Monetary(money)) => {
             let currency = Currency::parse(&money.currency).map_err(|_| {
                 FieldViolation::new(
@@ -39,7 +47,10 @@ pub fn amount_input(amount: Option<&common::Amount>, field: &str) -> Result<Amou
         }
         Some(common::amount::Kind::CustomPricingUnit(unit)) => {
             if unit.id.is_empty() {
-                return Err(FieldViolation::new(format!("{field}.custom_pricing_unit.id"), "is required"));
+                return Err(FieldViolation::new(
+                    format!("{field}.custom_pricing_unit.id"),
+                    "is required",
+                ));
             }
             Ok(AmountInput::PricingUnit {
                 id: unit.id.clone(),
@@ -56,44 +67,69 @@ pub fn amount(asset: &Asset, value: i64) -> common::Amount {
             currency: currency.code().to_owned(),
             value,
         }),
-        Asset::PricingUnit { id, scale } => common::amount::Kind::CustomPricingUnit(common::CustomPricingUnitAmount {
-            id: id.clone(),
-            value: format_value(value, *scale),
-        }),
+        Asset::PricingUnit { id, scale } => {
+            common::amount::Kind::CustomPricingUnit(common::CustomPricingUnitAmount {
+                id: id.clone(),
+                value: format_value(value, *scale),
+            })
+        }
     };
     common::Amount { kind: Some(kind) }
 }
 
-fn optional_time(time: Option<&prost_types::Timestamp>, field: &str, out: &mut Vec<FieldViolation>) -> Option<DateTime<Utc>> {
+fn optional_time(
+    time: Option<&prost_types::Timestamp>,
+    field: &str,
+    out: &mut Vec<FieldViolation>,
+) -> Option<DateTime<Utc>> {
     time.and_then(|t| from_proto(t, field).map_err(|v| out.push(v)).ok())
 }
 
-fn scope(config: Option<&pb::ApplicabilityConfig>, field: &str, out: &mut Vec<FieldViolation>) -> Option<Scope> {
+fn scope(
+    config: Option<&pb::ApplicabilityConfig>,
+    field: &str,
+    out: &mut Vec<FieldViolation>,
+) -> Option<Scope> {
     let Some(scope) = config.and_then(|c| c.scope.as_ref()) else {
-        out.push(FieldViolation::new(field, "is required: set price_type METERED or a list of prices"));
+        out.push(FieldViolation::new(
+            field,
+            "is required: set price_type METERED or a list of prices",
+        ));
         return None;
     };
     let metered = match pb::PriceType::try_from(scope.price_type) {
         Ok(pb::PriceType::Metered) => true,
         Ok(pb::PriceType::Unspecified) => false,
         Err(_) => {
-            out.push(FieldViolation::new(format!("{field}.price_type"), "unknown price type"));
+            out.push(FieldViolation::new(
+                format!("{field}.price_type"),
+                "unknown price type",
+            ));
             return None;
         }
     };
     match (metered, scope.prices.is_empty()) {
         (true, false) => {
-            out.push(FieldViolation::new(field, "set price_type or prices, not both"));
+            out.push(FieldViolation::new(
+                field,
+                "set price_type or prices, not both",
+            ));
             None
         }
         (false, true) => {
-            out.push(FieldViolation::new(field, "set price_type METERED or a list of prices"));
+            out.push(FieldViolation::new(
+                field,
+                "set price_type METERED or a list of prices",
+            ));
             None
         }
         (true, true) => Some(Scope::Metered),
         (false, false) => {
             if scope.prices.len() > SCOPE_PRICES_MAX {
-                out.push(FieldViolation::new(format!("{field}.prices"), format!("at most {SCOPE_PRICES_MAX} prices")));
+                out.push(FieldViolation::new(
+                    format!("{field}.prices"),
+                    format!("at most {SCOPE_PRICES_MAX} prices"),
+                ));
             }
             for (index, price) in scope.prices.iter().enumerate() {
                 check_reference(price, &format!("{field}.prices[{index}]"), out);
@@ -104,30 +140,47 @@ fn scope(config: Option<&pb::ApplicabilityConfig>, field: &str, out: &mut Vec<Fi
 }
 
 /// CreateCreditGrant's fields.
-pub fn grant_input(request: &pb::CreateCreditGrantRequest) -> Result<GrantInput, Vec<FieldViolation>> {
+pub fn grant_input(
+    request: &pb::CreateCreditGrantRequest,
+) -> Result<GrantInput, Vec<FieldViolation>> {
     let mut out = Vec::new();
     check_reference(&request.customer, "customer", &mut out);
     check_name(&request.name, "name", false, &mut out);
-    let amount = amount_input(request.amount.as_ref(), "amount").map_err(|v| out.push(v)).ok();
-    let scope = scope(request.applicability_config.as_ref(), "applicability_config.scope", &mut out);
+    let amount = amount_input(request.amount.as_ref(), "amount")
+        .map_err(|v| out.push(v))
+        .ok();
+    let scope = scope(
+        request.applicability_config.as_ref(),
+        "applicability_config.scope",
+        &mut out,
+    );
     let category = match pb::CreditGrantCategory::try_from(request.category) {
         Ok(pb::CreditGrantCategory::Unspecified | pb::CreditGrantCategory::Paid) => Category::Paid,
         Ok(pb::CreditGrantCategory::Promotional) => Category::Promotional,
         Err(_) => {
-            out.push(FieldViolation::new("category", "must be PAID or PROMOTIONAL"));
+            out.push(FieldViolation::new(
+                "category",
+                "must be PAID or PROMOTIONAL",
+            ));
             Category::Paid
         }
     };
     let priority = request.priority.unwrap_or(DEFAULT_PRIORITY);
     if priority > MAX_PRIORITY {
-        out.push(FieldViolation::new("priority", format!("must be between 0 and {MAX_PRIORITY}")));
+        out.push(FieldViolation::new(
+            "priority",
+            format!("must be between 0 and {MAX_PRIORITY}"),
+        ));
     }
     let effective_at = optional_time(request.effective_at.as_ref(), "effective_at", &mut out);
     let expires_at = optional_time(request.expires_at.as_ref(), "expires_at", &mut out);
-    if let (Some(effective), Some(expires)) = (effective_at, expires_at) {
-        if expires <= effective {
-            out.push(FieldViolation::new("expires_at", "must be after effective_at"));
-        }
+    if let (Some(effective), Some(expires)) = (effective_at, expires_at)
+        && expires <= effective
+    {
+        out.push(FieldViolation::new(
+            "expires_at",
+            "must be after effective_at",
+        ));
     }
     check_metadata(&request.metadata, "metadata", &mut out);
     match (amount, scope) {
@@ -147,7 +200,9 @@ pub fn grant_input(request: &pb::CreateCreditGrantRequest) -> Result<GrantInput,
 }
 
 /// UpdateCreditGrant's fields.
-pub fn grant_changes(request: &pb::UpdateCreditGrantRequest) -> Result<GrantChanges, Vec<FieldViolation>> {
+pub fn grant_changes(
+    request: &pb::UpdateCreditGrantRequest,
+) -> Result<GrantChanges, Vec<FieldViolation>> {
     let mut out = Vec::new();
     if let Some(name) = &request.name {
         check_name(name, "name", false, &mut out);
@@ -155,7 +210,10 @@ pub fn grant_changes(request: &pb::UpdateCreditGrantRequest) -> Result<GrantChan
     let expires_at = optional_time(request.expires_at.as_ref(), "expires_at", &mut out);
     let expiry = match (expires_at, request.clear_expires_at) {
         (Some(_), true) => {
-            out.push(FieldViolation::new("clear_expires_at", "cannot be set together with expires_at"));
+            out.push(FieldViolation::new(
+                "clear_expires_at",
+                "cannot be set together with expires_at",
+            ));
             None
         }
         (Some(at), false) => Some(Some(at)),
@@ -191,15 +249,25 @@ pub fn apply_input(request: &pb::ApplyCreditsRequest) -> Result<ApplyInput, Vec<
         Some(t) => from_proto(t, "period_end").map_err(|v| out.push(v)).ok(),
     };
     if request.lines.is_empty() || request.lines.len() > LINES_MAX {
-        out.push(FieldViolation::new("lines", format!("must have 1 to {LINES_MAX} lines")));
+        out.push(FieldViolation::new(
+            "lines",
+            format!("must have 1 to {LINES_MAX} lines"),
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     let mut lines = Vec::with_capacity(request.lines.len());
     for (index, line) in request.lines.iter().enumerate() {
         let field = format!("lines[{index}]");
-        check_reference(&line.invoice_line_item, &format!("{field}.invoice_line_item"), &mut out);
+        check_reference(
+            &line.invoice_line_item,
+            &format!("{field}.invoice_line_item"),
+            &mut out,
+        );
         if !seen.insert(line.invoice_line_item.as_str()) {
-            out.push(FieldViolation::new(format!("{field}.invoice_line_item"), "is repeated"));
+            out.push(FieldViolation::new(
+                format!("{field}.invoice_line_item"),
+                "is repeated",
+            ));
         }
         check_reference(&line.price, &format!("{field}.price"), &mut out);
         match amount_input(line.amount.as_ref(), &format!("{field}.amount")) {
@@ -224,7 +292,9 @@ pub fn apply_input(request: &pb::ApplyCreditsRequest) -> Result<ApplyInput, Vec<
 }
 
 /// GetCreditBalanceSummary's filter.
-pub fn balance_filter(filter: Option<&pb::CreditBalanceFilter>) -> Result<BalanceFilter, Vec<FieldViolation>> {
+pub fn balance_filter(
+    filter: Option<&pb::CreditBalanceFilter>,
+) -> Result<BalanceFilter, Vec<FieldViolation>> {
     let mut out = Vec::new();
     let filter = match filter.and_then(|f| f.kind.as_ref()) {
         None => BalanceFilter::All,
@@ -328,7 +398,9 @@ pub fn transaction(item: &BalanceTransaction) -> pb::CreditBalanceTransaction {
             };
             (pb::TransactionType::Credit, Some(credit), None)
         }
-        TransactionKind::CreditsApplied | TransactionKind::CreditsExpired | TransactionKind::CreditsVoided => {
+        TransactionKind::CreditsApplied
+        | TransactionKind::CreditsExpired
+        | TransactionKind::CreditsVoided => {
             let kind = match item.kind {
                 TransactionKind::CreditsApplied => pb::DebitType::CreditsApplied,
                 TransactionKind::CreditsExpired => pb::DebitType::CreditsExpired,
@@ -404,7 +476,10 @@ pub fn reverse_response(reversal: &Reversal) -> pb::ReverseCreditsResponse {
                 credit_grant: r.credit_grant.clone(),
                 amount: Some(amount(&r.asset, r.amount)),
                 credit_balance_transaction: r.credit_balance_transaction.clone(),
-                expired_balance_transaction: r.expired_balance_transaction.clone().unwrap_or_default(),
+                expired_balance_transaction: r
+                    .expired_balance_transaction
+                    .clone()
+                    .unwrap_or_default(),
             })
             .collect(),
     }

@@ -50,7 +50,10 @@ trait Idempotent: Message + Clone + Sized {
         payload.clear_request_id();
         Ok(Some(IdempotencyKey {
             request_id: request_id.to_owned(),
-            fingerprint: billing_server::fingerprint::fingerprint(Self::METHOD, &payload.encode_to_vec()),
+            fingerprint: billing_server::fingerprint::fingerprint(
+                Self::METHOD,
+                &payload.encode_to_vec(),
+            ),
         }))
     }
 }
@@ -88,7 +91,11 @@ fn page(page_size: i32, page_token: &str) -> Result<PageRequest, Status> {
 fn required(value: &str, field: &str) -> Result<(), Status> {
     let mut out = Vec::new();
     check_reference(value, field, &mut out);
-    if out.is_empty() { Ok(()) } else { Err(invalid(out)) }
+    if out.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(out))
+    }
 }
 
 #[tonic::async_trait]
@@ -126,7 +133,11 @@ impl LedgerService for LedgerGrpc {
     ) -> Result<Response<pb::GetPricingUnitResponse>, Status> {
         let account = principal(&request)?.account;
         required(&request.get_ref().id, "id")?;
-        let unit = self.ledger.pricing_unit(&account, &request.get_ref().id).await.map_err(to_status)?;
+        let unit = self
+            .ledger
+            .pricing_unit(&account, &request.get_ref().id)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::GetPricingUnitResponse {
             pricing_unit: Some(convert::pricing_unit(&unit)),
         }))
@@ -140,7 +151,11 @@ impl LedgerService for LedgerGrpc {
         let account = principal(&request)?.account;
         let body = request.get_ref();
         let page = page(body.page_size, &body.page_token)?;
-        let (units, next_page_token) = self.ledger.list_pricing_units(&account, &page).await.map_err(to_status)?;
+        let (units, next_page_token) = self
+            .ledger
+            .list_pricing_units(&account, &page)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::ListPricingUnitsResponse {
             pricing_units: units.iter().map(convert::pricing_unit).collect(),
             next_page_token,
@@ -156,7 +171,11 @@ impl LedgerService for LedgerGrpc {
         let body = request.into_inner();
         let key = body.idempotency_key()?;
         let input = convert::grant_input(&body).map_err(invalid)?;
-        let grant = self.ledger.create_grant(&account, input, key.as_ref()).await.map_err(to_status)?;
+        let grant = self
+            .ledger
+            .create_grant(&account, input, key.as_ref())
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::CreateCreditGrantResponse {
             credit_grant: Some(convert::grant(&grant, self.ledger.clock().now())),
         }))
@@ -169,7 +188,11 @@ impl LedgerService for LedgerGrpc {
     ) -> Result<Response<pb::GetCreditGrantResponse>, Status> {
         let account = principal(&request)?.account;
         required(&request.get_ref().id, "id")?;
-        let grant = self.ledger.grant(&account, &request.get_ref().id).await.map_err(to_status)?;
+        let grant = self
+            .ledger
+            .grant(&account, &request.get_ref().id)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::GetCreditGrantResponse {
             credit_grant: Some(convert::grant(&grant, self.ledger.clock().now())),
         }))
@@ -184,8 +207,11 @@ impl LedgerService for LedgerGrpc {
         let body = request.get_ref();
         let page = page(body.page_size, &body.page_token)?;
         let customer = (!body.customer.is_empty()).then_some(body.customer.as_str());
-        let (grants, next_page_token) =
-            self.ledger.list_grants(&account, customer, &page).await.map_err(to_status)?;
+        let (grants, next_page_token) = self
+            .ledger
+            .list_grants(&account, customer, &page)
+            .await
+            .map_err(to_status)?;
         let now = self.ledger.clock().now();
         Ok(Response::new(pb::ListCreditGrantsResponse {
             credit_grants: grants.iter().map(|g| convert::grant(g, now)).collect(),
@@ -222,7 +248,11 @@ impl LedgerService for LedgerGrpc {
         let body = request.into_inner();
         let key = body.idempotency_key()?;
         required(&body.id, "id")?;
-        let grant = self.ledger.void_grant(&account, &body.id, key.as_ref()).await.map_err(to_status)?;
+        let grant = self
+            .ledger
+            .void_grant(&account, &body.id, key.as_ref())
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::VoidCreditGrantResponse {
             credit_grant: Some(convert::grant(&grant, self.ledger.clock().now())),
         }))
@@ -237,7 +267,11 @@ impl LedgerService for LedgerGrpc {
         let body = request.into_inner();
         let key = body.idempotency_key()?;
         required(&body.id, "id")?;
-        let grant = self.ledger.expire_grant(&account, &body.id, key.as_ref()).await.map_err(to_status)?;
+        let grant = self
+            .ledger
+            .expire_grant(&account, &body.id, key.as_ref())
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::ExpireCreditGrantResponse {
             credit_grant: Some(convert::grant(&grant, self.ledger.clock().now())),
         }))
@@ -294,7 +328,11 @@ impl LedgerService for LedgerGrpc {
             return Err(to_status(LedgerError::PermissionDenied("ApplyCredits")));
         }
         let input = convert::apply_input(request.get_ref()).map_err(invalid)?;
-        let outcome = self.ledger.apply_credits(&principal, input).await.map_err(to_status)?;
+        let outcome = self
+            .ledger
+            .apply_credits(&principal, input)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(convert::apply_response(&outcome)))
     }
 

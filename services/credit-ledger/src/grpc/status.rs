@@ -14,18 +14,24 @@ pub fn to_status(error: LedgerError) -> Status {
     match error {
         LedgerError::Invalid(violations) => status::invalid_argument(&violations),
         LedgerError::NotFound { kind, id } => status::not_found(kind, &id),
-        LedgerError::Conflict { reason, message } => {
-            status::with_reason(Code::FailedPrecondition, reason.as_str(), ERROR_DOMAIN, message)
-        }
+        LedgerError::Conflict { reason, message } => status::with_reason(
+            Code::FailedPrecondition,
+            reason.as_str(),
+            ERROR_DOMAIN,
+            message,
+        ),
         LedgerError::IdempotencyKeyReused => status::with_reason(
             Code::AlreadyExists,
             "IDEMPOTENCY_KEY_REUSED",
             ERROR_DOMAIN,
             "request_id was already used with a different request",
         ),
-        LedgerError::PermissionDenied(method) => {
-            status::with_reason(Code::PermissionDenied, "SCOPE_REQUIRED", ERROR_DOMAIN, LedgerError::PermissionDenied(method).to_string())
-        }
+        LedgerError::PermissionDenied(method) => status::with_reason(
+            Code::PermissionDenied,
+            "SCOPE_REQUIRED",
+            ERROR_DOMAIN,
+            LedgerError::PermissionDenied(method).to_string(),
+        ),
         LedgerError::Storage(error) if is_unavailable(&error) => {
             tracing::warn!(%error, "database unavailable");
             Status::unavailable("the ledger database is unavailable; retry")
@@ -44,6 +50,9 @@ pub fn to_status(error: LedgerError) -> Status {
 fn is_unavailable(error: &sqlx::Error) -> bool {
     matches!(
         error,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
     )
 }

@@ -30,7 +30,12 @@ pub struct ApplyWrite {
 impl Store {
     /// Applies credits to the invoice's lines, or returns the stored outcome
     /// of an identical earlier call.
-    pub async fn apply(&self, account: &str, request: &ApplyRequest, now: DateTime<Utc>) -> Result<ApplyWrite, LedgerError> {
+    pub async fn apply(
+        &self,
+        account: &str,
+        request: &ApplyRequest,
+        now: DateTime<Utc>,
+    ) -> Result<ApplyWrite, LedgerError> {
         let fingerprint = request.fingerprint();
         let mut tx = self.db.begin_write().await?;
         if let Some(recorded) = self.recorded(&mut tx, account, &request.invoice).await? {
@@ -74,7 +79,11 @@ impl Store {
     }
 
     /// Computes what ApplyCredits would do, writing nothing.
-    pub async fn preview(&self, account: &str, request: &ApplyRequest) -> Result<ApplyOutcome, LedgerError> {
+    pub async fn preview(
+        &self,
+        account: &str,
+        request: &ApplyRequest,
+    ) -> Result<ApplyOutcome, LedgerError> {
         let fingerprint = request.fingerprint();
         let mut conn = self.db.pool().acquire().await?;
         let row = sqlx::query(
@@ -100,17 +109,29 @@ impl Store {
     }
 
     /// Gives back the credits applied to `invoice`, once.
-    pub async fn reverse(&self, account: &str, invoice: &str, now: DateTime<Utc>) -> Result<Reversal, LedgerError> {
+    pub async fn reverse(
+        &self,
+        account: &str,
+        invoice: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Reversal, LedgerError> {
         let mut tx = self.db.begin_write().await?;
-        let recorded = self.recorded(&mut tx, account, invoice).await?.ok_or_else(|| LedgerError::NotFound {
-            kind: "invoice with applied credits",
-            id: invoice.to_owned(),
-        })?;
+        let recorded = self
+            .recorded(&mut tx, account, invoice)
+            .await?
+            .ok_or_else(|| LedgerError::NotFound {
+                kind: "invoice with applied credits",
+                id: invoice.to_owned(),
+            })?;
         if let Some(reversal) = recorded.reversal {
             return Ok(serde_json::from_str(&reversal)?);
         }
         let outcome: ApplyOutcome = serde_json::from_str(&recorded.outcome)?;
-        let mut ids: Vec<String> = outcome.applications.iter().map(|a| a.credit_grant.clone()).collect();
+        let mut ids: Vec<String> = outcome
+            .applications
+            .iter()
+            .map(|a| a.credit_grant.clone())
+            .collect();
         ids.sort();
         ids.dedup();
         let mut grants = self.lock_grants(&mut tx, account, &ids).await?;
@@ -132,7 +153,12 @@ impl Store {
         Ok(reversal)
     }
 
-    async fn recorded(&self, tx: &mut Tx, account: &str, invoice: &str) -> Result<Option<Recorded>, LedgerError> {
+    async fn recorded(
+        &self,
+        tx: &mut Tx,
+        account: &str,
+        invoice: &str,
+    ) -> Result<Option<Recorded>, LedgerError> {
         let sql = format!(
             "SELECT fingerprint, outcome, reversal FROM invoice_credit_applications \
              WHERE account = $1 AND invoice = $2{}",
@@ -154,7 +180,12 @@ impl Store {
     }
 
     /// Locks the customer's grants that could pay the invoice, in id order.
-    async fn lock_eligible(&self, tx: &mut Tx, account: &str, request: &ApplyRequest) -> Result<Vec<Grant>, LedgerError> {
+    async fn lock_eligible(
+        &self,
+        tx: &mut Tx,
+        account: &str,
+        request: &ApplyRequest,
+    ) -> Result<Vec<Grant>, LedgerError> {
         let assets = request.assets();
         let sql = format!(
             "SELECT {} FROM credit_grants WHERE account = $1 AND customer = $2 AND available > 0 \

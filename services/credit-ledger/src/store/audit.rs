@@ -26,18 +26,25 @@ impl Store {
     /// Checks the invariants of one account.
     pub async fn audit(&self, account: &str) -> Result<AuditReport, LedgerError> {
         let history = self.history_totals(account).await?;
-        let sql = format!("SELECT {} FROM credit_grants WHERE account = $1", rows::GRANT_COLUMNS);
-        let grant_rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account).fetch_all(self.db.pool()).await?;
+        let sql = format!(
+            "SELECT {} FROM credit_grants WHERE account = $1",
+            rows::GRANT_COLUMNS
+        );
+        let grant_rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .fetch_all(self.db.pool())
+            .await?;
         let mut violations = Vec::new();
         for row in &grant_rows {
             let grant = rows::grant(row)?;
             let recomputed = history.get(&grant.id).copied().unwrap_or_default();
             invariants::check_grant(&grant, Some(&recomputed), &mut violations);
         }
-        let outcomes = sqlx::query("SELECT outcome FROM invoice_credit_applications WHERE account = $1")
-            .bind(account)
-            .fetch_all(self.db.pool())
-            .await?;
+        let outcomes =
+            sqlx::query("SELECT outcome FROM invoice_credit_applications WHERE account = $1")
+                .bind(account)
+                .fetch_all(self.db.pool())
+                .await?;
         for row in &outcomes {
             let outcome: ApplyOutcome = serde_json::from_str(&row.try_get::<String, _>(0)?)?;
             invariants::check_invoice(&outcome, &mut violations);
@@ -49,7 +56,10 @@ impl Store {
         })
     }
 
-    async fn history_totals(&self, account: &str) -> Result<HashMap<String, HistoryTotals>, LedgerError> {
+    async fn history_totals(
+        &self,
+        account: &str,
+    ) -> Result<HashMap<String, HistoryTotals>, LedgerError> {
         let found = sqlx::query(
             "SELECT credit_grant, kind, CAST(SUM(amount) AS BIGINT) FROM credit_balance_transactions \
              WHERE account = $1 GROUP BY credit_grant, kind",
@@ -65,7 +75,9 @@ impl Store {
             match TransactionKind::parse(&kind) {
                 Some(TransactionKind::CreditsGranted) => entry.granted = sum,
                 Some(TransactionKind::CreditsApplied) => entry.totals.applied = sum,
-                Some(TransactionKind::CreditsApplicationInvoiceVoided) => entry.totals.reinstated = sum,
+                Some(TransactionKind::CreditsApplicationInvoiceVoided) => {
+                    entry.totals.reinstated = sum
+                }
                 Some(TransactionKind::CreditsExpired) => entry.totals.expired = sum,
                 Some(TransactionKind::CreditsVoided) => entry.totals.voided = sum,
                 None => return Err(LedgerError::Corrupt(kind)),

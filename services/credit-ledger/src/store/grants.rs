@@ -16,7 +16,8 @@ use crate::domain::transaction::{BalanceTransaction, TransactionKind};
 pub type NewGrant = Grant;
 
 /// A change to one locked grant: returns the transactions to append.
-pub type GrantUpdate<'a> = dyn FnOnce(&mut Grant) -> Result<Vec<BalanceTransaction>, LedgerError> + Send + 'a;
+pub type GrantUpdate<'a> =
+    dyn FnOnce(&mut Grant) -> Result<Vec<BalanceTransaction>, LedgerError> + Send + 'a;
 
 impl Store {
     /// Inserts a grant and its `credits_granted` credit.
@@ -53,7 +54,12 @@ impl Store {
         .bind(to_micros(grant.updated))
         .execute(&mut *tx)
         .await?;
-        let credit = grant.transaction(TransactionKind::CreditsGranted, grant.amount, grant.effective_at, grant.created);
+        let credit = grant.transaction(
+            TransactionKind::CreditsGranted,
+            grant.amount,
+            grant.effective_at,
+            grant.created,
+        );
         transactions::append(&mut tx, account, &[credit]).await?;
         let now_us = to_micros(grant.created);
         self.finish(tx, account, key, now_us, grant).await
@@ -61,7 +67,10 @@ impl Store {
 
     /// One grant of the account.
     pub async fn grant(&self, account: &str, id: &str) -> Result<Option<Grant>, LedgerError> {
-        let sql = format!("SELECT {} FROM credit_grants WHERE account = $1 AND id = $2", rows::GRANT_COLUMNS);
+        let sql = format!(
+            "SELECT {} FROM credit_grants WHERE account = $1 AND id = $2",
+            rows::GRANT_COLUMNS
+        );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account)
             .bind(id)
@@ -72,7 +81,11 @@ impl Store {
 
     /// Every grant of a customer (balance summaries, previews). Cost grows
     /// with the customer's grants, never with their history.
-    pub async fn customer_grants(&self, account: &str, customer: &str) -> Result<Vec<Grant>, LedgerError> {
+    pub async fn customer_grants(
+        &self,
+        account: &str,
+        customer: &str,
+    ) -> Result<Vec<Grant>, LedgerError> {
         let sql = format!(
             "SELECT {} FROM credit_grants WHERE account = $1 AND customer = $2 ORDER BY id",
             rows::GRANT_COLUMNS
@@ -104,7 +117,10 @@ impl Store {
             .bind(page.fetch_limit())
             .fetch_all(self.db.pool())
             .await?;
-        let grants = found.iter().map(rows::grant).collect::<Result<Vec<_>, _>>()?;
+        let grants = found
+            .iter()
+            .map(rows::grant)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(grants, |g| &g.id))
     }
 
@@ -137,7 +153,12 @@ impl Store {
     }
 
     /// Locks the given grants in id order (deadlock-free across writers).
-    pub(crate) async fn lock_grants(&self, tx: &mut Tx, account: &str, ids: &[String]) -> Result<Vec<Grant>, LedgerError> {
+    pub(crate) async fn lock_grants(
+        &self,
+        tx: &mut Tx,
+        account: &str,
+        ids: &[String],
+    ) -> Result<Vec<Grant>, LedgerError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -174,7 +195,11 @@ impl Store {
 }
 
 /// Writes a grant's mutable columns back.
-pub(crate) async fn save_grant(tx: &mut Tx, account: &str, grant: &Grant) -> Result<(), LedgerError> {
+pub(crate) async fn save_grant(
+    tx: &mut Tx,
+    account: &str,
+    grant: &Grant,
+) -> Result<(), LedgerError> {
     sqlx::query(
         "UPDATE credit_grants SET name = $1, available = $2, applied_total = $3, reinstated_total = $4, \
          expired_total = $5, voided_total = $6, expires_at_us = $7, voided_at_us = $8, metadata = $9, \

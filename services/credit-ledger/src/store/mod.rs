@@ -67,7 +67,9 @@ impl Store {
         if let Some(key) = key {
             match idempotency::lookup(&mut tx, account, key).await? {
                 Prior::None => {}
-                Prior::Replay(response) => return Ok(Begun::Replay(serde_json::from_str(&response)?)),
+                Prior::Replay(response) => {
+                    return Ok(Begun::Replay(serde_json::from_str(&response)?));
+                }
                 Prior::Reused => return Err(LedgerError::IdempotencyKeyReused),
             }
         }
@@ -86,7 +88,8 @@ impl Store {
     ) -> Result<T, LedgerError> {
         if let Some(key) = key {
             let response = serde_json::to_string(&value)?;
-            if let Err(error) = idempotency::record(&mut tx, account, key, &response, now_us).await {
+            if let Err(error) = idempotency::record(&mut tx, account, key, &response, now_us).await
+            {
                 if !billing_db::is_unique_violation(&error) {
                     return Err(error.into());
                 }

@@ -56,11 +56,16 @@ impl Store {
         .bind(to_micros(unit.created))
         .execute(&mut *tx)
         .await?;
-        self.finish(tx, account, key, to_micros(unit.created), unit).await
+        self.finish(tx, account, key, to_micros(unit.created), unit)
+            .await
     }
 
     /// One pricing unit, if it exists in the account.
-    pub async fn pricing_unit(&self, account: &str, id: &str) -> Result<Option<PricingUnit>, LedgerError> {
+    pub async fn pricing_unit(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<PricingUnit>, LedgerError> {
         let row = sqlx::query(
             "SELECT id, display_name, scale, created_us FROM pricing_units WHERE account = $1 AND id = $2",
         )

@@ -39,8 +39,10 @@ pub(crate) fn grant(row: &AnyRow) -> Result<Grant, LedgerError> {
             voided: row.try_get(10)?,
         },
         scope: serde_json::from_str::<Scope>(&scope)?,
-        category: Category::parse(&category).ok_or_else(|| LedgerError::Corrupt(category.clone()))?,
-        priority: u32::try_from(priority).map_err(|_| LedgerError::Corrupt(format!("priority {priority}")))?,
+        category: Category::parse(&category)
+            .ok_or_else(|| LedgerError::Corrupt(category.clone()))?,
+        priority: u32::try_from(priority)
+            .map_err(|_| LedgerError::Corrupt(format!("priority {priority}")))?,
         effective_at: from_micros(row.try_get(14)?),
         expires_at: row.try_get::<Option<i64>, _>(15)?.map(from_micros),
         voided_at: row.try_get::<Option<i64>, _>(16)?.map(from_micros),

@@ -14,7 +14,11 @@ const INSERT_COLUMNS: usize = 11;
 const INSERT_ROWS_MAX: usize = 500;
 
 /// Appends transactions, one multi-row INSERT per 500 rows.
-pub(crate) async fn append(tx: &mut Tx, account: &str, items: &[BalanceTransaction]) -> Result<(), LedgerError> {
+pub(crate) async fn append(
+    tx: &mut Tx,
+    account: &str,
+    items: &[BalanceTransaction],
+) -> Result<(), LedgerError> {
     for chunk in items.chunks(INSERT_ROWS_MAX) {
         let sql = format!(
             "INSERT INTO credit_balance_transactions (account, id, customer, credit_grant, direction, kind, \
@@ -28,7 +32,11 @@ pub(crate) async fn append(tx: &mut Tx, account: &str, items: &[BalanceTransacti
                 .bind(&item.id)
                 .bind(&item.customer)
                 .bind(&item.credit_grant)
-                .bind(if item.kind.is_credit() { "credit" } else { "debit" })
+                .bind(if item.kind.is_credit() {
+                    "credit"
+                } else {
+                    "debit"
+                })
                 .bind(item.kind.as_str())
                 .bind(item.amount)
                 .bind(item.invoice.as_deref())
@@ -65,7 +73,10 @@ impl Store {
             .bind(page.fetch_limit())
             .fetch_all(self.db.pool())
             .await?;
-        let items = found.iter().map(rows::transaction).collect::<Result<Vec<_>, _>>()?;
+        let items = found
+            .iter()
+            .map(rows::transaction)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(items, |t| &t.id))
     }
 }

@@ -59,7 +59,9 @@ impl TestLedger {
         config.api_keys = keys;
         config.db.postgres_max_connections = 16;
         let clock = Clock::manual(t0());
-        let app = App::build(config, clock.clone()).await.expect("ledger starts");
+        let app = App::build(config, clock.clone())
+            .await
+            .expect("ledger starts");
         let addr = app.local_addr().unwrap();
         let ledger = app.ledger().clone();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -70,7 +72,11 @@ impl TestLedger {
             .await
             .expect("ledger serves");
         });
-        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         Some(Self {
             client: LedgerServiceClient::new(channel),
             clock,
@@ -102,7 +108,9 @@ macro_rules! run_on {
         let Some(ledger) = $crate::common::TestLedger::start($backend).await else {
             return;
         };
-        let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe($body(&ledger))).await;
+        let result =
+            futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe($body(&ledger)))
+                .await;
         ledger.stop().await;
         if let Err(panic) = result {
             std::panic::resume_unwind(panic);
@@ -198,7 +206,10 @@ pub fn grant_request(customer: &str, name: &str, value: i64) -> pb::CreateCredit
 }
 
 /// Creates a grant as account A.
-pub async fn create_grant(t: &TestLedger, request: pb::CreateCreditGrantRequest) -> pb::CreditGrant {
+pub async fn create_grant(
+    t: &TestLedger,
+    request: pb::CreateCreditGrantRequest,
+) -> pb::CreditGrant {
     t.client()
         .create_credit_grant(authed(KEY_A, request))
         .await
@@ -218,7 +229,12 @@ pub fn line(id: &str, price: &str, value: i64) -> pb::InvoiceLine {
 }
 
 /// An ApplyCredits request with period_end = the clock's now.
-pub fn apply_request(t: &TestLedger, customer: &str, invoice: &str, lines: Vec<pb::InvoiceLine>) -> pb::ApplyCreditsRequest {
+pub fn apply_request(
+    t: &TestLedger,
+    customer: &str,
+    invoice: &str,
+    lines: Vec<pb::InvoiceLine>,
+) -> pb::ApplyCreditsRequest {
     pb::ApplyCreditsRequest {
         customer: customer.into(),
         invoice: invoice.into(),
@@ -263,5 +279,9 @@ pub async fn assert_audit_clean(t: &TestLedger) {
         .await
         .unwrap()
         .into_inner();
-    assert!(report.violations.is_empty(), "audit: {:?}", report.violations);
+    assert!(
+        report.violations.is_empty(),
+        "audit: {:?}",
+        report.violations
+    );
 }

@@ -1,0 +1,22 @@
+# Developer shortcuts. CI does not need just: it runs .ci/run.
+
+# Run every service locally on embedded SQLite.
+up:
+    cargo run --release -p billing -- up
+
+# The whole test suite (SQLite and PostgreSQL).
+test:
+    cargo test --workspace
+
+# Formatting, clippy, proto lint.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    cd proto && npx --yes @bufbuild/buf@1 lint
+
+# All benchmarks.
+bench: bench-ledger
+
+# Ledger throughput and balance-summary latency on SQLite and PostgreSQL.
+bench-ledger:
+    cargo bench -p credit-ledger --bench ledger

@@ -1,0 +1,154 @@
+//! `billing`: the operator's command line.
+//!
+//! - `billing up`: every service in one process on embedded SQLite files
+//!   under `./data/`, talking over real gRPC on loopback, with a development
+//!   API key printed at start.
+//! - `billing migrate`: runs the embedded migrations against a database.
+//! - `billing api-key create`: makes a key and its `BILLING_API_KEYS` entry.
+//! - `billing audit`: asks a running ledger to check its invariants.
+
+mod up;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "billing",
+    version,
+    about = "Prepaid billing credits: run, migrate, manage keys"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run all services locally on embedded SQLite (Ctrl-C to stop).
+    Up(up::UpArgs),
+    /// Run the embedded migrations of a service against its database.
+    Migrate {
+        /// Which service's schema.
+        #[arg(long, value_enum, default_value = "ledger")]
+        service: Service,
+        /// The database (sqlite://… or postgres://…).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// Manage API keys.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+    /// Check the ledger invariants of the key's account on a running ledger.
+    Audit {
+        /// The ledger's address.
+        #[arg(long, env = "LEDGER_URL", default_value = "http://127.0.0.1:50052")]
+        ledger_url: String,
+        /// An API key of the account to audit.
+        #[arg(long, env = "BILLING_API_KEY")]
+        api_key: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Service {
+    Ledger,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Print a new random key and the BILLING_API_KEYS entry (its SHA-256) to configure.
+    Create {
+        /// The account the key belongs to (letters, digits, '_' or '-').
+        #[arg(long)]
+        account: String,
+        /// Extra scopes: apply_credits, internal.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up(args) => {
+            billing_telemetry::init();
+            up::run(args).await
+        }
+        Command::Migrate {
+            service,
+            database_url,
+        } => {
+            let db =
+                billing_db::Db::connect(&database_url, &billing_db::DbOptions::default()).await?;
+            match service {
+                Service::Ledger => db.migrate(&credit_ledger::MIGRATOR).await?,
+            }
+            db.close().await;
+            println!(
+                "migrated {service:?} schema at {}",
+                redact_url(&database_url)
+            );
+            Ok(())
+        }
+        Command::ApiKey(ApiKeyCommand::Create { account, scopes }) => {
+            let key = billing_server::auth::generate_key()?;
+            let mut entry = format!("{account}:{}", billing_server::auth::hash_hex(&key));
+            if !scopes.is_empty() {
+                entry.push(':');
+                entry.push_str(&scopes.join("+"));
+            }
+            // Validate the entry the way the services will read it.
+            billing_server::auth::ApiKeys::parse(&entry)?;
+            println!("API key (shown once; give it to the client):\n  {key}");
+            println!("BILLING_API_KEYS entry (configure on every service):\n  {entry}");
+            Ok(())
+        }
+        Command::Audit {
+            ledger_url,
+            api_key,
+        } => audit(ledger_url, api_key).await,
+    }
+}
+
+async fn audit(ledger_url: String, api_key: String) -> anyhow::Result<()> {
+    use billing_proto::ledger::v1::AuditLedgerRequest;
+    use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
+    let mut client = LedgerServiceClient::connect(ledger_url).await?;
+    let mut request = tonic::Request::new(AuditLedgerRequest {});
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {api_key}").parse()?);
+    let report = client.audit_ledger(request).await?.into_inner();
+    println!(
+        "checked {} grants and {} invoices: {} violations",
+        report.grants_checked,
+        report.invoices_checked,
+        report.violations.len()
+    );
+    for violation in &report.violations {
+        println!(
+            "  {} {}: {}",
+            violation.invariant, violation.subject, violation.detail
+        );
+    }
+    if report.violations.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("the ledger has invariant violations")
+    }
+}
+
+/// Hides a password in a database URL before printing it.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,93 @@
+//! `billing up`: the whole suite in one process, for development.
+//!
+//! Each service keeps its own database (SQLite files under `--data-dir`
+//! unless a `*_DATABASE_URL` says otherwise) and listens on its own port;
+//! services talk to each other over real gRPC on loopback, as in production.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use billing_server::auth::{ApiKeys, Scope};
+use billing_server::clock::Clock;
+use billing_server::serve::shutdown_signal;
+use tokio::sync::watch;
+
+/// The account of the development key.
+pub const DEV_ACCOUNT: &str = "acct_dev";
+
+/// Options of `billing up`.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Directory of the SQLite files and the saved development key.
+    #[arg(long, env = "BILLING_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Where the credit ledger listens.
+    #[arg(long, env = "LEDGER_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
+    ledger_addr: SocketAddr,
+    /// The ledger's database; default a SQLite file in the data directory.
+    #[arg(long, env = "LEDGER_DATABASE_URL")]
+    ledger_database_url: Option<String>,
+    /// Development key to accept (default: generated once, saved in the data directory).
+    #[arg(long, env = "BILLING_DEV_API_KEY")]
+    dev_api_key: Option<String>,
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)?;
+    let dev_key = match args.dev_api_key {
+        Some(key) => key,
+        None => saved_dev_key(&args.data_dir)?,
+    };
+    let mut keys = ApiKeys::parse(&std::env::var("BILLING_API_KEYS").unwrap_or_default())?;
+    keys.insert_plain(&dev_key, DEV_ACCOUNT, &[Scope::ApplyCredits]);
+
+    let ledger_url = args
+        .ledger_database_url
+        .unwrap_or_else(|| sqlite_url(&args.data_dir.join("ledger.db")));
+    let mut ledger_config = credit_ledger::Config::new(ledger_url, args.ledger_addr);
+    ledger_config.api_keys = keys;
+    let ledger = credit_ledger::App::build(ledger_config, Clock::system()).await?;
+    let ledger_addr = ledger.local_addr()?;
+
+    let (stop, stopped) = watch::channel(false);
+    let ledger_task = tokio::spawn(ledger.run_until(wait_for(stopped.clone())));
+
+    println!("credit-ledger listening on {ledger_addr}");
+    println!("development API key (account {DEV_ACCOUNT}, scope apply_credits):");
+    println!("  export KEY={dev_key}");
+    println!("try: grpcurl -plaintext -H \"authorization: Bearer $KEY\" {ledger_addr} list");
+
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    let _ = stop.send(true);
+    ledger_task.await??;
+    Ok(())
+}
+
+async fn wait_for(mut stopped: watch::Receiver<bool>) {
+    while !*stopped.borrow() {
+        if stopped.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// The development key saved in the data directory, created on first use so
+/// it stays the same across restarts.
+fn saved_dev_key(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("dev_api_key");
+    if let Ok(saved) = std::fs::read_to_string(&path) {
+        let saved = saved.trim().to_owned();
+        if !saved.is_empty() {
+            return Ok(saved);
+        }
+    }
+    let key = billing_server::auth::generate_key()?;
+    std::fs::write(&path, format!("{key}\n"))?;
+    Ok(key)
+}

