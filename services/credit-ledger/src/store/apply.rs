@@ -38,9 +38,9 @@ impl Store {
     ) -> Result<ApplyWrite, LedgerError> {
         let fingerprint = request.fingerprint();
         let mut tx = self.db.begin_write().await?;
-        if let Some(recorded) = self.recorded(&mut tx, account, &request.invoice).await? {
-            return replay(recorded, &fingerprint);
-        }
+        // No "already applied?" read up front: the application row's primary
+        // key decides below, which saves a round trip on every first
+        // application and costs a rolled-back plan only on replays.
         let mut grants = self.lock_eligible(&mut tx, account, request).await?;
         let mut outcome = apply::plan(request, &grants);
         let appended = apply::book(&mut outcome, &mut grants, now);
@@ -61,8 +61,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
-            // A concurrent call for the same invoice committed first (PostgreSQL
-            // waited for it on the primary key): ours is void, theirs stands.
+            // The invoice was applied before, or by a concurrent call that
+            // committed first (PostgreSQL waited for it on the primary key):
+            // ours is void, the recorded one stands.
             tx.rollback().await?;
             let mut tx = self.db.begin_write().await?;
             let recorded = self.recorded(&mut tx, account, &request.invoice).await?;
