@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use billing_db::idempotency::IdempotencyKey;
-use billing_server::auth::Principal;
 use billing_server::clock::Clock;
 use billing_server::page::PageRequest;
 use billing_server::status::FieldViolation;
@@ -211,10 +210,10 @@ impl Ledger {
         changes: GrantChanges,
         key: Option<&IdempotencyKey>,
     ) -> Result<Grant, LedgerError> {
-        let now = self.clock.now();
-        let change =
-            Box::new(move |grant: &mut Grant| grant.update(changes, now).map(|()| Vec::new()));
-        self.store.change_grant(account, id, key, now, change).await
+        self.change(account, id, key, move |grant, now| {
+            grant.update(changes, now).map(|()| Vec::new())
+        })
+        .await
     }
 
     /// Voids a never-applied grant.
@@ -224,16 +223,7 @@ impl Ledger {
         id: &str,
         key: Option<&IdempotencyKey>,
     ) -> Result<Grant, LedgerError> {
-        let now = self.clock.now();
-        self.store
-            .change_grant(
-                account,
-                id,
-                key,
-                now,
-                Box::new(move |grant: &mut Grant| grant.void(now)),
-            )
-            .await
+        self.change(account, id, key, Grant::void).await
     }
 
     /// Expires a grant's remainder now.
@@ -243,16 +233,22 @@ impl Ledger {
         id: &str,
         key: Option<&IdempotencyKey>,
     ) -> Result<Grant, LedgerError> {
+        self.change(account, id, key, Grant::expire_now).await
+    }
+
+    /// Runs a state change on one locked grant at the clock's now.
+    async fn change(
+        &self,
+        account: &str,
+        id: &str,
+        key: Option<&IdempotencyKey>,
+        change: impl FnOnce(&mut Grant, DateTime<Utc>) -> Result<Vec<BalanceTransaction>, LedgerError>
+        + Send
+        + 'static,
+    ) -> Result<Grant, LedgerError> {
         let now = self.clock.now();
-        self.store
-            .change_grant(
-                account,
-                id,
-                key,
-                now,
-                Box::new(move |grant: &mut Grant| grant.expire_now(now)),
-            )
-            .await
+        let change = Box::new(move |grant: &mut Grant| change(grant, now));
+        self.store.change_grant(account, id, key, now, change).await
     }
 
     /// Balances per asset.
@@ -288,16 +284,13 @@ impl Ledger {
             .await
     }
 
-    /// Applies (or previews) credits on an invoice.
+    /// Applies (or previews) credits on an invoice. The caller's
+    /// `apply_credits` scope is checked at the gRPC edge.
     pub async fn apply_credits(
         &self,
-        principal: &Principal,
+        account: &str,
         input: ApplyInput,
     ) -> Result<ApplyOutcome, LedgerError> {
-        if !principal.can_apply_credits {
-            return Err(LedgerError::PermissionDenied("ApplyCredits"));
-        }
-        let account = principal.account.as_str();
         let preview = input.preview;
         let request = self.resolve_lines(account, input).await?;
         if preview {
@@ -317,18 +310,13 @@ impl Ledger {
         Ok(write.outcome)
     }
 
-    /// Gives back a voided invoice's credits.
+    /// Gives back a voided invoice's credits (scope checked at the gRPC edge).
     pub async fn reverse_credits(
         &self,
-        principal: &Principal,
+        account: &str,
         invoice: &str,
     ) -> Result<Reversal, LedgerError> {
-        if !principal.can_apply_credits {
-            return Err(LedgerError::PermissionDenied("ReverseCredits"));
-        }
-        self.store
-            .reverse(&principal.account, invoice, self.clock.now())
-            .await
+        self.store.reverse(account, invoice, self.clock.now()).await
     }
 
     /// Checks the account's invariants.

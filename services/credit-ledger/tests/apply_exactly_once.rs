@@ -151,32 +151,12 @@ async fn reversal_reinstates_credit_for_the_next_invoice(t: &TestLedger) {
         .await
         .unwrap();
 
-    let reversal = t
-        .client()
-        .reverse_credits(authed(
-            KEY_A,
-            pb::ReverseCreditsRequest {
-                invoice: "in_1".into(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let reversal = reverse(t, "in_1").await.unwrap();
     assert_eq!(reversal.reversals.len(), 1);
     assert!(reversal.reversals[0].expired_balance_transaction.is_empty());
     // Reversing again changes nothing and answers the same.
     let before = all_transactions(t, customer).await;
-    let again = t
-        .client()
-        .reverse_credits(authed(
-            KEY_A,
-            pb::ReverseCreditsRequest {
-                invoice: "in_1".into(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let again = reverse(t, "in_1").await.unwrap();
     assert_eq!(again, reversal);
     assert_eq!(all_transactions(t, customer).await, before);
 
@@ -193,16 +173,7 @@ async fn reversal_reinstates_credit_for_the_next_invoice(t: &TestLedger) {
         "the reinstated 700 is used again"
     );
 
-    let unknown = t
-        .client()
-        .reverse_credits(authed(
-            KEY_A,
-            pb::ReverseCreditsRequest {
-                invoice: "in_never".into(),
-            },
-        ))
-        .await
-        .unwrap_err();
+    let unknown = reverse(t, "in_never").await.unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
     assert_audit_clean(t).await;
 }
@@ -219,17 +190,7 @@ async fn reversal_on_an_expired_grant_expires_at_once(t: &TestLedger) {
         .unwrap();
 
     t.clock.advance(TimeDelta::hours(2));
-    let reversal = t
-        .client()
-        .reverse_credits(authed(
-            KEY_A,
-            pb::ReverseCreditsRequest {
-                invoice: "in_1".into(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let reversal = reverse(t, "in_1").await.unwrap();
     assert!(!reversal.reversals[0].expired_balance_transaction.is_empty());
 
     let kinds: Vec<(i32, i64)> = all_transactions(t, customer)

@@ -330,7 +330,7 @@ impl LedgerService for LedgerGrpc {
         let input = convert::apply_input(request.get_ref()).map_err(invalid)?;
         let outcome = self
             .ledger
-            .apply_credits(&principal, input)
+            .apply_credits(&principal.account, input)
             .await
             .map_err(to_status)?;
         Ok(Response::new(convert::apply_response(&outcome)))
@@ -348,7 +348,7 @@ impl LedgerService for LedgerGrpc {
         required(&request.get_ref().invoice, "invoice")?;
         let reversal = self
             .ledger
-            .reverse_credits(&principal, &request.get_ref().invoice)
+            .reverse_credits(&principal.account, &request.get_ref().invoice)
             .await
             .map_err(to_status)?;
         Ok(Response::new(convert::reverse_response(&reversal)))

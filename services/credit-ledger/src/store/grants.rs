@@ -12,9 +12,6 @@ use crate::domain::LedgerError;
 use crate::domain::grant::Grant;
 use crate::domain::transaction::{BalanceTransaction, TransactionKind};
 
-/// A grant to create (already validated, id assigned).
-pub type NewGrant = Grant;
-
 /// A change to one locked grant: returns the transactions to append.
 pub type GrantUpdate<'a> =
     dyn FnOnce(&mut Grant) -> Result<Vec<BalanceTransaction>, LedgerError> + Send + 'a;
@@ -24,7 +21,7 @@ impl Store {
     pub async fn create_grant(
         &self,
         account: &str,
-        grant: NewGrant,
+        grant: Grant,
         key: Option<&IdempotencyKey>,
     ) -> Result<Grant, LedgerError> {
         let mut tx = match self.begin(account, key).await? {

@@ -21,7 +21,7 @@ use crate::domain::LedgerError;
 
 pub use apply::ApplyWrite;
 pub use audit::AuditReport;
-pub use grants::{GrantUpdate, NewGrant};
+pub use grants::GrantUpdate;
 pub use pricing_units::PricingUnit;
 
 /// The ledger's database.

@@ -285,3 +285,19 @@ pub async fn assert_audit_clean(t: &TestLedger) {
         report.violations
     );
 }
+
+/// ReverseCredits for an invoice as account A.
+pub async fn reverse(
+    t: &TestLedger,
+    invoice: &str,
+) -> Result<pb::ReverseCreditsResponse, tonic::Status> {
+    t.client()
+        .reverse_credits(authed(
+            KEY_A,
+            pb::ReverseCreditsRequest {
+                invoice: invoice.into(),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
