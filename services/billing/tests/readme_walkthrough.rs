@@ -115,6 +115,10 @@ fn readme_walkthrough_runs_verbatim() {
         "balance of 4500 expected in:\n{stdout}"
     );
     assert!(stdout.contains("CREDITS_APPLIED"), "{stdout}");
+    assert!(
+        stdout.contains("billing.ledger.v1.LedgerService"),
+        "reflection lists the ledger: {stdout}"
+    );
 
     // Running it again changes nothing: grants replay their request_id, the
     // application replays its invoice.

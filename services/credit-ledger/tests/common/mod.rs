@@ -31,6 +31,7 @@ pub enum Backend {
 /// A running ledger for one test.
 pub struct TestLedger {
     pub client: LedgerServiceClient<Channel>,
+    pub channel: Channel,
     pub clock: Clock,
     pub ledger: Ledger,
     pub database_url: String,
@@ -78,7 +79,8 @@ impl TestLedger {
             .await
             .unwrap();
         Some(Self {
-            client: LedgerServiceClient::new(channel),
+            client: LedgerServiceClient::new(channel.clone()),
+            channel,
             clock,
             ledger,
             database_url: db.url().to_owned(),
