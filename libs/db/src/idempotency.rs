@@ -95,3 +95,77 @@ pub async fn purge_before(pool: &sqlx::AnyPool, cutoff_us: i64) -> Result<u64, s
         .await?;
     Ok(result.rows_affected())
 }
+
+/// Why an idempotent write could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    /// The key was used with another request.
+    #[error("request_id was already used with a different request")]
+    Reused,
+    /// The database failed.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// A stored response could not be read back.
+    #[error("stored response is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl From<serde_json::Error> for IdempotencyError {
+    fn from(error: serde_json::Error) -> Self {
+        Self::Corrupt(error.to_string())
+    }
+}
+
+/// The start of an idempotent write: a transaction to do the work in, or the
+/// stored response of an earlier identical request.
+#[derive(Debug)]
+pub enum Begun<T> {
+    /// Do the work in this transaction, then [`finish`].
+    Fresh(Tx),
+    /// Return this; write nothing.
+    Replay(T),
+}
+
+/// Opens a write transaction and checks the key in it.
+pub async fn begin<T: serde::de::DeserializeOwned>(
+    db: &crate::Db,
+    account: &str,
+    key: Option<&IdempotencyKey>,
+) -> Result<Begun<T>, IdempotencyError> {
+    let mut tx = db.begin_write().await?;
+    if let Some(key) = key {
+        match lookup(&mut tx, account, key).await? {
+            Prior::None => {}
+            Prior::Replay(response) => return Ok(Begun::Replay(serde_json::from_str(&response)?)),
+            Prior::Reused => return Err(IdempotencyError::Reused),
+        }
+    }
+    Ok(Begun::Fresh(tx))
+}
+
+/// Records the key with `value` and commits. When a concurrent request with
+/// the same key committed first, returns that request's response instead.
+pub async fn finish<T: serde::Serialize + serde::de::DeserializeOwned>(
+    db: &crate::Db,
+    mut tx: Tx,
+    account: &str,
+    key: Option<&IdempotencyKey>,
+    now_us: i64,
+    value: T,
+) -> Result<T, IdempotencyError> {
+    if let Some(key) = key {
+        let response = serde_json::to_string(&value)?;
+        if let Err(error) = record(&mut tx, account, key, &response, now_us).await {
+            if !crate::is_unique_violation(&error) {
+                return Err(error.into());
+            }
+            tx.rollback().await?;
+            return match begin::<T>(db, account, Some(key)).await? {
+                Begun::Replay(stored) => Ok(stored),
+                Begun::Fresh(_) => Err(IdempotencyError::Corrupt("idempotency key vanished".into())),
+            };
+        }
+    }
+    tx.commit().await?;
+    Ok(value)
+}

@@ -65,6 +65,9 @@ pub struct DbOptions {
     pub sqlite_max_connections: u32,
     /// How long to wait for a pooled connection.
     pub acquire_timeout: Duration,
+    /// Also open a native PostgreSQL pool, for statements the `Any` driver
+    /// cannot express (array binds for `UNNEST` batch writes).
+    pub native_postgres: bool,
 }
 
 impl Default for DbOptions {
@@ -73,6 +76,7 @@ impl Default for DbOptions {
             postgres_max_connections: 32,
             sqlite_max_connections: 8,
             acquire_timeout: Duration::from_secs(10),
+            native_postgres: false,
         }
     }
 }
@@ -82,6 +86,7 @@ impl Default for DbOptions {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    native_postgres: Option<sqlx::PgPool>,
 }
 
 impl Db {
@@ -114,7 +119,22 @@ impl Db {
             })
             .connect_with(connect_options)
             .await?;
-        Ok(Self { pool, backend })
+        let native_postgres = if backend == Backend::Postgres && options.native_postgres {
+            Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect(&url)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            pool,
+            backend,
+            native_postgres,
+        })
     }
 
     /// Runs the service's embedded migrations.
@@ -126,6 +146,11 @@ impl Db {
     /// The pool, for reads.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The native PostgreSQL pool, when asked for in [`DbOptions`].
+    pub fn native_postgres(&self) -> Option<&sqlx::PgPool> {
+        self.native_postgres.as_ref()
     }
 
     /// Which backend this is.
@@ -144,6 +169,9 @@ impl Db {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(pool) = &self.native_postgres {
+            pool.close().await;
+        }
     }
 }
 

@@ -15,7 +15,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rust_decimal::{Decimal, RoundingStrategy};
+pub use rust_decimal::Decimal;
+use rust_decimal::RoundingStrategy;
 use serde::{Deserialize, Serialize};
 
 /// The largest scale a custom pricing unit may have.
@@ -214,6 +215,17 @@ pub fn parse_value(value: &str, scale: u32) -> Result<i64, MoneyError> {
         },
         other => other,
     })
+}
+
+/// Parses a plain decimal string (`-?digits(.digits)?`) exactly.
+///
+/// Used for usage values, which may have any number of decimal places that
+/// fit rust_decimal's 28 significant digits.
+pub fn parse_decimal(value: &str) -> Result<Decimal, MoneyError> {
+    if !is_plain_decimal(value) {
+        return Err(MoneyError::NotADecimal(value.to_owned()));
+    }
+    Decimal::from_str(value).map_err(|_| MoneyError::NotADecimal(value.to_owned()))
 }
 
 /// `-?digits(.digits)?`: no exponent, sign or white space that a client could

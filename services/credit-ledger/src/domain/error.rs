@@ -78,6 +78,17 @@ impl LedgerError {
     }
 }
 
+impl From<billing_db::idempotency::IdempotencyError> for LedgerError {
+    fn from(error: billing_db::idempotency::IdempotencyError) -> Self {
+        use billing_db::idempotency::IdempotencyError;
+        match error {
+            IdempotencyError::Reused => Self::IdempotencyKeyReused,
+            IdempotencyError::Sqlx(error) => Self::Storage(error),
+            IdempotencyError::Corrupt(detail) => Self::Corrupt(detail),
+        }
+    }
+}
+
 impl From<serde_json::Error> for LedgerError {
     fn from(error: serde_json::Error) -> Self {
         Self::Corrupt(error.to_string())

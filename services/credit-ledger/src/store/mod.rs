@@ -12,7 +12,7 @@ mod pricing_units;
 mod rows;
 mod transactions;
 
-use billing_db::idempotency::{self, IdempotencyKey, Prior};
+use billing_db::idempotency::{self, Begun, IdempotencyKey};
 use billing_db::{Backend, Db, Tx};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,13 +28,6 @@ pub use pricing_units::PricingUnit;
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
-}
-
-/// The start of an idempotent write: either a transaction to do the work in,
-/// or the stored response of an earlier identical request.
-pub(crate) enum Begun<T> {
-    Fresh(Tx),
-    Replay(T),
 }
 
 impl Store {
@@ -63,44 +56,18 @@ impl Store {
         account: &str,
         key: Option<&IdempotencyKey>,
     ) -> Result<Begun<T>, LedgerError> {
-        let mut tx = self.db.begin_write().await?;
-        if let Some(key) = key {
-            match idempotency::lookup(&mut tx, account, key).await? {
-                Prior::None => {}
-                Prior::Replay(response) => {
-                    return Ok(Begun::Replay(serde_json::from_str(&response)?));
-                }
-                Prior::Reused => return Err(LedgerError::IdempotencyKeyReused),
-            }
-        }
-        Ok(Begun::Fresh(tx))
+        Ok(idempotency::begin(&self.db, account, key).await?)
     }
 
-    /// Records the key with `value` and commits. When a concurrent request
-    /// with the same key committed first, returns that request's response.
+    /// Records the key with `value` and commits (see [`idempotency::finish`]).
     async fn finish<T: Serialize + DeserializeOwned>(
         &self,
-        mut tx: Tx,
+        tx: Tx,
         account: &str,
         key: Option<&IdempotencyKey>,
         now_us: i64,
         value: T,
     ) -> Result<T, LedgerError> {
-        if let Some(key) = key {
-            let response = serde_json::to_string(&value)?;
-            if let Err(error) = idempotency::record(&mut tx, account, key, &response, now_us).await
-            {
-                if !billing_db::is_unique_violation(&error) {
-                    return Err(error.into());
-                }
-                tx.rollback().await?;
-                return match self.begin::<T>(account, Some(key)).await? {
-                    Begun::Replay(stored) => Ok(stored),
-                    Begun::Fresh(_) => Err(LedgerError::Corrupt("idempotency key vanished".into())),
-                };
-            }
-        }
-        tx.commit().await?;
-        Ok(value)
+        Ok(idempotency::finish(&self.db, tx, account, key, now_us, value).await?)
     }
 }
