@@ -162,7 +162,9 @@ pub async fn finish<T: serde::Serialize + serde::de::DeserializeOwned>(
             tx.rollback().await?;
             return match begin::<T>(db, account, Some(key)).await? {
                 Begun::Replay(stored) => Ok(stored),
-                Begun::Fresh(_) => Err(IdempotencyError::Corrupt("idempotency key vanished".into())),
+                Begun::Fresh(_) => {
+                    Err(IdempotencyError::Corrupt("idempotency key vanished".into()))
+                }
             };
         }
     }

@@ -40,3 +40,41 @@ pub mod invoicing {
         tonic::include_proto!("billing.invoicing.v1");
     }
 }
+
+/// A request message with an AIP-155 `request_id` field.
+pub trait HasRequestId: prost::Message + Clone + Sized {
+    /// Names the method in the request fingerprint, so one key cannot serve two methods.
+    const METHOD: &'static str;
+    /// The client's key; empty when none.
+    fn request_id(&self) -> &str;
+    /// Clears the key (the fingerprint covers everything else).
+    fn clear_request_id(&mut self);
+}
+
+macro_rules! has_request_id {
+    ($($request:ty),* $(,)?) => {$(
+        impl HasRequestId for $request {
+            const METHOD: &'static str = stringify!($request);
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn clear_request_id(&mut self) {
+                self.request_id.clear();
+            }
+        }
+    )*};
+}
+
+has_request_id!(
+    ledger::v1::CreatePricingUnitRequest,
+    ledger::v1::CreateCreditGrantRequest,
+    ledger::v1::UpdateCreditGrantRequest,
+    ledger::v1::VoidCreditGrantRequest,
+    ledger::v1::ExpireCreditGrantRequest,
+    meter::v1::CreateMeterRequest,
+    meter::v1::UpdateMeterRequest,
+    meter::v1::DeactivateMeterRequest,
+    meter::v1::ReactivateMeterRequest,
+    invoicing::v1::CreateCustomerRequest,
+    invoicing::v1::FinalizeInvoiceRequest,
+);

@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod clock;
 pub mod fingerprint;
+pub mod idempotent;
 pub mod ids;
 pub mod page;
 pub mod serve;

@@ -6,13 +6,12 @@
 pub mod convert;
 pub mod status;
 
-use billing_db::idempotency::IdempotencyKey;
 use billing_proto::ledger::v1 as pb;
 use billing_proto::ledger::v1::ledger_service_server::LedgerService;
 use billing_server::auth::principal;
+use billing_server::idempotent::idempotency_key;
 use billing_server::page::PageRequest;
-use billing_server::status::{FieldViolation, check_request_id, invalid_argument};
-use prost::Message;
+use billing_server::status::FieldViolation;
 use tonic::{Request, Response, Status};
 
 use crate::domain::LedgerError;
@@ -32,53 +31,6 @@ impl LedgerGrpc {
         Self { ledger }
     }
 }
-
-/// Requests that carry an AIP-155 `request_id`.
-trait Idempotent: Message + Clone + Sized {
-    const METHOD: &'static str;
-    fn request_id(&self) -> &str;
-    fn clear_request_id(&mut self);
-
-    /// The key with the fingerprint of everything but the key itself.
-    fn idempotency_key(&self) -> Result<Option<IdempotencyKey>, Status> {
-        let request_id = self.request_id();
-        if request_id.is_empty() {
-            return Ok(None);
-        }
-        check_request_id(request_id).map_err(|v| invalid_argument(&[v]))?;
-        let mut payload = self.clone();
-        payload.clear_request_id();
-        Ok(Some(IdempotencyKey {
-            request_id: request_id.to_owned(),
-            fingerprint: billing_server::fingerprint::fingerprint(
-                Self::METHOD,
-                &payload.encode_to_vec(),
-            ),
-        }))
-    }
-}
-
-macro_rules! idempotent {
-    ($($request:ident),* $(,)?) => {$(
-        impl Idempotent for pb::$request {
-            const METHOD: &'static str = stringify!($request);
-            fn request_id(&self) -> &str {
-                &self.request_id
-            }
-            fn clear_request_id(&mut self) {
-                self.request_id.clear();
-            }
-        }
-    )*};
-}
-
-idempotent!(
-    CreatePricingUnitRequest,
-    CreateCreditGrantRequest,
-    UpdateCreditGrantRequest,
-    VoidCreditGrantRequest,
-    ExpireCreditGrantRequest,
-);
 
 fn invalid(violations: Vec<FieldViolation>) -> Status {
     to_status(LedgerError::Invalid(violations))
@@ -107,7 +59,7 @@ impl LedgerService for LedgerGrpc {
     ) -> Result<Response<pb::CreatePricingUnitResponse>, Status> {
         let account = principal(&request)?.account;
         let body = request.into_inner();
-        let key = body.idempotency_key()?;
+        let key = idempotency_key(&body)?;
         let mut out = Vec::new();
         crate::domain::validate::check_name(&body.display_name, "display_name", true, &mut out);
         if body.scale > billing_money::PRICING_UNIT_SCALE_MAX {
@@ -169,7 +121,7 @@ impl LedgerService for LedgerGrpc {
     ) -> Result<Response<pb::CreateCreditGrantResponse>, Status> {
         let account = principal(&request)?.account;
         let body = request.into_inner();
-        let key = body.idempotency_key()?;
+        let key = idempotency_key(&body)?;
         let input = convert::grant_input(&body).map_err(invalid)?;
         let grant = self
             .ledger
@@ -226,7 +178,7 @@ impl LedgerService for LedgerGrpc {
     ) -> Result<Response<pb::UpdateCreditGrantResponse>, Status> {
         let account = principal(&request)?.account;
         let body = request.into_inner();
-        let key = body.idempotency_key()?;
+        let key = idempotency_key(&body)?;
         required(&body.id, "id")?;
         let changes = convert::grant_changes(&body).map_err(invalid)?;
         let grant = self
@@ -246,7 +198,7 @@ impl LedgerService for LedgerGrpc {
     ) -> Result<Response<pb::VoidCreditGrantResponse>, Status> {
         let account = principal(&request)?.account;
         let body = request.into_inner();
-        let key = body.idempotency_key()?;
+        let key = idempotency_key(&body)?;
         required(&body.id, "id")?;
         let grant = self
             .ledger
@@ -265,7 +217,7 @@ impl LedgerService for LedgerGrpc {
     ) -> Result<Response<pb::ExpireCreditGrantResponse>, Status> {
         let account = principal(&request)?.account;
         let body = request.into_inner();
-        let key = body.idempotency_key()?;
+        let key = idempotency_key(&body)?;
         required(&body.id, "id")?;
         let grant = self
             .ledger

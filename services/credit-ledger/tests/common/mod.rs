@@ -9,6 +9,7 @@ use billing_proto::ledger::v1 as pb;
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_server::auth::{ApiKeys, Scope};
 use billing_server::clock::Clock;
+use billing_testkit::{Backend, Harness};
 use chrono::{DateTime, TimeZone, Utc};
 use credit_ledger::{App, Config, Ledger};
 use tokio::sync::oneshot;
@@ -20,13 +21,6 @@ pub const KEY_A: &str = "sk_test_account_a";
 pub const KEY_A_PLAIN: &str = "sk_test_account_a_plain";
 /// Account B's key.
 pub const KEY_B: &str = "sk_test_account_b";
-
-/// Which database a test runs on.
-#[derive(Debug, Clone, Copy)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// A running ledger for one test.
 pub struct TestLedger {
@@ -45,13 +39,10 @@ pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 15, 0, 0, 0).unwrap()
 }
 
-impl TestLedger {
+impl Harness for TestLedger {
     /// Starts a ledger, or None when PostgreSQL is unavailable outside CI.
-    pub async fn start(backend: Backend) -> Option<Self> {
-        let db = match backend {
-            Backend::Sqlite => TestDatabase::sqlite(),
-            Backend::Postgres => TestDatabase::postgres().await?,
-        };
+    async fn start(backend: Backend) -> Option<Self> {
+        let db = backend.database().await?;
         let mut keys = ApiKeys::default();
         keys.insert_plain(KEY_A, "acct_a", &[Scope::ApplyCredits]);
         keys.insert_plain(KEY_A_PLAIN, "acct_a", &[]);
@@ -90,68 +81,30 @@ impl TestLedger {
         })
     }
 
-    /// A client (cheap clone of the channel).
-    pub fn client(&self) -> LedgerServiceClient<Channel> {
-        self.client.clone()
-    }
-
     /// Stops the server and drops the database.
-    pub async fn stop(self) {
+    async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.server.await;
         self.db.drop_database().await;
     }
 }
 
-/// Runs one test body on a fresh ledger and always cleans up, re-raising a failure.
-#[macro_export]
-macro_rules! run_on {
-    ($backend:expr, $body:path) => {{
-        let Some(ledger) = $crate::common::TestLedger::start($backend).await else {
-            return;
-        };
-        let result =
-            futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe($body(&ledger)))
-                .await;
-        ledger.stop().await;
-        if let Err(panic) = result {
-            std::panic::resume_unwind(panic);
-        }
-    }};
+impl TestLedger {
+    /// A client (cheap clone of the channel).
+    pub fn client(&self) -> LedgerServiceClient<Channel> {
+        self.client.clone()
+    }
 }
 
-/// Generates one `#[tokio::test]` per backend for each named async test fn
-/// taking `&TestLedger`.
+/// One test per backend for each named `async fn(&TestLedger)`.
 #[macro_export]
 macro_rules! backends {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    $crate::run_on!($crate::common::Backend::Sqlite, super::$name);
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    $crate::run_on!($crate::common::Backend::Postgres, super::$name);
-                }
-            )*
-        }
+        billing_testkit::backends!($crate::common::TestLedger; $($name),*);
     };
 }
 
-/// Wraps a message with an API key.
-pub fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {key}").parse().unwrap());
-    request
-}
+pub use billing_testkit::authed;
 
 /// A usd amount.
 pub fn usd(value: i64) -> Option<common::Amount> {

@@ -1,0 +1,62 @@
+-- meter-ingest schema (postgres). The two backends differ only in the type
+-- of decimal usage values: PostgreSQL NUMERIC (exact arithmetic in SQL, so
+-- concurrent batches add to buckets without read-modify-write); SQLite TEXT
+-- holding rust_decimal strings (SQLite has one writer, so the service adds
+-- them up exactly in Rust).
+
+CREATE TABLE meters (
+    account      TEXT   NOT NULL,
+    id           TEXT   NOT NULL,
+    event_name   TEXT   NOT NULL,
+    display_name TEXT   NOT NULL,
+    aggregation  TEXT   NOT NULL CHECK (aggregation IN ('count', 'sum', 'max', 'last')),
+    customer_key TEXT   NOT NULL,
+    value_key    TEXT   NOT NULL,
+    status       TEXT   NOT NULL CHECK (status IN ('active', 'inactive')),
+    created_us   BIGINT NOT NULL,
+    updated_us   BIGINT NOT NULL,
+    PRIMARY KEY (account, id)
+);
+CREATE UNIQUE INDEX meters_active_event_name ON meters (account, event_name) WHERE status = 'active';
+
+-- Raw events, kept for audit and for the edges of usage windows. The
+-- primary key is the permanent dedupe on identifier.
+CREATE TABLE meter_events (
+    account      TEXT   NOT NULL,
+    identifier   TEXT   NOT NULL,
+    meter_id     TEXT   NOT NULL,
+    customer     TEXT   NOT NULL,
+    value        NUMERIC   NOT NULL,
+    timestamp_us BIGINT NOT NULL,
+    payload      TEXT   NOT NULL,
+    created_us   BIGINT NOT NULL,
+    cancelled_us BIGINT,
+    PRIMARY KEY (account, identifier)
+);
+CREATE INDEX meter_events_series ON meter_events (account, meter_id, customer, timestamp_us);
+
+-- Hourly aggregates per (meter, customer), maintained in the same
+-- transaction as the events they count (cancellations included).
+CREATE TABLE usage_buckets (
+    account         TEXT   NOT NULL,
+    meter_id        TEXT   NOT NULL,
+    customer        TEXT   NOT NULL,
+    bucket_us       BIGINT NOT NULL,
+    event_count     BIGINT NOT NULL CHECK (event_count >= 0),
+    value_sum       NUMERIC   NOT NULL,
+    value_max       NUMERIC   NOT NULL,
+    last_ts_us      BIGINT NOT NULL,
+    last_identifier TEXT   NOT NULL,
+    last_value      NUMERIC   NOT NULL,
+    PRIMARY KEY (account, meter_id, customer, bucket_us)
+);
+
+CREATE TABLE idempotency_keys (
+    account     TEXT   NOT NULL,
+    request_id  TEXT   NOT NULL,
+    fingerprint TEXT   NOT NULL,
+    response    TEXT   NOT NULL,
+    created_us  BIGINT NOT NULL,
+    PRIMARY KEY (account, request_id)
+);
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_us);

@@ -1,0 +1,18 @@
+//! The meter-ingest pod: configuration from the environment, run until SIGTERM.
+
+use billing_server::clock::Clock;
+use billing_server::serve::shutdown_signal;
+use meter_ingest::{App, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    billing_telemetry::init();
+    let config = Config::from_env()?;
+    if config.api_keys.is_empty() {
+        tracing::warn!("BILLING_API_KEYS is empty: every RPC will be UNAUTHENTICATED");
+    }
+    let app = App::build(config, Clock::system()).await?;
+    println!("meter-ingest listening on {}", app.local_addr()?);
+    app.run_until(shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! CancelEvent: mark the event cancelled and rebuild its one bucket.
+//!
+//! The bucket row is locked before the bucket's events are read, so a batch
+//! adding to the same bucket concurrently either committed before (and is
+//! read) or waits for us (and adds its delta to the rebuilt bucket).
+
+use billing_server::time::{from_micros, to_micros};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Store, decimal};
+use crate::domain::MeterError;
+use crate::domain::usage::{Aggregate, BUCKET_US, bucket_of};
+
+impl Store {
+    /// Cancels one accepted event; returns when it was cancelled.
+    pub async fn cancel(
+        &self,
+        account: &str,
+        identifier: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, MeterError> {
+        let mut tx = self.db.begin_write().await?;
+        let sql = format!(
+            "SELECT meter_id, customer, timestamp_us, cancelled_us FROM meter_events \
+             WHERE account = $1 AND identifier = $2{}",
+            self.for_update()
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(identifier)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| MeterError::NotFound {
+                kind: "event",
+                id: identifier.to_owned(),
+            })?;
+        let (meter, customer, timestamp_us): (String, String, i64) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        if let Some(cancelled_us) = row.try_get::<Option<i64>, _>(3)? {
+            return Err(MeterError::Conflict {
+                reason: "EVENT_ALREADY_CANCELLED",
+                message: format!("the event was cancelled at {}", from_micros(cancelled_us)),
+            });
+        }
+        sqlx::query(
+            "UPDATE meter_events SET cancelled_us = $1 WHERE account = $2 AND identifier = $3",
+        )
+        .bind(to_micros(now))
+        .bind(account)
+        .bind(identifier)
+        .execute(&mut *tx)
+        .await?;
+
+        let bucket = bucket_of(timestamp_us);
+        let lock = format!(
+            "SELECT event_count FROM usage_buckets WHERE account = $1 AND meter_id = $2 AND customer = $3 \
+             AND bucket_us = $4{}",
+            self.for_update()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(lock))
+            .bind(account)
+            .bind(&meter)
+            .bind(&customer)
+            .bind(bucket)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT timestamp_us, identifier, CAST(value AS TEXT) FROM meter_events WHERE account = $1 \
+             AND meter_id = $2 AND customer = $3 AND timestamp_us >= $4 AND timestamp_us < $5 AND cancelled_us IS NULL",
+        )
+        .bind(account)
+        .bind(&meter)
+        .bind(&customer)
+        .bind(bucket)
+        .bind(bucket + BUCKET_US)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut rebuilt = Aggregate::empty();
+        for row in &rows {
+            let event = Aggregate::of(
+                row.try_get(0)?,
+                &row.try_get::<String, _>(1)?,
+                decimal(&row.try_get::<String, _>(2)?)?,
+            );
+            rebuilt
+                .merge(&event)
+                .map_err(|e| MeterError::Corrupt(e.to_string()))?;
+        }
+        if rebuilt.count == 0 {
+            sqlx::query("DELETE FROM usage_buckets WHERE account = $1 AND meter_id = $2 AND customer = $3 AND bucket_us = $4")
+                .bind(account)
+                .bind(&meter)
+                .bind(&customer)
+                .bind(bucket)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            let sql = format!(
+                "UPDATE usage_buckets SET event_count = $1, value_sum = {}, value_max = {}, last_ts_us = $4, \
+                 last_identifier = $5, last_value = {} WHERE account = $7 AND meter_id = $8 AND customer = $9 \
+                 AND bucket_us = $10",
+                self.decimal_param(2),
+                self.decimal_param(3),
+                self.decimal_param(6)
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(rebuilt.count)
+                .bind(rebuilt.sum.to_string())
+                .bind(rebuilt.max.to_string())
+                .bind(rebuilt.last.0)
+                .bind(rebuilt.last.1.clone())
+                .bind(rebuilt.last.2.to_string())
+                .bind(account)
+                .bind(&meter)
+                .bind(&customer)
+                .bind(bucket)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(now)
+    }
+}

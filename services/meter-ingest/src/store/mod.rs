@@ -1,0 +1,56 @@
+//! Persistence of meters, events and usage buckets: the only sqlx user.
+//!
+//! Reads and meter writes use one SQL text for both backends through the
+//! `Any` pool. Ingestion differs by backend: PostgreSQL writes a batch with
+//! one `UNNEST` statement per table on the native pool, adding to buckets
+//! with `NUMERIC` arithmetic in SQL (safe under concurrent batches);
+//! SQLite, whose single writer serialises batches, merges buckets in Rust.
+
+mod cancel;
+mod ingest;
+mod meters;
+mod usage;
+
+use billing_db::{Backend, Db};
+
+pub use usage::UsageData;
+
+/// The meter service's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    /// A store over a connected, migrated database (PostgreSQL needs the
+    /// native pool: `DbOptions::native_postgres`).
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    fn for_update(&self) -> &'static str {
+        match self.db.backend() {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// A decimal parameter: bound as text, stored as NUMERIC on PostgreSQL.
+    fn decimal_param(&self, n: usize) -> String {
+        match self.db.backend() {
+            Backend::Postgres => format!("CAST(${n} AS NUMERIC)"),
+            Backend::Sqlite => format!("${n}"),
+        }
+    }
+}
+
+/// Parses a stored decimal.
+fn decimal(text: &str) -> Result<billing_money::Decimal, crate::domain::MeterError> {
+    billing_money::parse_decimal(text)
+        .map_err(|e| crate::domain::MeterError::Corrupt(e.to_string()))
+}
