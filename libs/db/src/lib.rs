@@ -85,6 +85,10 @@ impl Default for DbOptions {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// SQLite only: a one-connection pool every write transaction goes
+    /// through, so writers queue in order instead of spinning in SQLite's
+    /// busy handler (which sleeps up to 100 ms between retries).
+    sqlite_writer: Option<AnyPool>,
     backend: Backend,
     native_postgres: Option<sqlx::PgPool>,
 }
@@ -101,24 +105,17 @@ impl Db {
             Backend::Postgres => (url.to_owned(), options.postgres_max_connections),
         };
         let connect_options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // synchronous=FULL: an acknowledged commit survives power loss.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(connect_options)
+        let pool = pool_options(backend, max_connections, options)
+            .connect_with(connect_options.clone())
             .await?;
+        let sqlite_writer = match backend {
+            Backend::Sqlite => Some(
+                pool_options(backend, 1, options)
+                    .connect_with(connect_options)
+                    .await?,
+            ),
+            Backend::Postgres => None,
+        };
         let native_postgres = if backend == Backend::Postgres && options.native_postgres {
             Some(
                 sqlx::postgres::PgPoolOptions::new()
@@ -132,6 +129,7 @@ impl Db {
         };
         Ok(Self {
             pool,
+            sqlite_writer,
             backend,
             native_postgres,
         })
@@ -161,7 +159,10 @@ impl Db {
     /// Starts a transaction that will write.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Sqlite => {
+                let writer = self.sqlite_writer.as_ref().unwrap_or(&self.pool);
+                writer.begin_with("BEGIN IMMEDIATE").await
+            }
             Backend::Postgres => self.pool.begin().await,
         }
     }
@@ -169,10 +170,32 @@ impl Db {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(writer) = &self.sqlite_writer {
+            writer.close().await;
+        }
         if let Some(pool) = &self.native_postgres {
             pool.close().await;
         }
     }
+}
+
+fn pool_options(backend: Backend, max_connections: u32, options: &DbOptions) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(options.acquire_timeout)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // synchronous=FULL: an acknowledged commit survives power loss.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
 }
 
 /// Tells the backend from the URL's scheme.

@@ -44,8 +44,11 @@ pub struct Config {
 impl Config {
     /// Defaults with the given database and address, no keys.
     pub fn new(database_url: impl Into<String>, listen_addr: SocketAddr) -> Self {
-        let mut db = billing_db::DbOptions::default();
-        db.native_postgres = true;
+        // Batch ingestion on PostgreSQL binds arrays (UNNEST): native pool.
+        let db = billing_db::DbOptions {
+            native_postgres: true,
+            ..Default::default()
+        };
         Self {
             database_url: database_url.into(),
             listen_addr,

@@ -24,7 +24,14 @@ struct Case {
 
 fn case() -> impl Strategy<Value = Case> {
     (
-        proptest::collection::vec((0_i64..3 * 24 * 60, -50_000_i64..50_000, proptest::bool::weighted(0.15)), 1..60),
+        proptest::collection::vec(
+            (
+                0_i64..3 * 24 * 60,
+                -50_000_i64..50_000,
+                proptest::bool::weighted(0.15),
+            ),
+            1..60,
+        ),
         proptest::collection::vec((0_i64..3 * 24 * 60, 1_i64..2 * 24 * 60, 0_u8..3), 1..6),
     )
         .prop_map(|(events, queries)| Case { events, queries })
@@ -56,7 +63,12 @@ fn expected(case: &Case, aggregation: pb::Aggregation, start: i64, end: i64) -> 
 async fn run_case(t: &TestMeter, index: usize, case: &Case) -> Result<(), TestCaseError> {
     let base = t0() - TimeDelta::days(4);
     let customer = format!("cus_{index}");
-    let aggregations = [pb::Aggregation::Count, pb::Aggregation::Sum, pb::Aggregation::Max, pb::Aggregation::Last];
+    let aggregations = [
+        pb::Aggregation::Count,
+        pb::Aggregation::Sum,
+        pb::Aggregation::Max,
+        pb::Aggregation::Last,
+    ];
     for aggregation in aggregations {
         let name = format!("x{index}_{}", aggregation.as_str_name().to_lowercase());
         let meter = t.meter(&name, aggregation).await.id;
@@ -66,28 +78,63 @@ async fn run_case(t: &TestMeter, index: usize, case: &Case) -> Result<(), TestCa
             .enumerate()
             .map(|(i, (minute, cents, _))| {
                 let value = Decimal::new(*cents, 2).to_string();
-                event(&name, &format!("{name}-e{i:03}"), base + TimeDelta::minutes(*minute), &customer, &value)
+                event(
+                    &name,
+                    &format!("{name}-e{i:03}"),
+                    base + TimeDelta::minutes(*minute),
+                    &customer,
+                    &value,
+                )
             })
             .collect();
         prop_assert_eq!(t.ingest(events).await.rejected, 0);
         for (i, (_, _, cancelled)) in case.events.iter().enumerate() {
             if *cancelled {
-                let request = pb::CancelEventRequest { identifier: format!("{name}-e{i:03}") };
-                t.client().cancel_event(authed(KEY_A, request)).await.unwrap();
+                let request = pb::CancelEventRequest {
+                    identifier: format!("{name}-e{i:03}"),
+                };
+                t.client()
+                    .cancel_event(authed(KEY_A, request))
+                    .await
+                    .unwrap();
             }
         }
         for (start, length, grouping) in &case.queries {
-            let (start_at, end_at) = (base + TimeDelta::minutes(*start), base + TimeDelta::minutes(start + length));
-            let grouping = [pb::GroupingWindow::Unspecified, pb::GroupingWindow::Hour, pb::GroupingWindow::Day][*grouping as usize];
+            let (start_at, end_at) = (
+                base + TimeDelta::minutes(*start),
+                base + TimeDelta::minutes(start + length),
+            );
+            let grouping = [
+                pb::GroupingWindow::Unspecified,
+                pb::GroupingWindow::Hour,
+                pb::GroupingWindow::Day,
+            ][*grouping as usize];
             let usage = t.usage(&meter, &customer, start_at, end_at, grouping).await;
             let total = usage.total.unwrap();
             // Event identifiers sort like the expectation's tie-break.
             let want = expected(case, aggregation, *start, start + length);
-            prop_assert_eq!((total.value.clone(), total.event_count), want, "{:?} [{}, {})", aggregation, start, start + length);
+            prop_assert_eq!(
+                (total.value.clone(), total.event_count),
+                want,
+                "{:?} [{}, {})",
+                aggregation,
+                start,
+                start + length
+            );
             for window in &usage.windows {
-                let from = (billing_server::time::from_proto(window.start_time.as_ref().unwrap(), "w").unwrap() - base).num_minutes();
-                let to = (billing_server::time::from_proto(window.end_time.as_ref().unwrap(), "w").unwrap() - base).num_minutes();
-                prop_assert_eq!((window.value.clone(), window.event_count), expected(case, aggregation, from, to));
+                let from =
+                    (billing_server::time::from_proto(window.start_time.as_ref().unwrap(), "w")
+                        .unwrap()
+                        - base)
+                        .num_minutes();
+                let to = (billing_server::time::from_proto(window.end_time.as_ref().unwrap(), "w")
+                    .unwrap()
+                    - base)
+                    .num_minutes();
+                prop_assert_eq!(
+                    (window.value.clone(), window.event_count),
+                    expected(case, aggregation, from, to)
+                );
             }
             let _ = Decimal::from_str(&total.value).unwrap();
         }

@@ -34,7 +34,10 @@ fn start(database_url: &str) -> (Process, String) {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
-        let line = lines.next().expect("meter-ingest exited before listening").unwrap();
+        let line = lines
+            .next()
+            .expect("meter-ingest exited before listening")
+            .unwrap();
         if let Some(addr) = line.strip_prefix("meter-ingest listening on ") {
             break addr.trim().to_owned();
         }
@@ -44,7 +47,9 @@ fn start(database_url: &str) -> (Process, String) {
 
 async fn check(db: TestDatabase) {
     let (process, addr) = start(db.url());
-    let mut client = MeterServiceClient::connect(format!("http://{addr}")).await.unwrap();
+    let mut client = MeterServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
     let meter = client
         .create_meter(authed(
             KEY,
@@ -71,7 +76,12 @@ async fn check(db: TestDatabase) {
         payload,
     };
     let ack = client
-        .ingest_events(authed(KEY, pb::IngestEventsRequest { events: vec![event] }))
+        .ingest_events(authed(
+            KEY,
+            pb::IngestEventsRequest {
+                events: vec![event],
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -81,7 +91,9 @@ async fn check(db: TestDatabase) {
     drop(process);
 
     let (_process, addr) = start(db.url());
-    let mut client = MeterServiceClient::connect(format!("http://{addr}")).await.unwrap();
+    let mut client = MeterServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
     let usage = client
         .get_usage(authed(
             KEY,

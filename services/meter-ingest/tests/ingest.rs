@@ -38,8 +38,20 @@ async fn concurrent_overlapping_batches_count_once(t: &TestMeter) {
                 let mut events = Vec::new();
                 for i in first..first + 300 {
                     let offset = TimeDelta::seconds(i64::try_from(i).unwrap());
-                    events.push(event("dedupe_sum", &format!("s-{i}"), at + offset, "cus_1", "1.25"));
-                    events.push(event("dedupe_count", &format!("c-{i}"), at + offset, "cus_1", "0"));
+                    events.push(event(
+                        "dedupe_sum",
+                        &format!("s-{i}"),
+                        at + offset,
+                        "cus_1",
+                        "1.25",
+                    ));
+                    events.push(event(
+                        "dedupe_count",
+                        &format!("c-{i}"),
+                        at + offset,
+                        "cus_1",
+                        "0",
+                    ));
                 }
                 let response = grpc
                     .ingest_events(authed(KEY_A, pb::IngestEventsRequest { events }))
@@ -65,21 +77,40 @@ async fn concurrent_overlapping_batches_count_once(t: &TestMeter) {
         }
     }
     let distinct = i32::try_from(sent.len()).unwrap();
-    assert_eq!(accepted, 2 * distinct, "each identifier accepted once across all clients");
+    assert_eq!(
+        accepted,
+        2 * distinct,
+        "each identifier accepted once across all clients"
+    );
     let (start, end) = (t0() - TimeDelta::days(1), t0());
-    assert_eq!(t.total(&count, "cus_1", start, end).await, distinct.to_string());
+    assert_eq!(
+        t.total(&count, "cus_1", start, end).await,
+        distinct.to_string()
+    );
     let expected_sum = billing_money::Decimal::new(125, 2) * billing_money::Decimal::from(distinct);
-    assert_eq!(t.total(&sum, "cus_1", start, end).await, expected_sum.normalize().to_string());
+    assert_eq!(
+        t.total(&sum, "cus_1", start, end).await,
+        expected_sum.normalize().to_string()
+    );
 }
 
 async fn duplicates_within_and_across_batches(t: &TestMeter) {
     let count = t.meter("dups", pb::Aggregation::Count).await.id;
     let at = t0() - TimeDelta::minutes(30);
     let first = t
-        .ingest(vec![event("dups", "a", at, "cus_1", "1"), event("dups", "a", at, "cus_1", "1"), event("dups", "b", at, "cus_1", "1")])
+        .ingest(vec![
+            event("dups", "a", at, "cus_1", "1"),
+            event("dups", "a", at, "cus_1", "1"),
+            event("dups", "b", at, "cus_1", "1"),
+        ])
         .await;
     assert_eq!((first.accepted, first.duplicate), (2, 1));
-    let second = t.ingest(vec![event("dups", "b", at, "cus_1", "1"), event("dups", "c", at, "cus_1", "1")]).await;
+    let second = t
+        .ingest(vec![
+            event("dups", "b", at, "cus_1", "1"),
+            event("dups", "c", at, "cus_1", "1"),
+        ])
+        .await;
     assert_eq!((second.accepted, second.duplicate), (1, 1));
     assert_eq!(t.total(&count, "cus_1", at, t0()).await, "3");
 }
@@ -90,7 +121,15 @@ async fn streamed_batches_are_acknowledged(t: &TestMeter) {
     let batches: Vec<pb::StreamEventsRequest> = (0..4)
         .map(|b| pb::StreamEventsRequest {
             events: (0..250)
-                .map(|i| event("streamed", &format!("st-{}", (b * 250 + i) % 900), at, "cus_1", "1"))
+                .map(|i| {
+                    event(
+                        "streamed",
+                        &format!("st-{}", (b * 250 + i) % 900),
+                        at,
+                        "cus_1",
+                        "1",
+                    )
+                })
                 .chain(std::iter::once(event("streamed", "", at, "cus_1", "1")))
                 .collect(),
         })
@@ -107,7 +146,11 @@ async fn streamed_batches_are_acknowledged(t: &TestMeter) {
         assert_eq!(ack.batch_index, index);
         assert_eq!(ack.rejections.len(), 1);
         assert_eq!(ack.rejections[0].field, "identifier");
-        totals = (totals.0 + ack.accepted, totals.1 + ack.duplicate, totals.2 + ack.rejected);
+        totals = (
+            totals.0 + ack.accepted,
+            totals.1 + ack.duplicate,
+            totals.2 + ack.rejected,
+        );
         index += 1;
     }
     assert_eq!(index, 4);
@@ -138,20 +181,46 @@ async fn bad_events_never_reject_their_siblings(t: &TestMeter) {
     let fields: Vec<&str> = response.results.iter().map(|r| r.field.as_str()).collect();
     assert_eq!(
         fields,
-        vec!["", "event_name", "payload.customer", "payload.value", "payload.value", "identifier", "timestamp", "payload.value", ""]
+        vec![
+            "",
+            "event_name",
+            "payload.customer",
+            "payload.value",
+            "payload.value",
+            "identifier",
+            "timestamp",
+            "payload.value",
+            ""
+        ]
     );
     assert_eq!((response.accepted, response.rejected), (2, 7));
-    assert!(response.results.iter().filter(|r| !r.field.is_empty()).all(|r| !r.reason.is_empty()));
+    assert!(
+        response
+            .results
+            .iter()
+            .filter(|r| !r.field.is_empty())
+            .all(|r| !r.reason.is_empty())
+    );
     assert_eq!(t.total(&sum, "cus_1", at, t0()).await, "3.5");
 }
 
 async fn oversized_and_empty_batches_are_refused(t: &TestMeter) {
     t.meter("big", pb::Aggregation::Count).await;
     let at = t0() - TimeDelta::minutes(5);
-    let events: Vec<_> = (0..1_001).map(|i| event("big", &format!("b{i}"), at, "cus_1", "1")).collect();
-    let status = t.client().ingest_events(authed(KEY_A, pb::IngestEventsRequest { events })).await.unwrap_err();
+    let events: Vec<_> = (0..1_001)
+        .map(|i| event("big", &format!("b{i}"), at, "cus_1", "1"))
+        .collect();
+    let status = t
+        .client()
+        .ingest_events(authed(KEY_A, pb::IngestEventsRequest { events }))
+        .await
+        .unwrap_err();
     assert_eq!(fields(&status), vec!["events"]);
-    let status = t.client().ingest_events(authed(KEY_A, pb::IngestEventsRequest { events: vec![] })).await.unwrap_err();
+    let status = t
+        .client()
+        .ingest_events(authed(KEY_A, pb::IngestEventsRequest { events: vec![] }))
+        .await
+        .unwrap_err();
     assert_eq!(fields(&status), vec!["events"]);
 }
 
@@ -161,7 +230,10 @@ async fn meters_validate_and_keep_event_names_unique(t: &TestMeter) {
         .create_meter(authed(KEY_A, pb::CreateMeterRequest::default()))
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), vec!["event_name", "display_name", "aggregation"]);
+    assert_eq!(
+        fields(&status),
+        vec!["event_name", "display_name", "aggregation"]
+    );
     let status = t
         .client()
         .create_meter(authed(
@@ -193,17 +265,50 @@ async fn meters_validate_and_keep_event_names_unique(t: &TestMeter) {
         .unwrap_err();
     assert_eq!(taken.code(), tonic::Code::AlreadyExists);
 
-    let deactivate = pb::DeactivateMeterRequest { id: first.id.clone(), ..Default::default() };
-    let inactive = t.client().deactivate_meter(authed(KEY_A, deactivate)).await.unwrap().into_inner().meter.unwrap();
+    let deactivate = pb::DeactivateMeterRequest {
+        id: first.id.clone(),
+        ..Default::default()
+    };
+    let inactive = t
+        .client()
+        .deactivate_meter(authed(KEY_A, deactivate))
+        .await
+        .unwrap()
+        .into_inner()
+        .meter
+        .unwrap();
     assert_eq!(inactive.status, pb::MeterStatus::Inactive as i32);
     let at = t0() - TimeDelta::minutes(1);
-    let refused = t.ingest(vec![event("unique_name", "while-inactive", at, "cus_1", "1")]).await;
-    assert_eq!((refused.rejected, refused.results[0].field.as_str()), (1, "event_name"));
+    let refused = t
+        .ingest(vec![event(
+            "unique_name",
+            "while-inactive",
+            at,
+            "cus_1",
+            "1",
+        )])
+        .await;
+    assert_eq!(
+        (refused.rejected, refused.results[0].field.as_str()),
+        (1, "event_name")
+    );
 
     let second = t.meter("unique_name", pb::Aggregation::Count).await;
-    let reactivate = pb::ReactivateMeterRequest { id: first.id.clone(), ..Default::default() };
-    let status = t.client().reactivate_meter(authed(KEY_A, reactivate)).await.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::AlreadyExists, "the name belongs to {}", second.id);
+    let reactivate = pb::ReactivateMeterRequest {
+        id: first.id.clone(),
+        ..Default::default()
+    };
+    let status = t
+        .client()
+        .reactivate_meter(authed(KEY_A, reactivate))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::AlreadyExists,
+        "the name belongs to {}",
+        second.id
+    );
 
     let renamed = t
         .client()
@@ -224,7 +329,12 @@ async fn meters_validate_and_keep_event_names_unique(t: &TestMeter) {
     // Another account sees none of it.
     let other = t
         .client()
-        .get_meter(authed(KEY_B, pb::GetMeterRequest { id: second.id.clone() }))
+        .get_meter(authed(
+            KEY_B,
+            pb::GetMeterRequest {
+                id: second.id.clone(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(other.code(), tonic::Code::NotFound);
@@ -232,20 +342,51 @@ async fn meters_validate_and_keep_event_names_unique(t: &TestMeter) {
 
 async fn usage_requests_are_checked(t: &TestMeter) {
     let meter = t.meter("checked", pb::Aggregation::Sum).await.id;
-    let request = |meter: &str, start: i64, end: i64, grouping: pb::GroupingWindow| pb::GetUsageRequest {
-        customer: "cus_1".into(),
-        meter: meter.into(),
-        start_time: Some(billing_server::time::to_proto(t0() + TimeDelta::hours(start))),
-        end_time: Some(billing_server::time::to_proto(t0() + TimeDelta::hours(end))),
-        grouping_window: grouping.into(),
-    };
-    let status = t.client().get_usage(authed(KEY_A, request(&meter, 2, 1, pb::GroupingWindow::Unspecified))).await.unwrap_err();
+    let request =
+        |meter: &str, start: i64, end: i64, grouping: pb::GroupingWindow| pb::GetUsageRequest {
+            customer: "cus_1".into(),
+            meter: meter.into(),
+            start_time: Some(billing_server::time::to_proto(
+                t0() + TimeDelta::hours(start),
+            )),
+            end_time: Some(billing_server::time::to_proto(t0() + TimeDelta::hours(end))),
+            grouping_window: grouping.into(),
+        };
+    let status = t
+        .client()
+        .get_usage(authed(
+            KEY_A,
+            request(&meter, 2, 1, pb::GroupingWindow::Unspecified),
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(fields(&status), vec!["end_time"]);
-    let status = t.client().get_usage(authed(KEY_A, request(&meter, 0, 24 * 100, pb::GroupingWindow::Hour))).await.unwrap_err();
+    let status = t
+        .client()
+        .get_usage(authed(
+            KEY_A,
+            request(&meter, 0, 24 * 100, pb::GroupingWindow::Hour),
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(fields(&status), vec!["grouping_window"]);
-    let status = t.client().get_usage(authed(KEY_A, pb::GetUsageRequest::default())).await.unwrap_err();
-    assert_eq!(fields(&status), vec!["customer", "meter", "start_time", "end_time"]);
-    let status = t.client().get_usage(authed(KEY_A, request("mtr_unknown", 0, 1, pb::GroupingWindow::Unspecified))).await.unwrap_err();
+    let status = t
+        .client()
+        .get_usage(authed(KEY_A, pb::GetUsageRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        fields(&status),
+        vec!["customer", "meter", "start_time", "end_time"]
+    );
+    let status = t
+        .client()
+        .get_usage(authed(
+            KEY_A,
+            request("mtr_unknown", 0, 1, pb::GroupingWindow::Unspecified),
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
 }
 

@@ -201,9 +201,13 @@ impl Store {
         keys: &[(BucketKey, Aggregate)],
     ) -> Result<BTreeMap<BucketKey, Aggregate>, MeterError> {
         let sql = format!(
-            "SELECT meter_id, customer, bucket_us, event_count, CAST(value_sum AS TEXT), CAST(value_max AS TEXT), \
-             last_ts_us, last_identifier, CAST(last_value AS TEXT) FROM usage_buckets \
-             WHERE account = $1 AND (meter_id, customer, bucket_us) IN (VALUES {})",
+            // A join from the keys, so SQLite probes the primary key once per
+            // key instead of scanning the table for a row-value IN list.
+            "WITH k(m, c, b) AS (VALUES {}) \
+             SELECT u.meter_id, u.customer, u.bucket_us, u.event_count, CAST(u.value_sum AS TEXT), \
+             CAST(u.value_max AS TEXT), u.last_ts_us, u.last_identifier, CAST(u.last_value AS TEXT) \
+             FROM k JOIN usage_buckets u ON u.account = $1 AND u.meter_id = k.m AND u.customer = k.c \
+             AND u.bucket_us = k.b",
             billing_db::sql::values_rows(keys.len(), 3, 2)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account);

@@ -47,7 +47,9 @@ impl Harness for TestMeter {
         config.api_keys = keys;
         config.db.postgres_max_connections = 16;
         let clock = Clock::manual(t0());
-        let app = App::build(config, clock.clone()).await.expect("meter-ingest starts");
+        let app = App::build(config, clock.clone())
+            .await
+            .expect("meter-ingest starts");
         let addr = app.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -57,7 +59,11 @@ impl Harness for TestMeter {
             .await
             .expect("meter-ingest serves");
         });
-        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         Some(Self {
             client: MeterServiceClient::new(channel),
             clock,
@@ -142,7 +148,13 @@ impl TestMeter {
     }
 
     /// The total value of a range as a string.
-    pub async fn total(&self, meter: &str, customer: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> String {
+    pub async fn total(
+        &self,
+        meter: &str,
+        customer: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> String {
         self.usage(meter, customer, start, end, pb::GroupingWindow::Unspecified)
             .await
             .total
@@ -152,7 +164,13 @@ impl TestMeter {
 }
 
 /// An event for `customer` with `value` at `at`.
-pub fn event(event_name: &str, identifier: &str, at: DateTime<Utc>, customer: &str, value: &str) -> pb::MeterEvent {
+pub fn event(
+    event_name: &str,
+    identifier: &str,
+    at: DateTime<Utc>,
+    customer: &str,
+    value: &str,
+) -> pb::MeterEvent {
     let mut payload = BTreeMap::new();
     payload.insert("customer".to_owned(), customer.to_owned());
     payload.insert("value".to_owned(), value.to_owned());
