@@ -15,8 +15,12 @@ lint:
     cd proto && npx --yes @bufbuild/buf@1 lint
 
 # All benchmarks.
-bench: bench-ledger
+bench: bench-ledger bench-ingest
 
 # Ledger throughput and balance-summary latency on SQLite and PostgreSQL.
 bench-ledger:
     cargo bench -p credit-ledger --bench ledger
+
+# Ingestion throughput, GetUsage latency and the raw COPY ratio (5M events; BENCH_EVENTS to change).
+bench-ingest:
+    cargo bench -p meter-ingest --bench ingest

@@ -52,6 +52,7 @@ enum Command {
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Service {
     Ledger,
+    Meter,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
                 billing_db::Db::connect(&database_url, &billing_db::DbOptions::default()).await?;
             match service {
                 Service::Ledger => db.migrate(&credit_ledger::MIGRATOR).await?,
+                Service::Meter => meter_ingest::migrate(&db).await?,
             }
             db.close().await;
             println!(

@@ -27,6 +27,12 @@ pub struct UpArgs {
     /// The ledger's database; default a SQLite file in the data directory.
     #[arg(long, env = "LEDGER_DATABASE_URL")]
     ledger_database_url: Option<String>,
+    /// Where meter-ingest listens.
+    #[arg(long, env = "METER_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    meter_addr: SocketAddr,
+    /// meter-ingest's database; default a SQLite file in the data directory.
+    #[arg(long, env = "METER_DATABASE_URL")]
+    meter_database_url: Option<String>,
     /// Development key to accept (default: generated once, saved in the data directory).
     #[arg(long, env = "BILLING_DEV_API_KEY")]
     dev_api_key: Option<String>,
@@ -46,13 +52,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .ledger_database_url
         .unwrap_or_else(|| sqlite_url(&args.data_dir.join("ledger.db")));
     let mut ledger_config = credit_ledger::Config::new(ledger_url, args.ledger_addr);
-    ledger_config.api_keys = keys;
+    ledger_config.api_keys = keys.clone();
     let ledger = credit_ledger::App::build(ledger_config, Clock::system()).await?;
     let ledger_addr = ledger.local_addr()?;
 
+    let meter_url = args
+        .meter_database_url
+        .unwrap_or_else(|| sqlite_url(&args.data_dir.join("meter.db")));
+    let mut meter_config = meter_ingest::Config::new(meter_url, args.meter_addr);
+    meter_config.api_keys = keys;
+    let meter = meter_ingest::App::build(meter_config, Clock::system()).await?;
+    let meter_addr = meter.local_addr()?;
+
     let (stop, stopped) = watch::channel(false);
     let ledger_task = tokio::spawn(ledger.run_until(wait_for(stopped.clone())));
+    let meter_task = tokio::spawn(meter.run_until(wait_for(stopped.clone())));
 
+    println!("meter-ingest listening on {meter_addr}");
     println!("credit-ledger listening on {ledger_addr}");
     println!("development API key (account {DEV_ACCOUNT}, scope apply_credits):");
     println!("  export KEY={dev_key}");
@@ -62,6 +78,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     tracing::info!("stopping");
     let _ = stop.send(true);
     ledger_task.await??;
+    meter_task.await??;
     Ok(())
 }
 

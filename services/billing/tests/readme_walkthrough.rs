@@ -66,11 +66,19 @@ fn readme_walkthrough_runs_verbatim() {
     let data_dir = std::env::temp_dir().join(format!("billing-readme-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     let child = Command::new(env!("CARGO_BIN_EXE_billing"))
-        .args(["up", "--ledger-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "up",
+            "--ledger-addr",
+            "127.0.0.1:0",
+            "--meter-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&data_dir)
         .env("BILLING_DEV_API_KEY", DEV_KEY)
         .env_remove("BILLING_API_KEYS")
         .env_remove("LEDGER_DATABASE_URL")
+        .env_remove("METER_DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -218,7 +218,18 @@ impl Metering {
         }
         let meter = self.meter(account, meter_id).await?;
         let plan = usage::plan_range(start.timestamp_micros(), end.timestamp_micros());
-        let data = self.store.usage(account, meter_id, customer, &plan).await?;
+        let needs_last = meter.aggregation == Aggregation::Last;
+        let data = self
+            .store
+            .usage(
+                account,
+                meter_id,
+                customer,
+                &plan,
+                grouping.width_us(),
+                needs_last,
+            )
+            .await?;
         let overflow = |e: usage::AggregateOverflow| MeterError::Corrupt(e.to_string());
         let windows = usage::fold(&bounds, &data.buckets, &data.edge_events).map_err(overflow)?;
         let mut total = Window {

@@ -2,10 +2,12 @@
 -- of decimal usage values: PostgreSQL NUMERIC (exact arithmetic in SQL, so
 -- concurrent batches add to buckets without read-modify-write); SQLite TEXT
 -- holding rust_decimal strings (SQLite has one writer, so the service adds
--- them up exactly in Rust).
+-- them up exactly in Rust). On PostgreSQL, key text columns use the "C"
+-- collation: byte order, as in Rust and SQLite (LAST breaks ties by
+-- identifier), and memcmp-fast index maintenance whatever the server locale.
 
 CREATE TABLE meters (
-    account      TEXT   NOT NULL,
+    account      TEXT COLLATE "C" NOT NULL,
     id           TEXT   NOT NULL,
     event_name   TEXT   NOT NULL,
     display_name TEXT   NOT NULL,
@@ -22,10 +24,10 @@ CREATE UNIQUE INDEX meters_active_event_name ON meters (account, event_name) WHE
 -- Raw events, kept for audit and for the edges of usage windows. The
 -- primary key is the permanent dedupe on identifier.
 CREATE TABLE meter_events (
-    account      TEXT   NOT NULL,
-    identifier   TEXT   NOT NULL,
-    meter_id     TEXT   NOT NULL,
-    customer     TEXT   NOT NULL,
+    account      TEXT COLLATE "C" NOT NULL,
+    identifier   TEXT COLLATE "C" NOT NULL,
+    meter_id     TEXT COLLATE "C" NOT NULL,
+    customer     TEXT COLLATE "C" NOT NULL,
     value        NUMERIC   NOT NULL,
     timestamp_us BIGINT NOT NULL,
     payload      TEXT   NOT NULL,
@@ -38,15 +40,15 @@ CREATE INDEX meter_events_series ON meter_events (account, meter_id, customer, t
 -- Hourly aggregates per (meter, customer), maintained in the same
 -- transaction as the events they count (cancellations included).
 CREATE TABLE usage_buckets (
-    account         TEXT   NOT NULL,
-    meter_id        TEXT   NOT NULL,
-    customer        TEXT   NOT NULL,
+    account         TEXT COLLATE "C" NOT NULL,
+    meter_id        TEXT COLLATE "C" NOT NULL,
+    customer        TEXT COLLATE "C" NOT NULL,
     bucket_us       BIGINT NOT NULL,
     event_count     BIGINT NOT NULL CHECK (event_count >= 0),
     value_sum       NUMERIC   NOT NULL,
     value_max       NUMERIC   NOT NULL,
     last_ts_us      BIGINT NOT NULL,
-    last_identifier TEXT   NOT NULL,
+    last_identifier TEXT COLLATE "C" NOT NULL,
     last_value      NUMERIC   NOT NULL,
     PRIMARY KEY (account, meter_id, customer, bucket_us)
 );

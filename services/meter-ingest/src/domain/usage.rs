@@ -177,6 +177,17 @@ pub struct Window {
     pub aggregate: Aggregate,
 }
 
+impl Grouping {
+    /// Window width in microseconds (the whole range when ungrouped).
+    pub fn width_us(self) -> i64 {
+        match self {
+            Self::None => i64::MAX,
+            Self::Hour => BUCKET_US,
+            Self::Day => 24 * BUCKET_US,
+        }
+    }
+}
+
 /// The window boundaries of `[start, end)` for a grouping (clipped to the range).
 pub fn window_bounds(
     start: DateTime<Utc>,

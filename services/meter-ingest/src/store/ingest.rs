@@ -18,8 +18,10 @@ use crate::domain::MeterError;
 use crate::domain::event::ValidEvent;
 use crate::domain::usage::{self, Aggregate, BucketKey};
 
-/// Rows per multi-row statement on SQLite (8 columns: far below its limit).
-const SQLITE_ROWS_MAX: usize = 500;
+/// Rows per multi-row statement on SQLite: a whole batch, so each table gets
+/// one statement per batch (10 columns × 1,000 rows stays far below
+/// SQLite's 32,766 parameters).
+const SQLITE_ROWS_MAX: usize = crate::domain::event::BATCH_MAX;
 
 impl Store {
     /// Stores `events` (distinct identifiers, any order) and returns the

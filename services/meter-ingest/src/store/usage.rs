@@ -1,5 +1,6 @@
 //! Usage reads: full hourly buckets plus the raw events of partial edge hours.
 
+use billing_db::Backend;
 use billing_money::Decimal;
 use sqlx::Row;
 
@@ -18,33 +19,32 @@ pub struct UsageData {
 }
 
 impl Store {
-    /// Reads the buckets and edge events of a planned range.
+    /// Reads the buckets and edge events of a planned range. `window_us` is
+    /// the grouping width (buckets of one window are returned pre-merged
+    /// where the backend can do it exactly); `last` says whether the LAST
+    /// value is needed.
     pub async fn usage(
         &self,
         account: &str,
         meter: &str,
         customer: &str,
         plan: &RangePlan,
+        window_us: i64,
+        last: bool,
     ) -> Result<UsageData, MeterError> {
         let mut data = UsageData::default();
-        let (first, last) = plan.buckets;
-        if first < last {
-            let rows = sqlx::query(
-                "SELECT bucket_us, event_count, CAST(value_sum AS TEXT), CAST(value_max AS TEXT), last_ts_us, \
-                 last_identifier, CAST(last_value AS TEXT) FROM usage_buckets \
-                 WHERE account = $1 AND meter_id = $2 AND customer = $3 AND bucket_us >= $4 AND bucket_us < $5 \
-                 ORDER BY bucket_us",
-            )
-            .bind(account)
-            .bind(meter)
-            .bind(customer)
-            .bind(first)
-            .bind(last)
-            .fetch_all(self.db.pool())
-            .await?;
-            for row in &rows {
-                data.buckets.push((row.try_get(0)?, bucket_row(row, 1)?));
-            }
+        let (first, end) = plan.buckets;
+        if first < end {
+            data.buckets = match self.db.backend() {
+                Backend::Postgres => {
+                    self.windows_postgres(account, meter, customer, (first, end), window_us, last)
+                        .await?
+                }
+                Backend::Sqlite => {
+                    self.buckets_sqlite(account, meter, customer, (first, end))
+                        .await?
+                }
+            };
         }
         let [(a_start, a_end), (b_start, b_end)] = plan.edges;
         if a_start < a_end || b_start < b_end {
@@ -71,5 +71,68 @@ impl Store {
             }
         }
         Ok(data)
+    }
+
+    /// PostgreSQL: one row per window, summed exactly in NUMERIC; each row is
+    /// keyed by its earliest bucket, which lies in the window.
+    async fn windows_postgres(
+        &self,
+        account: &str,
+        meter: &str,
+        customer: &str,
+        (first, end): (i64, i64),
+        window_us: i64,
+        last: bool,
+    ) -> Result<Vec<(i64, Aggregate)>, MeterError> {
+        let last_columns = if last {
+            "(ARRAY_AGG(last_ts_us ORDER BY last_ts_us DESC, last_identifier DESC))[1], \
+             (ARRAY_AGG(last_identifier ORDER BY last_ts_us DESC, last_identifier DESC))[1], \
+             CAST((ARRAY_AGG(last_value ORDER BY last_ts_us DESC, last_identifier DESC))[1] AS TEXT)"
+        } else {
+            "MAX(last_ts_us), '', '0'"
+        };
+        let sql = format!(
+            "SELECT MIN(bucket_us), CAST(SUM(event_count) AS BIGINT), CAST(SUM(value_sum) AS TEXT), \
+             CAST(MAX(value_max) AS TEXT), {last_columns} FROM usage_buckets \
+             WHERE account = $1 AND meter_id = $2 AND customer = $3 AND bucket_us >= $4 AND bucket_us < $5 \
+             GROUP BY bucket_us / $6"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(meter)
+            .bind(customer)
+            .bind(first)
+            .bind(end)
+            .bind(window_us)
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, bucket_row(row, 1)?)))
+            .collect()
+    }
+
+    /// SQLite: the bucket rows (decimal TEXT), merged exactly in Rust.
+    async fn buckets_sqlite(
+        &self,
+        account: &str,
+        meter: &str,
+        customer: &str,
+        (first, end): (i64, i64),
+    ) -> Result<Vec<(i64, Aggregate)>, MeterError> {
+        let rows = sqlx::query(
+            "SELECT bucket_us, event_count, value_sum, value_max, last_ts_us, last_identifier, last_value \
+             FROM usage_buckets WHERE account = $1 AND meter_id = $2 AND customer = $3 AND bucket_us >= $4 \
+             AND bucket_us < $5 ORDER BY bucket_us",
+        )
+        .bind(account)
+        .bind(meter)
+        .bind(customer)
+        .bind(first)
+        .bind(end)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, bucket_row(row, 1)?)))
+            .collect()
     }
 }
