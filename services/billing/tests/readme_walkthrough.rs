@@ -87,20 +87,25 @@ fn readme_walkthrough_runs_verbatim() {
     let stdout = child.0.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
+    let (mut ledger, mut meter) = (None, None);
+    while ledger.is_none() || meter.is_none() {
         assert!(
             Instant::now() < deadline,
-            "billing up did not report its address"
+            "billing up did not report its addresses"
         );
         let line = lines.next().expect("billing up exited").unwrap();
         if let Some(addr) = line.strip_prefix("credit-ledger listening on ") {
-            break addr.trim().to_owned();
+            ledger = Some(addr.trim().to_owned());
         }
-    };
-
-    let script = walkthrough_script().replace("localhost:50052", &addr);
+        if let Some(addr) = line.strip_prefix("meter-ingest listening on ") {
+            meter = Some(addr.trim().to_owned());
+        }
+    }
+    let script = walkthrough_script()
+        .replace("localhost:50052", &ledger.unwrap())
+        .replace("localhost:50051", &meter.unwrap());
     assert!(
-        script.matches("grpcurl").count() >= 5,
+        script.matches("grpcurl").count() >= 10,
         "walkthrough found: {script}"
     );
     let run = || {
@@ -127,6 +132,12 @@ fn readme_walkthrough_runs_verbatim() {
         stdout.contains("billing.ledger.v1.LedgerService"),
         "reflection lists the ledger: {stdout}"
     );
+    // The meter counted the two distinct events once each.
+    assert!(
+        stdout.contains("\"value\": \"150.5\""),
+        "usage of 150.5 expected in:\n{stdout}"
+    );
+    assert!(stdout.contains("EVENT_OUTCOME_DUPLICATE"), "{stdout}");
 
     // Running it again changes nothing: grants replay their request_id, the
     // application replays its invoice.

@@ -114,8 +114,8 @@ async fn copy_rate(url: &str, total: u64, base: DateTime<Utc>) -> f64 {
     use sqlx::{Connection, Executor};
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
     conn.execute(
-        "CREATE TABLE copy_bench (account TEXT NOT NULL, identifier TEXT NOT NULL, meter_id TEXT NOT NULL, \
-         customer TEXT NOT NULL, value NUMERIC NOT NULL, timestamp_us BIGINT NOT NULL, payload TEXT NOT NULL, \
+        "CREATE TABLE copy_bench (account TEXT COLLATE \"C\" NOT NULL, identifier TEXT COLLATE \"C\" NOT NULL, \
+         meter_id TEXT COLLATE \"C\" NOT NULL, customer TEXT COLLATE \"C\" NOT NULL, value NUMERIC NOT NULL, timestamp_us BIGINT NOT NULL, payload TEXT NOT NULL, \
          created_us BIGINT NOT NULL, cancelled_us BIGINT, PRIMARY KEY (account, identifier)); \
          CREATE INDEX copy_bench_series ON copy_bench (account, meter_id, customer, timestamp_us);",
     )
