@@ -156,6 +156,16 @@ impl Db {
         self.backend
     }
 
+    /// `" FOR UPDATE"` on PostgreSQL, nothing on SQLite: appended to a SELECT
+    /// inside [`Db::begin_write`]'s transaction, it locks the rows read
+    /// (SQLite's writer lock already excludes every other writer).
+    pub fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
     /// Starts a transaction that will write.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
         match self.backend {

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod config;
 pub mod fingerprint;
 pub mod idempotent;
 pub mod ids;

@@ -1,11 +1,13 @@
-//! Configuration: defaults, then environment variables.
+//! Configuration: the shared service settings plus the expiry sweeper's.
 
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use billing_server::auth::{ApiKeys, AuthConfigError};
-use billing_server::serve::ServerOptions;
+use billing_server::config::{ServiceConfig, parse, var};
 use chrono::TimeDelta;
+
+pub use billing_server::config::ConfigError;
 
 use crate::sweeper::SweeperOptions;
 
@@ -14,67 +16,45 @@ pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:50052";
 /// Default database: an embedded SQLite file.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/ledger.db";
 
-/// Why the configuration is unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A variable has an unusable value.
-    #[error("{name}: {problem}")]
-    Invalid {
-        /// The variable.
-        name: &'static str,
-        /// What is wrong.
-        problem: String,
-    },
-    /// BILLING_API_KEYS is malformed.
-    #[error("BILLING_API_KEYS: {0}")]
-    ApiKeys(#[from] AuthConfigError),
-}
-
 /// Everything the ledger needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `sqlite://…` or `postgres://…`.
-    pub database_url: String,
-    /// Where to listen; port 0 picks a free one (tests).
-    pub listen_addr: SocketAddr,
-    /// Accepted API keys.
-    pub api_keys: ApiKeys,
-    /// Pool sizes and timeouts.
-    pub db: billing_db::DbOptions,
-    /// Server limits.
-    pub server: ServerOptions,
+    /// Database, address, keys, limits.
+    pub service: ServiceConfig,
     /// Expiry sweeper.
     pub sweeper: SweeperOptions,
+}
+
+impl Deref for Config {
+    type Target = ServiceConfig;
+    fn deref(&self) -> &ServiceConfig {
+        &self.service
+    }
+}
+
+impl DerefMut for Config {
+    fn deref_mut(&mut self) -> &mut ServiceConfig {
+        &mut self.service
+    }
 }
 
 impl Config {
     /// Defaults with the given database and address, no keys.
     pub fn new(database_url: impl Into<String>, listen_addr: SocketAddr) -> Self {
         Self {
-            database_url: database_url.into(),
-            listen_addr,
-            api_keys: ApiKeys::default(),
-            db: billing_db::DbOptions::default(),
-            server: ServerOptions::default(),
+            service: ServiceConfig::new(database_url, listen_addr),
             sweeper: SweeperOptions::default(),
         }
     }
 
-    /// Reads `DATABASE_URL`, `LISTEN_ADDR`, `BILLING_API_KEYS`,
-    /// `DATABASE_MAX_CONNECTIONS`, `LEDGER_EXPIRY_GRACE_SECONDS`,
+    /// The shared variables (`DATABASE_URL`, `LISTEN_ADDR`, `BILLING_API_KEYS`,
+    /// `DATABASE_MAX_CONNECTIONS`) plus `LEDGER_EXPIRY_GRACE_SECONDS` and
     /// `LEDGER_SWEEP_INTERVAL_SECONDS`.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let database_url = var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let listen_addr = parse(
-            "LISTEN_ADDR",
-            var("LISTEN_ADDR").as_deref().unwrap_or(DEFAULT_LISTEN_ADDR),
-        )?;
-        let mut config = Self::new(database_url, listen_addr);
-        config.api_keys = ApiKeys::parse(&var("BILLING_API_KEYS").unwrap_or_default())?;
-        if let Some(value) = var("DATABASE_MAX_CONNECTIONS") {
-            config.db.postgres_max_connections = parse("DATABASE_MAX_CONNECTIONS", &value)?;
-        }
+        let mut config = Self {
+            service: ServiceConfig::from_env(DEFAULT_DATABASE_URL, DEFAULT_LISTEN_ADDR)?,
+            sweeper: SweeperOptions::default(),
+        };
         if let Some(value) = var("LEDGER_EXPIRY_GRACE_SECONDS") {
             config.sweeper.grace =
                 TimeDelta::seconds(parse("LEDGER_EXPIRY_GRACE_SECONDS", &value)?);
@@ -85,14 +65,4 @@ impl Config {
         }
         Ok(config)
     }
-}
-
-fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    value.parse().map_err(|e: T::Err| ConfigError::Invalid {
-        name,
-        problem: format!("{value:?}: {e}"),
-    })
 }

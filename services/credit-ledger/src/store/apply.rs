@@ -163,7 +163,7 @@ impl Store {
         let sql = format!(
             "SELECT fingerprint, outcome, reversal FROM invoice_credit_applications \
              WHERE account = $1 AND invoice = $2{}",
-            self.for_update()
+            self.db.for_update()
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account)
@@ -194,7 +194,7 @@ impl Store {
              AND (expires_at_us IS NULL OR expires_at_us > $3) AND asset IN ({}) ORDER BY id{}",
             rows::GRANT_COLUMNS,
             billing_db::sql::list(assets.len(), 4),
-            self.for_update()
+            self.db.for_update()
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account)

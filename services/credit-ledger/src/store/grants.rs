@@ -163,7 +163,7 @@ impl Store {
             "SELECT {} FROM credit_grants WHERE account = $1 AND id IN ({}) ORDER BY id{}",
             rows::GRANT_COLUMNS,
             billing_db::sql::list(ids.len(), 2),
-            self.for_update()
+            self.db.for_update()
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account);
         for id in ids {

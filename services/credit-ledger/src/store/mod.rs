@@ -13,7 +13,7 @@ mod rows;
 mod transactions;
 
 use billing_db::idempotency::{self, Begun, IdempotencyKey};
-use billing_db::{Backend, Db, Tx};
+use billing_db::{Db, Tx};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -39,15 +39,6 @@ impl Store {
     /// The database.
     pub fn db(&self) -> &Db {
         &self.db
-    }
-
-    /// `FOR UPDATE` on PostgreSQL; nothing on SQLite, whose writer lock
-    /// (taken by `BEGIN IMMEDIATE`) already excludes other writers.
-    fn for_update(&self) -> &'static str {
-        match self.db.backend() {
-            Backend::Postgres => " FOR UPDATE",
-            Backend::Sqlite => "",
-        }
     }
 
     /// Opens a write transaction and checks the idempotency key in it.

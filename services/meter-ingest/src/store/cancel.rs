@@ -24,7 +24,7 @@ impl Store {
         let sql = format!(
             "SELECT meter_id, customer, timestamp_us, cancelled_us FROM meter_events \
              WHERE account = $1 AND identifier = $2{}",
-            self.for_update()
+            self.db.for_update()
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account)
@@ -56,7 +56,7 @@ impl Store {
         let lock = format!(
             "SELECT event_count FROM usage_buckets WHERE account = $1 AND meter_id = $2 AND customer = $3 \
              AND bucket_us = $4{}",
-            self.for_update()
+            self.db.for_update()
         );
         sqlx::query(sqlx::AssertSqlSafe(lock))
             .bind(account)

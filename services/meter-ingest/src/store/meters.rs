@@ -141,7 +141,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT {METER_COLUMNS} FROM meters WHERE account = $1 AND id = $2{}",
-            self.for_update()
+            self.db.for_update()
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account)

@@ -33,13 +33,6 @@ impl Store {
         &self.db
     }
 
-    fn for_update(&self) -> &'static str {
-        match self.db.backend() {
-            Backend::Postgres => " FOR UPDATE",
-            Backend::Sqlite => "",
-        }
-    }
-
     /// A decimal parameter: bound as text, stored as NUMERIC on PostgreSQL.
     fn decimal_param(&self, n: usize) -> String {
         match self.db.backend() {

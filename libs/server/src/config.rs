@@ -1,0 +1,85 @@
+//! The configuration every service reads the same way: defaults, then
+//! `DATABASE_URL`, `LISTEN_ADDR`, `BILLING_API_KEYS`, `DATABASE_MAX_CONNECTIONS`.
+
+use std::net::SocketAddr;
+
+use crate::auth::{ApiKeys, AuthConfigError};
+use crate::serve::ServerOptions;
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable has an unusable value.
+    #[error("{name}: {problem}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// BILLING_API_KEYS is malformed.
+    #[error("BILLING_API_KEYS: {0}")]
+    ApiKeys(#[from] AuthConfigError),
+}
+
+/// What every service needs to run.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Where to listen; port 0 picks a free one (tests).
+    pub listen_addr: SocketAddr,
+    /// Accepted API keys.
+    pub api_keys: ApiKeys,
+    /// Pool sizes and timeouts.
+    pub db: billing_db::DbOptions,
+    /// Server limits.
+    pub server: ServerOptions,
+}
+
+impl ServiceConfig {
+    /// Defaults with the given database and address, no keys.
+    pub fn new(database_url: impl Into<String>, listen_addr: SocketAddr) -> Self {
+        Self {
+            database_url: database_url.into(),
+            listen_addr,
+            api_keys: ApiKeys::default(),
+            db: billing_db::DbOptions::default(),
+            server: ServerOptions::default(),
+        }
+    }
+
+    /// Reads the shared variables over the service's defaults.
+    pub fn from_env(
+        default_database_url: &str,
+        default_listen_addr: &str,
+    ) -> Result<Self, ConfigError> {
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| default_database_url.to_owned());
+        let listen_addr = parse(
+            "LISTEN_ADDR",
+            &var("LISTEN_ADDR").unwrap_or_else(|| default_listen_addr.to_owned()),
+        )?;
+        let mut config = Self::new(database_url, listen_addr);
+        config.api_keys = ApiKeys::parse(&var("BILLING_API_KEYS").unwrap_or_default())?;
+        if let Some(value) = var("DATABASE_MAX_CONNECTIONS") {
+            config.db.postgres_max_connections = parse("DATABASE_MAX_CONNECTIONS", &value)?;
+        }
+        Ok(config)
+    }
+}
+
+/// A non-empty environment variable.
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Parses a variable's value, naming the variable on failure.
+pub fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e: T::Err| ConfigError::Invalid {
+        name,
+        problem: format!("{value:?}: {e}"),
+    })
+}
