@@ -50,7 +50,18 @@ CREATE TABLE usage_buckets (
     last_ts_us      BIGINT NOT NULL,
     last_identifier TEXT COLLATE "C" NOT NULL,
     last_value      NUMERIC   NOT NULL,
+    -- Covering key: a series' buckets sit together in the index, so a
+    -- 30-day query is an index-only scan of a few pages instead of one
+    -- scattered heap page per bucket (measured: 20 vs 526 buffers at 5M rows).
     PRIMARY KEY (account, meter_id, customer, bucket_us)
+        INCLUDE (event_count, value_sum, value_max, last_ts_us, last_identifier, last_value)
+);
+-- Index-only scans need a fresh visibility map; vacuum this insert-heavy
+-- table after every 1% of growth or change instead of the default 20%.
+ALTER TABLE usage_buckets SET (
+    autovacuum_vacuum_insert_scale_factor = 0.01,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_analyze_scale_factor = 0.02
 );
 
 CREATE TABLE idempotency_keys (
