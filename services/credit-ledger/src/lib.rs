@@ -25,7 +25,7 @@ use std::sync::Arc;
 use billing_proto::ledger::v1::ledger_service_server::LedgerServiceServer;
 use billing_server::auth::AuthInterceptor;
 use billing_server::clock::Clock;
-use billing_server::serve::{ServeError, serve};
+use billing_server::serve::serve;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -40,24 +40,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// The fully qualified gRPC service name.
 pub const SERVICE_NAME: &str = "billing.ledger.v1.LedgerService";
 
-/// Why the ledger could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    /// Database connection or migration.
-    #[error("database: {0}")]
-    Db(#[from] billing_db::DbError),
-    /// Binding the listener.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// Serving.
-    #[error(transparent)]
-    Serve(#[from] ServeError),
-}
+pub use billing_server::app::AppError;
 
 /// A ready-to-run ledger: database migrated, listener bound.
 #[derive(Debug)]
@@ -72,12 +55,7 @@ impl App {
     pub async fn build(config: Config, clock: Clock) -> Result<Self, AppError> {
         let db = billing_db::Db::connect(&config.database_url, &config.db).await?;
         db.migrate(&MIGRATOR).await?;
-        let listener = TcpListener::bind(config.listen_addr)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr: config.listen_addr,
-                source,
-            })?;
+        let listener = billing_server::app::bind(config.listen_addr).await?;
         let ledger = Ledger::new(store::Store::new(db), clock);
         Ok(Self {
             listener,
@@ -115,7 +93,6 @@ impl App {
             self.config.sweeper.clone(),
             stop,
         ));
-        tracing::info!(addr = %self.listener.local_addr().map_err(|source| AppError::Bind { addr: self.config.listen_addr, source })?, "credit-ledger listening");
         let served = serve(
             routes,
             SERVICE_NAME,

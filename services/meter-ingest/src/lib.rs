@@ -24,7 +24,7 @@ use billing_db::Backend;
 use billing_proto::meter::v1::meter_service_server::MeterServiceServer;
 use billing_server::auth::AuthInterceptor;
 use billing_server::clock::Clock;
-use billing_server::serve::{ServeError, serve};
+use billing_server::serve::serve;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -49,24 +49,7 @@ pub async fn migrate(db: &billing_db::Db) -> Result<(), billing_db::DbError> {
     }
 }
 
-/// Why meter-ingest could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    /// Database connection or migration.
-    #[error("database: {0}")]
-    Db(#[from] billing_db::DbError),
-    /// Binding the listener.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// Serving.
-    #[error(transparent)]
-    Serve(#[from] ServeError),
-}
+pub use billing_server::app::AppError;
 
 /// A ready-to-run meter service: database migrated, listener bound.
 #[derive(Debug)]
@@ -81,12 +64,7 @@ impl App {
     pub async fn build(config: Config, clock: Clock) -> Result<Self, AppError> {
         let db = billing_db::Db::connect(&config.database_url, &config.db).await?;
         migrate(&db).await?;
-        let listener = TcpListener::bind(config.listen_addr)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr: config.listen_addr,
-                source,
-            })?;
+        let listener = billing_server::app::bind(config.listen_addr).await?;
         let metering = Metering::new(store::Store::new(db), clock);
         Ok(Self {
             listener,
