@@ -1,0 +1,3 @@
+//! Invoicing rules, free of I/O.
+
+pub mod pricing;
