@@ -243,6 +243,18 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
         .is_some_and(|e| e.is_unique_violation())
 }
 
+/// Whether the error means the database could not be reached (retryable:
+/// gRPC UNAVAILABLE), as opposed to a refused or failed statement.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+    )
+}
+
 /// Whether the error is a CHECK-constraint violation (a last-line invariant).
 pub fn is_check_violation(error: &sqlx::Error) -> bool {
     error

@@ -30,11 +30,7 @@ const HISTORY_ROWS: i64 = 100_000;
 const SUMMARY_CALLS: usize = 2_000;
 
 fn authed<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {KEY}").parse().unwrap());
-    request
+    billing_testkit::authed(KEY, message)
 }
 
 fn usd(value: i64) -> Option<common::Amount> {

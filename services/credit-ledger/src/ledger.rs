@@ -137,17 +137,12 @@ impl Ledger {
         key: Option<&IdempotencyKey>,
     ) -> Result<Grant, LedgerError> {
         let now = self.clock.now();
-        let scales = self
-            .unit_scales(account, input.amount.pricing_unit())
-            .await?;
+        let scale = match input.amount.pricing_unit() {
+            Some(id) => self.unit_scale(account, id).await?,
+            None => None,
+        };
         let mut violations = Vec::new();
-        let resolved = input.amount.resolve(
-            "amount",
-            input
-                .amount
-                .pricing_unit()
-                .and_then(|id| scales.get(id).copied()),
-        );
+        let resolved = input.amount.resolve("amount", scale);
         let effective_at = input.effective_at.unwrap_or(now);
         if input.expires_at.is_some_and(|at| at <= effective_at) {
             violations.push(FieldViolation::new(
@@ -338,7 +333,9 @@ impl Ledger {
         unit_ids.dedup();
         let mut scales = HashMap::new();
         for id in unit_ids {
-            scales.extend(self.unit_scales(account, Some(id)).await?);
+            if let Some(scale) = self.unit_scale(account, id).await? {
+                scales.insert(id.to_owned(), scale);
+            }
         }
         let mut violations = Vec::new();
         let mut lines = Vec::with_capacity(input.lines.len());
@@ -378,18 +375,13 @@ impl Ledger {
         })
     }
 
-    async fn unit_scales(
-        &self,
-        account: &str,
-        id: Option<&str>,
-    ) -> Result<HashMap<String, u32>, LedgerError> {
-        let mut scales = HashMap::new();
-        if let Some(id) = id
-            && let Some(unit) = self.store.pricing_unit(account, id).await?
-        {
-            scales.insert(unit.id, unit.scale);
-        }
-        Ok(scales)
+    /// The scale of a pricing unit of the account; None when it does not exist.
+    async fn unit_scale(&self, account: &str, id: &str) -> Result<Option<u32>, LedgerError> {
+        Ok(self
+            .store
+            .pricing_unit(account, id)
+            .await?
+            .map(|unit| unit.scale))
     }
 }
 

@@ -176,10 +176,11 @@ impl Metering {
                 Outcome::Duplicate
             });
         }
-        Ok(outcomes
+        // check_batch decided every invalid or repeated event, the store every valid one.
+        outcomes
             .into_iter()
-            .map(|o| o.unwrap_or(Outcome::Duplicate))
-            .collect())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| MeterError::Corrupt("an event was left without an outcome".into()))
     }
 
     /// Cancels an accepted event.

@@ -30,9 +30,9 @@ pub fn to_status(error: LedgerError) -> Status {
             Code::PermissionDenied,
             "SCOPE_REQUIRED",
             ERROR_DOMAIN,
-            LedgerError::PermissionDenied(method).to_string(),
+            format!("this API key may not call {method}: it needs the apply_credits scope"),
         ),
-        LedgerError::Storage(error) if is_unavailable(&error) => {
+        LedgerError::Storage(error) if billing_db::is_unavailable(&error) => {
             tracing::warn!(%error, "database unavailable");
             Status::unavailable("the ledger database is unavailable; retry")
         }
@@ -45,14 +45,4 @@ pub fn to_status(error: LedgerError) -> Status {
             Status::internal("internal error")
         }
     }
-}
-
-fn is_unavailable(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-    )
 }

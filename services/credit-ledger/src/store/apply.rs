@@ -1,5 +1,7 @@
 //! ApplyCredits and ReverseCredits: one transaction each, idempotent on the invoice.
 
+use std::collections::HashSet;
+
 use billing_db::Tx;
 use billing_server::time::to_micros;
 use chrono::{DateTime, Utc};
@@ -45,7 +47,12 @@ impl Store {
         let mut outcome = apply::plan(request, &grants);
         let appended = apply::book(&mut outcome, &mut grants, now);
         transactions::append(&mut tx, account, &appended).await?;
-        for grant in grants.iter().filter(|g| g.updated == now) {
+        let touched: HashSet<&str> = outcome
+            .applications
+            .iter()
+            .map(|a| a.credit_grant.as_str())
+            .collect();
+        for grant in grants.iter().filter(|g| touched.contains(g.id.as_str())) {
             grants::save_grant(&mut tx, account, grant).await?;
         }
         let inserted = sqlx::query(

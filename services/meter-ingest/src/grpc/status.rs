@@ -29,12 +29,7 @@ pub fn to_status(error: MeterError) -> Status {
             ERROR_DOMAIN,
             "request_id was already used with a different request",
         ),
-        MeterError::Storage(error)
-            if matches!(
-                error,
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            ) =>
-        {
+        MeterError::Storage(error) if billing_db::is_unavailable(&error) => {
             tracing::warn!(%error, "database unavailable");
             Status::unavailable("the meter database is unavailable; retry")
         }
