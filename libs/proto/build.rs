@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "billing/ledger/v1/ledger.proto",
     "billing/meter/v1/meter.proto",
     "billing/invoicing/v1/invoicing.proto",
+    "billing/invoicing/v1/test_clock.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -48,10 +48,24 @@ pub enum MoneyError {
 }
 
 /// An ISO 4217 currency with a minor unit, stored by its lowercase code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Currency {
     code: [u8; 3],
     exponent: u32,
+}
+
+impl From<Currency> for String {
+    fn from(currency: Currency) -> Self {
+        currency.code().to_owned()
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = MoneyError;
+    fn try_from(code: String) -> Result<Self, MoneyError> {
+        Currency::parse(&code)
+    }
 }
 
 impl Currency {

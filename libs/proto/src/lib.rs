@@ -76,5 +76,13 @@ has_request_id!(
     meter::v1::DeactivateMeterRequest,
     meter::v1::ReactivateMeterRequest,
     invoicing::v1::CreateCustomerRequest,
+    invoicing::v1::UpdateCustomerRequest,
+    invoicing::v1::CreatePriceRequest,
+    invoicing::v1::CreateSubscriptionRequest,
+    invoicing::v1::CancelSubscriptionRequest,
+    invoicing::v1::CreateInvoiceRequest,
     invoicing::v1::FinalizeInvoiceRequest,
+    invoicing::v1::VoidInvoiceRequest,
+    invoicing::v1::MarkInvoicePaidRequest,
+    invoicing::v1::DeactivatePriceRequest,
 );

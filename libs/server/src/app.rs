@@ -23,6 +23,9 @@ pub enum AppError {
     /// Serving.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// A setting that only shows it is wrong at start-up.
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// Binds the service's listener; port 0 lets the OS pick (tests).

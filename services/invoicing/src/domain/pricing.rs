@@ -9,7 +9,7 @@
 use billing_money::Decimal;
 
 /// How tiers combine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TiersMode {
     /// Each unit is priced by the tier it falls in.
     Graduated,
@@ -18,7 +18,7 @@ pub enum TiersMode {
 }
 
 /// One tier: units up to and including `up_to` (None: no upper bound).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tier {
     /// Inclusive upper bound of the tier; None for the last tier.
     pub up_to: Option<Decimal>,
@@ -29,7 +29,7 @@ pub struct Tier {
 }
 
 /// How a price turns a quantity into an amount.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PriceModel {
     /// quantity × unit amount.
     PerUnit {
@@ -46,7 +46,7 @@ pub enum PriceModel {
 }
 
 /// Rounding of a transformed quantity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum QuantityRounding {
     /// Towards +∞ (a started package is billed).
     Up,
@@ -55,7 +55,7 @@ pub enum QuantityRounding {
 }
 
 /// Bill usage in packages: quantity = round(usage / divide_by).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransformQuantity {
     /// Package size, at least 1.
     pub divide_by: u64,
@@ -64,7 +64,7 @@ pub struct TransformQuantity {
 }
 
 /// A metered price, as far as the amount is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pricing {
     /// The model.
     pub model: PriceModel,
@@ -90,7 +90,7 @@ pub enum PricingError {
 }
 
 /// A priced line: the billed quantity, the exact amount, and its single rounding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PricedLine {
     /// Quantity after `transform_quantity`.
     pub quantity: Decimal,
@@ -112,6 +112,14 @@ impl Pricing {
             }
             PriceModel::PerUnit { .. } => Ok(()),
             PriceModel::Tiered { tiers, .. } => validate_tiers(tiers),
+        }
+    }
+
+    /// The per-unit amount, for per-unit prices.
+    pub fn unit_amount(&self) -> Option<Decimal> {
+        match &self.model {
+            PriceModel::PerUnit { unit_amount } => Some(*unit_amount),
+            PriceModel::Tiered { .. } => None,
         }
     }
 

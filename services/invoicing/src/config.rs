@@ -1,0 +1,95 @@
+//! Configuration: the shared service settings, the other services, the
+//! finalize grace period, the worker and the test clock.
+
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use billing_server::config::{ServiceConfig, parse, var};
+use chrono::TimeDelta;
+
+pub use billing_server::config::ConfigError;
+
+use crate::upstream::UpstreamConfig;
+
+/// Default listen address of the pod binary (all interfaces, port 50053).
+pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:50053";
+/// Default database: an embedded SQLite file.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/invoicing.db";
+
+/// Everything invoicing needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Database, address, keys, limits.
+    pub service: ServiceConfig,
+    /// The ledger and meter-ingest.
+    pub upstream: UpstreamConfig,
+    /// A draft finalizes by itself this long after its period closed.
+    pub finalize_grace: TimeDelta,
+    /// How often the worker looks for work.
+    pub worker_interval: Duration,
+    /// Serve `TestClockService` over a manual clock (tests only).
+    pub test_clock: bool,
+}
+
+impl Deref for Config {
+    type Target = ServiceConfig;
+    fn deref(&self) -> &ServiceConfig {
+        &self.service
+    }
+}
+
+impl DerefMut for Config {
+    fn deref_mut(&mut self) -> &mut ServiceConfig {
+        &mut self.service
+    }
+}
+
+impl Config {
+    /// Defaults with the given database, address and peers, no keys.
+    pub fn new(
+        database_url: impl Into<String>,
+        listen_addr: SocketAddr,
+        upstream: UpstreamConfig,
+    ) -> Self {
+        Self {
+            service: ServiceConfig::new(database_url, listen_addr),
+            upstream,
+            finalize_grace: TimeDelta::hours(1),
+            worker_interval: Duration::from_secs(10),
+            test_clock: false,
+        }
+    }
+
+    /// The shared variables plus `LEDGER_URL`, `METER_URL`,
+    /// `INVOICING_INTERNAL_API_KEY`, `INVOICING_UPSTREAM_DEADLINE_MS`,
+    /// `INVOICING_FINALIZE_GRACE_SECONDS`, `INVOICING_WORKER_INTERVAL_SECONDS`
+    /// and `INVOICING_TEST_CLOCK`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let upstream = UpstreamConfig {
+            ledger_url: var("LEDGER_URL").unwrap_or_else(|| "http://127.0.0.1:50052".into()),
+            meter_url: var("METER_URL").unwrap_or_else(|| "http://127.0.0.1:50051".into()),
+            internal_api_key: var("INVOICING_INTERNAL_API_KEY").unwrap_or_default(),
+            deadline: Duration::from_millis(match var("INVOICING_UPSTREAM_DEADLINE_MS") {
+                Some(value) => parse("INVOICING_UPSTREAM_DEADLINE_MS", &value)?,
+                None => 5_000,
+            }),
+        };
+        let mut config = Self {
+            service: ServiceConfig::from_env(DEFAULT_DATABASE_URL, DEFAULT_LISTEN_ADDR)?,
+            ..Self::new("", SocketAddr::from(([0, 0, 0, 0], 0)), upstream)
+        };
+        if let Some(value) = var("INVOICING_FINALIZE_GRACE_SECONDS") {
+            config.finalize_grace =
+                TimeDelta::seconds(parse("INVOICING_FINALIZE_GRACE_SECONDS", &value)?);
+        }
+        if let Some(value) = var("INVOICING_WORKER_INTERVAL_SECONDS") {
+            config.worker_interval =
+                Duration::from_secs(parse("INVOICING_WORKER_INTERVAL_SECONDS", &value)?);
+        }
+        if let Some(value) = var("INVOICING_TEST_CLOCK") {
+            config.test_clock = parse("INVOICING_TEST_CLOCK", &value)?;
+        }
+        Ok(config)
+    }
+}

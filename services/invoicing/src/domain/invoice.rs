@@ -1,0 +1,204 @@
+//! Invoices, their lines and totals.
+
+use std::collections::BTreeMap;
+
+use billing_money::{Asset, Decimal};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Invoice lifecycle (DESIGN.md section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Lines follow usage until finalized.
+    Draft,
+    /// Lines frozen; ApplyCredits may or may not have happened yet.
+    Finalizing,
+    /// Finalized with an amount due.
+    Open,
+    /// Nothing left to pay.
+    Paid,
+    /// ReverseCredits may or may not have happened yet.
+    Voiding,
+    /// Voided; credits given back.
+    Void,
+}
+
+impl Status {
+    /// Storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Finalizing => "finalizing",
+            Self::Open => "open",
+            Self::Paid => "paid",
+            Self::Voiding => "voiding",
+            Self::Void => "void",
+        }
+    }
+
+    /// From the storage name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "draft" => Self::Draft,
+            "finalizing" => Self::Finalizing,
+            "open" => Self::Open,
+            "paid" => Self::Paid,
+            "voiding" => Self::Voiding,
+            "void" => Self::Void,
+            _ => return None,
+        })
+    }
+}
+
+/// Why an invoice exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BillingReason {
+    /// A period ended.
+    SubscriptionCycle,
+    /// Canceled mid-period.
+    SubscriptionCancel,
+}
+
+impl BillingReason {
+    /// Storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SubscriptionCycle => "subscription_cycle",
+            Self::SubscriptionCancel => "subscription_cancel",
+        }
+    }
+
+    /// From the storage name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "subscription_cycle" => Some(Self::SubscriptionCycle),
+            "subscription_cancel" => Some(Self::SubscriptionCancel),
+            _ => None,
+        }
+    }
+}
+
+/// Credits of one grant on one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditApplication {
+    /// `credgr_…`
+    pub credit_grant: String,
+    /// Smallest units of the line's asset.
+    pub amount: i64,
+    /// The ledger's debit (`cbtxn_…`); empty in a preview.
+    pub credit_balance_transaction: String,
+}
+
+/// One invoice line: one subscription item's usage over the period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    /// `il_…`
+    pub id: String,
+    /// `price_…`
+    pub price: String,
+    /// `mtr_…`
+    pub meter: String,
+    /// The price's nickname.
+    pub description: String,
+    /// The price's asset.
+    pub asset: Asset,
+    /// The meter's aggregate over the period.
+    pub usage: Decimal,
+    /// Usage after transform_quantity.
+    pub quantity: Decimal,
+    /// Per-unit amount (per-unit prices only).
+    pub unit_amount: Option<Decimal>,
+    /// Rounded once, smallest units.
+    pub amount: i64,
+    /// Credits applied, smallest units.
+    pub credits_applied: i64,
+    /// Which grants paid, in application order.
+    pub applications: Vec<CreditApplication>,
+}
+
+impl Line {
+    /// What is left to pay on the line.
+    pub fn amount_due(&self) -> i64 {
+        self.amount.saturating_sub(self.credits_applied)
+    }
+}
+
+/// Totals of one asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Total {
+    /// The asset.
+    pub asset: Asset,
+    /// Sum of its lines.
+    pub subtotal: i64,
+    /// Credits applied to them.
+    pub credits_applied: i64,
+    /// subtotal − credits_applied.
+    pub amount_due: i64,
+}
+
+/// An invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    /// `in_…`
+    pub id: String,
+    /// `cus_…`
+    pub customer: String,
+    /// `sub_…`
+    pub subscription: String,
+    /// Lifecycle.
+    pub status: Status,
+    /// Why it exists.
+    pub reason: BillingReason,
+    /// Service period start.
+    pub period_start: DateTime<Utc>,
+    /// Service period end (exclusive).
+    pub period_end: DateTime<Utc>,
+    /// Lines in subscription item order.
+    pub lines: Vec<Line>,
+    /// When the draft finalizes by itself.
+    pub auto_finalize_at: Option<DateTime<Utc>>,
+    /// Finalization time.
+    pub finalized_at: Option<DateTime<Utc>>,
+    /// Payment time.
+    pub paid_at: Option<DateTime<Utc>>,
+    /// Void time.
+    pub voided_at: Option<DateTime<Utc>>,
+    /// Creation time.
+    pub created: DateTime<Utc>,
+}
+
+impl Invoice {
+    /// One total per asset, ordered by asset key. Sums saturate: a line
+    /// amount is at most i64::MAX and an invoice has at most 20 lines, so
+    /// real totals never get near it.
+    pub fn totals(&self) -> Vec<Total> {
+        let mut by_asset: BTreeMap<String, Total> = BTreeMap::new();
+        for line in &self.lines {
+            let total = by_asset.entry(line.asset.key()).or_insert_with(|| Total {
+                asset: line.asset.clone(),
+                subtotal: 0,
+                credits_applied: 0,
+                amount_due: 0,
+            });
+            total.subtotal = total.subtotal.saturating_add(line.amount);
+            total.credits_applied = total.credits_applied.saturating_add(line.credits_applied);
+            total.amount_due = total.amount_due.saturating_add(line.amount_due());
+        }
+        by_asset.into_values().collect()
+    }
+
+    /// The lines credits can pay: those with a positive amount. ApplyCredits
+    /// is called only when there is at least one.
+    pub fn chargeable_lines(&self) -> impl Iterator<Item = &Line> {
+        self.lines.iter().filter(|l| l.amount > 0)
+    }
+
+    /// Status after credits: paid when nothing is due in any asset.
+    pub fn finalized_status(&self) -> Status {
+        if self.lines.iter().all(|l| l.amount_due() == 0) {
+            Status::Paid
+        } else {
+            Status::Open
+        }
+    }
+}

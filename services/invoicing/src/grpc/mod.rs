@@ -1,0 +1,418 @@
+//! `billing.invoicing.v1.InvoicingService` over [`Invoicing`].
+
+pub mod convert;
+pub mod status;
+pub mod test_clock;
+
+use billing_proto::invoicing::v1 as pb;
+use billing_proto::invoicing::v1::invoicing_service_server::InvoicingService;
+use billing_server::auth::principal;
+use billing_server::idempotent::idempotency_key;
+use billing_server::page::PageRequest;
+use billing_server::status::FieldViolation;
+use tonic::{Request, Response, Status};
+
+use crate::domain::InvoicingError;
+use crate::ops::Invoicing;
+use crate::store::InvoiceFilter;
+use status::to_status;
+
+/// The gRPC face of invoicing.
+#[derive(Debug, Clone)]
+pub struct InvoicingGrpc {
+    invoicing: Invoicing,
+}
+
+impl InvoicingGrpc {
+    /// Serves `invoicing`.
+    pub fn new(invoicing: Invoicing) -> Self {
+        Self { invoicing }
+    }
+}
+
+fn invalid(violations: Vec<FieldViolation>) -> Status {
+    to_status(InvoicingError::Invalid(violations))
+}
+
+fn required_id(value: &str, field: &str) -> Result<(), Status> {
+    let mut out = Vec::new();
+    convert::required(value, field, &mut out);
+    if out.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(out))
+    }
+}
+
+fn page(page_size: i32, page_token: &str) -> Result<PageRequest, Status> {
+    PageRequest::parse(page_size, page_token).map_err(|v| invalid(vec![v]))
+}
+
+fn optional(value: &str) -> Option<&str> {
+    Some(value).filter(|v| !v.is_empty())
+}
+
+#[tonic::async_trait]
+impl InvoicingService for InvoicingGrpc {
+    #[tracing::instrument(skip_all)]
+    async fn create_customer(
+        &self,
+        request: Request<pb::CreateCustomerRequest>,
+    ) -> Result<Response<pb::CreateCustomerResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = idempotency_key(&body)?;
+        let new = convert::new_customer(&body).map_err(invalid)?;
+        let customer = self
+            .invoicing
+            .create_customer(&account, new, key.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateCustomerResponse {
+            customer: Some(convert::customer(&customer)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn get_customer(
+        &self,
+        request: Request<pb::GetCustomerRequest>,
+    ) -> Result<Response<pb::GetCustomerResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        required_id(&body.id, "id")?;
+        let customer = self
+            .invoicing
+            .customer(&account, &body.id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetCustomerResponse {
+            customer: Some(convert::customer(&customer)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_customers(
+        &self,
+        request: Request<pb::ListCustomersRequest>,
+    ) -> Result<Response<pb::ListCustomersResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let page = page(body.page_size, &body.page_token)?;
+        let (customers, next_page_token) = self
+            .invoicing
+            .list_customers(&account, &page)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListCustomersResponse {
+            customers: customers.iter().map(convert::customer).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn update_customer(
+        &self,
+        request: Request<pb::UpdateCustomerRequest>,
+    ) -> Result<Response<pb::UpdateCustomerResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = idempotency_key(&body)?;
+        let changes = convert::customer_changes(&body).map_err(invalid)?;
+        let customer = self
+            .invoicing
+            .update_customer(&account, &body.id, changes, key.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::UpdateCustomerResponse {
+            customer: Some(convert::customer(&customer)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(meter = %request.get_ref().meter))]
+    async fn create_price(
+        &self,
+        request: Request<pb::CreatePriceRequest>,
+    ) -> Result<Response<pb::CreatePriceResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = idempotency_key(&body)?;
+        let new = convert::new_price(&body).map_err(invalid)?;
+        let price = self
+            .invoicing
+            .create_price(&account, new, key.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreatePriceResponse {
+            price: Some(convert::price(&price)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn get_price(
+        &self,
+        request: Request<pb::GetPriceRequest>,
+    ) -> Result<Response<pb::GetPriceResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        required_id(&body.id, "id")?;
+        let price = self
+            .invoicing
+            .price(&account, &body.id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetPriceResponse {
+            price: Some(convert::price(&price)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_prices(
+        &self,
+        request: Request<pb::ListPricesRequest>,
+    ) -> Result<Response<pb::ListPricesResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let page = page(body.page_size, &body.page_token)?;
+        let (prices, next_page_token) = self
+            .invoicing
+            .list_prices(&account, &page)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListPricesResponse {
+            prices: prices.iter().map(convert::price).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn deactivate_price(
+        &self,
+        request: Request<pb::DeactivatePriceRequest>,
+    ) -> Result<Response<pb::DeactivatePriceResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = idempotency_key(&body)?;
+        required_id(&body.id, "id")?;
+        let price = self
+            .invoicing
+            .deactivate_price(&account, &body.id, key.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::DeactivatePriceResponse {
+            price: Some(convert::price(&price)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(customer = %request.get_ref().customer))]
+    async fn create_subscription(
+        &self,
+        request: Request<pb::CreateSubscriptionRequest>,
+    ) -> Result<Response<pb::CreateSubscriptionResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = idempotency_key(&body)?;
+        let new = convert::new_subscription(&body).map_err(invalid)?;
+        let sub = self
+            .invoicing
+            .create_subscription(&account, new, key.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateSubscriptionResponse {
+            subscription: Some(convert::subscription(&sub)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn get_subscription(
+        &self,
+        request: Request<pb::GetSubscriptionRequest>,
+    ) -> Result<Response<pb::GetSubscriptionResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        required_id(&body.id, "id")?;
+        let sub = self
+            .invoicing
+            .subscription(&account, &body.id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetSubscriptionResponse {
+            subscription: Some(convert::subscription(&sub)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_subscriptions(
+        &self,
+        request: Request<pb::ListSubscriptionsRequest>,
+    ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let page = page(body.page_size, &body.page_token)?;
+        let (subs, next_page_token) = self
+            .invoicing
+            .list_subscriptions(&account, optional(&body.customer), &page)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListSubscriptionsResponse {
+            subscriptions: subs.iter().map(convert::subscription).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn cancel_subscription(
+        &self,
+        request: Request<pb::CancelSubscriptionRequest>,
+    ) -> Result<Response<pb::CancelSubscriptionResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = idempotency_key(&body)?;
+        required_id(&body.id, "id")?;
+        let (sub, invoice) = self
+            .invoicing
+            .cancel_subscription(&account, &body.id, body.at_period_end, key.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CancelSubscriptionResponse {
+            subscription: Some(convert::subscription(&sub)),
+            final_invoice: invoice.as_ref().map(convert::invoice),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(subscription = %request.get_ref().subscription))]
+    async fn create_invoice(
+        &self,
+        request: Request<pb::CreateInvoiceRequest>,
+    ) -> Result<Response<pb::CreateInvoiceResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = idempotency_key(&body)?;
+        required_id(&body.subscription, "subscription")?;
+        let invoice = self
+            .invoicing
+            .create_invoice(&account, &body.subscription, key.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateInvoiceResponse {
+            invoice: Some(convert::invoice(&invoice)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(subscription = %request.get_ref().subscription))]
+    async fn preview_invoice(
+        &self,
+        request: Request<pb::PreviewInvoiceRequest>,
+    ) -> Result<Response<pb::PreviewInvoiceResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        required_id(&body.subscription, "subscription")?;
+        let invoice = self
+            .invoicing
+            .preview(&account, &body.subscription)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::PreviewInvoiceResponse {
+            invoice: Some(convert::invoice(&invoice)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn finalize_invoice(
+        &self,
+        request: Request<pb::FinalizeInvoiceRequest>,
+    ) -> Result<Response<pb::FinalizeInvoiceResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = idempotency_key(&body)?;
+        required_id(&body.id, "id")?;
+        let invoice = self
+            .invoicing
+            .finalize(&account, &body.id, key.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::FinalizeInvoiceResponse {
+            invoice: Some(convert::invoice(&invoice)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn void_invoice(
+        &self,
+        request: Request<pb::VoidInvoiceRequest>,
+    ) -> Result<Response<pb::VoidInvoiceResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = idempotency_key(&body)?;
+        required_id(&body.id, "id")?;
+        let invoice = self
+            .invoicing
+            .void(&account, &body.id, key.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::VoidInvoiceResponse {
+            invoice: Some(convert::invoice(&invoice)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn mark_invoice_paid(
+        &self,
+        request: Request<pb::MarkInvoicePaidRequest>,
+    ) -> Result<Response<pb::MarkInvoicePaidResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let key = idempotency_key(&body)?;
+        required_id(&body.id, "id")?;
+        let invoice = self
+            .invoicing
+            .mark_paid(&account, &body.id, key.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::MarkInvoicePaidResponse {
+            invoice: Some(convert::invoice(&invoice)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn get_invoice(
+        &self,
+        request: Request<pb::GetInvoiceRequest>,
+    ) -> Result<Response<pb::GetInvoiceResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        required_id(&body.id, "id")?;
+        let invoice = self
+            .invoicing
+            .invoice(&account, &body.id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetInvoiceResponse {
+            invoice: Some(convert::invoice(&invoice)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_invoices(
+        &self,
+        request: Request<pb::ListInvoicesRequest>,
+    ) -> Result<Response<pb::ListInvoicesResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let page = page(body.page_size, &body.page_token)?;
+        let filter = InvoiceFilter {
+            customer: optional(&body.customer).map(str::to_owned),
+            subscription: optional(&body.subscription).map(str::to_owned),
+            status: convert::status_filter(body.status()),
+        };
+        let (invoices, next_page_token) = self
+            .invoicing
+            .list_invoices(&account, &filter, &page)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListInvoicesResponse {
+            invoices: invoices.iter().map(convert::invoice).collect(),
+            next_page_token,
+        }))
+    }
+}

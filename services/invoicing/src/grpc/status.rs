@@ -1,0 +1,64 @@
+//! The one place invoicing errors become gRPC statuses.
+
+use billing_server::status;
+use tonic::{Code, Status};
+
+use crate::domain::InvoicingError;
+
+/// google.rpc.ErrorInfo domain of the invoicing service's reasons.
+pub const ERROR_DOMAIN: &str = "invoicing.billing";
+
+/// Maps an error; unexpected ones are logged and returned as opaque INTERNAL.
+pub fn to_status(error: InvoicingError) -> Status {
+    match error {
+        InvoicingError::Invalid(violations) => status::invalid_argument(&violations),
+        InvoicingError::NotFound { kind, id } => status::not_found(kind, &id),
+        InvoicingError::Conflict { reason, message } => {
+            status::with_reason(Code::FailedPrecondition, reason, ERROR_DOMAIN, message)
+        }
+        InvoicingError::ExternalIdInUse(id) => status::with_reason(
+            Code::AlreadyExists,
+            "EXTERNAL_ID_IN_USE",
+            ERROR_DOMAIN,
+            format!("external_id {id:?} is already used by another customer"),
+        ),
+        InvoicingError::IdempotencyKeyReused => status::with_reason(
+            Code::AlreadyExists,
+            "IDEMPOTENCY_KEY_REUSED",
+            ERROR_DOMAIN,
+            "request_id was already used with a different request",
+        ),
+        InvoicingError::Upstream { service, status } => {
+            tracing::warn!(service, code = ?status.code(), message = status.message(), "upstream refused");
+            Status::new(status.code(), format!("{service}: {}", status.message()))
+        }
+        InvoicingError::Unavailable {
+            service,
+            detail,
+            invoice,
+        } => {
+            tracing::warn!(service, detail, ?invoice, "upstream unavailable");
+            let message = match invoice {
+                Some(id) => format!(
+                    "{service} is unavailable ({detail}); invoice {id} was saved mid-saga and completes \
+                     by itself when {service} is back, exactly once; retrying is safe"
+                ),
+                None => format!("{service} is unavailable ({detail}); nothing was written; retry"),
+            };
+            status::with_reason(
+                Code::Unavailable,
+                "UPSTREAM_UNAVAILABLE",
+                ERROR_DOMAIN,
+                message,
+            )
+        }
+        InvoicingError::Storage(error) if billing_db::is_unavailable(&error) => {
+            tracing::warn!(%error, "database unavailable");
+            Status::unavailable("the invoicing database is unavailable; retry")
+        }
+        other => {
+            tracing::error!(error = %other, "internal error");
+            Status::internal("internal error")
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `billing.invoicing.v1.TestClockService`: moves the manual clock and runs
+//! the worker once, so a test sees the period close without sleeping.
+
+use billing_proto::invoicing::v1 as pb;
+use billing_proto::invoicing::v1::test_clock_service_server::TestClockService;
+use billing_server::auth::principal;
+use billing_server::clock::Clock;
+use billing_server::status::{FieldViolation, invalid_argument};
+use billing_server::time::{from_proto, to_proto};
+use tonic::{Request, Response, Status};
+
+use crate::worker::Worker;
+
+/// The test clock service.
+#[derive(Debug, Clone)]
+pub struct TestClockGrpc {
+    clock: Clock,
+    worker: Worker,
+}
+
+impl TestClockGrpc {
+    /// Serves `clock`; `worker` ticks after each move.
+    pub fn new(clock: Clock, worker: Worker) -> Self {
+        Self { clock, worker }
+    }
+}
+
+#[tonic::async_trait]
+impl TestClockService for TestClockGrpc {
+    async fn get_test_clock(
+        &self,
+        request: Request<pb::GetTestClockRequest>,
+    ) -> Result<Response<pb::GetTestClockResponse>, Status> {
+        principal(&request)?;
+        Ok(Response::new(pb::GetTestClockResponse {
+            now: Some(to_proto(self.clock.now())),
+        }))
+    }
+
+    async fn advance_test_clock(
+        &self,
+        request: Request<pb::AdvanceTestClockRequest>,
+    ) -> Result<Response<pb::AdvanceTestClockResponse>, Status> {
+        principal(&request)?;
+        let body = request.into_inner();
+        let field = "frozen_time";
+        let time = body
+            .frozen_time
+            .as_ref()
+            .ok_or_else(|| FieldViolation::new(field, "is required"))
+            .and_then(|t| from_proto(t, field))
+            .map_err(|v| invalid_argument(&[v]))?;
+        if time < self.clock.now() {
+            return Err(invalid_argument(&[FieldViolation::new(
+                field,
+                "must not be before the clock's current time",
+            )]));
+        }
+        self.clock.set(time);
+        let report = self.worker.tick().await;
+        tracing::info!(?report, "test clock advanced");
+        Ok(Response::new(pb::AdvanceTestClockResponse {
+            now: Some(to_proto(self.clock.now())),
+        }))
+    }
+}

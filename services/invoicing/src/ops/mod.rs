@@ -1,0 +1,100 @@
+//! The invoicing operations, over the store and the other services.
+//!
+//! - [`catalog`]: customers and prices.
+//! - [`subscriptions`]: subscriptions, closing periods into drafts, cancel.
+//! - [`saga`]: finalize, void, mark paid, preview (DESIGN.md section 6).
+
+mod catalog;
+mod saga;
+mod subscriptions;
+
+use billing_db::idempotency::{self, IdempotencyKey, Prior};
+use billing_server::clock::Clock;
+use billing_server::time::to_micros;
+use chrono::TimeDelta;
+
+pub use catalog::{NewCustomer, NewPrice, PriceAsset};
+pub use saga::amount;
+pub use subscriptions::NewSubscription;
+
+use crate::domain::InvoicingError;
+use crate::store::Store;
+use crate::upstream::Upstream;
+
+/// Invoicing: the store, the clients of the other services, the clock.
+#[derive(Debug, Clone)]
+pub struct Invoicing {
+    store: Store,
+    upstream: Upstream,
+    clock: Clock,
+    grace: TimeDelta,
+}
+
+impl Invoicing {
+    /// Drafts finalize by themselves `grace` after they are created.
+    pub fn new(store: Store, upstream: Upstream, clock: Clock, grace: TimeDelta) -> Self {
+        Self {
+            store,
+            upstream,
+            clock,
+            grace,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The stored response of an earlier request with this key, for the
+    /// RPCs that are state transitions (their effect is idempotent by state;
+    /// the key makes the response idempotent too).
+    async fn replay<T: serde::de::DeserializeOwned>(
+        &self,
+        account: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Option<T>, InvoicingError> {
+        let Some(key) = key else { return Ok(None) };
+        let mut tx = self.store.db().pool().begin().await?;
+        let prior = idempotency::lookup(&mut tx, account, key).await?;
+        tx.rollback().await?;
+        match prior {
+            Prior::None => Ok(None),
+            Prior::Replay(stored) => Ok(Some(serde_json::from_str(&stored)?)),
+            Prior::Reused => Err(InvoicingError::IdempotencyKeyReused),
+        }
+    }
+
+    /// Records the response under the key (the first recorded one wins).
+    async fn remember<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        account: &str,
+        key: Option<&IdempotencyKey>,
+        value: T,
+    ) -> Result<T, InvoicingError> {
+        if key.is_none() {
+            return Ok(value);
+        }
+        let tx = self.store.db().begin_write().await?;
+        let now_us = to_micros(self.clock.now());
+        Ok(idempotency::finish(self.store.db(), tx, account, key, now_us, value).await?)
+    }
+}
+
+/// Crash injection for the saga tests: with the `failpoints` feature, the
+/// process aborts (like `kill -9`) at the point named by
+/// `INVOICING_FAILPOINT`. Compiled out otherwise.
+pub(crate) fn failpoint(name: &str) {
+    #[cfg(feature = "failpoints")]
+    if std::env::var("INVOICING_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
+}

@@ -1,0 +1,417 @@
+//! The finalize saga (DESIGN.md section 6), voiding, payment, preview.
+//!
+//! 1. `draft → finalizing`: lines re-priced from the final usage and frozen
+//!    (a conditional update: one caller wins, the others use its lines).
+//! 2. `LedgerService.ApplyCredits` with a deadline, idempotent on the invoice.
+//! 3. One transaction: the applications, the line credits, `open` or
+//!    `paid`, and the `invoice.finalized` outbox event.
+//!
+//! A crash or an unreachable ledger between 1 and 3 leaves the invoice
+//! `finalizing`; repeating step 2 is safe, so any caller (a retried
+//! FinalizeInvoice, the recovery worker, another replica) completes it.
+//! Voiding is the same shape around `ReverseCredits`.
+
+use billing_db::idempotency::IdempotencyKey;
+use billing_money::{Asset, format_value, parse_value};
+use billing_proto::common::v1 as common;
+use billing_proto::ledger::v1 as ledger;
+use billing_server::page::PageRequest;
+use billing_server::time::to_proto;
+use futures_util::future::try_join_all;
+
+use super::{Invoicing, failpoint};
+use crate::domain::InvoicingError;
+use crate::domain::invoice::{CreditApplication, Invoice, Status};
+use crate::domain::price::Price;
+use crate::store::InvoiceFilter;
+
+impl Invoicing {
+    /// One invoice.
+    pub async fn invoice(&self, account: &str, id: &str) -> Result<Invoice, InvoicingError> {
+        self.store
+            .invoice(account, id)
+            .await?
+            .ok_or_else(|| InvoicingError::not_found("invoice", id))
+    }
+
+    /// A page of invoices.
+    pub async fn list_invoices(
+        &self,
+        account: &str,
+        filter: &InvoiceFilter,
+        page: &PageRequest,
+    ) -> Result<(Vec<Invoice>, String), InvoicingError> {
+        self.store.list_invoices(account, filter, page).await
+    }
+
+    /// Closes the subscription's ended periods and returns the draft (or
+    /// later state) of the latest one.
+    pub async fn create_invoice(
+        &self,
+        account: &str,
+        subscription: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Invoice, InvoicingError> {
+        if let Some(replayed) = self.replay(account, key).await? {
+            return Ok(replayed);
+        }
+        self.close_periods(account, subscription).await?;
+        let sub = self.subscription(account, subscription).await?;
+        let Some(latest) = sub.latest_invoice else {
+            return Err(InvoicingError::conflict(
+                "PERIOD_NOT_ENDED",
+                format!(
+                    "subscription {subscription} has no ended period yet; the current one ends at {}; \
+                     PreviewInvoice shows it so far",
+                    sub.period_end.to_rfc3339()
+                ),
+            ));
+        };
+        let invoice = self.invoice(account, &latest).await?;
+        self.remember(account, key, invoice).await
+    }
+
+    /// Re-prices `invoice`'s lines from the usage over its period.
+    pub(super) async fn price_lines(
+        &self,
+        account: &str,
+        invoice: &mut Invoice,
+        prices: &[Price],
+    ) -> Result<(), InvoicingError> {
+        let usages = try_join_all(invoice.lines.iter().map(|line| {
+            self.upstream.usage(
+                account,
+                &invoice.customer,
+                &line.meter,
+                invoice.period_start,
+                invoice.period_end,
+            )
+        }))
+        .await?;
+        for (line, usage) in invoice.lines.iter_mut().zip(usages) {
+            let price = prices
+                .iter()
+                .find(|p| p.id == line.price)
+                .ok_or_else(|| InvoicingError::Corrupt(format!("price {} vanished", line.price)))?;
+            let priced = price.pricing.price(usage).map_err(|e| {
+                InvoicingError::conflict("LINE_NOT_PRICEABLE", format!("line {}: {e}", line.id))
+            })?;
+            line.usage = usage;
+            line.quantity = priced.quantity;
+            line.unit_amount = price.pricing.unit_amount();
+            line.amount = priced.amount;
+        }
+        Ok(())
+    }
+
+    /// Finalizes an invoice exactly once. Finalizing an open or paid invoice
+    /// returns it; a void one is FAILED_PRECONDITION. When the ledger is
+    /// unreachable the invoice stays `finalizing` and completes later.
+    pub async fn finalize(
+        &self,
+        account: &str,
+        id: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Invoice, InvoicingError> {
+        if let Some(replayed) = self.replay(account, key).await? {
+            return Ok(replayed);
+        }
+        let mut invoice = self.invoice(account, id).await?;
+        if invoice.status == Status::Draft {
+            let ids: Vec<&str> = invoice.lines.iter().map(|l| l.price.as_str()).collect();
+            let prices = self.store.prices(account, &ids).await?;
+            self.price_lines(account, &mut invoice, &prices).await?;
+            self.store
+                .freeze(account, &invoice, self.clock.now())
+                .await?;
+            invoice = self.invoice(account, id).await?;
+        }
+        let done = match invoice.status {
+            Status::Finalizing => self.complete_finalize(account, invoice).await?,
+            Status::Open | Status::Paid => invoice,
+            Status::Voiding | Status::Void => {
+                return Err(InvoicingError::conflict(
+                    "INVOICE_VOID",
+                    format!("invoice {id} is void and cannot be finalized"),
+                ));
+            }
+            Status::Draft => {
+                return Err(InvoicingError::Corrupt(format!(
+                    "invoice {id} is still a draft"
+                )));
+            }
+        };
+        self.remember(account, key, done).await
+    }
+
+    /// Steps 2 and 3 for an invoice in `finalizing`.
+    pub(crate) async fn complete_finalize(
+        &self,
+        account: &str,
+        mut invoice: Invoice,
+    ) -> Result<Invoice, InvoicingError> {
+        if invoice.chargeable_lines().next().is_some() {
+            let request = apply_request(&invoice, &invoice.id, false);
+            let response = self
+                .upstream
+                .apply_credits(account, request)
+                .await
+                .map_err(|e| saga_pending(e, &invoice.id))?;
+            failpoint("after_apply_credits");
+            record_credits(&mut invoice, &response)?;
+        }
+        self.store
+            .complete_finalize(account, &invoice, self.clock.now())
+            .await?;
+        self.invoice(account, &invoice.id).await
+    }
+
+    /// Voids an open invoice and gives its credits back exactly once.
+    pub async fn void(
+        &self,
+        account: &str,
+        id: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Invoice, InvoicingError> {
+        if let Some(replayed) = self.replay(account, key).await? {
+            return Ok(replayed);
+        }
+        let mut invoice = self.invoice(account, id).await?;
+        if invoice.status == Status::Open {
+            let now = self.clock.now();
+            self.store
+                .transition(account, id, Status::Open, Status::Voiding, None, now)
+                .await?;
+            invoice = self.invoice(account, id).await?;
+        }
+        let done = match invoice.status {
+            Status::Voiding => self.complete_void(account, invoice).await?,
+            Status::Void => invoice,
+            Status::Paid => {
+                return Err(InvoicingError::conflict(
+                    "INVOICE_PAID",
+                    format!("invoice {id} is paid and cannot be voided"),
+                ));
+            }
+            Status::Draft | Status::Finalizing => {
+                return Err(InvoicingError::conflict(
+                    "INVOICE_NOT_FINALIZED",
+                    format!("invoice {id} is not finalized; only open invoices can be voided"),
+                ));
+            }
+            Status::Open => {
+                return Err(InvoicingError::Corrupt(format!(
+                    "invoice {id} is still open"
+                )));
+            }
+        };
+        self.remember(account, key, done).await
+    }
+
+    /// ReverseCredits, then `voiding → void`.
+    pub(crate) async fn complete_void(
+        &self,
+        account: &str,
+        invoice: Invoice,
+    ) -> Result<Invoice, InvoicingError> {
+        if invoice.chargeable_lines().next().is_some() {
+            self.upstream
+                .reverse_credits(account, &invoice.id)
+                .await
+                .map_err(|e| saga_pending(e, &invoice.id))?;
+        }
+        let now = self.clock.now();
+        self.store
+            .transition(
+                account,
+                &invoice.id,
+                Status::Voiding,
+                Status::Void,
+                Some("invoice.voided"),
+                now,
+            )
+            .await?;
+        self.invoice(account, &invoice.id).await
+    }
+
+    /// Records an out-of-band payment of an open invoice.
+    pub async fn mark_paid(
+        &self,
+        account: &str,
+        id: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Invoice, InvoicingError> {
+        if let Some(replayed) = self.replay(account, key).await? {
+            return Ok(replayed);
+        }
+        let now = self.clock.now();
+        self.store
+            .transition(
+                account,
+                id,
+                Status::Open,
+                Status::Paid,
+                Some("invoice.paid"),
+                now,
+            )
+            .await?;
+        let invoice = self.invoice(account, id).await?;
+        if invoice.status != Status::Paid {
+            return Err(InvoicingError::conflict(
+                "INVOICE_NOT_OPEN",
+                format!(
+                    "invoice {id} is {}; only open invoices can be marked paid",
+                    invoice.status.as_str()
+                ),
+            ));
+        }
+        self.remember(account, key, invoice).await
+    }
+
+    /// The upcoming invoice of the subscription's current period with the
+    /// usage so far and the credits that would apply. Writes nothing.
+    pub async fn preview(
+        &self,
+        account: &str,
+        subscription: &str,
+    ) -> Result<Invoice, InvoicingError> {
+        let now = self.clock.now();
+        let sub = self.subscription(account, subscription).await?;
+        if !sub.active {
+            return Err(InvoicingError::conflict(
+                "SUBSCRIPTION_CANCELED",
+                format!("subscription {subscription} is canceled; it has no upcoming invoice"),
+            ));
+        }
+        let ids: Vec<&str> = sub.items.iter().map(|i| i.price.as_str()).collect();
+        let prices = self.store.prices(account, &ids).await?;
+        let mut invoice = Invoice {
+            id: String::new(),
+            customer: sub.customer.clone(),
+            subscription: sub.id.clone(),
+            status: Status::Draft,
+            reason: crate::domain::invoice::BillingReason::SubscriptionCycle,
+            period_start: sub.period_start,
+            period_end: sub.period_end,
+            lines: Vec::new(),
+            auto_finalize_at: None,
+            finalized_at: None,
+            paid_at: None,
+            voided_at: None,
+            created: now,
+        };
+        for item in &sub.items {
+            let price = prices
+                .iter()
+                .find(|p| p.id == item.price)
+                .ok_or_else(|| InvoicingError::Corrupt(format!("price {} vanished", item.price)))?;
+            let mut line = super::subscriptions::empty_line(price);
+            line.id = item.id.clone();
+            invoice.lines.push(line);
+        }
+        self.price_lines(account, &mut invoice, &prices).await?;
+        if invoice.chargeable_lines().next().is_some() {
+            let request = apply_request(&invoice, &format!("upcoming_{}", sub.id), true);
+            let response = self.upstream.apply_credits(account, request).await?;
+            record_credits(&mut invoice, &response)?;
+        }
+        Ok(invoice)
+    }
+}
+
+/// An unreachable peer during steps 2–3: the saga state is saved.
+fn saga_pending(error: InvoicingError, invoice: &str) -> InvoicingError {
+    match error {
+        InvoicingError::Unavailable {
+            service, detail, ..
+        } => InvoicingError::Unavailable {
+            service,
+            detail,
+            invoice: Some(invoice.to_owned()),
+        },
+        other => other,
+    }
+}
+
+/// The proto amount of `value` smallest units of `asset`.
+pub fn amount(asset: &Asset, value: i64) -> common::Amount {
+    use common::amount::Kind;
+    let kind = match asset {
+        Asset::Currency(c) => Kind::Monetary(common::MonetaryAmount {
+            currency: c.code().to_owned(),
+            value,
+        }),
+        Asset::PricingUnit { id, scale } => {
+            Kind::CustomPricingUnit(common::CustomPricingUnitAmount {
+                id: id.clone(),
+                value: format_value(value, *scale),
+            })
+        }
+    };
+    common::Amount { kind: Some(kind) }
+}
+
+/// Smallest units of a proto amount known to be in `asset`.
+fn amount_value(amount: Option<&common::Amount>, asset: &Asset) -> Result<i64, InvoicingError> {
+    use common::amount::Kind;
+    match amount.and_then(|a| a.kind.as_ref()) {
+        Some(Kind::Monetary(m)) => Ok(m.value),
+        Some(Kind::CustomPricingUnit(p)) => Ok(parse_value(&p.value, asset.scale())?),
+        None => Err(InvoicingError::Corrupt(
+            "ledger amount without a kind".into(),
+        )),
+    }
+}
+
+fn apply_request(invoice: &Invoice, id: &str, preview: bool) -> ledger::ApplyCreditsRequest {
+    ledger::ApplyCreditsRequest {
+        customer: invoice.customer.clone(),
+        invoice: id.to_owned(),
+        period_end: Some(to_proto(invoice.period_end)),
+        lines: invoice
+            .chargeable_lines()
+            .map(|line| ledger::InvoiceLine {
+                invoice_line_item: line.id.clone(),
+                price: line.price.clone(),
+                amount: Some(amount(&line.asset, line.amount)),
+            })
+            .collect(),
+        preview,
+    }
+}
+
+/// Copies the ledger's per-line credits and applications onto the lines.
+fn record_credits(
+    invoice: &mut Invoice,
+    response: &ledger::ApplyCreditsResponse,
+) -> Result<(), InvoicingError> {
+    for line in &mut invoice.lines {
+        line.credits_applied = 0;
+        line.applications.clear();
+        if let Some(credits) = response
+            .lines
+            .iter()
+            .find(|l| l.invoice_line_item == line.id)
+        {
+            line.credits_applied = amount_value(credits.credits_applied.as_ref(), &line.asset)?;
+        }
+        for application in response
+            .applications
+            .iter()
+            .filter(|a| a.invoice_line_item == line.id)
+        {
+            line.applications.push(CreditApplication {
+                credit_grant: application.credit_grant.clone(),
+                amount: amount_value(application.amount.as_ref(), &line.asset)?,
+                credit_balance_transaction: application.credit_balance_transaction.clone(),
+            });
+        }
+        if line.credits_applied > line.amount {
+            return Err(InvoicingError::Corrupt(format!(
+                "ledger applied more than line {} is worth",
+                line.id
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,440 @@
+//! Invoices, their lines and credit applications, and the saga transitions.
+
+use std::collections::HashMap;
+
+use billing_money::Asset;
+use billing_server::page::PageRequest;
+use billing_server::time::{from_micros, to_micros};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, decimal, outbox};
+use crate::domain::InvoicingError;
+use crate::domain::invoice::{BillingReason, CreditApplication, Invoice, Line, Status};
+
+const COLUMNS: &str = "id, customer, subscription, status, billing_reason, period_start_us, period_end_us, \
+    auto_finalize_at_us, finalized_us, paid_us, voided_us, created_us";
+const LINE_COLUMNS: &str = "invoice, id, price, meter, description, asset, asset_scale, usage, quantity, \
+    unit_amount_decimal, amount, credits_applied";
+const LINE_COUNT: usize = 14;
+
+/// Which invoices to list.
+#[derive(Debug, Clone, Default)]
+pub struct InvoiceFilter {
+    /// Only this customer's.
+    pub customer: Option<String>,
+    /// Only this subscription's.
+    pub subscription: Option<String>,
+    /// Only in this status.
+    pub status: Option<Status>,
+}
+
+/// An invoice a background worker should move on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkItem {
+    /// Its account.
+    pub account: String,
+    /// `in_…`
+    pub invoice: String,
+    /// Its status when found.
+    pub status: Status,
+}
+
+fn header(row: &AnyRow) -> Result<Invoice, InvoicingError> {
+    let status: String = row.try_get(3)?;
+    let reason: String = row.try_get(4)?;
+    let optional = |i: usize| -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        Ok(row.try_get::<Option<i64>, _>(i)?.map(from_micros))
+    };
+    Ok(Invoice {
+        id: row.try_get(0)?,
+        customer: row.try_get(1)?,
+        subscription: row.try_get(2)?,
+        status: Status::parse(&status).ok_or_else(|| InvoicingError::Corrupt(status.clone()))?,
+        reason: BillingReason::parse(&reason)
+            .ok_or_else(|| InvoicingError::Corrupt(reason.clone()))?,
+        period_start: from_micros(row.try_get(5)?),
+        period_end: from_micros(row.try_get(6)?),
+        lines: Vec::new(),
+        auto_finalize_at: optional(7)?,
+        finalized_at: optional(8)?,
+        paid_at: optional(9)?,
+        voided_at: optional(10)?,
+        created: from_micros(row.try_get(11)?),
+    })
+}
+
+fn line(row: &AnyRow) -> Result<(String, Line), InvoicingError> {
+    let asset: String = row.try_get(5)?;
+    let scale: i64 = row.try_get(6)?;
+    let scale =
+        u32::try_from(scale).map_err(|_| InvoicingError::Corrupt(format!("scale {scale}")))?;
+    let usage: String = row.try_get(7)?;
+    let quantity: String = row.try_get(8)?;
+    let unit: Option<String> = row.try_get(9)?;
+    Ok((
+        row.try_get(0)?,
+        Line {
+            id: row.try_get(1)?,
+            price: row.try_get(2)?,
+            meter: row.try_get(3)?,
+            description: row.try_get(4)?,
+            asset: Asset::from_key(&asset, scale)?,
+            usage: decimal(&usage)?,
+            quantity: decimal(&quantity)?,
+            unit_amount: unit.as_deref().map(decimal).transpose()?,
+            amount: row.try_get(10)?,
+            credits_applied: row.try_get(11)?,
+            applications: Vec::new(),
+        },
+    ))
+}
+
+/// Inserts an invoice with its lines (one statement per table).
+pub(super) async fn insert(
+    tx: &mut billing_db::Tx,
+    account: &str,
+    invoice: &Invoice,
+) -> Result<(), InvoicingError> {
+    sqlx::query(
+        "INSERT INTO invoices (account, id, customer, subscription, status, billing_reason, period_start_us, \
+         period_end_us, auto_finalize_at_us, finalized_us, paid_us, voided_us, created_us, updated_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, $10)",
+    )
+    .bind(account)
+    .bind(&invoice.id)
+    .bind(&invoice.customer)
+    .bind(&invoice.subscription)
+    .bind(invoice.status.as_str())
+    .bind(invoice.reason.as_str())
+    .bind(to_micros(invoice.period_start))
+    .bind(to_micros(invoice.period_end))
+    .bind(invoice.auto_finalize_at.map(to_micros))
+    .bind(to_micros(invoice.created))
+    .execute(&mut **tx)
+    .await?;
+    if invoice.lines.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO invoice_lines (account, invoice, position, id, price, meter, description, asset, asset_scale, \
+         usage, quantity, unit_amount_decimal, amount, credits_applied) VALUES {}",
+        billing_db::sql::values_rows(invoice.lines.len(), LINE_COUNT, 1)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (position, line) in invoice.lines.iter().enumerate() {
+        query = query
+            .bind(account)
+            .bind(&invoice.id)
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(&line.id)
+            .bind(&line.price)
+            .bind(&line.meter)
+            .bind(&line.description)
+            .bind(line.asset.key())
+            .bind(i64::from(line.asset.scale()))
+            .bind(line.usage.to_string())
+            .bind(line.quantity.to_string())
+            .bind(line.unit_amount.map(|u| u.to_string()))
+            .bind(line.amount)
+            .bind(line.credits_applied);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+impl Store {
+    /// One invoice with its lines and applications.
+    pub async fn invoice(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<Invoice>, InvoicingError> {
+        let sql = format!("SELECT {COLUMNS} FROM invoices WHERE account = $1 AND id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut invoices = vec![header(&row)?];
+        self.fill(account, &mut invoices).await?;
+        Ok(invoices.pop())
+    }
+
+    /// A page of invoices, newest first.
+    pub async fn list_invoices(
+        &self,
+        account: &str,
+        filter: &InvoiceFilter,
+        page: &PageRequest,
+    ) -> Result<(Vec<Invoice>, String), InvoicingError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM invoices WHERE account = $1 AND ($2 IS NULL OR customer = $2) \
+             AND ($3 IS NULL OR subscription = $3) AND ($4 IS NULL OR status = $4) \
+             AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(filter.customer.as_deref())
+            .bind(filter.subscription.as_deref())
+            .bind(filter.status.map(Status::as_str))
+            .bind(page.before_id.as_deref())
+            .bind(page.fetch_limit())
+            .fetch_all(self.db.pool())
+            .await?;
+        let invoices = rows.iter().map(header).collect::<Result<Vec<_>, _>>()?;
+        let (mut invoices, token) = page.finish(invoices, |i| &i.id);
+        self.fill(account, &mut invoices).await?;
+        Ok((invoices, token))
+    }
+
+    /// Loads the lines and applications of `invoices` (two queries).
+    async fn fill(&self, account: &str, invoices: &mut [Invoice]) -> Result<(), InvoicingError> {
+        if invoices.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = invoices.iter().map(|i| i.id.clone()).collect();
+        let list = billing_db::sql::list(ids.len(), 2);
+        let sql = format!(
+            "SELECT {LINE_COLUMNS} FROM invoice_lines WHERE account = $1 AND invoice IN ({list}) ORDER BY invoice, position"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account);
+        for id in &ids {
+            query = query.bind(id.as_str());
+        }
+        let mut lines: HashMap<String, Vec<Line>> = HashMap::new();
+        for row in query.fetch_all(self.db.pool()).await? {
+            let (invoice, line) = line(&row)?;
+            lines.entry(invoice).or_default().push(line);
+        }
+        let sql = format!(
+            "SELECT invoice, line, credit_grant, amount, credit_balance_transaction FROM invoice_credit_applications \
+             WHERE account = $1 AND invoice IN ({list}) ORDER BY invoice, position"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account);
+        for id in &ids {
+            query = query.bind(id.as_str());
+        }
+        let mut applications: HashMap<(String, String), Vec<CreditApplication>> = HashMap::new();
+        for row in query.fetch_all(self.db.pool()).await? {
+            applications
+                .entry((row.try_get(0)?, row.try_get(1)?))
+                .or_default()
+                .push(CreditApplication {
+                    credit_grant: row.try_get(2)?,
+                    amount: row.try_get(3)?,
+                    credit_balance_transaction: row.try_get(4)?,
+                });
+        }
+        for invoice in invoices.iter_mut() {
+            invoice.lines = lines.remove(&invoice.id).unwrap_or_default();
+            for line in &mut invoice.lines {
+                line.applications = applications
+                    .remove(&(invoice.id.clone(), line.id.clone()))
+                    .unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+
+    /// Saga step 1: `draft → finalizing` with these (re-priced) lines frozen.
+    /// False when the invoice was no longer a draft.
+    pub async fn freeze(
+        &self,
+        account: &str,
+        invoice: &Invoice,
+        now: DateTime<Utc>,
+    ) -> Result<bool, InvoicingError> {
+        let mut tx = self.db.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE invoices SET status = 'finalizing', auto_finalize_at_us = NULL, updated_us = $1 \
+             WHERE account = $2 AND id = $3 AND status = 'draft'",
+        )
+        .bind(to_micros(now))
+        .bind(account)
+        .bind(&invoice.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for line in &invoice.lines {
+            sqlx::query(
+                "UPDATE invoice_lines SET usage = $1, quantity = $2, unit_amount_decimal = $3, amount = $4 \
+                 WHERE account = $5 AND invoice = $6 AND id = $7",
+            )
+            .bind(line.usage.to_string())
+            .bind(line.quantity.to_string())
+            .bind(line.unit_amount.map(|u| u.to_string()))
+            .bind(line.amount)
+            .bind(account)
+            .bind(&invoice.id)
+            .bind(&line.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Saga step 3: stores the credits of `invoice`'s lines and moves it from
+    /// `finalizing` to `open` or `paid`, with the `invoice.finalized` event.
+    /// False when another caller completed it first.
+    pub async fn complete_finalize(
+        &self,
+        account: &str,
+        invoice: &Invoice,
+        now: DateTime<Utc>,
+    ) -> Result<bool, InvoicingError> {
+        let status = invoice.finalized_status();
+        let now_us = to_micros(now);
+        let mut tx = self.db.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE invoices SET status = $1, finalized_us = $2, paid_us = $3, updated_us = $2 \
+             WHERE account = $4 AND id = $5 AND status = 'finalizing'",
+        )
+        .bind(status.as_str())
+        .bind(now_us)
+        .bind((status == Status::Paid).then_some(now_us))
+        .bind(account)
+        .bind(&invoice.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let mut rows = Vec::new();
+        for line in &invoice.lines {
+            if line.credits_applied > 0 {
+                sqlx::query(
+                    "UPDATE invoice_lines SET credits_applied = $1 WHERE account = $2 AND invoice = $3 AND id = $4",
+                )
+                .bind(line.credits_applied)
+                .bind(account)
+                .bind(&invoice.id)
+                .bind(&line.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            rows.extend(line.applications.iter().map(|a| (&line.id, a)));
+        }
+        if !rows.is_empty() {
+            let sql = format!(
+                "INSERT INTO invoice_credit_applications (account, invoice, position, line, credit_grant, amount, \
+                 credit_balance_transaction) VALUES {}",
+                billing_db::sql::values_rows(rows.len(), 7, 1)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (position, (line, application)) in rows.iter().enumerate() {
+                query = query
+                    .bind(account)
+                    .bind(&invoice.id)
+                    .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                    .bind(*line)
+                    .bind(&application.credit_grant)
+                    .bind(application.amount)
+                    .bind(&application.credit_balance_transaction);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let mut finalized = invoice.clone();
+        finalized.status = status;
+        outbox(
+            &mut tx,
+            account,
+            "invoice.finalized",
+            &invoice.id,
+            &finalized,
+            now_us,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Moves an invoice `from → to` (with the event), stamping `column`.
+    /// False when it was not in `from`.
+    pub async fn transition(
+        &self,
+        account: &str,
+        id: &str,
+        from: Status,
+        to: Status,
+        event: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, InvoicingError> {
+        let stamp = match to {
+            Status::Paid => ", paid_us = $1",
+            Status::Void => ", voided_us = $1",
+            _ => "",
+        };
+        let sql = format!(
+            "UPDATE invoices SET status = $2, updated_us = $1{stamp} WHERE account = $3 AND id = $4 AND status = $5"
+        );
+        let now_us = to_micros(now);
+        let mut tx = self.db.begin_write().await?;
+        let changed = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_us)
+            .bind(to.as_str())
+            .bind(account)
+            .bind(id)
+            .bind(from.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(event) = event {
+            let payload = serde_json::json!({ "invoice": id, "status": to.as_str() });
+            outbox(&mut tx, account, event, id, &payload, now_us).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Drafts (any account) due for automatic finalization.
+    pub async fn due_drafts(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<WorkItem>, InvoicingError> {
+        let rows = sqlx::query(
+            "SELECT account, id, status FROM invoices WHERE status = 'draft' AND auto_finalize_at_us <= $1 \
+             ORDER BY auto_finalize_at_us LIMIT $2",
+        )
+        .bind(to_micros(now))
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter().map(work_item).collect()
+    }
+
+    /// Invoices (any account) left mid-saga: `finalizing` or `voiding`.
+    pub async fn unfinished(&self, limit: i64) -> Result<Vec<WorkItem>, InvoicingError> {
+        let rows = sqlx::query(
+            "SELECT account, id, status FROM invoices WHERE status IN ('finalizing', 'voiding') \
+             ORDER BY updated_us LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter().map(work_item).collect()
+    }
+}
+
+fn work_item(row: &AnyRow) -> Result<WorkItem, InvoicingError> {
+    let status: String = row.try_get(2)?;
+    Ok(WorkItem {
+        account: row.try_get(0)?,
+        invoice: row.try_get(1)?,
+        status: Status::parse(&status).ok_or_else(|| InvoicingError::Corrupt(status.clone()))?,
+    })
+}

@@ -1,0 +1,232 @@
+//! Subscriptions and the closing of their periods.
+
+use billing_db::idempotency::{self, Begun, IdempotencyKey};
+use billing_money::Currency;
+use billing_server::page::PageRequest;
+use billing_server::time::{from_micros, to_micros};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, outbox};
+use crate::domain::InvoicingError;
+use crate::domain::invoice::Invoice;
+use crate::domain::subscription::{Interval, Subscription};
+
+const COLUMNS: &str = "id, customer, status, currency, billing_interval, anchor_us, start_us, \
+    period_start_us, period_end_us, cancel_at_period_end, ended_us, latest_invoice, items, created_us";
+
+fn subscription(row: &AnyRow) -> Result<Subscription, InvoicingError> {
+    let status: String = row.try_get(2)?;
+    let currency: Option<String> = row.try_get(3)?;
+    let interval: String = row.try_get(4)?;
+    let cancel: i64 = row.try_get(9)?;
+    let ended: Option<i64> = row.try_get(10)?;
+    let items: String = row.try_get(12)?;
+    Ok(Subscription {
+        id: row.try_get(0)?,
+        customer: row.try_get(1)?,
+        active: status == "active",
+        currency: currency.as_deref().map(Currency::parse).transpose()?,
+        interval: Interval::parse(&interval)
+            .ok_or_else(|| InvoicingError::Corrupt(interval.clone()))?,
+        anchor: from_micros(row.try_get(5)?),
+        start: from_micros(row.try_get(6)?),
+        period_start: from_micros(row.try_get(7)?),
+        period_end: from_micros(row.try_get(8)?),
+        cancel_at_period_end: cancel != 0,
+        ended_at: ended.map(from_micros),
+        latest_invoice: row.try_get(11)?,
+        items: serde_json::from_str(&items)?,
+        created: from_micros(row.try_get(13)?),
+    })
+}
+
+/// How a period close leaves the subscription.
+#[derive(Debug, Clone, Copy)]
+pub enum Closing {
+    /// The next period.
+    Advance {
+        /// Its start.
+        start: DateTime<Utc>,
+        /// Its end.
+        end: DateTime<Utc>,
+    },
+    /// Canceled at this time.
+    End(DateTime<Utc>),
+}
+
+impl Store {
+    /// Inserts a subscription.
+    pub async fn create_subscription(
+        &self,
+        account: &str,
+        sub: Subscription,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Subscription, InvoicingError> {
+        let mut tx = match idempotency::begin(&self.db, account, key).await? {
+            Begun::Replay(stored) => return Ok(stored),
+            Begun::Fresh(tx) => tx,
+        };
+        sqlx::query(
+            "INSERT INTO subscriptions (account, id, customer, status, currency, billing_interval, anchor_us, start_us, \
+             period_start_us, period_end_us, cancel_at_period_end, ended_us, latest_invoice, items, created_us) \
+             VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8, $9, 0, NULL, NULL, $10, $11)",
+        )
+        .bind(account)
+        .bind(&sub.id)
+        .bind(&sub.customer)
+        .bind(sub.currency.as_ref().map(|c| c.code().to_owned()))
+        .bind(sub.interval.as_str())
+        .bind(to_micros(sub.anchor))
+        .bind(to_micros(sub.start))
+        .bind(to_micros(sub.period_start))
+        .bind(to_micros(sub.period_end))
+        .bind(serde_json::to_string(&sub.items)?)
+        .bind(to_micros(sub.created))
+        .execute(&mut *tx)
+        .await?;
+        let now_us = to_micros(sub.created);
+        Ok(idempotency::finish(&self.db, tx, account, key, now_us, sub).await?)
+    }
+
+    /// One subscription.
+    pub async fn subscription(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<Subscription>, InvoicingError> {
+        let sql = format!("SELECT {COLUMNS} FROM subscriptions WHERE account = $1 AND id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.as_ref().map(subscription).transpose()
+    }
+
+    /// A page of subscriptions, newest first.
+    pub async fn list_subscriptions(
+        &self,
+        account: &str,
+        customer: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<(Vec<Subscription>, String), InvoicingError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE account = $1 AND ($2 IS NULL OR customer = $2) \
+             AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(customer)
+            .bind(page.before_id.as_deref())
+            .bind(page.fetch_limit())
+            .fetch_all(self.db.pool())
+            .await?;
+        let subs = rows
+            .iter()
+            .map(subscription)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page.finish(subs, |s| &s.id))
+    }
+
+    /// Active subscriptions (any account) whose period ended by `now`.
+    pub async fn due_subscriptions(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, InvoicingError> {
+        let rows = sqlx::query(
+            "SELECT account, id FROM subscriptions WHERE status = 'active' AND period_end_us <= $1 \
+             ORDER BY period_end_us LIMIT $2",
+        )
+        .bind(to_micros(now))
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Sets `cancel_at_period_end` on an active subscription.
+    pub async fn cancel_at_period_end(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<bool, InvoicingError> {
+        let mut tx = self.db.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE subscriptions SET cancel_at_period_end = 1 WHERE account = $1 AND id = $2 AND status = 'active'",
+        )
+        .bind(account)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    /// Closes the subscription's current period (it must still start at
+    /// `period_start`): stores the draft, if any, and advances or ends the
+    /// subscription, in one transaction. False when someone else closed it.
+    pub async fn close_period(
+        &self,
+        account: &str,
+        id: &str,
+        period_start: DateTime<Utc>,
+        draft: Option<&Invoice>,
+        closing: Closing,
+    ) -> Result<bool, InvoicingError> {
+        let mut tx = self.db.begin_write().await?;
+        let sql = format!(
+            "SELECT period_start_us, status FROM subscriptions WHERE account = $1 AND id = $2{}",
+            self.db.for_update()
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| InvoicingError::not_found("subscription", id))?;
+        let current: i64 = row.try_get(0)?;
+        let status: String = row.try_get(1)?;
+        if current != to_micros(period_start) || status != "active" {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(draft) = draft {
+            super::invoices::insert(&mut tx, account, draft).await?;
+            let created_us = to_micros(draft.created);
+            outbox(
+                &mut tx,
+                account,
+                "invoice.created",
+                &draft.id,
+                draft,
+                created_us,
+            )
+            .await?;
+        }
+        let (status, start, end, ended) = match closing {
+            Closing::Advance { start, end } => ("active", start, end, None),
+            Closing::End(at) => ("canceled", period_start, at, Some(to_micros(at))),
+        };
+        sqlx::query(
+            "UPDATE subscriptions SET status = $1, period_start_us = $2, period_end_us = $3, ended_us = $4, \
+             latest_invoice = COALESCE($5, latest_invoice) WHERE account = $6 AND id = $7",
+        )
+        .bind(status)
+        .bind(to_micros(start))
+        .bind(to_micros(end))
+        .bind(ended)
+        .bind(draft.map(|d| d.id.clone()))
+        .bind(account)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

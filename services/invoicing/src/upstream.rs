@@ -1,0 +1,227 @@
+//! The ledger and meter-ingest, reached only through their gRPC APIs.
+//!
+//! Invoicing calls them with the internal service key and names the caller's
+//! account in `x-billing-account`; every call carries a deadline.
+
+use std::time::Duration;
+
+use billing_money::{Decimal, parse_decimal};
+use billing_proto::ledger::v1 as ledger;
+use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
+use billing_proto::meter::v1 as meter;
+use billing_proto::meter::v1::meter_service_client::MeterServiceClient;
+use billing_server::auth::ACCOUNT_METADATA_KEY;
+use billing_server::time::to_proto;
+use chrono::{DateTime, Utc};
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::domain::InvoicingError;
+
+/// Service names in errors and logs.
+pub const LEDGER: &str = "credit-ledger";
+/// Service names in errors and logs.
+pub const METER: &str = "meter-ingest";
+
+/// Where the other services are and how to call them.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `http://host:port` of credit-ledger.
+    pub ledger_url: String,
+    /// `http://host:port` of meter-ingest.
+    pub meter_url: String,
+    /// A key with the `internal` scope on both.
+    pub internal_api_key: String,
+    /// Deadline of each call.
+    pub deadline: Duration,
+}
+
+/// Why the upstream configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamConfigError {
+    /// A URL does not parse.
+    #[error("{name}: {source}")]
+    Url {
+        /// The variable.
+        name: &'static str,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// The key has characters metadata cannot carry.
+    #[error("INVOICING_INTERNAL_API_KEY is not a valid header value")]
+    Key,
+}
+
+/// Clients of the ledger and meter-ingest.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    ledger: LedgerServiceClient<Channel>,
+    meter: MeterServiceClient<Channel>,
+    authorization: AsciiMetadataValue,
+    deadline: Duration,
+}
+
+fn endpoint(name: &'static str, url: &str) -> Result<Channel, UpstreamConfigError> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|source| UpstreamConfigError::Url { name, source })?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2));
+    // Lazy: invoicing starts (and serves reads) while a peer is still down.
+    Ok(endpoint.connect_lazy())
+}
+
+/// UNAVAILABLE-like answers are retried by the saga; others are the caller's.
+fn upstream_error(service: &'static str, status: Status) -> InvoicingError {
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+            InvoicingError::Unavailable {
+                service,
+                detail: status.message().to_owned(),
+                invoice: None,
+            }
+        }
+        _ => InvoicingError::Upstream { service, status },
+    }
+}
+
+impl Upstream {
+    /// Clients that connect on first use.
+    pub fn new(config: &UpstreamConfig) -> Result<Self, UpstreamConfigError> {
+        let authorization = MetadataValue::try_from(format!("Bearer {}", config.internal_api_key))
+            .map_err(|_| UpstreamConfigError::Key)?;
+        Ok(Self {
+            ledger: LedgerServiceClient::new(endpoint("LEDGER_URL", &config.ledger_url)?),
+            meter: MeterServiceClient::new(endpoint("METER_URL", &config.meter_url)?),
+            authorization,
+            deadline: config.deadline,
+        })
+    }
+
+    fn request<T>(&self, account: &str, message: T) -> Result<Request<T>, InvoicingError> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", self.authorization.clone());
+        let account = MetadataValue::try_from(account)
+            .map_err(|_| InvoicingError::Corrupt(format!("account {account:?}")))?;
+        request.metadata_mut().insert(ACCOUNT_METADATA_KEY, account);
+        request.set_timeout(self.deadline);
+        Ok(request)
+    }
+
+    /// Checks that a meter exists in the account and is active.
+    pub async fn check_meter(&self, account: &str, id: &str) -> Result<(), InvoicingError> {
+        let request = self.request(account, meter::GetMeterRequest { id: id.to_owned() })?;
+        let found = self
+            .meter
+            .clone()
+            .get_meter(request)
+            .await
+            .map_err(|s| match s.code() {
+                Code::NotFound => InvoicingError::not_found("meter", id),
+                _ => upstream_error(METER, s),
+            })?
+            .into_inner()
+            .meter
+            .ok_or_else(|| InvoicingError::Corrupt("GetMeter without a meter".into()))?;
+        if found.status() != meter::MeterStatus::Active {
+            return Err(InvoicingError::conflict(
+                "METER_INACTIVE",
+                format!("meter {id} is inactive"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The scale of a ledger pricing unit.
+    pub async fn pricing_unit_scale(&self, account: &str, id: &str) -> Result<u32, InvoicingError> {
+        let request = self.request(account, ledger::GetPricingUnitRequest { id: id.to_owned() })?;
+        let unit = self
+            .ledger
+            .clone()
+            .get_pricing_unit(request)
+            .await
+            .map_err(|s| match s.code() {
+                Code::NotFound => InvoicingError::not_found("pricing unit", id),
+                _ => upstream_error(LEDGER, s),
+            })?
+            .into_inner()
+            .pricing_unit
+            .ok_or_else(|| InvoicingError::Corrupt("GetPricingUnit without a unit".into()))?;
+        Ok(unit.scale)
+    }
+
+    /// A customer's aggregated usage of a meter over `[start, end)`.
+    pub async fn usage(
+        &self,
+        account: &str,
+        customer: &str,
+        meter_id: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Decimal, InvoicingError> {
+        if end <= start {
+            return Ok(Decimal::ZERO);
+        }
+        let request = self.request(
+            account,
+            meter::GetUsageRequest {
+                customer: customer.to_owned(),
+                meter: meter_id.to_owned(),
+                start_time: Some(to_proto(start)),
+                end_time: Some(to_proto(end)),
+                grouping_window: meter::GroupingWindow::Unspecified.into(),
+            },
+        )?;
+        let usage = self
+            .meter
+            .clone()
+            .get_usage(request)
+            .await
+            .map_err(|s| upstream_error(METER, s))?
+            .into_inner();
+        let total = usage.total.map(|t| t.value).unwrap_or_default();
+        if total.is_empty() {
+            return Ok(Decimal::ZERO);
+        }
+        parse_decimal(&total).map_err(|_| InvoicingError::Corrupt(format!("usage {total:?}")))
+    }
+
+    /// ApplyCredits (idempotent on the invoice), or its preview.
+    pub async fn apply_credits(
+        &self,
+        account: &str,
+        message: ledger::ApplyCreditsRequest,
+    ) -> Result<ledger::ApplyCreditsResponse, InvoicingError> {
+        let request = self.request(account, message)?;
+        Ok(self
+            .ledger
+            .clone()
+            .apply_credits(request)
+            .await
+            .map_err(|s| upstream_error(LEDGER, s))?
+            .into_inner())
+    }
+
+    /// ReverseCredits (idempotent on the invoice).
+    pub async fn reverse_credits(
+        &self,
+        account: &str,
+        invoice: &str,
+    ) -> Result<ledger::ReverseCreditsResponse, InvoicingError> {
+        let request = self.request(
+            account,
+            ledger::ReverseCreditsRequest {
+                invoice: invoice.to_owned(),
+            },
+        )?;
+        Ok(self
+            .ledger
+            .clone()
+            .reverse_credits(request)
+            .await
+            .map_err(|s| upstream_error(LEDGER, s))?
+            .into_inner())
+    }
+}

@@ -1,0 +1,156 @@
+//! The background worker: closes ended subscription periods into drafts,
+//! finalizes drafts whose grace period is over, and resumes invoices left
+//! mid-saga (`finalizing`, `voiding`) after a crash or an outage.
+//!
+//! Every step is idempotent and conditional, so several replicas may run
+//! the worker at once; a step that fails is logged and retried next tick.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, watch};
+
+use crate::domain::InvoicingError;
+use crate::domain::invoice::Status;
+use crate::ops::Invoicing;
+
+/// Items handled per kind and tick.
+const BATCH: i64 = 200;
+
+/// What one tick did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Subscriptions whose ended periods were closed.
+    pub subscriptions_closed: usize,
+    /// Drafts finalized after their grace period.
+    pub drafts_finalized: usize,
+    /// Invoices resumed mid-saga.
+    pub sagas_resumed: usize,
+    /// Steps that failed (logged; retried next tick).
+    pub failures: usize,
+}
+
+/// The worker; [`Worker::tick`] runs one pass (tests and the test clock call it).
+#[derive(Debug, Clone)]
+pub struct Worker {
+    invoicing: Invoicing,
+    /// One tick at a time per process.
+    running: Arc<Mutex<()>>,
+}
+
+impl Worker {
+    /// A worker over the operations.
+    pub fn new(invoicing: Invoicing) -> Self {
+        Self {
+            invoicing,
+            running: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// Ticks every `interval` until `stop` turns true; a tick in progress
+    /// finishes first (each step is a safe point).
+    pub async fn run(self, interval: Duration, mut stop: watch::Receiver<bool>) {
+        loop {
+            self.tick().await;
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// One pass over the three kinds of work.
+    pub async fn tick(&self) -> TickReport {
+        let _guard = self.running.lock().await;
+        let mut report = TickReport::default();
+        let now = self.invoicing.clock().now();
+        let store = self.invoicing.store();
+
+        // Resume first: a restarted process finishes what it left behind
+        // before it starts new sagas.
+        match store.unfinished(BATCH).await {
+            Ok(items) => {
+                for item in items {
+                    let result = match item.status {
+                        Status::Voiding => {
+                            self.invoicing
+                                .void(&item.account, &item.invoice, None)
+                                .await
+                        }
+                        _ => {
+                            self.invoicing
+                                .finalize(&item.account, &item.invoice, None)
+                                .await
+                        }
+                    };
+                    count(
+                        &mut report.sagas_resumed,
+                        &mut report.failures,
+                        result,
+                        "resume",
+                        &item.invoice,
+                    );
+                }
+            }
+            Err(error) => log_failure(&mut report.failures, "list unfinished invoices", &error),
+        }
+        match store.due_subscriptions(now, BATCH).await {
+            Ok(subs) => {
+                for (account, id) in subs {
+                    let result = self.invoicing.close_periods(&account, &id).await;
+                    count(
+                        &mut report.subscriptions_closed,
+                        &mut report.failures,
+                        result,
+                        "close period",
+                        &id,
+                    );
+                }
+            }
+            Err(error) => log_failure(&mut report.failures, "list due subscriptions", &error),
+        }
+        match store.due_drafts(now, BATCH).await {
+            Ok(items) => {
+                for item in items {
+                    let result = self
+                        .invoicing
+                        .finalize(&item.account, &item.invoice, None)
+                        .await;
+                    count(
+                        &mut report.drafts_finalized,
+                        &mut report.failures,
+                        result,
+                        "auto-finalize",
+                        &item.invoice,
+                    );
+                }
+            }
+            Err(error) => log_failure(&mut report.failures, "list due drafts", &error),
+        }
+        report
+    }
+}
+
+fn count<T>(
+    done: &mut usize,
+    failures: &mut usize,
+    result: Result<T, InvoicingError>,
+    what: &str,
+    id: &str,
+) {
+    match result {
+        Ok(_) => *done += 1,
+        Err(error) => {
+            *failures += 1;
+            tracing::warn!(%error, id, "{what} failed; retrying next tick");
+        }
+    }
+}
+
+fn log_failure(failures: &mut usize, what: &str, error: &InvoicingError) {
+    *failures += 1;
+    tracing::warn!(%error, "{what} failed; retrying next tick");
+}

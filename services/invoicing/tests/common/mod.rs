@@ -1,0 +1,482 @@
+//! Test harness: the three real services on 127.0.0.1:0, each with a fresh
+//! database of the same backend, talking gRPC to each other, sharing one
+//! manual clock. The worker is ticked by the tests, never by a timer.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use billing_db::testing::TestDatabase;
+use billing_proto::common::v1 as common;
+use billing_proto::invoicing::v1 as pb;
+use billing_proto::invoicing::v1::invoicing_service_client::InvoicingServiceClient;
+use billing_proto::ledger::v1 as ledger;
+use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
+use billing_proto::meter::v1 as meter;
+use billing_proto::meter::v1::meter_service_client::MeterServiceClient;
+use billing_server::auth::{ApiKeys, Scope};
+use billing_server::clock::Clock;
+use billing_server::time::to_proto;
+use billing_testkit::{Backend, Harness};
+use chrono::{DateTime, TimeZone, Utc};
+use invoicing::upstream::UpstreamConfig;
+use invoicing::{Invoicing, Worker};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub use billing_testkit::authed;
+
+/// Account A's key.
+pub const KEY_A: &str = "sk_test_invoicing_a";
+/// Account B's key.
+pub const KEY_B: &str = "sk_test_invoicing_b";
+/// The internal service key.
+pub const INTERNAL: &str = "sk_test_internal";
+
+/// The test clock's start: 2026-01-01T00:00:00Z.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+fn keys() -> ApiKeys {
+    let mut keys = ApiKeys::default();
+    keys.insert_plain(KEY_A, "acct_a", &[]);
+    keys.insert_plain(KEY_B, "acct_b", &[]);
+    keys.insert_plain(
+        INTERNAL,
+        "_invoicing",
+        &[Scope::ApplyCredits, Scope::Internal],
+    );
+    keys
+}
+
+/// A server task and its stop switch.
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+fn spawn<F>(run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Running
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (stop, stopped) = oneshot::channel::<()>();
+    Running {
+        stop,
+        task: tokio::spawn(run(stopped)),
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// The three services for one test.
+pub struct Suite {
+    pub invoicing: InvoicingServiceClient<Channel>,
+    pub ledger: LedgerServiceClient<Channel>,
+    pub meter: MeterServiceClient<Channel>,
+    pub clock: Clock,
+    pub ops: Invoicing,
+    pub worker: Worker,
+    ledger_addr: SocketAddr,
+    ledger_db: TestDatabase,
+    ledger_server: tokio::sync::Mutex<Option<Running>>,
+    meter_db: TestDatabase,
+    meter_server: Running,
+    invoicing_db: TestDatabase,
+    invoicing_server: Running,
+}
+
+async fn start_ledger(url: &str, addr: SocketAddr, clock: &Clock) -> (SocketAddr, Running) {
+    let mut config = credit_ledger::Config::new(url, addr);
+    config.api_keys = keys();
+    config.db.postgres_max_connections = 8;
+    let app = credit_ledger::App::build(config, clock.clone())
+        .await
+        .expect("ledger starts");
+    let addr = app.local_addr().unwrap();
+    let running = spawn(|stopped| async move {
+        app.run_until(async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("ledger serves");
+    });
+    (addr, running)
+}
+
+async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy()
+}
+
+impl Harness for Suite {
+    async fn start(backend: Backend) -> Option<Self> {
+        let ledger_db = backend.database().await?;
+        let meter_db = backend.database().await?;
+        let invoicing_db = backend.database().await?;
+        let clock = Clock::manual(t0());
+
+        let (ledger_addr, ledger_server) =
+            start_ledger(ledger_db.url(), "127.0.0.1:0".parse().unwrap(), &clock).await;
+
+        let mut config = meter_ingest::Config::new(meter_db.url(), "127.0.0.1:0".parse().unwrap());
+        config.api_keys = keys();
+        config.db.postgres_max_connections = 8;
+        let app = meter_ingest::App::build(config, clock.clone())
+            .await
+            .expect("meter starts");
+        let meter_addr = app.local_addr().unwrap();
+        let meter_server = spawn(|stopped| async move {
+            app.run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("meter serves");
+        });
+
+        let upstream = UpstreamConfig {
+            ledger_url: format!("http://{ledger_addr}"),
+            meter_url: format!("http://{meter_addr}"),
+            internal_api_key: INTERNAL.into(),
+            deadline: Duration::from_secs(5),
+        };
+        let mut config =
+            invoicing::Config::new(invoicing_db.url(), "127.0.0.1:0".parse().unwrap(), upstream);
+        config.api_keys = keys();
+        config.db.postgres_max_connections = 16;
+        // Tests tick the worker themselves.
+        config.worker_interval = Duration::from_secs(3_600);
+        let app = invoicing::App::build(config, clock.clone())
+            .await
+            .expect("invoicing starts");
+        let invoicing_addr = app.local_addr().unwrap();
+        let ops = app.invoicing().clone();
+        let invoicing_server = spawn(|stopped| async move {
+            app.run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("invoicing serves");
+        });
+
+        Some(Self {
+            invoicing: InvoicingServiceClient::new(channel(invoicing_addr).await),
+            ledger: LedgerServiceClient::new(channel(ledger_addr).await),
+            meter: MeterServiceClient::new(channel(meter_addr).await),
+            worker: Worker::new(ops.clone()),
+            ops,
+            clock,
+            ledger_addr,
+            ledger_db,
+            ledger_server: tokio::sync::Mutex::new(Some(ledger_server)),
+            meter_db,
+            meter_server,
+            invoicing_db,
+            invoicing_server,
+        })
+    }
+
+    async fn stop(self) {
+        self.invoicing_server.stop().await;
+        self.meter_server.stop().await;
+        if let Some(ledger) = self.ledger_server.lock().await.take() {
+            ledger.stop().await;
+        }
+        self.invoicing_db.drop_database().await;
+        self.meter_db.drop_database().await;
+        self.ledger_db.drop_database().await;
+    }
+}
+
+/// One test per backend for each named `async fn(&Suite)`.
+#[macro_export]
+macro_rules! backends {
+    ($($name:ident),* $(,)?) => {
+        billing_testkit::backends!($crate::common::Suite; $($name),*);
+    };
+}
+
+/// A timestamp for requests.
+pub fn ts(time: DateTime<Utc>) -> Option<prost_types::Timestamp> {
+    Some(to_proto(time))
+}
+
+/// A usd amount.
+pub fn usd(value: i64) -> Option<common::Amount> {
+    Some(common::Amount {
+        kind: Some(common::amount::Kind::Monetary(common::MonetaryAmount {
+            currency: "usd".into(),
+            value,
+        })),
+    })
+}
+
+/// The integer value of a monetary amount.
+pub fn value_of(amount: &Option<common::Amount>) -> i64 {
+    match amount.as_ref().and_then(|a| a.kind.as_ref()) {
+        Some(common::amount::Kind::Monetary(m)) => m.value,
+        other => panic!("not a monetary amount: {other:?}"),
+    }
+}
+
+/// The decimal value of a pricing-unit amount.
+pub fn unit_value_of(amount: &Option<common::Amount>) -> String {
+    match amount.as_ref().and_then(|a| a.kind.as_ref()) {
+        Some(common::amount::Kind::CustomPricingUnit(p)) => p.value.clone(),
+        other => panic!("not a pricing unit amount: {other:?}"),
+    }
+}
+
+impl Suite {
+    /// Stops the ledger (its port then refuses connections).
+    pub async fn stop_ledger(&self) {
+        if let Some(ledger) = self.ledger_server.lock().await.take() {
+            ledger.stop().await;
+        }
+    }
+
+    /// Starts the ledger again on the same port and database.
+    pub async fn restart_ledger(&self) {
+        let (_, running) = start_ledger(self.ledger_db.url(), self.ledger_addr, &self.clock).await;
+        *self.ledger_server.lock().await = Some(running);
+    }
+
+    /// Creates a meter (sum of `value`) as account A.
+    pub async fn meter(&self, event_name: &str) -> String {
+        self.meter
+            .clone()
+            .create_meter(authed(
+                KEY_A,
+                meter::CreateMeterRequest {
+                    event_name: event_name.into(),
+                    display_name: event_name.into(),
+                    aggregation: meter::Aggregation::Sum.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("meter created")
+            .into_inner()
+            .meter
+            .unwrap()
+            .id
+    }
+
+    /// Ingests one event per (identifier, value) at `at` as account A,
+    /// first moving the clock to `at` if it is behind.
+    pub async fn usage(
+        &self,
+        event_name: &str,
+        customer: &str,
+        at: DateTime<Utc>,
+        values: &[(&str, &str)],
+    ) {
+        if self.clock.now() < at {
+            self.clock.set(at);
+        }
+        let events = values
+            .iter()
+            .map(|(identifier, value)| {
+                let mut payload = BTreeMap::new();
+                payload.insert("customer".to_owned(), customer.to_owned());
+                payload.insert("value".to_owned(), (*value).to_owned());
+                meter::MeterEvent {
+                    event_name: event_name.into(),
+                    identifier: (*identifier).into(),
+                    timestamp: ts(at),
+                    payload,
+                }
+            })
+            .collect();
+        let response = self
+            .meter
+            .clone()
+            .ingest_events(authed(KEY_A, meter::IngestEventsRequest { events }))
+            .await
+            .expect("events accepted")
+            .into_inner();
+        assert_eq!(response.accepted as usize, values.len(), "{response:?}");
+    }
+
+    /// Creates a customer as account A.
+    pub async fn customer(&self, name: &str) -> String {
+        self.invoicing
+            .clone()
+            .create_customer(authed(
+                KEY_A,
+                pb::CreateCustomerRequest {
+                    name: name.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("customer created")
+            .into_inner()
+            .customer
+            .unwrap()
+            .id
+    }
+
+    /// Creates a per-unit usd price on `meter` as account A.
+    pub async fn per_unit_price(&self, meter: &str, unit_amount_decimal: &str) -> String {
+        self.create_price(pb::CreatePriceRequest {
+            currency: "usd".into(),
+            meter: meter.into(),
+            billing_scheme: pb::BillingScheme::PerUnit.into(),
+            unit_amount_decimal: unit_amount_decimal.into(),
+            ..Default::default()
+        })
+        .await
+        .id
+    }
+
+    /// Creates a price as account A.
+    pub async fn create_price(&self, request: pb::CreatePriceRequest) -> pb::Price {
+        self.invoicing
+            .clone()
+            .create_price(authed(KEY_A, request))
+            .await
+            .expect("price created")
+            .into_inner()
+            .price
+            .unwrap()
+    }
+
+    /// A monthly subscription starting now, as account A.
+    pub async fn subscribe(&self, customer: &str, prices: &[&str]) -> pb::Subscription {
+        self.invoicing
+            .clone()
+            .create_subscription(authed(
+                KEY_A,
+                pb::CreateSubscriptionRequest {
+                    customer: customer.into(),
+                    items: prices
+                        .iter()
+                        .map(|p| pb::SubscriptionItemInput { price: (*p).into() })
+                        .collect(),
+                    billing_interval: pb::BillingInterval::Month.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("subscription created")
+            .into_inner()
+            .subscription
+            .unwrap()
+    }
+
+    /// A usd grant for `customer` as account A.
+    pub async fn grant(&self, request: ledger::CreateCreditGrantRequest) -> ledger::CreditGrant {
+        self.ledger
+            .clone()
+            .create_credit_grant(authed(KEY_A, request))
+            .await
+            .expect("grant created")
+            .into_inner()
+            .credit_grant
+            .unwrap()
+    }
+
+    /// Moves the clock and ticks the worker once.
+    pub async fn advance_to(&self, time: DateTime<Utc>) -> invoicing::worker::TickReport {
+        self.clock.set(time);
+        self.worker.tick().await
+    }
+
+    /// CreateInvoice as account A.
+    pub async fn create_invoice(&self, subscription: &str) -> pb::Invoice {
+        self.invoicing
+            .clone()
+            .create_invoice(authed(
+                KEY_A,
+                pb::CreateInvoiceRequest {
+                    subscription: subscription.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("invoice created")
+            .into_inner()
+            .invoice
+            .unwrap()
+    }
+
+    /// FinalizeInvoice as account A.
+    pub async fn finalize(&self, id: &str) -> Result<pb::Invoice, tonic::Status> {
+        self.invoicing
+            .clone()
+            .finalize_invoice(authed(
+                KEY_A,
+                pb::FinalizeInvoiceRequest {
+                    id: id.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().invoice.unwrap())
+    }
+
+    /// GetInvoice as account A.
+    pub async fn invoice(&self, id: &str) -> pb::Invoice {
+        self.invoicing
+            .clone()
+            .get_invoice(authed(KEY_A, pb::GetInvoiceRequest { id: id.into() }))
+            .await
+            .expect("invoice")
+            .into_inner()
+            .invoice
+            .unwrap()
+    }
+
+    /// The ledger's available usd balance of a customer.
+    pub async fn available_usd(&self, customer: &str) -> i64 {
+        let summary = self
+            .ledger
+            .clone()
+            .get_credit_balance_summary(authed(
+                KEY_A,
+                ledger::GetCreditBalanceSummaryRequest {
+                    customer: customer.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("summary")
+            .into_inner();
+        summary
+            .balances
+            .iter()
+            .map(|b| value_of(&b.available_balance))
+            .sum()
+    }
+}
+
+/// A METERED scope.
+pub fn metered() -> Option<ledger::ApplicabilityConfig> {
+    Some(ledger::ApplicabilityConfig {
+        scope: Some(ledger::ApplicabilityScope {
+            price_type: ledger::PriceType::Metered.into(),
+            prices: vec![],
+        }),
+    })
+}
+
+/// A paid usd grant request, effective now.
+pub fn grant_request(customer: &str, name: &str, value: i64) -> ledger::CreateCreditGrantRequest {
+    ledger::CreateCreditGrantRequest {
+        customer: customer.into(),
+        name: name.into(),
+        amount: usd(value),
+        applicability_config: metered(),
+        ..Default::default()
+    }
+}
