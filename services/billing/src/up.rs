@@ -33,6 +33,12 @@ pub struct UpArgs {
     /// meter-ingest's database; default a SQLite file in the data directory.
     #[arg(long, env = "METER_DATABASE_URL")]
     meter_database_url: Option<String>,
+    /// Where invoicing listens.
+    #[arg(long, env = "INVOICING_LISTEN_ADDR", default_value = "127.0.0.1:50053")]
+    invoicing_addr: SocketAddr,
+    /// invoicing's database; default a SQLite file in the data directory.
+    #[arg(long, env = "INVOICING_DATABASE_URL")]
+    invoicing_database_url: Option<String>,
     /// Development key to accept (default: generated once, saved in the data directory).
     #[arg(long, env = "BILLING_DEV_API_KEY")]
     dev_api_key: Option<String>,
@@ -47,6 +53,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let mut keys = ApiKeys::parse(&std::env::var("BILLING_API_KEYS").unwrap_or_default())?;
     keys.insert_plain(&dev_key, DEV_ACCOUNT, &[Scope::ApplyCredits]);
+    // Invoicing's service key lives only in this process.
+    let internal_key = billing_server::auth::generate_key()?;
+    keys.insert_plain(
+        &internal_key,
+        "_invoicing",
+        &[Scope::ApplyCredits, Scope::Internal],
+    );
 
     let ledger_url = args
         .ledger_database_url
@@ -60,16 +73,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .meter_database_url
         .unwrap_or_else(|| sqlite_url(&args.data_dir.join("meter.db")));
     let mut meter_config = meter_ingest::Config::new(meter_url, args.meter_addr);
-    meter_config.api_keys = keys;
+    meter_config.api_keys = keys.clone();
     let meter = meter_ingest::App::build(meter_config, Clock::system()).await?;
     let meter_addr = meter.local_addr()?;
+
+    let invoicing_url = args
+        .invoicing_database_url
+        .unwrap_or_else(|| sqlite_url(&args.data_dir.join("invoicing.db")));
+    let upstream = invoicing::upstream::UpstreamConfig {
+        ledger_url: format!("http://{ledger_addr}"),
+        meter_url: format!("http://{meter_addr}"),
+        internal_api_key: internal_key,
+        deadline: std::time::Duration::from_secs(5),
+    };
+    let mut invoicing_config = invoicing::Config::new(invoicing_url, args.invoicing_addr, upstream);
+    invoicing_config.api_keys = keys;
+    let invoicing = invoicing::App::build(invoicing_config, Clock::system()).await?;
+    let invoicing_addr = invoicing.local_addr()?;
 
     let (stop, stopped) = watch::channel(false);
     let ledger_task = tokio::spawn(ledger.run_until(wait_for(stopped.clone())));
     let meter_task = tokio::spawn(meter.run_until(wait_for(stopped.clone())));
+    let invoicing_task = tokio::spawn(invoicing.run_until(wait_for(stopped.clone())));
 
     println!("meter-ingest listening on {meter_addr}");
     println!("credit-ledger listening on {ledger_addr}");
+    println!("invoicing listening on {invoicing_addr}");
     println!("development API key (account {DEV_ACCOUNT}, scope apply_credits):");
     println!("  export KEY={dev_key}");
     println!("try: grpcurl -plaintext -H \"authorization: Bearer $KEY\" {ledger_addr} list");
@@ -77,6 +106,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("stopping");
     let _ = stop.send(true);
+    invoicing_task.await??;
     ledger_task.await??;
     meter_task.await??;
     Ok(())

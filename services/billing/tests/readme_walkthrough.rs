@@ -72,6 +72,8 @@ fn readme_walkthrough_runs_verbatim() {
             "127.0.0.1:0",
             "--meter-addr",
             "127.0.0.1:0",
+            "--invoicing-addr",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(&data_dir)
@@ -79,6 +81,7 @@ fn readme_walkthrough_runs_verbatim() {
         .env_remove("BILLING_API_KEYS")
         .env_remove("LEDGER_DATABASE_URL")
         .env_remove("METER_DATABASE_URL")
+        .env_remove("INVOICING_DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -87,8 +90,8 @@ fn readme_walkthrough_runs_verbatim() {
     let stdout = child.0.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (mut ledger, mut meter) = (None, None);
-    while ledger.is_none() || meter.is_none() {
+    let (mut ledger, mut meter, mut invoicing) = (None, None, None);
+    while ledger.is_none() || meter.is_none() || invoicing.is_none() {
         assert!(
             Instant::now() < deadline,
             "billing up did not report its addresses"
@@ -100,10 +103,14 @@ fn readme_walkthrough_runs_verbatim() {
         if let Some(addr) = line.strip_prefix("meter-ingest listening on ") {
             meter = Some(addr.trim().to_owned());
         }
+        if let Some(addr) = line.strip_prefix("invoicing listening on ") {
+            invoicing = Some(addr.trim().to_owned());
+        }
     }
     let script = walkthrough_script()
         .replace("localhost:50052", &ledger.unwrap())
-        .replace("localhost:50051", &meter.unwrap());
+        .replace("localhost:50051", &meter.unwrap())
+        .replace("localhost:50053", &invoicing.unwrap());
     assert!(
         script.matches("grpcurl").count() >= 10,
         "walkthrough found: {script}"
@@ -122,15 +129,9 @@ fn readme_walkthrough_runs_verbatim() {
         "walkthrough failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // $10.00 promotional + $55.00 paid applied; $45.00 paid left.
     assert!(
-        stdout.contains("\"value\": \"4500\""),
-        "balance of 4500 expected in:\n{stdout}"
-    );
-    assert!(stdout.contains("CREDITS_APPLIED"), "{stdout}");
-    assert!(
-        stdout.contains("billing.ledger.v1.LedgerService"),
-        "reflection lists the ledger: {stdout}"
+        stdout.contains("billing.invoicing.v1.InvoicingService"),
+        "reflection lists invoicing: {stdout}"
     );
     // The meter counted the two distinct events once each.
     assert!(
@@ -138,16 +139,13 @@ fn readme_walkthrough_runs_verbatim() {
         "usage of 150.5 expected in:\n{stdout}"
     );
     assert!(stdout.contains("EVENT_OUTCOME_DUPLICATE"), "{stdout}");
-
-    // Running it again changes nothing: grants replay their request_id, the
-    // application replays its invoice.
-    let again = run();
-    assert!(again.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&again.stdout)
-            .matches("\"value\": \"4500\"")
-            .count(),
-        stdout.matches("\"value\": \"4500\"").count()
-    );
+    // 150.5 × 25.5¢ = 3837.75¢ → 3838; $30.00 of credits applied; 838 due.
+    assert!(stdout.contains("\"value\": \"3838\""), "{stdout}");
+    assert!(stdout.contains("INVOICE_STATUS_OPEN"), "{stdout}");
+    assert!(stdout.contains("\"value\": \"838\""), "{stdout}");
+    assert!(stdout.contains("CREDITS_APPLIED"), "{stdout}");
+    // Voided: the $30.00 is available again.
+    assert!(stdout.contains("INVOICE_STATUS_VOID"), "{stdout}");
+    assert!(stdout.contains("\"value\": \"3000\""), "{stdout}");
     let _ = std::fs::remove_dir_all(&data_dir);
 }
