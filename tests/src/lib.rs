@@ -1,0 +1,201 @@
+//! Starts the service binaries as separate processes for end-to-end tests.
+//!
+//! The binaries are the ones `cargo test --workspace` builds next to the
+//! test executable (`target/<profile>/`); in test builds invoicing has the
+//! `failpoints` feature, so `INVOICING_FAILPOINT` can crash it on purpose.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use billing_server::auth::hash_hex;
+use billing_testkit::{Backend, TestDatabase};
+use tonic::transport::Channel;
+
+/// The account the tests act as.
+pub const ACCOUNT_KEY: &str = "sk_e2e_account";
+/// Invoicing's service key.
+pub const INTERNAL_KEY: &str = "sk_e2e_internal";
+
+/// `BILLING_API_KEYS` for every process.
+pub fn api_keys() -> String {
+    format!(
+        "acct_e2e:{}, _invoicing:{}:apply_credits+internal",
+        hash_hex(ACCOUNT_KEY),
+        hash_hex(INTERNAL_KEY)
+    )
+}
+
+/// Path of a workspace binary built next to the running test.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test --workspace` (it builds every binary) or \
+         `cargo build -p credit-ledger -p meter-ingest -p invoicing --features invoicing/failpoints` first",
+        path.display()
+    );
+    path
+}
+
+/// A running service process; killed (SIGKILL) on drop.
+pub struct Service {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    /// Starts `binary` with `env` and waits for its "listening on" line.
+    pub fn start(name: &str, env: &[(&str, String)]) -> Self {
+        let mut command = Command::new(binary(name));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("BILLING_API_KEYS", api_keys())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((_, addr)) = line.split_once(" listening on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{name} did not report its address"));
+        Self {
+            child,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    /// SIGKILL, as an OOM kill or a node loss would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself (a failpoint), at most `limit`.
+    pub fn wait_exit(mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A lazily connecting channel to it.
+    pub fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_lazy()
+    }
+}
+
+/// The three databases of one test.
+pub struct Databases {
+    /// credit-ledger's.
+    pub ledger: TestDatabase,
+    /// meter-ingest's.
+    pub meter: TestDatabase,
+    /// invoicing's.
+    pub invoicing: TestDatabase,
+}
+
+impl Databases {
+    /// Fresh databases on `backend`; None when PostgreSQL is unavailable locally.
+    pub async fn new(backend: Backend) -> Option<Self> {
+        Some(Self {
+            ledger: backend.database().await?,
+            meter: backend.database().await?,
+            invoicing: backend.database().await?,
+        })
+    }
+
+    /// Drops them.
+    pub async fn drop_all(self) {
+        self.ledger.drop_database().await;
+        self.meter.drop_database().await;
+        self.invoicing.drop_database().await;
+    }
+}
+
+/// Starts credit-ledger on `addr` (port 0: any).
+pub fn ledger(db: &TestDatabase, addr: &str) -> Service {
+    Service::start(
+        "credit-ledger",
+        &[
+            ("DATABASE_URL", db.url().to_owned()),
+            ("LISTEN_ADDR", addr.to_owned()),
+        ],
+    )
+}
+
+/// Starts meter-ingest on any port.
+pub fn meter(db: &TestDatabase) -> Service {
+    Service::start(
+        "meter-ingest",
+        &[
+            ("DATABASE_URL", db.url().to_owned()),
+            ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ],
+    )
+}
+
+/// Starts invoicing with the test clock, pointing at the two others;
+/// `failpoint` sets `INVOICING_FAILPOINT`.
+pub fn invoicing(
+    db: &TestDatabase,
+    ledger: SocketAddr,
+    meter: SocketAddr,
+    failpoint: Option<&str>,
+) -> Service {
+    let mut env = vec![
+        ("DATABASE_URL", db.url().to_owned()),
+        ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ("LEDGER_URL", format!("http://{ledger}")),
+        ("METER_URL", format!("http://{meter}")),
+        ("INVOICING_INTERNAL_API_KEY", INTERNAL_KEY.to_owned()),
+        ("INVOICING_TEST_CLOCK", "true".to_owned()),
+        ("INVOICING_UPSTREAM_DEADLINE_MS", "3000".to_owned()),
+        // The tests drive the worker through AdvanceTestClock; a timer tick
+        // only happens at start-up (recovery).
+        ("INVOICING_WORKER_INTERVAL_SECONDS", "3600".to_owned()),
+    ];
+    if let Some(name) = failpoint {
+        env.push(("INVOICING_FAILPOINT", name.to_owned()));
+    }
+    Service::start("invoicing", &env)
+}
+
+/// Wraps a message with the account key.
+pub fn authed<T>(message: T) -> tonic::Request<T> {
+    billing_testkit::authed(ACCOUNT_KEY, message)
+}
+
+pub mod scenario;

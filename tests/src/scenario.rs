@@ -1,0 +1,318 @@
+//! The billing scenario the end-to-end tests share, through the public APIs.
+
+use std::collections::BTreeMap;
+
+use billing_proto::common::v1 as common;
+use billing_proto::invoicing::v1 as inv;
+use billing_proto::invoicing::v1::invoicing_service_client::InvoicingServiceClient;
+use billing_proto::invoicing::v1::test_clock_service_client::TestClockServiceClient;
+use billing_proto::ledger::v1 as ledger;
+use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
+use billing_proto::meter::v1 as meter;
+use billing_proto::meter::v1::meter_service_client::MeterServiceClient;
+use billing_server::time::{from_proto, to_proto};
+use chrono::{DateTime, Months, TimeDelta, Utc};
+use tonic::transport::Channel;
+
+use crate::authed;
+
+/// Clients of the three services.
+#[derive(Clone)]
+pub struct Clients {
+    /// credit-ledger.
+    pub ledger: LedgerServiceClient<Channel>,
+    /// meter-ingest.
+    pub meter: MeterServiceClient<Channel>,
+    /// invoicing.
+    pub invoicing: InvoicingServiceClient<Channel>,
+    /// invoicing's test clock.
+    pub clock: TestClockServiceClient<Channel>,
+}
+
+impl Clients {
+    /// Clients over the three channels.
+    pub fn new(ledger: Channel, meter: Channel, invoicing: Channel) -> Self {
+        Self {
+            ledger: LedgerServiceClient::new(ledger),
+            meter: MeterServiceClient::new(meter),
+            clock: TestClockServiceClient::new(invoicing.clone()),
+            invoicing: InvoicingServiceClient::new(invoicing),
+        }
+    }
+}
+
+/// A usd amount.
+pub fn usd(value: i64) -> Option<common::Amount> {
+    Some(common::Amount {
+        kind: Some(common::amount::Kind::Monetary(common::MonetaryAmount {
+            currency: "usd".into(),
+            value,
+        })),
+    })
+}
+
+/// The integer value of a monetary amount.
+pub fn value_of(amount: &Option<common::Amount>) -> i64 {
+    match amount.as_ref().and_then(|a| a.kind.as_ref()) {
+        Some(common::amount::Kind::Monetary(m)) => m.value,
+        other => panic!("not a monetary amount: {other:?}"),
+    }
+}
+
+/// What [`setup`] created.
+pub struct Billed {
+    /// `cus_…`
+    pub customer: String,
+    /// `sub_…`
+    pub subscription: String,
+    /// The three prices, in subscription order.
+    pub prices: Vec<String>,
+    /// The promotional grant (priority 10, expires in 90 days): 1,000¢.
+    pub promo: String,
+    /// The paid grant: 2,000¢.
+    pub paid: String,
+    /// The invoicing clock when the subscription started.
+    pub start: DateTime<Utc>,
+}
+
+/// Three meters with a price each (1¢, 2.5¢ and 10¢ per unit), a customer
+/// subscribed monthly from the invoicing clock's now, usage of 1,000, 400
+/// and 150 units (1,000 + 1,000 + 1,500 = 3,500¢), and two grants worth 3,000¢.
+pub async fn setup(c: &mut Clients, tag: &str) -> Billed {
+    let now = c
+        .clock
+        .get_test_clock(authed(inv::GetTestClockRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .now
+        .unwrap();
+    let start = from_proto(&now, "now").unwrap();
+    let customer = c
+        .invoicing
+        .create_customer(authed(inv::CreateCustomerRequest {
+            external_id: format!("crm-{tag}"),
+            name: format!("Customer {tag}"),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .customer
+        .unwrap()
+        .id;
+    let mut prices = Vec::new();
+    let mut events = Vec::new();
+    for (name, unit, usage) in [
+        ("calls", "1", "1000"),
+        ("tokens", "2.5", "400"),
+        ("gb", "10", "150"),
+    ] {
+        let event_name = format!("{name}_{tag}");
+        let meter_id = c
+            .meter
+            .create_meter(authed(meter::CreateMeterRequest {
+                event_name: event_name.clone(),
+                display_name: name.into(),
+                aggregation: meter::Aggregation::Sum.into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .meter
+            .unwrap()
+            .id;
+        let price = c
+            .invoicing
+            .create_price(authed(inv::CreatePriceRequest {
+                currency: "usd".into(),
+                meter: meter_id,
+                billing_scheme: inv::BillingScheme::PerUnit.into(),
+                unit_amount_decimal: unit.into(),
+                nickname: name.into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .price
+            .unwrap()
+            .id;
+        prices.push(price);
+        let mut payload = BTreeMap::new();
+        payload.insert("customer".to_owned(), customer.clone());
+        payload.insert("value".to_owned(), usage.to_owned());
+        events.push(meter::MeterEvent {
+            event_name,
+            identifier: format!("{name}-{tag}"),
+            timestamp: Some(to_proto(Utc::now())),
+            payload,
+        });
+    }
+    let subscription = c
+        .invoicing
+        .create_subscription(authed(inv::CreateSubscriptionRequest {
+            customer: customer.clone(),
+            items: prices
+                .iter()
+                .map(|p| inv::SubscriptionItemInput { price: p.clone() })
+                .collect(),
+            billing_interval: inv::BillingInterval::Month.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .subscription
+        .unwrap()
+        .id;
+    let ingested = c
+        .meter
+        .ingest_events(authed(meter::IngestEventsRequest { events }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ingested.accepted, 3, "{ingested:?}");
+
+    let scope = Some(ledger::ApplicabilityConfig {
+        scope: Some(ledger::ApplicabilityScope {
+            price_type: ledger::PriceType::Metered.into(),
+            prices: vec![],
+        }),
+    });
+    let paid = c
+        .ledger
+        .create_credit_grant(authed(ledger::CreateCreditGrantRequest {
+            customer: customer.clone(),
+            name: "paid".into(),
+            amount: usd(2_000),
+            applicability_config: scope.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .credit_grant
+        .unwrap()
+        .id;
+    let promo = c
+        .ledger
+        .create_credit_grant(authed(ledger::CreateCreditGrantRequest {
+            customer: customer.clone(),
+            name: "promo".into(),
+            amount: usd(1_000),
+            applicability_config: scope,
+            category: ledger::CreditGrantCategory::Promotional.into(),
+            priority: Some(10),
+            expires_at: Some(to_proto(Utc::now() + TimeDelta::days(90))),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .credit_grant
+        .unwrap()
+        .id;
+    Billed {
+        customer,
+        subscription,
+        prices,
+        promo,
+        paid,
+        start,
+    }
+}
+
+/// Moves invoicing's clock past the first period end (the worker closes it)
+/// and returns the period's draft.
+pub async fn close_first_period(c: &mut Clients, billed: &Billed) -> inv::Invoice {
+    let end = billed.start.checked_add_months(Months::new(1)).unwrap();
+    advance(c, end + TimeDelta::seconds(1)).await;
+    let invoices = c
+        .invoicing
+        .list_invoices(authed(inv::ListInvoicesRequest {
+            subscription: billed.subscription.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .invoices;
+    assert_eq!(invoices.len(), 1, "{invoices:?}");
+    invoices.into_iter().next().unwrap()
+}
+
+/// AdvanceTestClock (the worker ticks before it returns).
+pub async fn advance(c: &mut Clients, to: DateTime<Utc>) {
+    c.clock
+        .advance_test_clock(authed(inv::AdvanceTestClockRequest {
+            frozen_time: Some(to_proto(to)),
+        }))
+        .await
+        .unwrap();
+}
+
+/// FinalizeInvoice.
+pub async fn finalize(c: &mut Clients, id: &str) -> Result<inv::Invoice, tonic::Status> {
+    c.invoicing
+        .finalize_invoice(authed(inv::FinalizeInvoiceRequest {
+            id: id.into(),
+            ..Default::default()
+        }))
+        .await
+        .map(|r| r.into_inner().invoice.unwrap())
+}
+
+/// GetInvoice.
+pub async fn invoice(c: &mut Clients, id: &str) -> inv::Invoice {
+    c.invoicing
+        .get_invoice(authed(inv::GetInvoiceRequest { id: id.into() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .invoice
+        .unwrap()
+}
+
+/// The customer's available usd credit in the ledger.
+pub async fn available(c: &mut Clients, customer: &str) -> i64 {
+    c.ledger
+        .get_credit_balance_summary(authed(ledger::GetCreditBalanceSummaryRequest {
+            customer: customer.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .balances
+        .iter()
+        .map(|b| value_of(&b.available_balance))
+        .sum()
+}
+
+/// The CREDITS_APPLIED debits of the customer: (grant, invoice, amount).
+pub async fn applied(c: &mut Clients, customer: &str) -> Vec<(String, String, i64)> {
+    c.ledger
+        .list_credit_balance_transactions(authed(ledger::ListCreditBalanceTransactionsRequest {
+            customer: customer.into(),
+            page_size: 100,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .credit_balance_transactions
+        .into_iter()
+        .filter_map(|t| {
+            let debit = t.debit?;
+            (debit.r#type() == ledger::DebitType::CreditsApplied).then(|| {
+                (
+                    t.credit_grant,
+                    debit.invoice.clone(),
+                    value_of(&debit.amount),
+                )
+            })
+        })
+        .collect()
+}
