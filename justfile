@@ -15,7 +15,7 @@ lint:
     cd proto && npx --yes @bufbuild/buf@1 lint
 
 # All benchmarks.
-bench: bench-ledger bench-ingest
+bench: bench-ledger bench-ingest bench-finalize
 
 # Ledger throughput and balance-summary latency on SQLite and PostgreSQL.
 bench-ledger:
@@ -24,3 +24,7 @@ bench-ledger:
 # Ingestion throughput, GetUsage latency and the raw COPY ratio (5M events; BENCH_EVENTS to change).
 bench-ingest:
     cargo bench -p meter-ingest --bench ingest
+
+# Finalizes/s and latency for 1,000 subscriptions through the three services (BENCH_INVOICES to change).
+bench-finalize:
+    cargo bench -p invoicing --bench finalize

@@ -53,6 +53,7 @@ enum Command {
 enum Service {
     Ledger,
     Meter,
+    Invoicing,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
             match service {
                 Service::Ledger => db.migrate(&credit_ledger::MIGRATOR).await?,
                 Service::Meter => meter_ingest::migrate(&db).await?,
+                Service::Invoicing => db.migrate(&invoicing::MIGRATOR).await?,
             }
             db.close().await;
             println!(

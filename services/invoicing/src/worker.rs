@@ -1,6 +1,7 @@
 //! The background worker: closes ended subscription periods into drafts,
 //! finalizes drafts whose grace period is over, and resumes invoices left
-//! mid-saga (`finalizing`, `voiding`) after a crash or an outage.
+//! mid-saga (`finalizing`, `voiding`) after a crash or an outage, and
+//! purges expired `request_id` keys.
 //!
 //! Every step is idempotent and conditional, so several replicas may run
 //! the worker at once; a step that fails is logged and retried next tick.
@@ -111,6 +112,20 @@ impl Worker {
                 }
             }
             Err(error) => log_failure(&mut report.failures, "list due subscriptions", &error),
+        }
+        // request_id keys are kept RETENTION_DAYS (DESIGN.md: at least 30 days).
+        let cutoff = now - chrono::TimeDelta::days(billing_db::idempotency::RETENTION_DAYS);
+        if let Err(error) = billing_db::idempotency::purge_before(
+            store.db().pool(),
+            billing_server::time::to_micros(cutoff),
+        )
+        .await
+        {
+            log_failure(
+                &mut report.failures,
+                "purge idempotency keys",
+                &error.into(),
+            );
         }
         match store.due_drafts(now, BATCH).await {
             Ok(items) => {

@@ -121,10 +121,17 @@ impl Invoicing {
             let ids: Vec<&str> = invoice.lines.iter().map(|l| l.price.as_str()).collect();
             let prices = self.store.prices(account, &ids).await?;
             self.price_lines(account, &mut invoice, &prices).await?;
-            self.store
+            if self
+                .store
                 .freeze(account, &invoice, self.clock.now())
-                .await?;
-            invoice = self.invoice(account, id).await?;
+                .await?
+            {
+                invoice.status = Status::Finalizing;
+                invoice.auto_finalize_at = None;
+            } else {
+                // Another caller froze (or finished) it first: use its lines.
+                invoice = self.invoice(account, id).await?;
+            }
         }
         let done = match invoice.status {
             Status::Finalizing => self.complete_finalize(account, invoice).await?,
@@ -160,10 +167,17 @@ impl Invoicing {
             failpoint("after_apply_credits");
             record_credits(&mut invoice, &response)?;
         }
-        self.store
-            .complete_finalize(account, &invoice, self.clock.now())
-            .await?;
-        self.invoice(account, &invoice.id).await
+        let now = self.clock.now();
+        if !self.store.complete_finalize(account, &invoice, now).await? {
+            // Another caller completed it first; its result is the stored one.
+            return self.invoice(account, &invoice.id).await;
+        }
+        invoice.status = invoice.finalized_status();
+        invoice.finalized_at = Some(now);
+        if invoice.status == Status::Paid {
+            invoice.paid_at = Some(now);
+        }
+        Ok(invoice)
     }
 
     /// Voids an open invoice and gives its credits back exactly once.

@@ -262,20 +262,23 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        for line in &invoice.lines {
-            sqlx::query(
-                "UPDATE invoice_lines SET usage = $1, quantity = $2, unit_amount_decimal = $3, amount = $4 \
-                 WHERE account = $5 AND invoice = $6 AND id = $7",
-            )
-            .bind(line.usage.to_string())
-            .bind(line.quantity.to_string())
-            .bind(line.unit_amount.map(|u| u.to_string()))
-            .bind(line.amount)
-            .bind(account)
-            .bind(&invoice.id)
-            .bind(&line.id)
-            .execute(&mut *tx)
-            .await?;
+        if !invoice.lines.is_empty() {
+            let sql = update_lines_sql(
+                invoice.lines.len(),
+                &["usage", "quantity", "unit_amount_decimal", "amount"],
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(account)
+                .bind(&invoice.id);
+            for line in &invoice.lines {
+                query = query
+                    .bind(&line.id)
+                    .bind(line.usage.to_string())
+                    .bind(line.quantity.to_string())
+                    .bind(line.unit_amount.map(|u| u.to_string()))
+                    .bind(line.amount);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -309,21 +312,26 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        let mut rows = Vec::new();
-        for line in &invoice.lines {
-            if line.credits_applied > 0 {
-                sqlx::query(
-                    "UPDATE invoice_lines SET credits_applied = $1 WHERE account = $2 AND invoice = $3 AND id = $4",
-                )
-                .bind(line.credits_applied)
+        let credited: Vec<_> = invoice
+            .lines
+            .iter()
+            .filter(|l| l.credits_applied > 0)
+            .collect();
+        if !credited.is_empty() {
+            let sql = update_lines_sql(credited.len(), &["credits_applied"]);
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(account)
-                .bind(&invoice.id)
-                .bind(&line.id)
-                .execute(&mut *tx)
-                .await?;
+                .bind(&invoice.id);
+            for line in &credited {
+                query = query.bind(&line.id).bind(line.credits_applied);
             }
-            rows.extend(line.applications.iter().map(|a| (&line.id, a)));
+            query.execute(&mut *tx).await?;
         }
+        let rows: Vec<_> = invoice
+            .lines
+            .iter()
+            .flat_map(|l| l.applications.iter().map(move |a| (&l.id, a)))
+            .collect();
         if !rows.is_empty() {
             let sql = format!(
                 "INSERT INTO invoice_credit_applications (account, invoice, position, line, credit_grant, amount, \
@@ -428,6 +436,29 @@ impl Store {
         .await?;
         rows.iter().map(work_item).collect()
     }
+}
+
+/// One UPDATE of several lines of an invoice: `$1` account, `$2` invoice,
+/// then per line its id followed by one value per column.
+fn update_lines_sql(lines: usize, columns: &[&str]) -> String {
+    let stride = columns.len() + 1;
+    let id = |line: usize| 3 + line * stride;
+    let sets: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(c, column)| {
+            let whens: String = (0..lines)
+                .map(|l| format!(" WHEN ${} THEN ${}", id(l), id(l) + 1 + c))
+                .collect();
+            format!("{column} = CASE id{whens} END")
+        })
+        .collect();
+    let ids: Vec<String> = (0..lines).map(|l| format!("${}", id(l))).collect();
+    format!(
+        "UPDATE invoice_lines SET {} WHERE account = $1 AND invoice = $2 AND id IN ({})",
+        sets.join(", "),
+        ids.join(", ")
+    )
 }
 
 fn work_item(row: &AnyRow) -> Result<WorkItem, InvoicingError> {
