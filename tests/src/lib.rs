@@ -91,6 +91,11 @@ impl Service {
         }
     }
 
+    /// The process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, as an OOM kill or a node loss would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
