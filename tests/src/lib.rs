@@ -1,8 +1,8 @@
 //! Starts the service binaries as separate processes for end-to-end tests.
 //!
 //! The binaries are the ones `cargo test --workspace` builds next to the
-//! test executable (`target/<profile>/`); in test builds invoicing has the
-//! `failpoints` feature, so `INVOICING_FAILPOINT` can crash it on purpose.
+//! test executable (`target/<profile>/`); debug builds of invoicing honour
+//! `INVOICING_FAILPOINT`, so a test can crash it on purpose.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -44,11 +44,24 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A running service process; killed (SIGKILL) on drop.
 pub struct Service {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves `/metrics`.
+    pub metrics: SocketAddr,
 }
 
 impl Drop for Service {
@@ -67,6 +80,7 @@ impl Service {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "warn")
             .env("BILLING_API_KEYS", api_keys())
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in env {
@@ -74,20 +88,36 @@ impl Service {
         }
         let mut child = command.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
+        // Killed if start-up fails below (a stale binary, a crash).
+        let mut guard = KillOnDrop(Some(child));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((_, addr)) = line.split_once(" metrics at http://") {
+                    let _ = tx.send(("metrics", addr.trim_end_matches("/metrics").to_owned()));
+                }
                 if let Some((_, addr)) = line.split_once(" listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
+                    let _ = tx.send(("grpc", addr.trim().to_owned()));
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("{name} did not report its address"));
+        let (mut addr, mut metrics) = (None, None);
+        while addr.is_none() || metrics.is_none() {
+            let (kind, value) = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+                panic!(
+                    "{name} did not report its addresses (a stale binary? `cargo test --workspace` rebuilds it)"
+                )
+            });
+            let parsed: SocketAddr = value.parse().unwrap();
+            match kind {
+                "metrics" => metrics = Some(parsed),
+                _ => addr = Some(parsed),
+            }
+        }
         Self {
-            child,
-            addr: addr.parse().unwrap(),
+            child: guard.0.take().unwrap(),
+            addr: addr.unwrap(),
+            metrics: metrics.unwrap(),
         }
     }
 
@@ -120,6 +150,22 @@ impl Service {
             .unwrap()
             .connect_lazy()
     }
+}
+
+/// `GET /metrics` of a service, as text.
+pub async fn scrape(service: &Service) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(service.metrics)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
 }
 
 /// The three databases of one test.

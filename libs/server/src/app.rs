@@ -34,3 +34,11 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
         .await
         .map_err(|source| AppError::Bind { addr, source })
 }
+
+/// Binds the `/metrics` listener when an address is configured.
+pub async fn bind_metrics(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, AppError> {
+    match addr {
+        Some(addr) => bind(addr).await.map(Some),
+        None => Ok(None),
+    }
+}

@@ -35,6 +35,8 @@ pub struct ServiceConfig {
     pub db: billing_db::DbOptions,
     /// Server limits.
     pub server: ServerOptions,
+    /// Where `/metrics` is served; None: not served.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl ServiceConfig {
@@ -46,6 +48,7 @@ impl ServiceConfig {
             api_keys: ApiKeys::default(),
             db: billing_db::DbOptions::default(),
             server: ServerOptions::default(),
+            metrics_addr: None,
         }
     }
 
@@ -61,6 +64,11 @@ impl ServiceConfig {
         )?;
         let mut config = Self::new(database_url, listen_addr);
         config.api_keys = ApiKeys::parse(&var("BILLING_API_KEYS").unwrap_or_default())?;
+        // `METRICS_ADDR=off` disables the endpoint.
+        let metrics = var("METRICS_ADDR").unwrap_or_else(|| "0.0.0.0:9090".to_owned());
+        if metrics != "off" {
+            config.metrics_addr = Some(parse("METRICS_ADDR", &metrics)?);
+        }
         if let Some(value) = var("DATABASE_MAX_CONNECTIONS") {
             config.db.postgres_max_connections = parse("DATABASE_MAX_CONNECTIONS", &value)?;
         }

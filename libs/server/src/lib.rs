@@ -19,6 +19,7 @@ pub mod config;
 pub mod fingerprint;
 pub mod idempotent;
 pub mod ids;
+pub mod metrics;
 pub mod page;
 pub mod serve;
 pub mod status;

@@ -18,6 +18,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::metrics::{Metrics, MetricsLayer};
+
 /// Limits of one server; explicit so nothing rests on library defaults.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -53,7 +55,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves `routes` plus health and reflection on `listener` until `shutdown`.
+/// Serves `routes` plus health and reflection on `listener` until `shutdown`,
+/// recording every RPC in `metrics`, served on `metrics_listener` if any.
 ///
 /// `service_name` is the fully qualified gRPC name reported by health
 /// (e.g. `billing.ledger.v1.LedgerService`).
@@ -62,8 +65,12 @@ pub async fn serve(
     service_name: &str,
     listener: TcpListener,
     options: &ServerOptions,
+    metrics: &Metrics,
+    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let metrics_task = metrics_listener
+        .map(|listener| tokio::spawn(crate::metrics::serve_metrics(listener, metrics.clone())));
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_status(&reporter, service_name, ServingStatus::Serving).await;
 
@@ -95,6 +102,7 @@ pub async fn serve(
 
     let server = Server::builder()
         .timeout(options.request_timeout)
+        .layer(MetricsLayer::new(metrics.clone()))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             options.concurrency_limit,
         ))
@@ -108,7 +116,7 @@ pub async fn serve(
         );
 
     let drain_timeout = options.drain_timeout;
-    tokio::select! {
+    let result = tokio::select! {
         result = server => result.map_err(ServeError::from),
         () = async {
             draining.notified().await;
@@ -117,7 +125,11 @@ pub async fn serve(
             tracing::warn!(?drain_timeout, "drain timed out; remaining RPCs are dropped");
             Ok(())
         }
+    };
+    if let Some(task) = metrics_task {
+        task.abort();
     }
+    result
 }
 
 async fn set_status(reporter: &HealthReporter, service_name: &str, status: ServingStatus) {

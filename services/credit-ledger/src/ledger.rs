@@ -8,9 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use billing_db::idempotency::IdempotencyKey;
 use billing_server::clock::Clock;
+use billing_server::metrics::{Labels, Metrics, labels};
 use billing_server::page::PageRequest;
 use billing_server::status::FieldViolation;
 use chrono::{DateTime, Utc};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use crate::domain::LedgerError;
 use crate::domain::apply::{ApplyOutcome, ApplyRequest, Line, Reversal};
@@ -74,12 +77,27 @@ pub struct ApplyInput {
 pub struct Ledger {
     store: Store,
     clock: Clock,
+    credits_applied: Option<Family<Labels, Counter>>,
 }
 
 impl Ledger {
     /// A ledger over a store, reading time from `clock`.
     pub fn new(store: Store, clock: Clock) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            credits_applied: None,
+        }
+    }
+
+    /// Counts applied credits in `metrics` (`ledger_credits_applied_total{asset}`,
+    /// in the asset's smallest unit; replays are not counted).
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.credits_applied = Some(metrics.counter_family(
+            "ledger_credits_applied",
+            "Credits applied to invoices, in the asset's smallest unit",
+        ));
+        self
     }
 
     /// The store (sweeper, tests).
@@ -296,6 +314,14 @@ impl Ledger {
             .apply(account, &request, self.clock.now())
             .await?;
         if !write.replayed {
+            if let Some(counter) = &self.credits_applied {
+                for total in &write.outcome.totals {
+                    let applied = u64::try_from(total.applied).unwrap_or(0);
+                    counter
+                        .get_or_create(&labels(&[("asset", &total.asset.key())]))
+                        .inc_by(applied);
+                }
+            }
             tracing::info!(
                 invoice = %request.invoice,
                 applications = write.outcome.applications.len(),

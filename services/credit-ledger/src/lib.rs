@@ -25,6 +25,7 @@ use std::sync::Arc;
 use billing_proto::ledger::v1::ledger_service_server::LedgerServiceServer;
 use billing_server::auth::AuthInterceptor;
 use billing_server::clock::Clock;
+use billing_server::metrics::Metrics;
 use billing_server::serve::serve;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -48,6 +49,8 @@ pub struct App {
     listener: TcpListener,
     ledger: Ledger,
     config: Config,
+    metrics: Metrics,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -56,17 +59,28 @@ impl App {
         let db = billing_db::Db::connect(&config.database_url, &config.db).await?;
         db.migrate(&MIGRATOR).await?;
         let listener = billing_server::app::bind(config.listen_addr).await?;
-        let ledger = Ledger::new(store::Store::new(db), clock);
+        let metrics = Metrics::new();
+        let ledger = Ledger::new(store::Store::new(db), clock).with_metrics(&metrics);
+        let metrics_listener = billing_server::app::bind_metrics(config.metrics_addr).await?;
         Ok(Self {
             listener,
             ledger,
             config,
+            metrics,
+            metrics_listener,
         })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> Result<SocketAddr, std::io::Error> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The ledger (tests drive the sweeper through it).
@@ -98,6 +112,8 @@ impl App {
             SERVICE_NAME,
             self.listener,
             &self.config.server,
+            &self.metrics,
+            self.metrics_listener,
             shutdown,
         )
         .await;

@@ -12,6 +12,9 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("BILLING_API_KEYS is empty: every RPC will be UNAUTHENTICATED");
     }
     let app = App::build(config, Clock::system()).await?;
+    if let Some(addr) = app.metrics_addr() {
+        println!("credit-ledger metrics at http://{addr}/metrics");
+    }
     println!("credit-ledger listening on {}", app.local_addr()?);
     app.run_until(shutdown_signal()).await?;
     Ok(())

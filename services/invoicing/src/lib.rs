@@ -29,6 +29,7 @@ use billing_proto::invoicing::v1::invoicing_service_server::InvoicingServiceServ
 use billing_proto::invoicing::v1::test_clock_service_server::TestClockServiceServer;
 use billing_server::auth::AuthInterceptor;
 use billing_server::clock::Clock;
+use billing_server::metrics::Metrics;
 use billing_server::serve::serve;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -52,6 +53,8 @@ pub struct App {
     listener: TcpListener,
     invoicing: Invoicing,
     config: Config,
+    metrics: Metrics,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -63,22 +66,34 @@ impl App {
         let upstream = upstream::Upstream::new(&config.upstream)
             .map_err(|e| AppError::Config(e.to_string()))?;
         let listener = billing_server::app::bind(config.listen_addr).await?;
+        let metrics = Metrics::new();
         let invoicing = Invoicing::new(
             store::Store::new(db),
             upstream,
             clock,
             config.finalize_grace,
-        );
+        )
+        .with_metrics(&metrics);
+        let metrics_listener = billing_server::app::bind_metrics(config.metrics_addr).await?;
         Ok(Self {
             listener,
             invoicing,
             config,
+            metrics,
+            metrics_listener,
         })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> Result<SocketAddr, std::io::Error> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The operations (tests).
@@ -119,6 +134,8 @@ impl App {
             SERVICE_NAME,
             self.listener,
             &self.config.server,
+            &self.metrics,
+            self.metrics_listener,
             shutdown,
         )
         .await;

@@ -22,6 +22,9 @@ async fn main() -> anyhow::Result<()> {
         Clock::system()
     };
     let app = App::build(config, clock).await?;
+    if let Some(addr) = app.metrics_addr() {
+        println!("invoicing metrics at http://{addr}/metrics");
+    }
     println!("invoicing listening on {}", app.local_addr()?);
     app.run_until(shutdown_signal()).await?;
     Ok(())

@@ -75,18 +75,23 @@ impl Worker {
         match store.unfinished(BATCH).await {
             Ok(items) => {
                 for item in items {
-                    let result = match item.status {
-                        Status::Voiding => {
+                    let (saga, result) = match item.status {
+                        Status::Voiding => (
+                            "void",
                             self.invoicing
                                 .void(&item.account, &item.invoice, None)
-                                .await
-                        }
-                        _ => {
+                                .await,
+                        ),
+                        _ => (
+                            "finalize",
                             self.invoicing
                                 .finalize(&item.account, &item.invoice, None)
-                                .await
-                        }
+                                .await,
+                        ),
                     };
+                    if result.is_ok() {
+                        self.invoicing.count_recovery(saga);
+                    }
                     count(
                         &mut report.sagas_resumed,
                         &mut report.failures,

@@ -24,6 +24,7 @@ use billing_db::Backend;
 use billing_proto::meter::v1::meter_service_server::MeterServiceServer;
 use billing_server::auth::AuthInterceptor;
 use billing_server::clock::Clock;
+use billing_server::metrics::Metrics;
 use billing_server::serve::serve;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -57,6 +58,8 @@ pub struct App {
     listener: TcpListener,
     metering: Metering,
     config: Config,
+    metrics: Metrics,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -65,17 +68,28 @@ impl App {
         let db = billing_db::Db::connect(&config.database_url, &config.db).await?;
         migrate(&db).await?;
         let listener = billing_server::app::bind(config.listen_addr).await?;
-        let metering = Metering::new(store::Store::new(db), clock);
+        let metrics = Metrics::new();
+        let metering = Metering::new(store::Store::new(db), clock).with_metrics(&metrics);
+        let metrics_listener = billing_server::app::bind_metrics(config.metrics_addr).await?;
         Ok(Self {
             listener,
             metering,
             config,
+            metrics,
+            metrics_listener,
         })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> Result<SocketAddr, std::io::Error> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The operations (tests).
@@ -99,6 +113,8 @@ impl App {
             SERVICE_NAME,
             self.listener,
             &self.config.server,
+            &self.metrics,
+            self.metrics_listener,
             shutdown,
         )
         .await;

@@ -4,9 +4,12 @@ use std::collections::HashMap;
 
 use billing_db::idempotency::IdempotencyKey;
 use billing_server::clock::Clock;
+use billing_server::metrics::{Labels, Metrics, labels};
 use billing_server::page::PageRequest;
 use billing_server::status::FieldViolation;
 use chrono::{DateTime, Utc};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use crate::domain::MeterError;
 use crate::domain::event::{self, EventInput, Outcome};
@@ -45,12 +48,26 @@ pub struct Usage {
 pub struct Metering {
     store: Store,
     clock: Clock,
+    events: Option<Family<Labels, Counter>>,
 }
 
 impl Metering {
     /// Over a store, reading time from `clock`.
     pub fn new(store: Store, clock: Clock) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            events: None,
+        }
+    }
+
+    /// Counts event outcomes in `metrics` (`meter_events_total{outcome}`).
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.events = Some(metrics.counter_family(
+            "meter_events",
+            "Ingested events by outcome: accepted, duplicate, rejected",
+        ));
+        self
     }
 
     /// The store.
@@ -177,10 +194,29 @@ impl Metering {
             });
         }
         // check_batch decided every invalid or repeated event, the store every valid one.
-        outcomes
+        let outcomes = outcomes
             .into_iter()
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| MeterError::Corrupt("an event was left without an outcome".into()))
+            .ok_or_else(|| MeterError::Corrupt("an event was left without an outcome".into()))?;
+        if let Some(events) = &self.events {
+            let mut counts = [0_u64; 3];
+            for outcome in &outcomes {
+                let slot = match outcome {
+                    Outcome::Accepted => 0,
+                    Outcome::Duplicate => 1,
+                    Outcome::Rejected(_) => 2,
+                };
+                counts[slot] += 1;
+            }
+            for (name, count) in ["accepted", "duplicate", "rejected"].iter().zip(counts) {
+                if count > 0 {
+                    events
+                        .get_or_create(&labels(&[("outcome", name)]))
+                        .inc_by(count);
+                }
+            }
+        }
+        Ok(outcomes)
     }
 
     /// Cancels an accepted event.

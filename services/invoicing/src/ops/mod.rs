@@ -10,8 +10,11 @@ mod subscriptions;
 
 use billing_db::idempotency::{self, IdempotencyKey, Prior};
 use billing_server::clock::Clock;
+use billing_server::metrics::{Labels, Metrics, labels};
 use billing_server::time::to_micros;
 use chrono::TimeDelta;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 pub use catalog::{NewCustomer, NewPrice, PriceAsset};
 pub use saga::amount;
@@ -28,6 +31,14 @@ pub struct Invoicing {
     upstream: Upstream,
     clock: Clock,
     grace: TimeDelta,
+    counters: Option<Counters>,
+}
+
+/// Business counters.
+#[derive(Debug, Clone)]
+struct Counters {
+    finalizes: Family<Labels, Counter>,
+    recoveries: Family<Labels, Counter>,
 }
 
 impl Invoicing {
@@ -38,6 +49,41 @@ impl Invoicing {
             upstream,
             clock,
             grace,
+            counters: None,
+        }
+    }
+
+    /// Counts finalizes (`invoicing_finalizes_total{status}`) and saga
+    /// recoveries (`invoicing_saga_recoveries_total{saga}`) in `metrics`.
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.counters = Some(Counters {
+            finalizes: metrics.counter_family(
+                "invoicing_finalizes",
+                "Invoices finalized, by resulting status (open, paid)",
+            ),
+            recoveries: metrics.counter_family(
+                "invoicing_saga_recoveries",
+                "Invoices the worker completed after they were left mid-saga (finalize, void)",
+            ),
+        });
+        self
+    }
+
+    pub(crate) fn count_finalize(&self, status: &str) {
+        if let Some(counters) = &self.counters {
+            counters
+                .finalizes
+                .get_or_create(&labels(&[("status", status)]))
+                .inc();
+        }
+    }
+
+    pub(crate) fn count_recovery(&self, saga: &str) {
+        if let Some(counters) = &self.counters {
+            counters
+                .recoveries
+                .get_or_create(&labels(&[("saga", saga)]))
+                .inc();
         }
     }
 
@@ -86,15 +132,16 @@ impl Invoicing {
     }
 }
 
-/// Crash injection for the saga tests: with the `failpoints` feature, the
-/// process aborts (like `kill -9`) at the point named by
-/// `INVOICING_FAILPOINT`. Compiled out otherwise.
+/// Crash injection for the saga tests: in debug builds (what `cargo test`
+/// runs) or with the `failpoints` feature, the process aborts (like
+/// `kill -9`) at the point named by `INVOICING_FAILPOINT`. Release builds
+/// without the feature (the images) compile it out.
 pub(crate) fn failpoint(name: &str) {
-    #[cfg(feature = "failpoints")]
+    #[cfg(any(feature = "failpoints", debug_assertions))]
     if std::env::var("INVOICING_FAILPOINT").is_ok_and(|v| v == name) {
         eprintln!("failpoint {name}: aborting");
         std::process::abort();
     }
-    #[cfg(not(feature = "failpoints"))]
+    #[cfg(not(any(feature = "failpoints", debug_assertions)))]
     let _ = name;
 }

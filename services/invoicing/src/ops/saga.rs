@@ -173,6 +173,7 @@ impl Invoicing {
             return self.invoice(account, &invoice.id).await;
         }
         invoice.status = invoice.finalized_status();
+        self.count_finalize(invoice.status.as_str());
         invoice.finalized_at = Some(now);
         if invoice.status == Status::Paid {
             invoice.paid_at = Some(now);
