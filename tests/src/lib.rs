@@ -198,24 +198,32 @@ impl Databases {
 
 /// Starts credit-ledger on `addr` (port 0: any).
 pub fn ledger(db: &TestDatabase, addr: &str) -> Service {
-    Service::start(
-        "credit-ledger",
-        &[
-            ("DATABASE_URL", db.url().to_owned()),
-            ("LISTEN_ADDR", addr.to_owned()),
-        ],
-    )
+    ledger_with(db, addr, &[])
+}
+
+/// Starts credit-ledger with extra environment variables.
+pub fn ledger_with(db: &TestDatabase, addr: &str, extra: &[(&str, String)]) -> Service {
+    let mut env = vec![
+        ("DATABASE_URL", db.url().to_owned()),
+        ("LISTEN_ADDR", addr.to_owned()),
+    ];
+    env.extend_from_slice(extra);
+    Service::start("credit-ledger", &env)
 }
 
 /// Starts meter-ingest on any port.
 pub fn meter(db: &TestDatabase) -> Service {
-    Service::start(
-        "meter-ingest",
-        &[
-            ("DATABASE_URL", db.url().to_owned()),
-            ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
-        ],
-    )
+    meter_with(db, &[])
+}
+
+/// Starts meter-ingest with extra environment variables.
+pub fn meter_with(db: &TestDatabase, extra: &[(&str, String)]) -> Service {
+    let mut env = vec![
+        ("DATABASE_URL", db.url().to_owned()),
+        ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+    ];
+    env.extend_from_slice(extra);
+    Service::start("meter-ingest", &env)
 }
 
 /// Starts invoicing with the test clock, pointing at the two others;
@@ -225,6 +233,17 @@ pub fn invoicing(
     ledger: SocketAddr,
     meter: SocketAddr,
     failpoint: Option<&str>,
+) -> Service {
+    invoicing_with(db, ledger, meter, failpoint, &[])
+}
+
+/// Starts invoicing with extra environment variables.
+pub fn invoicing_with(
+    db: &TestDatabase,
+    ledger: SocketAddr,
+    meter: SocketAddr,
+    failpoint: Option<&str>,
+    extra: &[(&str, String)],
 ) -> Service {
     let mut env = vec![
         ("DATABASE_URL", db.url().to_owned()),
@@ -241,6 +260,7 @@ pub fn invoicing(
     if let Some(name) = failpoint {
         env.push(("INVOICING_FAILPOINT", name.to_owned()));
     }
+    env.extend_from_slice(extra);
     Service::start("invoicing", &env)
 }
 

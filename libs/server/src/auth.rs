@@ -193,6 +193,8 @@ impl AuthInterceptor {
 impl Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let principal = self.keys.authenticate(request.metadata())?;
+        // The RPC's server span carries the account (never the key).
+        tracing::Span::current().record("account", principal.account.as_str());
         request.extensions_mut().insert(principal);
         Ok(request)
     }

@@ -102,6 +102,7 @@ pub async fn serve(
 
     let server = Server::builder()
         .timeout(options.request_timeout)
+        .layer(billing_telemetry::ServerTraceLayer)
         .layer(MetricsLayer::new(metrics.clone()))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             options.concurrency_limit,

@@ -74,8 +74,10 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Up(args) => {
-            billing_telemetry::init();
-            up::run(args).await
+            let telemetry = billing_telemetry::init("billing");
+            let result = up::run(args).await;
+            telemetry.shutdown().await;
+            result
         }
         Command::Migrate {
             service,

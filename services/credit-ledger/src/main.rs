@@ -6,7 +6,7 @@ use credit_ledger::{App, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    billing_telemetry::init();
+    let telemetry = billing_telemetry::init("credit-ledger");
     let config = Config::from_env()?;
     if config.api_keys.is_empty() {
         tracing::warn!("BILLING_API_KEYS is empty: every RPC will be UNAUTHENTICATED");
@@ -16,6 +16,8 @@ async fn main() -> anyhow::Result<()> {
         println!("credit-ledger metrics at http://{addr}/metrics");
     }
     println!("credit-ledger listening on {}", app.local_addr()?);
-    app.run_until(shutdown_signal()).await?;
+    let served = app.run_until(shutdown_signal()).await;
+    telemetry.shutdown().await;
+    served?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use invoicing::{App, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    billing_telemetry::init();
+    let telemetry = billing_telemetry::init("invoicing");
     let config = Config::from_env()?;
     if config.api_keys.is_empty() {
         tracing::warn!("BILLING_API_KEYS is empty: every RPC will be UNAUTHENTICATED");
@@ -26,6 +26,8 @@ async fn main() -> anyhow::Result<()> {
         println!("invoicing metrics at http://{addr}/metrics");
     }
     println!("invoicing listening on {}", app.local_addr()?);
-    app.run_until(shutdown_signal()).await?;
+    let served = app.run_until(shutdown_signal()).await;
+    telemetry.shutdown().await;
+    served?;
     Ok(())
 }

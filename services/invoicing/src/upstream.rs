@@ -12,6 +12,7 @@ use billing_proto::meter::v1 as meter;
 use billing_proto::meter::v1::meter_service_client::MeterServiceClient;
 use billing_server::auth::ACCOUNT_METADATA_KEY;
 use billing_server::time::to_proto;
+use billing_telemetry::{ClientTrace, ClientTraceLayer};
 use chrono::{DateTime, Utc};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
@@ -56,19 +57,25 @@ pub enum UpstreamConfigError {
 /// Clients of the ledger and meter-ingest.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    ledger: LedgerServiceClient<Channel>,
-    meter: MeterServiceClient<Channel>,
+    ledger: LedgerServiceClient<Traced>,
+    meter: MeterServiceClient<Traced>,
     authorization: AsciiMetadataValue,
     deadline: Duration,
 }
 
-fn endpoint(name: &'static str, url: &str) -> Result<Channel, UpstreamConfigError> {
+/// A channel whose calls are client spans carrying `traceparent`.
+type Traced = ClientTrace<Channel>;
+
+fn endpoint(name: &'static str, url: &str) -> Result<Traced, UpstreamConfigError> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|source| UpstreamConfigError::Url { name, source })?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(2));
     // Lazy: invoicing starts (and serves reads) while a peer is still down.
-    Ok(endpoint.connect_lazy())
+    Ok(tower::Layer::layer(
+        &ClientTraceLayer,
+        endpoint.connect_lazy(),
+    ))
 }
 
 /// UNAVAILABLE-like answers are retried by the saga; others are the caller's.

@@ -6,7 +6,7 @@ use meter_ingest::{App, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    billing_telemetry::init();
+    let telemetry = billing_telemetry::init("meter-ingest");
     let config = Config::from_env()?;
     if config.api_keys.is_empty() {
         tracing::warn!("BILLING_API_KEYS is empty: every RPC will be UNAUTHENTICATED");
@@ -16,6 +16,8 @@ async fn main() -> anyhow::Result<()> {
         println!("meter-ingest metrics at http://{addr}/metrics");
     }
     println!("meter-ingest listening on {}", app.local_addr()?);
-    app.run_until(shutdown_signal()).await?;
+    let served = app.run_until(shutdown_signal()).await;
+    telemetry.shutdown().await;
+    served?;
     Ok(())
 }
