@@ -32,6 +32,18 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
+/// Records the request's main ids on the RPC's server span (the current
+/// span in a handler). Names other than `id`, `customer`, `meter`,
+/// `invoice`, `subscription`, `identifier` and `event_name` are ignored.
+pub fn record_ids(ids: &[(&'static str, &str)]) {
+    let span = tracing::Span::current();
+    for (name, value) in ids {
+        if !value.is_empty() {
+            span.record(*name, *value);
+        }
+    }
+}
+
 /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
 fn split_path(path: &str) -> (&str, &str) {
     path.trim_start_matches('/')
@@ -102,6 +114,13 @@ where
             rpc.grpc.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
             account = tracing::field::Empty,
+            id = tracing::field::Empty,
+            customer = tracing::field::Empty,
+            meter = tracing::field::Empty,
+            invoice = tracing::field::Empty,
+            subscription = tracing::field::Empty,
+            identifier = tracing::field::Empty,
+            event_name = tracing::field::Empty,
         );
         let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.extract(&HeaderExtractor(request.headers()))

@@ -24,7 +24,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
-pub use layers::{ClientTrace, ClientTraceLayer, ServerTrace, ServerTraceLayer};
+pub use layers::{ClientTrace, ClientTraceLayer, ServerTrace, ServerTraceLayer, record_ids};
 
 /// Keeps the exporter alive; [`Telemetry::shutdown`] flushes what is buffered.
 #[derive(Debug, Default)]

@@ -12,6 +12,7 @@ use billing_server::auth::principal;
 use billing_server::idempotent::idempotency_key;
 use billing_server::page::PageRequest;
 use billing_server::status::FieldViolation;
+use billing_telemetry::record_ids;
 use tonic::{Request, Response, Status};
 
 use crate::domain::LedgerError;
@@ -77,12 +78,11 @@ impl LedgerService for LedgerGrpc {
             pricing_unit: Some(convert::pricing_unit(&unit)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn get_pricing_unit(
         &self,
         request: Request<pb::GetPricingUnitRequest>,
     ) -> Result<Response<pb::GetPricingUnitResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         required(&request.get_ref().id, "id")?;
         let unit = self
@@ -113,12 +113,11 @@ impl LedgerService for LedgerGrpc {
             next_page_token,
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(customer = %request.get_ref().customer))]
     async fn create_credit_grant(
         &self,
         request: Request<pb::CreateCreditGrantRequest>,
     ) -> Result<Response<pb::CreateCreditGrantResponse>, Status> {
+        record_ids(&[("customer", request.get_ref().customer.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -132,12 +131,11 @@ impl LedgerService for LedgerGrpc {
             credit_grant: Some(convert::grant(&grant, self.ledger.clock().now())),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn get_credit_grant(
         &self,
         request: Request<pb::GetCreditGrantRequest>,
     ) -> Result<Response<pb::GetCreditGrantResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         required(&request.get_ref().id, "id")?;
         let grant = self
@@ -170,12 +168,11 @@ impl LedgerService for LedgerGrpc {
             next_page_token,
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn update_credit_grant(
         &self,
         request: Request<pb::UpdateCreditGrantRequest>,
     ) -> Result<Response<pb::UpdateCreditGrantResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -190,12 +187,11 @@ impl LedgerService for LedgerGrpc {
             credit_grant: Some(convert::grant(&grant, self.ledger.clock().now())),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn void_credit_grant(
         &self,
         request: Request<pb::VoidCreditGrantRequest>,
     ) -> Result<Response<pb::VoidCreditGrantResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -209,12 +205,11 @@ impl LedgerService for LedgerGrpc {
             credit_grant: Some(convert::grant(&grant, self.ledger.clock().now())),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn expire_credit_grant(
         &self,
         request: Request<pb::ExpireCreditGrantRequest>,
     ) -> Result<Response<pb::ExpireCreditGrantResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -228,12 +223,11 @@ impl LedgerService for LedgerGrpc {
             credit_grant: Some(convert::grant(&grant, self.ledger.clock().now())),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(customer = %request.get_ref().customer))]
     async fn get_credit_balance_summary(
         &self,
         request: Request<pb::GetCreditBalanceSummaryRequest>,
     ) -> Result<Response<pb::GetCreditBalanceSummaryResponse>, Status> {
+        record_ids(&[("customer", request.get_ref().customer.as_str())]);
         let account = principal(&request)?.account;
         let body = request.get_ref();
         required(&body.customer, "customer")?;
@@ -248,12 +242,11 @@ impl LedgerService for LedgerGrpc {
             balances: convert::balances(&balances),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(customer = %request.get_ref().customer))]
     async fn list_credit_balance_transactions(
         &self,
         request: Request<pb::ListCreditBalanceTransactionsRequest>,
     ) -> Result<Response<pb::ListCreditBalanceTransactionsResponse>, Status> {
+        record_ids(&[("customer", request.get_ref().customer.as_str())]);
         let account = principal(&request)?.account;
         let body = request.get_ref();
         required(&body.customer, "customer")?;
@@ -270,11 +263,14 @@ impl LedgerService for LedgerGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(invoice = %request.get_ref().invoice, preview = request.get_ref().preview))]
     async fn apply_credits(
         &self,
         request: Request<pb::ApplyCreditsRequest>,
     ) -> Result<Response<pb::ApplyCreditsResponse>, Status> {
+        record_ids(&[
+            ("invoice", request.get_ref().invoice.as_str()),
+            ("customer", request.get_ref().customer.as_str()),
+        ]);
         let principal = principal(&request)?;
         if !principal.can_apply_credits {
             return Err(to_status(LedgerError::PermissionDenied("ApplyCredits")));
@@ -287,12 +283,11 @@ impl LedgerService for LedgerGrpc {
             .map_err(to_status)?;
         Ok(Response::new(convert::apply_response(&outcome)))
     }
-
-    #[tracing::instrument(skip_all, fields(invoice = %request.get_ref().invoice))]
     async fn reverse_credits(
         &self,
         request: Request<pb::ReverseCreditsRequest>,
     ) -> Result<Response<pb::ReverseCreditsResponse>, Status> {
+        record_ids(&[("invoice", request.get_ref().invoice.as_str())]);
         let principal = principal(&request)?;
         if !principal.can_apply_credits {
             return Err(to_status(LedgerError::PermissionDenied("ReverseCredits")));

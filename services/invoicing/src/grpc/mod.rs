@@ -10,6 +10,7 @@ use billing_server::auth::principal;
 use billing_server::idempotent::idempotency_key;
 use billing_server::page::PageRequest;
 use billing_server::status::FieldViolation;
+use billing_telemetry::record_ids;
 use tonic::{Request, Response, Status};
 
 use crate::domain::InvoicingError;
@@ -72,12 +73,11 @@ impl InvoicingService for InvoicingGrpc {
             customer: Some(convert::customer(&customer)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn get_customer(
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::GetCustomerResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         required_id(&body.id, "id")?;
@@ -109,12 +109,11 @@ impl InvoicingService for InvoicingGrpc {
             next_page_token,
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn update_customer(
         &self,
         request: Request<pb::UpdateCustomerRequest>,
     ) -> Result<Response<pb::UpdateCustomerResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -128,12 +127,11 @@ impl InvoicingService for InvoicingGrpc {
             customer: Some(convert::customer(&customer)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(meter = %request.get_ref().meter))]
     async fn create_price(
         &self,
         request: Request<pb::CreatePriceRequest>,
     ) -> Result<Response<pb::CreatePriceResponse>, Status> {
+        record_ids(&[("meter", request.get_ref().meter.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -147,12 +145,11 @@ impl InvoicingService for InvoicingGrpc {
             price: Some(convert::price(&price)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn get_price(
         &self,
         request: Request<pb::GetPriceRequest>,
     ) -> Result<Response<pb::GetPriceResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         required_id(&body.id, "id")?;
@@ -184,12 +181,11 @@ impl InvoicingService for InvoicingGrpc {
             next_page_token,
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn deactivate_price(
         &self,
         request: Request<pb::DeactivatePriceRequest>,
     ) -> Result<Response<pb::DeactivatePriceResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -203,12 +199,11 @@ impl InvoicingService for InvoicingGrpc {
             price: Some(convert::price(&price)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(customer = %request.get_ref().customer))]
     async fn create_subscription(
         &self,
         request: Request<pb::CreateSubscriptionRequest>,
     ) -> Result<Response<pb::CreateSubscriptionResponse>, Status> {
+        record_ids(&[("customer", request.get_ref().customer.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -222,12 +217,11 @@ impl InvoicingService for InvoicingGrpc {
             subscription: Some(convert::subscription(&sub)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn get_subscription(
         &self,
         request: Request<pb::GetSubscriptionRequest>,
     ) -> Result<Response<pb::GetSubscriptionResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         required_id(&body.id, "id")?;
@@ -259,12 +253,11 @@ impl InvoicingService for InvoicingGrpc {
             next_page_token,
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn cancel_subscription(
         &self,
         request: Request<pb::CancelSubscriptionRequest>,
     ) -> Result<Response<pb::CancelSubscriptionResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -279,12 +272,11 @@ impl InvoicingService for InvoicingGrpc {
             final_invoice: invoice.as_ref().map(convert::invoice),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(subscription = %request.get_ref().subscription))]
     async fn create_invoice(
         &self,
         request: Request<pb::CreateInvoiceRequest>,
     ) -> Result<Response<pb::CreateInvoiceResponse>, Status> {
+        record_ids(&[("subscription", request.get_ref().subscription.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -298,12 +290,11 @@ impl InvoicingService for InvoicingGrpc {
             invoice: Some(convert::invoice(&invoice)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(subscription = %request.get_ref().subscription))]
     async fn preview_invoice(
         &self,
         request: Request<pb::PreviewInvoiceRequest>,
     ) -> Result<Response<pb::PreviewInvoiceResponse>, Status> {
+        record_ids(&[("subscription", request.get_ref().subscription.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         required_id(&body.subscription, "subscription")?;
@@ -316,12 +307,11 @@ impl InvoicingService for InvoicingGrpc {
             invoice: Some(convert::invoice(&invoice)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn finalize_invoice(
         &self,
         request: Request<pb::FinalizeInvoiceRequest>,
     ) -> Result<Response<pb::FinalizeInvoiceResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -335,12 +325,11 @@ impl InvoicingService for InvoicingGrpc {
             invoice: Some(convert::invoice(&invoice)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn void_invoice(
         &self,
         request: Request<pb::VoidInvoiceRequest>,
     ) -> Result<Response<pb::VoidInvoiceResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -354,12 +343,11 @@ impl InvoicingService for InvoicingGrpc {
             invoice: Some(convert::invoice(&invoice)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn mark_invoice_paid(
         &self,
         request: Request<pb::MarkInvoicePaidRequest>,
     ) -> Result<Response<pb::MarkInvoicePaidResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -373,12 +361,11 @@ impl InvoicingService for InvoicingGrpc {
             invoice: Some(convert::invoice(&invoice)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn get_invoice(
         &self,
         request: Request<pb::GetInvoiceRequest>,
     ) -> Result<Response<pb::GetInvoiceResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         required_id(&body.id, "id")?;

@@ -10,6 +10,7 @@ use billing_server::idempotent::idempotency_key;
 use billing_server::page::PageRequest;
 use billing_server::status::FieldViolation;
 use billing_server::time::{from_proto, to_proto};
+use billing_telemetry::record_ids;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -58,11 +59,11 @@ fn check_batch_size(len: usize) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl MeterService for MeterGrpc {
-    #[tracing::instrument(skip_all, fields(event_name = %request.get_ref().event_name))]
     async fn create_meter(
         &self,
         request: Request<pb::CreateMeterRequest>,
     ) -> Result<Response<pb::CreateMeterResponse>, Status> {
+        record_ids(&[("event_name", request.get_ref().event_name.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -76,12 +77,11 @@ impl MeterService for MeterGrpc {
             meter: Some(convert::meter(&meter)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn get_meter(
         &self,
         request: Request<pb::GetMeterRequest>,
     ) -> Result<Response<pb::GetMeterResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         required(&request.get_ref().id, "id")?;
         let meter = self
@@ -113,12 +113,11 @@ impl MeterService for MeterGrpc {
             next_page_token,
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn update_meter(
         &self,
         request: Request<pb::UpdateMeterRequest>,
     ) -> Result<Response<pb::UpdateMeterResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -133,12 +132,11 @@ impl MeterService for MeterGrpc {
             meter: Some(convert::meter(&meter)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn deactivate_meter(
         &self,
         request: Request<pb::DeactivateMeterRequest>,
     ) -> Result<Response<pb::DeactivateMeterResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -152,12 +150,11 @@ impl MeterService for MeterGrpc {
             meter: Some(convert::meter(&meter)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
     async fn reactivate_meter(
         &self,
         request: Request<pb::ReactivateMeterRequest>,
     ) -> Result<Response<pb::ReactivateMeterResponse>, Status> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
         let account = principal(&request)?.account;
         let body = request.into_inner();
         let key = idempotency_key(&body)?;
@@ -247,12 +244,11 @@ impl MeterService for MeterGrpc {
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
-
-    #[tracing::instrument(skip_all, fields(identifier = %request.get_ref().identifier))]
     async fn cancel_event(
         &self,
         request: Request<pb::CancelEventRequest>,
     ) -> Result<Response<pb::CancelEventResponse>, Status> {
+        record_ids(&[("identifier", request.get_ref().identifier.as_str())]);
         let account = principal(&request)?.account;
         let identifier = &request.get_ref().identifier;
         required(identifier, "identifier")?;
@@ -266,12 +262,14 @@ impl MeterService for MeterGrpc {
             cancelled_at: Some(to_proto(cancelled_at)),
         }))
     }
-
-    #[tracing::instrument(skip_all, fields(meter = %request.get_ref().meter, customer = %request.get_ref().customer))]
     async fn get_usage(
         &self,
         request: Request<pb::GetUsageRequest>,
     ) -> Result<Response<pb::GetUsageResponse>, Status> {
+        record_ids(&[
+            ("meter", request.get_ref().meter.as_str()),
+            ("customer", request.get_ref().customer.as_str()),
+        ]);
         let account = principal(&request)?.account;
         let body = request.get_ref();
         let mut out = Vec::new();
