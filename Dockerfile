@@ -8,6 +8,9 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 # Only the service packages: test-only features (failpoints) stay out.
+# No debug info, stripped: 12–17 MB binaries instead of 75–98 MB.
+ENV CARGO_PROFILE_RELEASE_DEBUG=false \
+    CARGO_PROFILE_RELEASE_STRIP=true
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
