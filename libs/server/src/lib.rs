@@ -12,6 +12,7 @@
 //!   AIP-158 pagination, timestamp conversion, an injectable clock, and the
 //!   request fingerprint used for idempotency.
 
+pub mod amount;
 pub mod app;
 pub mod auth;
 pub mod clock;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use billing_money::{Asset, Currency, format_value};
+use billing_money::{Asset, Currency};
 use billing_proto::common::v1 as common;
 use billing_proto::ledger::v1 as pb;
 use billing_server::status::FieldViolation;
@@ -62,19 +62,7 @@ pub fn amount_input(
 
 /// An amount for a response.
 pub fn amount(asset: &Asset, value: i64) -> common::Amount {
-    let kind = match asset {
-        Asset::Currency(currency) => common::amount::Kind::Monetary(common::MonetaryAmount {
-            currency: currency.code().to_owned(),
-            value,
-        }),
-        Asset::PricingUnit { id, scale } => {
-            common::amount::Kind::CustomPricingUnit(common::CustomPricingUnitAmount {
-                id: id.clone(),
-                value: format_value(value, *scale),
-            })
-        }
-    };
-    common::Amount { kind: Some(kind) }
+    billing_server::amount::to_proto(asset, value)
 }
 
 fn optional_time(

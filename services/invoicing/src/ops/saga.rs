@@ -12,7 +12,7 @@
 //! Voiding is the same shape around `ReverseCredits`.
 
 use billing_db::idempotency::IdempotencyKey;
-use billing_money::{Asset, format_value, parse_value};
+use billing_money::Asset;
 use billing_proto::common::v1 as common;
 use billing_proto::ledger::v1 as ledger;
 use billing_server::page::PageRequest;
@@ -350,32 +350,15 @@ fn saga_pending(error: InvoicingError, invoice: &str) -> InvoicingError {
 
 /// The proto amount of `value` smallest units of `asset`.
 pub fn amount(asset: &Asset, value: i64) -> common::Amount {
-    use common::amount::Kind;
-    let kind = match asset {
-        Asset::Currency(c) => Kind::Monetary(common::MonetaryAmount {
-            currency: c.code().to_owned(),
-            value,
-        }),
-        Asset::PricingUnit { id, scale } => {
-            Kind::CustomPricingUnit(common::CustomPricingUnitAmount {
-                id: id.clone(),
-                value: format_value(value, *scale),
-            })
-        }
-    };
-    common::Amount { kind: Some(kind) }
+    billing_server::amount::to_proto(asset, value)
 }
 
-/// Smallest units of a proto amount known to be in `asset`.
+/// Smallest units of a ledger amount known to be in `asset`.
 fn amount_value(amount: Option<&common::Amount>, asset: &Asset) -> Result<i64, InvoicingError> {
-    use common::amount::Kind;
-    match amount.and_then(|a| a.kind.as_ref()) {
-        Some(Kind::Monetary(m)) => Ok(m.value),
-        Some(Kind::CustomPricingUnit(p)) => Ok(parse_value(&p.value, asset.scale())?),
-        None => Err(InvoicingError::Corrupt(
-            "ledger amount without a kind".into(),
-        )),
-    }
+    amount
+        .and_then(|a| billing_server::amount::value_in(a, asset))
+        .ok_or_else(|| InvoicingError::Corrupt("ledger amount without a kind".into()))?
+        .map_err(InvoicingError::from)
 }
 
 fn apply_request(invoice: &Invoice, id: &str, preview: bool) -> ledger::ApplyCreditsRequest {
