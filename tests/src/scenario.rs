@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use billing_proto::common::v1 as common;
 use billing_proto::invoicing::v1 as inv;
 use billing_proto::invoicing::v1::invoicing_service_client::InvoicingServiceClient;
 use billing_proto::invoicing::v1::test_clock_service_client::TestClockServiceClient;
@@ -15,6 +14,8 @@ use chrono::{DateTime, Months, TimeDelta, Utc};
 use tonic::transport::Channel;
 
 use crate::authed;
+
+pub use billing_testkit::fixtures::{usd, value_of};
 
 /// Clients of the three services.
 #[derive(Clone)]
@@ -38,24 +39,6 @@ impl Clients {
             clock: TestClockServiceClient::new(invoicing.clone()),
             invoicing: InvoicingServiceClient::new(invoicing),
         }
-    }
-}
-
-/// A usd amount.
-pub fn usd(value: i64) -> Option<common::Amount> {
-    Some(common::Amount {
-        kind: Some(common::amount::Kind::Monetary(common::MonetaryAmount {
-            currency: "usd".into(),
-            value,
-        })),
-    })
-}
-
-/// The integer value of a monetary amount.
-pub fn value_of(amount: &Option<common::Amount>) -> i64 {
-    match amount.as_ref().and_then(|a| a.kind.as_ref()) {
-        Some(common::amount::Kind::Monetary(m)) => m.value,
-        other => panic!("not a monetary amount: {other:?}"),
     }
 }
 

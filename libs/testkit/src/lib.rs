@@ -90,3 +90,66 @@ macro_rules! backends {
         }
     };
 }
+
+/// Request and response helpers for amounts, times and credit grants.
+pub mod fixtures {
+    use billing_proto::common::v1 as common;
+    use billing_proto::ledger::v1 as ledger;
+    use chrono::{DateTime, Utc};
+
+    /// An amount of `value` minor units of `currency`.
+    pub fn money(currency: &str, value: i64) -> Option<common::Amount> {
+        Some(common::Amount {
+            kind: Some(common::amount::Kind::Monetary(common::MonetaryAmount {
+                currency: currency.into(),
+                value,
+            })),
+        })
+    }
+
+    /// A usd amount in cents.
+    pub fn usd(value: i64) -> Option<common::Amount> {
+        money("usd", value)
+    }
+
+    /// The integer value of a monetary amount.
+    ///
+    /// # Panics
+    /// If the amount is not monetary (tests only).
+    pub fn value_of(amount: &Option<common::Amount>) -> i64 {
+        match amount.as_ref().and_then(|a| a.kind.as_ref()) {
+            Some(common::amount::Kind::Monetary(m)) => m.value,
+            other => panic!("not a monetary amount: {other:?}"),
+        }
+    }
+
+    /// A timestamp for requests.
+    pub fn ts(time: DateTime<Utc>) -> Option<prost_types::Timestamp> {
+        Some(billing_server::time::to_proto(time))
+    }
+
+    /// A METERED applicability scope.
+    pub fn metered() -> Option<ledger::ApplicabilityConfig> {
+        Some(ledger::ApplicabilityConfig {
+            scope: Some(ledger::ApplicabilityScope {
+                price_type: ledger::PriceType::Metered.into(),
+                prices: vec![],
+            }),
+        })
+    }
+
+    /// A grant request of `value` usd cents, METERED, paid, default priority.
+    pub fn grant_request(
+        customer: &str,
+        name: &str,
+        value: i64,
+    ) -> ledger::CreateCreditGrantRequest {
+        ledger::CreateCreditGrantRequest {
+            customer: customer.into(),
+            name: name.into(),
+            amount: usd(value),
+            applicability_config: metered(),
+            ..Default::default()
+        }
+    }
+}

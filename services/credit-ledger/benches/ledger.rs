@@ -14,11 +14,11 @@
 use std::time::{Duration, Instant};
 
 use billing_db::testing::TestDatabase;
-use billing_proto::common::v1 as common;
 use billing_proto::ledger::v1 as pb;
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_server::auth::{ApiKeys, Scope};
 use billing_server::clock::Clock;
+use billing_testkit::fixtures::usd;
 use credit_ledger::{App, Config};
 use tonic::transport::Channel;
 
@@ -31,15 +31,6 @@ const SUMMARY_CALLS: usize = 2_000;
 
 fn authed<T>(message: T) -> tonic::Request<T> {
     billing_testkit::authed(KEY, message)
-}
-
-fn usd(value: i64) -> Option<common::Amount> {
-    Some(common::Amount {
-        kind: Some(common::amount::Kind::Monetary(common::MonetaryAmount {
-            currency: "usd".into(),
-            value,
-        })),
-    })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

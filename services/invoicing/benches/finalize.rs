@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use billing_db::testing::TestDatabase;
-use billing_proto::common::v1 as common;
 use billing_proto::invoicing::v1 as pb;
 use billing_proto::invoicing::v1::invoicing_service_client::InvoicingServiceClient;
 use billing_proto::ledger::v1 as ledger;
@@ -28,6 +27,7 @@ use billing_proto::meter::v1::meter_service_client::MeterServiceClient;
 use billing_server::auth::{ApiKeys, Scope};
 use billing_server::clock::Clock;
 use billing_server::time::to_proto;
+use billing_testkit::fixtures::usd;
 use chrono::{DateTime, Months, TimeDelta, TimeZone, Utc};
 use invoicing::upstream::UpstreamConfig;
 use tokio::sync::oneshot;
@@ -154,15 +154,6 @@ async fn start(dbs: Vec<TestDatabase>) -> Suite {
         stops: vec![invoicing_task, meter_task, ledger_task],
         dbs,
     }
-}
-
-fn usd(value: i64) -> Option<common::Amount> {
-    Some(common::Amount {
-        kind: Some(common::amount::Kind::Monetary(common::MonetaryAmount {
-            currency: "usd".into(),
-            value,
-        })),
-    })
 }
 
 /// One customer: subscription to the 3 prices, 2 grants. Returns its id.

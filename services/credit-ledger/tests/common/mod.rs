@@ -1,7 +1,7 @@
 //! Test harness: a real ledger server on 127.0.0.1:0 with a fresh database,
 //! a manual clock, and clients authenticated as three keys.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use billing_db::testing::TestDatabase;
 use billing_proto::common::v1 as common;
@@ -106,59 +106,7 @@ macro_rules! backends {
 
 pub use billing_testkit::authed;
 
-/// A usd amount.
-pub fn usd(value: i64) -> Option<common::Amount> {
-    Some(common::Amount {
-        kind: Some(common::amount::Kind::Monetary(common::MonetaryAmount {
-            currency: "usd".into(),
-            value,
-        })),
-    })
-}
-
-/// A money amount in any currency.
-pub fn money(currency: &str, value: i64) -> Option<common::Amount> {
-    Some(common::Amount {
-        kind: Some(common::amount::Kind::Monetary(common::MonetaryAmount {
-            currency: currency.into(),
-            value,
-        })),
-    })
-}
-
-/// The integer value of a monetary amount.
-pub fn value_of(amount: &Option<common::Amount>) -> i64 {
-    match amount.as_ref().and_then(|a| a.kind.as_ref()) {
-        Some(common::amount::Kind::Monetary(m)) => m.value,
-        other => panic!("not a monetary amount: {other:?}"),
-    }
-}
-
-/// A timestamp for requests.
-pub fn ts(time: DateTime<Utc>) -> Option<prost_types::Timestamp> {
-    Some(billing_server::time::to_proto(time))
-}
-
-/// A METERED scope.
-pub fn metered() -> Option<pb::ApplicabilityConfig> {
-    Some(pb::ApplicabilityConfig {
-        scope: Some(pb::ApplicabilityScope {
-            price_type: pb::PriceType::Metered.into(),
-            prices: vec![],
-        }),
-    })
-}
-
-/// A grant request of `value` usd cents, METERED, paid, default priority.
-pub fn grant_request(customer: &str, name: &str, value: i64) -> pb::CreateCreditGrantRequest {
-    pb::CreateCreditGrantRequest {
-        customer: customer.into(),
-        name: name.into(),
-        amount: usd(value),
-        applicability_config: metered(),
-        ..Default::default()
-    }
-}
+pub use billing_testkit::fixtures::{grant_request, metered, money, ts, usd, value_of};
 
 /// Creates a grant as account A.
 pub async fn create_grant(

@@ -2,7 +2,7 @@
 //! database of the same backend, talking gRPC to each other, sharing one
 //! manual clock. The worker is ticked by the tests, never by a timer.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,6 +28,8 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 pub use billing_testkit::authed;
+
+pub use billing_testkit::fixtures::{grant_request, metered, ts, usd, value_of};
 
 /// Account A's key.
 pub const KEY_A: &str = "sk_test_invoicing_a";
@@ -203,29 +205,6 @@ macro_rules! backends {
     ($($name:ident),* $(,)?) => {
         billing_testkit::backends!($crate::common::Suite; $($name),*);
     };
-}
-
-/// A timestamp for requests.
-pub fn ts(time: DateTime<Utc>) -> Option<prost_types::Timestamp> {
-    Some(to_proto(time))
-}
-
-/// A usd amount.
-pub fn usd(value: i64) -> Option<common::Amount> {
-    Some(common::Amount {
-        kind: Some(common::amount::Kind::Monetary(common::MonetaryAmount {
-            currency: "usd".into(),
-            value,
-        })),
-    })
-}
-
-/// The integer value of a monetary amount.
-pub fn value_of(amount: &Option<common::Amount>) -> i64 {
-    match amount.as_ref().and_then(|a| a.kind.as_ref()) {
-        Some(common::amount::Kind::Monetary(m)) => m.value,
-        other => panic!("not a monetary amount: {other:?}"),
-    }
 }
 
 /// The decimal value of a pricing-unit amount.
@@ -457,26 +436,5 @@ impl Suite {
             .iter()
             .map(|b| value_of(&b.available_balance))
             .sum()
-    }
-}
-
-/// A METERED scope.
-pub fn metered() -> Option<ledger::ApplicabilityConfig> {
-    Some(ledger::ApplicabilityConfig {
-        scope: Some(ledger::ApplicabilityScope {
-            price_type: ledger::PriceType::Metered.into(),
-            prices: vec![],
-        }),
-    })
-}
-
-/// A paid usd grant request, effective now.
-pub fn grant_request(customer: &str, name: &str, value: i64) -> ledger::CreateCreditGrantRequest {
-    ledger::CreateCreditGrantRequest {
-        customer: customer.into(),
-        name: name.into(),
-        amount: usd(value),
-        applicability_config: metered(),
-        ..Default::default()
     }
 }
