@@ -12,34 +12,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_arithmetic)]
 
+/// The test harness: the three services in-process on one backend.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use billing_db::testing::TestDatabase;
 use billing_proto::invoicing::v1 as pb;
-use billing_proto::invoicing::v1::invoicing_service_client::InvoicingServiceClient;
 use billing_proto::ledger::v1 as ledger;
-use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_proto::meter::v1 as meter;
-use billing_proto::meter::v1::meter_service_client::MeterServiceClient;
-use billing_server::auth::{ApiKeys, Scope};
-use billing_server::clock::Clock;
 use billing_server::time::to_proto;
 use billing_testkit::fixtures::usd;
-use chrono::{DateTime, Months, TimeDelta, TimeZone, Utc};
-use invoicing::upstream::UpstreamConfig;
-use tokio::sync::oneshot;
-use tonic::transport::Channel;
+use billing_testkit::{Backend, Harness};
+use chrono::{Months, TimeDelta};
+use common::{KEY_A, Suite, t0};
 
-const KEY: &str = "sk_bench";
-const INTERNAL: &str = "sk_bench_internal";
 const CLIENTS: usize = 16;
 const SETUP_PARALLEL: usize = 16;
 
 fn authed<T>(message: T) -> tonic::Request<T> {
-    billing_testkit::authed(KEY, message)
+    billing_testkit::authed(KEY_A, message)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -52,108 +47,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1_000.0
-}
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap()
-}
-
-struct Suite {
-    invoicing: InvoicingServiceClient<Channel>,
-    ledger: LedgerServiceClient<Channel>,
-    meter: MeterServiceClient<Channel>,
-    clock: Clock,
-    worker: invoicing::Worker,
-    stops: Vec<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
-    dbs: Vec<TestDatabase>,
-}
-
-async fn channel(addr: std::net::SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-fn spawn_until<F>(
-    run: impl FnOnce(oneshot::Receiver<()>) -> F,
-) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>)
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (stop, stopped) = oneshot::channel();
-    (stop, tokio::spawn(run(stopped)))
-}
-
-async fn start(dbs: Vec<TestDatabase>) -> Suite {
-    let mut keys = ApiKeys::default();
-    keys.insert_plain(KEY, "acct_bench", &[]);
-    keys.insert_plain(
-        INTERNAL,
-        "_invoicing",
-        &[Scope::ApplyCredits, Scope::Internal],
-    );
-    let clock = Clock::manual(t0());
-    let any = "127.0.0.1:0".parse().unwrap();
-
-    let mut config = credit_ledger::Config::new(dbs[0].url(), any);
-    config.api_keys = keys.clone();
-    let app = credit_ledger::App::build(config, clock.clone())
-        .await
-        .unwrap();
-    let ledger_addr = app.local_addr().unwrap();
-    let ledger_task = spawn_until(|s| async move {
-        app.run_until(async {
-            let _ = s.await;
-        })
-        .await
-        .unwrap();
-    });
-
-    let mut config = meter_ingest::Config::new(dbs[1].url(), any);
-    config.api_keys = keys.clone();
-    let app = meter_ingest::App::build(config, clock.clone())
-        .await
-        .unwrap();
-    let meter_addr = app.local_addr().unwrap();
-    let meter_task = spawn_until(|s| async move {
-        app.run_until(async {
-            let _ = s.await;
-        })
-        .await
-        .unwrap();
-    });
-
-    let upstream = UpstreamConfig {
-        ledger_url: format!("http://{ledger_addr}"),
-        meter_url: format!("http://{meter_addr}"),
-        internal_api_key: INTERNAL.into(),
-        deadline: Duration::from_secs(10),
-    };
-    let mut config = invoicing::Config::new(dbs[2].url(), any, upstream);
-    config.api_keys = keys;
-    config.worker_interval = Duration::from_secs(3_600);
-    let app = invoicing::App::build(config, clock.clone()).await.unwrap();
-    let invoicing_addr = app.local_addr().unwrap();
-    let worker = invoicing::Worker::new(app.invoicing().clone());
-    let invoicing_task = spawn_until(|s| async move {
-        app.run_until(async {
-            let _ = s.await;
-        })
-        .await
-        .unwrap();
-    });
-
-    Suite {
-        invoicing: InvoicingServiceClient::new(channel(invoicing_addr).await),
-        ledger: LedgerServiceClient::new(channel(ledger_addr).await),
-        meter: MeterServiceClient::new(channel(meter_addr).await),
-        clock,
-        worker,
-        stops: vec![invoicing_task, meter_task, ledger_task],
-        dbs,
-    }
 }
 
 /// One customer: subscription to the 3 prices, 2 grants. Returns its id.
@@ -205,8 +98,11 @@ async fn customer(s: &Suite, n: usize, prices: &[String]) -> String {
     id
 }
 
-async fn bench(name: &str, dbs: Vec<TestDatabase>, invoices: usize) {
-    let s = start(dbs).await;
+async fn bench(name: &str, backend: Backend, invoices: usize) {
+    let Some(s) = Suite::start(backend).await else {
+        eprintln!("{name} unavailable: skipped");
+        return;
+    };
     let setup = Instant::now();
     let mut prices = Vec::new();
     let mut event_names = Vec::new();
@@ -378,13 +274,7 @@ async fn bench(name: &str, dbs: Vec<TestDatabase>, invoices: usize) {
         setup.as_secs_f64(),
     );
 
-    for (stop, task) in s.stops {
-        let _ = stop.send(());
-        let _ = task.await;
-    }
-    for db in s.dbs {
-        db.drop_database().await;
-    }
+    s.stop().await;
 }
 
 #[tokio::main]
@@ -395,26 +285,6 @@ async fn main() {
         .unwrap_or(1_000);
     println!("| backend | scenario | throughput | latency | |");
     println!("|---|---|---|---|---|");
-    let mut postgres = Vec::new();
-    for _ in 0..3 {
-        match TestDatabase::postgres().await {
-            Some(db) => postgres.push(db),
-            None => break,
-        }
-    }
-    if postgres.len() == 3 {
-        bench("PostgreSQL", postgres, invoices).await;
-    } else {
-        eprintln!("PostgreSQL unavailable: skipped");
-    }
-    bench(
-        "SQLite",
-        vec![
-            TestDatabase::sqlite(),
-            TestDatabase::sqlite(),
-            TestDatabase::sqlite(),
-        ],
-        invoices,
-    )
-    .await;
+    bench("PostgreSQL", Backend::Postgres, invoices).await;
+    bench("SQLite", Backend::Sqlite, invoices).await;
 }
