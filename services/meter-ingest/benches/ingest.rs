@@ -114,17 +114,17 @@ async fn copy_rate(url: &str, total: u64, base: DateTime<Utc>) -> f64 {
     use sqlx::{Connection, Executor};
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
     conn.execute(
-        "CREATE TABLE copy_bench (account TEXT COLLATE \"C\" NOT NULL, identifier TEXT COLLATE \"C\" NOT NULL, \
-         meter_id TEXT COLLATE \"C\" NOT NULL, customer TEXT COLLATE \"C\" NOT NULL, value NUMERIC NOT NULL, timestamp_us BIGINT NOT NULL, payload TEXT NOT NULL, \
-         created_us BIGINT NOT NULL, cancelled_us BIGINT, PRIMARY KEY (account, identifier)); \
-         CREATE INDEX copy_bench_series ON copy_bench (account, meter_id, customer, timestamp_us);",
+        "CREATE TABLE copy_bench (series_id BIGINT NOT NULL, timestamp_us BIGINT NOT NULL, created_us BIGINT NOT NULL, \
+         cancelled_us BIGINT, account TEXT COLLATE \"C\" NOT NULL, identifier TEXT COLLATE \"C\" NOT NULL, \
+         value NUMERIC NOT NULL, payload TEXT NOT NULL, PRIMARY KEY (account, identifier)); \
+         CREATE INDEX copy_bench_series ON copy_bench (series_id, timestamp_us);",
     )
     .await
     .unwrap();
     let started = Instant::now();
     let mut copy = conn
         .copy_in_raw(
-            "COPY copy_bench (account, identifier, meter_id, customer, value, timestamp_us, payload, created_us) FROM STDIN",
+            "COPY copy_bench (series_id, timestamp_us, created_us, account, identifier, value, payload) FROM STDIN",
         )
         .await
         .unwrap();
@@ -136,9 +136,11 @@ async fn copy_rate(url: &str, total: u64, base: DateTime<Utc>) -> f64 {
             .unwrap()
             .timestamp_micros();
         let payload = serde_json::to_string(&e.payload).unwrap();
+        // The series id the service would give (meter, customer).
+        let series = (k / BATCH) % METERS * CUSTOMERS + (k * 7_919) % CUSTOMERS;
         buffer.push_str(&format!(
-            "acct_bench\t{}\tmtr_{}\t{}\t{}\t{ts}\t{payload}\t{now_us}\n",
-            e.identifier, e.event_name, e.payload["customer"], e.payload["value"]
+            "{series}\t{ts}\t{now_us}\tacct_bench\t{}\t{}\t{payload}\n",
+            e.identifier, e.payload["value"]
         ));
         if buffer.len() > (1 << 20) - 512 {
             copy.send(buffer.as_bytes()).await.unwrap();

@@ -107,23 +107,19 @@ impl Aggregate {
 #[error("usage aggregate out of range")]
 pub struct AggregateOverflow;
 
-/// Bucket key: (meter, customer, bucket start).
-pub type BucketKey = (String, String, i64);
+/// Bucket key: (series id, bucket start).
+pub type BucketKey = (i64, i64);
 
-/// The per-bucket deltas of a batch of accepted events, in key order (so
-/// concurrent writers lock bucket rows in the same order).
+/// The per-bucket deltas of a batch of accepted events, each with its
+/// series id, in key order (so concurrent writers lock bucket rows in the
+/// same order).
 pub fn deltas<'a>(
-    events: impl IntoIterator<Item = &'a ValidEvent>,
+    events: impl IntoIterator<Item = (i64, &'a ValidEvent)>,
 ) -> Result<BTreeMap<BucketKey, Aggregate>, AggregateOverflow> {
     let mut out: BTreeMap<BucketKey, Aggregate> = BTreeMap::new();
-    for event in events {
+    for (series, event) in events {
         let ts = event.timestamp.timestamp_micros();
-        let key = (
-            event.meter_id.clone(),
-            event.customer.clone(),
-            bucket_of(ts),
-        );
-        out.entry(key)
+        out.entry((series, bucket_of(ts)))
             .or_insert_with(Aggregate::empty)
             .merge(&Aggregate::of(ts, &event.identifier, event.value))?;
     }

@@ -22,7 +22,7 @@ impl Store {
     ) -> Result<DateTime<Utc>, MeterError> {
         let mut tx = self.db.begin_write().await?;
         let sql = format!(
-            "SELECT meter_id, customer, timestamp_us, cancelled_us FROM meter_events \
+            "SELECT series_id, timestamp_us, cancelled_us FROM meter_events \
              WHERE account = $1 AND identifier = $2{}",
             self.db.for_update()
         );
@@ -35,9 +35,8 @@ impl Store {
                 kind: "event",
                 id: identifier.to_owned(),
             })?;
-        let (meter, customer, timestamp_us): (String, String, i64) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-        if let Some(cancelled_us) = row.try_get::<Option<i64>, _>(3)? {
+        let (series, timestamp_us): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        if let Some(cancelled_us) = row.try_get::<Option<i64>, _>(2)? {
             return Err(MeterError::Conflict {
                 reason: "EVENT_ALREADY_CANCELLED",
                 message: format!("the event was cancelled at {}", from_micros(cancelled_us)),
@@ -54,24 +53,19 @@ impl Store {
 
         let bucket = bucket_of(timestamp_us);
         let lock = format!(
-            "SELECT event_count FROM usage_buckets WHERE account = $1 AND meter_id = $2 AND customer = $3 \
-             AND bucket_us = $4{}",
+            "SELECT event_count FROM usage_buckets WHERE series_id = $1 AND bucket_us = $2{}",
             self.db.for_update()
         );
         sqlx::query(sqlx::AssertSqlSafe(lock))
-            .bind(account)
-            .bind(&meter)
-            .bind(&customer)
+            .bind(series)
             .bind(bucket)
             .fetch_optional(&mut *tx)
             .await?;
         let rows = sqlx::query(
-            "SELECT timestamp_us, identifier, CAST(value AS TEXT) FROM meter_events WHERE account = $1 \
-             AND meter_id = $2 AND customer = $3 AND timestamp_us >= $4 AND timestamp_us < $5 AND cancelled_us IS NULL",
+            "SELECT timestamp_us, identifier, CAST(value AS TEXT) FROM meter_events WHERE series_id = $1 \
+             AND timestamp_us >= $2 AND timestamp_us < $3 AND cancelled_us IS NULL",
         )
-        .bind(account)
-        .bind(&meter)
-        .bind(&customer)
+        .bind(series)
         .bind(bucket)
         .bind(bucket + BUCKET_US)
         .fetch_all(&mut *tx)
@@ -88,18 +82,15 @@ impl Store {
                 .map_err(|e| MeterError::Corrupt(e.to_string()))?;
         }
         if rebuilt.count == 0 {
-            sqlx::query("DELETE FROM usage_buckets WHERE account = $1 AND meter_id = $2 AND customer = $3 AND bucket_us = $4")
-                .bind(account)
-                .bind(&meter)
-                .bind(&customer)
+            sqlx::query("DELETE FROM usage_buckets WHERE series_id = $1 AND bucket_us = $2")
+                .bind(series)
                 .bind(bucket)
                 .execute(&mut *tx)
                 .await?;
         } else {
             let sql = format!(
                 "UPDATE usage_buckets SET event_count = $1, value_sum = {}, value_max = {}, last_ts_us = $4, \
-                 last_identifier = $5, last_value = {} WHERE account = $7 AND meter_id = $8 AND customer = $9 \
-                 AND bucket_us = $10",
+                 last_identifier = $5, last_value = {} WHERE series_id = $7 AND bucket_us = $8",
                 self.decimal_param(2),
                 self.decimal_param(3),
                 self.decimal_param(6)
@@ -111,9 +102,7 @@ impl Store {
                 .bind(rebuilt.last.0)
                 .bind(rebuilt.last.1.clone())
                 .bind(rebuilt.last.2.to_string())
-                .bind(account)
-                .bind(&meter)
-                .bind(&customer)
+                .bind(series)
                 .bind(bucket)
                 .execute(&mut *tx)
                 .await?;

@@ -6,7 +6,7 @@
 //! commit, then see a conflict, so every identifier counts exactly once.
 //! Rows are written in key order so concurrent batches never deadlock.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use billing_db::Backend;
 use billing_server::time::to_micros;
@@ -36,16 +36,43 @@ impl Store {
             return Ok(HashSet::new());
         }
         events.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+        let series = self.series_of(account, events).await?;
         match self.db.backend() {
-            Backend::Postgres => self.ingest_postgres(account, events, now).await,
-            Backend::Sqlite => self.ingest_sqlite(account, events, now).await,
+            Backend::Postgres => self.ingest_postgres(account, events, &series, now).await,
+            Backend::Sqlite => self.ingest_sqlite(account, events, &series, now).await,
         }
+    }
+
+    /// The series id of each event, in the events' order.
+    async fn series_of(
+        &self,
+        account: &str,
+        events: &[ValidEvent],
+    ) -> Result<Vec<i64>, MeterError> {
+        let mut pairs: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| (e.meter_id.as_str(), e.customer.as_str()))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let ids = self.series_ids(account, &pairs).await?;
+        let by_pair: HashMap<(&str, &str), i64> = pairs.into_iter().zip(ids).collect();
+        events
+            .iter()
+            .map(|e| {
+                by_pair
+                    .get(&(e.meter_id.as_str(), e.customer.as_str()))
+                    .copied()
+                    .ok_or_else(|| MeterError::Corrupt("event without a series id".into()))
+            })
+            .collect()
     }
 
     async fn ingest_postgres(
         &self,
         account: &str,
         events: &[ValidEvent],
+        series: &[i64],
         now: DateTime<Utc>,
     ) -> Result<HashSet<String>, MeterError> {
         let pool = self.db.native_postgres().ok_or_else(|| {
@@ -57,15 +84,14 @@ impl Store {
             .map(|e| serde_json::to_string(&e.payload))
             .collect::<Result<Vec<_>, _>>()?;
         let rows = sqlx::query(
-            "INSERT INTO meter_events (account, identifier, meter_id, customer, value, timestamp_us, payload, created_us) \
-             SELECT $1, i, m, c, v::numeric, t, p, $8 \
-             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[]) AS u(i, m, c, v, t, p) \
+            "INSERT INTO meter_events (series_id, timestamp_us, created_us, account, identifier, value, payload) \
+             SELECT s, t, $7, $1, i, v::numeric, p \
+             FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[]) AS u(i, s, v, t, p) \
              ON CONFLICT (account, identifier) DO NOTHING RETURNING identifier",
         )
         .bind(account)
         .bind(events.iter().map(|e| e.identifier.as_str()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.meter_id.as_str()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.customer.as_str()).collect::<Vec<_>>())
+        .bind(series)
         .bind(events.iter().map(|e| e.value.to_string()).collect::<Vec<_>>())
         .bind(events.iter().map(|e| to_micros(e.timestamp)).collect::<Vec<_>>())
         .bind(payloads)
@@ -76,15 +102,13 @@ impl Store {
             .iter()
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()?;
-        let deltas = deltas_of(events, &accepted)?;
+        let deltas = deltas_of(events, series, &accepted)?;
         if !deltas.is_empty() {
-            let (mut meters, mut customers, mut buckets, mut counts) =
-                (vec![], vec![], vec![], vec![]);
+            let (mut series_ids, mut buckets, mut counts) = (vec![], vec![], vec![]);
             let (mut sums, mut maxes, mut last_ts, mut last_ids, mut last_values) =
                 (vec![], vec![], vec![], vec![], vec![]);
-            for ((meter, customer, bucket), aggregate) in &deltas {
-                meters.push(meter.as_str());
-                customers.push(customer.as_str());
+            for ((series_id, bucket), aggregate) in &deltas {
+                series_ids.push(*series_id);
                 buckets.push(*bucket);
                 counts.push(aggregate.count);
                 sums.push(aggregate.sum.to_string());
@@ -94,12 +118,12 @@ impl Store {
                 last_values.push(aggregate.last.2.to_string());
             }
             sqlx::query(
-                "INSERT INTO usage_buckets AS b (account, meter_id, customer, bucket_us, event_count, value_sum, \
-                 value_max, last_ts_us, last_identifier, last_value) \
-                 SELECT $1, m, c, k, n, s::numeric, x::numeric, lt, li, lv::numeric \
-                 FROM UNNEST($2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[], $8::int8[], \
-                 $9::text[], $10::text[]) AS u(m, c, k, n, s, x, lt, li, lv) \
-                 ON CONFLICT (account, meter_id, customer, bucket_us) DO UPDATE SET \
+                "INSERT INTO usage_buckets AS b (series_id, bucket_us, event_count, value_sum, value_max, \
+                 last_ts_us, last_identifier, last_value) \
+                 SELECT r, k, n, s::numeric, x::numeric, lt, li, lv::numeric \
+                 FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::int8[], \
+                 $7::text[], $8::text[]) AS u(r, k, n, s, x, lt, li, lv) \
+                 ON CONFLICT (series_id, bucket_us) DO UPDATE SET \
                  event_count = b.event_count + EXCLUDED.event_count, \
                  value_sum = b.value_sum + EXCLUDED.value_sum, \
                  value_max = GREATEST(b.value_max, EXCLUDED.value_max), \
@@ -109,9 +133,7 @@ impl Store {
                    THEN EXCLUDED.last_identifier ELSE b.last_identifier END, \
                  last_ts_us = GREATEST(b.last_ts_us, EXCLUDED.last_ts_us)",
             )
-            .bind(account)
-            .bind(meters)
-            .bind(customers)
+            .bind(series_ids)
             .bind(buckets)
             .bind(counts)
             .bind(sums)
@@ -130,36 +152,39 @@ impl Store {
         &self,
         account: &str,
         events: &[ValidEvent],
+        series: &[i64],
         now: DateTime<Utc>,
     ) -> Result<HashSet<String>, MeterError> {
         let mut tx = self.db.begin_write().await?;
         let mut accepted = HashSet::with_capacity(events.len());
-        for chunk in events.chunks(SQLITE_ROWS_MAX) {
+        for (chunk, chunk_series) in events
+            .chunks(SQLITE_ROWS_MAX)
+            .zip(series.chunks(SQLITE_ROWS_MAX))
+        {
             let sql = format!(
-                "INSERT INTO meter_events (account, identifier, meter_id, customer, value, timestamp_us, payload, \
-                 created_us) VALUES {} ON CONFLICT (account, identifier) DO NOTHING RETURNING identifier",
-                billing_db::sql::values_rows(chunk.len(), 8, 1)
+                "INSERT INTO meter_events (series_id, timestamp_us, created_us, account, identifier, value, payload) \
+                 VALUES {} ON CONFLICT (account, identifier) DO NOTHING RETURNING identifier",
+                billing_db::sql::values_rows(chunk.len(), 7, 1)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for event in chunk {
+            for (event, series_id) in chunk.iter().zip(chunk_series) {
                 query = query
+                    .bind(*series_id)
+                    .bind(to_micros(event.timestamp))
+                    .bind(to_micros(now))
                     .bind(account)
                     .bind(&event.identifier)
-                    .bind(&event.meter_id)
-                    .bind(&event.customer)
                     .bind(event.value.to_string())
-                    .bind(to_micros(event.timestamp))
-                    .bind(serde_json::to_string(&event.payload)?)
-                    .bind(to_micros(now));
+                    .bind(serde_json::to_string(&event.payload)?);
             }
             for row in query.fetch_all(&mut *tx).await? {
                 accepted.insert(row.try_get::<String, _>(0)?);
             }
         }
         let deltas: Vec<(BucketKey, Aggregate)> =
-            deltas_of(events, &accepted)?.into_iter().collect();
+            deltas_of(events, series, &accepted)?.into_iter().collect();
         for chunk in deltas.chunks(SQLITE_ROWS_MAX) {
-            let mut merged = self.read_buckets(&mut tx, account, chunk).await?;
+            let mut merged = self.read_buckets(&mut tx, chunk).await?;
             for (key, delta) in chunk {
                 merged
                     .entry(key.clone())
@@ -168,19 +193,17 @@ impl Store {
                     .map_err(|e| MeterError::Corrupt(e.to_string()))?;
             }
             let sql = format!(
-                "INSERT INTO usage_buckets (account, meter_id, customer, bucket_us, event_count, value_sum, value_max, \
+                "INSERT INTO usage_buckets (series_id, bucket_us, event_count, value_sum, value_max, \
                  last_ts_us, last_identifier, last_value) VALUES {} \
-                 ON CONFLICT (account, meter_id, customer, bucket_us) DO UPDATE SET event_count = excluded.event_count, \
+                 ON CONFLICT (series_id, bucket_us) DO UPDATE SET event_count = excluded.event_count, \
                  value_sum = excluded.value_sum, value_max = excluded.value_max, last_ts_us = excluded.last_ts_us, \
                  last_identifier = excluded.last_identifier, last_value = excluded.last_value",
-                billing_db::sql::values_rows(merged.len(), 10, 1)
+                billing_db::sql::values_rows(merged.len(), 8, 1)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for ((meter, customer, bucket), aggregate) in merged {
+            for ((series_id, bucket), aggregate) in merged {
                 query = query
-                    .bind(account)
-                    .bind(meter)
-                    .bind(customer)
+                    .bind(series_id)
                     .bind(bucket)
                     .bind(aggregate.count)
                     .bind(aggregate.sum.to_string())
@@ -199,27 +222,25 @@ impl Store {
     async fn read_buckets(
         &self,
         tx: &mut billing_db::Tx,
-        account: &str,
         keys: &[(BucketKey, Aggregate)],
     ) -> Result<BTreeMap<BucketKey, Aggregate>, MeterError> {
         let sql = format!(
             // A join from the keys, so SQLite probes the primary key once per
             // key instead of scanning the table for a row-value IN list.
-            "WITH k(m, c, b) AS (VALUES {}) \
-             SELECT u.meter_id, u.customer, u.bucket_us, u.event_count, CAST(u.value_sum AS TEXT), \
+            "WITH k(r, b) AS (VALUES {}) \
+             SELECT u.series_id, u.bucket_us, u.event_count, CAST(u.value_sum AS TEXT), \
              CAST(u.value_max AS TEXT), u.last_ts_us, u.last_identifier, CAST(u.last_value AS TEXT) \
-             FROM k JOIN usage_buckets u ON u.account = $1 AND u.meter_id = k.m AND u.customer = k.c \
-             AND u.bucket_us = k.b",
-            billing_db::sql::values_rows(keys.len(), 3, 2)
+             FROM k JOIN usage_buckets u ON u.series_id = k.r AND u.bucket_us = k.b",
+            billing_db::sql::values_rows(keys.len(), 2, 1)
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account);
-        for ((meter, customer, bucket), _) in keys {
-            query = query.bind(meter).bind(customer).bind(*bucket);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((series_id, bucket), _) in keys {
+            query = query.bind(*series_id).bind(*bucket);
         }
         let mut out = BTreeMap::new();
         for row in query.fetch_all(&mut **tx).await? {
-            let key = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            out.insert(key, bucket_row(&row, 3)?);
+            let key = (row.try_get(0)?, row.try_get(1)?);
+            out.insert(key, bucket_row(&row, 2)?);
         }
         Ok(out)
     }
@@ -241,8 +262,15 @@ pub(super) fn bucket_row(row: &sqlx::any::AnyRow, first: usize) -> Result<Aggreg
 
 fn deltas_of(
     events: &[ValidEvent],
+    series: &[i64],
     accepted: &HashSet<String>,
 ) -> Result<BTreeMap<BucketKey, Aggregate>, MeterError> {
-    usage::deltas(events.iter().filter(|e| accepted.contains(&e.identifier)))
-        .map_err(|e| MeterError::Corrupt(e.to_string()))
+    usage::deltas(
+        series
+            .iter()
+            .copied()
+            .zip(events)
+            .filter(|(_, e)| accepted.contains(&e.identifier)),
+    )
+    .map_err(|e| MeterError::Corrupt(e.to_string()))
 }

@@ -1,7 +1,7 @@
 //! Persistence of meters, events and usage buckets: the only sqlx user.
 //!
-//! Reads and meter writes use one SQL text for both backends through the
-//! `Any` pool. Ingestion differs by backend: PostgreSQL writes a batch with
+//! Events and buckets are keyed by integer series ids (`series`). Reads and
+//! meter writes use one SQL text for both backends through the `Any` pool. Ingestion differs by backend: PostgreSQL writes a batch with
 //! one `UNNEST` statement per table on the native pool, adding to buckets
 //! with `NUMERIC` arithmetic in SQL (safe under concurrent batches);
 //! SQLite, whose single writer serialises batches, merges buckets in Rust.
@@ -9,7 +9,10 @@
 mod cancel;
 mod ingest;
 mod meters;
+mod series;
 mod usage;
+
+use std::sync::Arc;
 
 use billing_db::{Backend, Db};
 
@@ -19,13 +22,17 @@ pub use usage::UsageData;
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    series: Arc<series::SeriesCache>,
 }
 
 impl Store {
     /// A store over a connected, migrated database (PostgreSQL needs the
     /// native pool: `DbOptions::native_postgres`).
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            series: Arc::default(),
+        }
     }
 
     /// The database.

@@ -33,29 +33,28 @@ impl Store {
         last: bool,
     ) -> Result<UsageData, MeterError> {
         let mut data = UsageData::default();
+        let Some(series) = self.find_series(account, meter, customer).await? else {
+            // No event ever reached this series.
+            return Ok(data);
+        };
         let (first, end) = plan.buckets;
         if first < end {
             data.buckets = match self.db.backend() {
                 Backend::Postgres => {
-                    self.windows_postgres(account, meter, customer, (first, end), window_us, last)
+                    self.windows_postgres(series, (first, end), window_us, last)
                         .await?
                 }
-                Backend::Sqlite => {
-                    self.buckets_sqlite(account, meter, customer, (first, end))
-                        .await?
-                }
+                Backend::Sqlite => self.buckets_sqlite(series, (first, end)).await?,
             };
         }
         let [(a_start, a_end), (b_start, b_end)] = plan.edges;
         if a_start < a_end || b_start < b_end {
             let rows = sqlx::query(
                 "SELECT timestamp_us, identifier, CAST(value AS TEXT) FROM meter_events \
-                 WHERE account = $1 AND meter_id = $2 AND customer = $3 AND cancelled_us IS NULL \
-                 AND ((timestamp_us >= $4 AND timestamp_us < $5) OR (timestamp_us >= $6 AND timestamp_us < $7))",
+                 WHERE series_id = $1 AND cancelled_us IS NULL \
+                 AND ((timestamp_us >= $2 AND timestamp_us < $3) OR (timestamp_us >= $4 AND timestamp_us < $5))",
             )
-            .bind(account)
-            .bind(meter)
-            .bind(customer)
+            .bind(series)
             .bind(a_start)
             .bind(a_end)
             .bind(b_start)
@@ -77,9 +76,7 @@ impl Store {
     /// keyed by its earliest bucket, which lies in the window.
     async fn windows_postgres(
         &self,
-        account: &str,
-        meter: &str,
-        customer: &str,
+        series: i64,
         (first, end): (i64, i64),
         window_us: i64,
         last: bool,
@@ -94,13 +91,11 @@ impl Store {
         let sql = format!(
             "SELECT MIN(bucket_us), CAST(SUM(event_count) AS BIGINT), CAST(SUM(value_sum) AS TEXT), \
              CAST(MAX(value_max) AS TEXT), {last_columns} FROM usage_buckets \
-             WHERE account = $1 AND meter_id = $2 AND customer = $3 AND bucket_us >= $4 AND bucket_us < $5 \
-             GROUP BY bucket_us / $6"
+             WHERE series_id = $1 AND bucket_us >= $2 AND bucket_us < $3 \
+             GROUP BY bucket_us / $4"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(meter)
-            .bind(customer)
+            .bind(series)
             .bind(first)
             .bind(end)
             .bind(window_us)
@@ -114,19 +109,15 @@ impl Store {
     /// SQLite: the bucket rows (decimal TEXT), merged exactly in Rust.
     async fn buckets_sqlite(
         &self,
-        account: &str,
-        meter: &str,
-        customer: &str,
+        series: i64,
         (first, end): (i64, i64),
     ) -> Result<Vec<(i64, Aggregate)>, MeterError> {
         let rows = sqlx::query(
             "SELECT bucket_us, event_count, value_sum, value_max, last_ts_us, last_identifier, last_value \
-             FROM usage_buckets WHERE account = $1 AND meter_id = $2 AND customer = $3 AND bucket_us >= $4 \
-             AND bucket_us < $5 ORDER BY bucket_us",
+             FROM usage_buckets WHERE series_id = $1 AND bucket_us >= $2 AND bucket_us < $3 \
+             ORDER BY bucket_us",
         )
-        .bind(account)
-        .bind(meter)
-        .bind(customer)
+        .bind(series)
         .bind(first)
         .bind(end)
         .fetch_all(self.db.pool())

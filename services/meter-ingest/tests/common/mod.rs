@@ -39,7 +39,19 @@ pub fn t0() -> DateTime<Utc> {
 
 impl Harness for TestMeter {
     async fn start(backend: Backend) -> Option<Self> {
-        let db = backend.database().await?;
+        Some(Self::start_on(backend.database().await?).await)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        self.db.drop_database().await;
+    }
+}
+
+impl TestMeter {
+    /// Starts on an existing database (migrating it first).
+    pub async fn start_on(db: TestDatabase) -> Self {
         let mut keys = ApiKeys::default();
         keys.insert_plain(KEY_A, "acct_a", &[Scope::ApplyCredits]);
         keys.insert_plain(KEY_B, "acct_b", &[]);
@@ -64,19 +76,13 @@ impl Harness for TestMeter {
             .connect()
             .await
             .unwrap();
-        Some(Self {
+        Self {
             client: MeterServiceClient::new(channel),
             clock,
             db,
             stop,
             server,
-        })
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.server.await;
-        self.db.drop_database().await;
+        }
     }
 }
 
