@@ -187,7 +187,7 @@ impl Store {
             let mut merged = self.read_buckets(&mut tx, chunk).await?;
             for (key, delta) in chunk {
                 merged
-                    .entry(key.clone())
+                    .entry(*key)
                     .or_insert_with(Aggregate::empty)
                     .merge(delta)
                     .map_err(|e| MeterError::Corrupt(e.to_string()))?;
