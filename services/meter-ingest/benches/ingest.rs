@@ -1,7 +1,8 @@
 //! Ingestion benchmark over gRPC on loopback, on PostgreSQL and SQLite.
 //!
 //! `cargo bench -p meter-ingest --bench ingest` (or `just bench-ingest`);
-//! `BENCH_EVENTS`, `BENCH_SQLITE_EVENTS`, `BENCH_SKIP_POSTGRES` size the runs.
+//! `BENCH_EVENTS`, `BENCH_SQLITE_EVENTS`, `BENCH_SKIP_POSTGRES` size the runs;
+//! `BENCH_KEEP_DB` keeps the databases for inspection.
 //! - Streams `BENCH_EVENTS` events (default 5,000,000) from 1,000 customers
 //!   into 10 meters through `STREAMS` concurrent StreamEvents calls of
 //!   1,000-event batches, dedupe on, and reports sustained events/s.
@@ -243,7 +244,12 @@ async fn bench(name: &str, db: TestDatabase, total: u64) {
             100.0 * rate / copy
         );
     }
-    db.drop_database().await;
+    if std::env::var("BENCH_KEEP_DB").is_ok() {
+        // For EXPLAIN afterwards; drop it by hand.
+        eprintln!("{name} database kept: {}", db.url());
+    } else {
+        db.drop_database().await;
+    }
 }
 
 #[tokio::main]
