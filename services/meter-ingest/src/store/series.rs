@@ -97,6 +97,7 @@ impl Store {
         }
         tx.commit().await?;
         // A new statement sees the series committed by concurrent creators too.
+        let mut found: HashMap<(String, String), i64> = HashMap::with_capacity(missing.len());
         for chunk in missing.chunks(ROWS_MAX) {
             let sql = format!(
                 "WITH k(m, c) AS (VALUES {}) SELECT s.id, s.meter_id, s.customer FROM k \
@@ -108,16 +109,19 @@ impl Store {
                 query = query.bind(pairs[index].0).bind(pairs[index].1);
             }
             for row in query.fetch_all(self.db.pool()).await? {
-                let (id, meter, customer): (i64, String, String) =
-                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-                self.series.insert(account, &meter, &customer, id);
+                found.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
             }
         }
         for index in missing {
             let (meter, customer) = pairs[index];
-            ids[index] = self.series.get(account, meter, customer).ok_or_else(|| {
-                MeterError::Corrupt(format!("series {meter}/{customer} missing after insert"))
-            })?;
+            let id = found
+                .get(&(meter.to_owned(), customer.to_owned()))
+                .copied()
+                .ok_or_else(|| {
+                    MeterError::Corrupt(format!("series {meter}/{customer} missing after insert"))
+                })?;
+            self.series.insert(account, meter, customer, id);
+            ids[index] = id;
         }
         Ok(ids)
     }
