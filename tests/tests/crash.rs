@@ -106,7 +106,11 @@ async fn crash(backend: Backend) {
     c.ledger = billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient::new(
         ledger_back.channel(),
     );
-    // The next worker tick (here: moving the test clock) resumes the saga.
+    // The failed attempt is on the invoice; the first worker tick after its
+    // retry delay (here: moving the test clock) resumes the saga.
+    let pending = invoice(&mut c, &other_draft.id).await;
+    let step = pending.last_finalization_error.expect("error shown");
+    assert_eq!((step.code.as_str(), step.attempts), ("UNAVAILABLE", 1));
     let now = c
         .clock
         .get_test_clock(authed(inv::GetTestClockRequest {}))
@@ -116,7 +120,7 @@ async fn crash(backend: Backend) {
         .now
         .unwrap();
     let now = billing_server::time::from_proto(&now, "now").unwrap();
-    advance(&mut c, now + TimeDelta::seconds(1)).await;
+    advance(&mut c, now + TimeDelta::seconds(10)).await;
     let open = invoice(&mut c, &other_draft.id).await;
     assert_eq!(open.status(), inv::InvoiceStatus::Open);
     assert_eq!(value_of(&open.totals[0].total_credits_applied), 3_000);
@@ -126,6 +130,13 @@ async fn crash(backend: Backend) {
         "applied exactly once"
     );
     assert_eq!(available(&mut c, &second.customer).await, 0);
+    let metrics = scrape(&restarted).await;
+    for expected in [
+        "invoicing_saga_step_failures_total{saga=\"finalize\",code=\"UNAVAILABLE\"} 1",
+        "invoicing_saga_recoveries_total{saga=\"finalize\"} 2",
+    ] {
+        assert!(metrics.contains(expected), "{expected}: {metrics}");
+    }
 
     drop(restarted);
     drop(meter_process);

@@ -73,6 +73,28 @@ async fn flow(backend: Backend) {
     assert!(debits.iter().all(|(_, invoice, _)| invoice == &draft.id));
     assert_eq!(debits.iter().map(|(_, _, v)| v).sum::<i64>(), 3_000);
 
+    // The business counters and per-RPC metrics of all three services.
+    let ledger_metrics = scrape(&ledger_process).await;
+    assert!(
+        ledger_metrics.contains("ledger_credits_applied_total{asset=\"usd\"} 3000"),
+        "{ledger_metrics}"
+    );
+    let meter_metrics = scrape(&meter_process).await;
+    assert!(
+        meter_metrics.contains("meter_events_total{outcome=\"accepted\"}"),
+        "{meter_metrics}"
+    );
+    let invoicing_metrics = scrape(&invoicing_process).await;
+    for expected in [
+        "invoicing_finalizes_total{status=\"open\"} 1",
+        "grpc_server_handled_total{grpc_service=\"billing.invoicing.v1.InvoicingService\",grpc_method=\"FinalizeInvoice\"",
+    ] {
+        assert!(
+            invoicing_metrics.contains(expected),
+            "{expected}: {invoicing_metrics}"
+        );
+    }
+
     let void = c
         .invoicing
         .void_invoice(authed(inv::VoidInvoiceRequest {

@@ -4,7 +4,8 @@
 //! purges expired `request_id` keys.
 //!
 //! Every step is idempotent and conditional, so several replicas may run
-//! the worker at once; a step that fails is logged and retried next tick.
+//! the worker at once; a step that fails is logged and retried: a saga step
+//! after its invoice's backoff delay, anything else next tick.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,7 @@ pub struct TickReport {
     pub drafts_finalized: usize,
     /// Invoices resumed mid-saga.
     pub sagas_resumed: usize,
-    /// Steps that failed (logged; retried next tick).
+    /// Steps that failed (logged; retried later).
     pub failures: usize,
 }
 
@@ -72,7 +73,7 @@ impl Worker {
 
         // Resume first: a restarted process finishes what it left behind
         // before it starts new sagas.
-        match store.unfinished(BATCH).await {
+        match store.unfinished(now, BATCH).await {
             Ok(items) => {
                 for item in items {
                     let (saga, result) = match item.status {
@@ -165,7 +166,7 @@ fn count<T>(
         Ok(_) => *done += 1,
         Err(error) => {
             *failures += 1;
-            tracing::warn!(%error, id, "{what} failed; retrying next tick");
+            tracing::warn!(%error, id, "{what} failed; retried later");
         }
     }
 }

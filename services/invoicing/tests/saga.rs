@@ -17,6 +17,7 @@ backends!(
     sixteen_concurrent_finalizes_apply_once,
     concurrent_invoices_of_one_customer_never_overdraw,
     ledger_down_leaves_finalizing_then_completes_once,
+    void_with_ledger_down_shows_the_error_and_retries_on_request,
     preview_writes_nothing,
     pricing_unit_lines_show_credits_in_the_unit,
     cancel_now_bills_the_partial_period,
@@ -324,29 +325,93 @@ async fn ledger_down_leaves_finalizing_then_completes_once(t: &Suite) {
         "{}",
         error.message()
     );
+    // The invoice says why it is stuck and when the worker tries again.
+    let failed_at = month_end();
+    let pending = t.invoice(&draft.id).await;
+    assert_eq!(pending.status(), pb::InvoiceStatus::Finalizing);
+    let step = pending
+        .last_finalization_error
+        .clone()
+        .expect("error shown");
+    assert_eq!((step.code.as_str(), step.attempts), ("UNAVAILABLE", 1));
     assert_eq!(
-        t.invoice(&draft.id).await.status(),
-        pb::InvoiceStatus::Finalizing
+        step.failed_at,
+        Some(billing_server::time::to_proto(failed_at))
     );
-    // The worker cannot finish it either while the ledger is down.
-    let report = t.worker.tick().await;
-    assert_eq!(report.failures, 1);
+    let retry_at = failed_at + TimeDelta::seconds(10);
     assert_eq!(
-        t.invoice(&draft.id).await.status(),
-        pb::InvoiceStatus::Finalizing
+        step.next_attempt_at,
+        Some(billing_server::time::to_proto(retry_at))
+    );
+    // Not before its retry time.
+    let report = t.worker.tick().await;
+    assert_eq!(
+        (report.sagas_resumed, report.failures),
+        (0, 0),
+        "{report:?}"
+    );
+    // At it, the worker tries and fails again; the delay doubles.
+    let report = t.advance_to(retry_at).await;
+    assert_eq!(report.failures, 1, "{report:?}");
+    let step = t.invoice(&draft.id).await.last_finalization_error.unwrap();
+    assert_eq!(step.attempts, 2);
+    let retry_at = retry_at + TimeDelta::seconds(20);
+    assert_eq!(
+        step.next_attempt_at,
+        Some(billing_server::time::to_proto(retry_at))
     );
 
     t.restart_ledger().await;
-    let report = t.worker.tick().await;
+    let report = t.advance_to(retry_at).await;
     assert_eq!(report.sagas_resumed, 1, "{report:?}");
     let open = t.invoice(&draft.id).await;
     assert_eq!(open.status(), pb::InvoiceStatus::Open);
+    assert_eq!(open.last_finalization_error, None, "cleared once finalized");
     assert_eq!(value_of(&open.totals[0].total_credits_applied), 1_000);
     // A late retry by the client changes nothing.
     assert_eq!(t.finalize(&draft.id).await.unwrap(), open);
     assert_eq!(t.available_usd(&customer).await, 0);
     let debits = applied_debits(t, &customer).await.len();
     assert_eq!(debits, 1);
+}
+
+async fn void_with_ledger_down_shows_the_error_and_retries_on_request(t: &Suite) {
+    let (customer, sub, _) = setup(t, "calls").await;
+    t.grant(grant_request(&customer, "paid", 1_000)).await;
+    t.advance_to(month_end()).await;
+    let draft = t.create_invoice(&sub).await;
+    t.finalize(&draft.id).await.unwrap();
+    let void = |id: String| {
+        let mut client = t.invoicing.clone();
+        async move {
+            client
+                .void_invoice(authed(
+                    KEY_A,
+                    pb::VoidInvoiceRequest {
+                        id,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(|r| r.into_inner().invoice.unwrap())
+        }
+    };
+
+    t.stop_ledger().await;
+    let error = void(draft.id.clone()).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+    let voiding = t.invoice(&draft.id).await;
+    assert_eq!(voiding.status(), pb::InvoiceStatus::Voiding);
+    assert_eq!(voiding.last_finalization_error, None);
+    let step = voiding.last_void_error.expect("error shown");
+    assert_eq!((step.code.as_str(), step.attempts), ("UNAVAILABLE", 1));
+
+    // VoidInvoice retries at once, whatever the worker's backoff says.
+    t.restart_ledger().await;
+    let done = void(draft.id.clone()).await.unwrap();
+    assert_eq!(done.status(), pb::InvoiceStatus::Void);
+    assert_eq!(done.last_void_error, None, "cleared once void");
+    assert_eq!(t.available_usd(&customer).await, 1_000, "credits are back");
 }
 
 async fn preview_writes_nothing(t: &Suite) {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use billing_money::{Asset, Decimal};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Invoice lifecycle (DESIGN.md section 6).
@@ -165,6 +165,37 @@ pub struct Invoice {
     pub voided_at: Option<DateTime<Utc>>,
     /// Creation time.
     pub created: DateTime<Utc>,
+    /// The last failed attempt at the pending step (`finalizing`, `voiding`).
+    #[serde(default)]
+    pub step_error: Option<StepError>,
+}
+
+/// A failed attempt at completing `finalizing` or `voiding`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepError {
+    /// The upstream gRPC code name (`UNAVAILABLE`, …).
+    pub code: String,
+    /// The upstream message.
+    pub message: String,
+    /// When the attempt failed.
+    pub failed_at: DateTime<Utc>,
+    /// Failed attempts since the step began.
+    pub attempts: i64,
+    /// When the recovery worker tries again.
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// First retry delay of a failed step; it doubles per attempt.
+pub const RETRY_FIRST: TimeDelta = TimeDelta::seconds(10);
+/// Longest retry delay: an upstream back from an outage is noticed within it.
+pub const RETRY_MAX: TimeDelta = TimeDelta::minutes(15);
+
+/// How long the recovery worker waits after the `attempts`-th failure.
+pub fn retry_delay(attempts: i64) -> TimeDelta {
+    let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+    RETRY_FIRST
+        .checked_mul(1_i32 << doublings)
+        .map_or(RETRY_MAX, |delay| delay.min(RETRY_MAX))
 }
 
 impl Invoice {
@@ -200,5 +231,20 @@ impl Invoice {
         } else {
             Status::Open
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::retry_delay;
+
+    #[test]
+    fn retry_delay_doubles_from_ten_seconds_to_fifteen_minutes() {
+        let seconds = |attempts| retry_delay(attempts).num_seconds();
+        assert_eq!([0, 1, 2, 3, 6, 7].map(seconds), [10, 10, 20, 40, 320, 640]);
+        assert_eq!(retry_delay(8), TimeDelta::minutes(15));
+        assert_eq!(retry_delay(i64::MAX), TimeDelta::minutes(15));
     }
 }

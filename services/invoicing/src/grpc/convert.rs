@@ -511,6 +511,18 @@ pub fn invoice(invoice: &Invoice) -> pb::Invoice {
         created: Some(to_proto(invoice.created)),
         ..Default::default()
     };
+    let step_error = invoice.step_error.as_ref().map(|e| pb::InvoiceStepError {
+        code: e.code.clone(),
+        message: e.message.clone(),
+        failed_at: Some(to_proto(e.failed_at)),
+        attempts: i32::try_from(e.attempts).unwrap_or(i32::MAX),
+        next_attempt_at: Some(to_proto(e.next_attempt_at)),
+    });
+    match invoice.status {
+        Status::Finalizing => out.last_finalization_error = step_error,
+        Status::Voiding => out.last_void_error = step_error,
+        _ => {}
+    }
     out.set_status(invoice_status(invoice.status));
     out.set_billing_reason(match invoice.reason {
         BillingReason::SubscriptionCycle => pb::BillingReason::SubscriptionCycle,

@@ -39,6 +39,7 @@ pub struct Invoicing {
 struct Counters {
     finalizes: Family<Labels, Counter>,
     recoveries: Family<Labels, Counter>,
+    step_failures: Family<Labels, Counter>,
 }
 
 impl Invoicing {
@@ -65,6 +66,10 @@ impl Invoicing {
                 "invoicing_saga_recoveries",
                 "Invoices the worker completed after they were left mid-saga (finalize, void)",
             ),
+            step_failures: metrics.counter_family(
+                "invoicing_saga_step_failures",
+                "Failed attempts at completing a finalize or void, by saga and upstream code",
+            ),
         });
         self
     }
@@ -83,6 +88,15 @@ impl Invoicing {
             counters
                 .recoveries
                 .get_or_create(&labels(&[("saga", saga)]))
+                .inc();
+        }
+    }
+
+    pub(crate) fn count_step_failure(&self, saga: &str, code: &str) {
+        if let Some(counters) = &self.counters {
+            counters
+                .step_failures
+                .get_or_create(&labels(&[("saga", saga), ("code", code)]))
                 .inc();
         }
     }

@@ -21,7 +21,7 @@ use futures_util::future::try_join_all;
 
 use super::{Invoicing, failpoint};
 use crate::domain::InvoicingError;
-use crate::domain::invoice::{CreditApplication, Invoice, Status};
+use crate::domain::invoice::{CreditApplication, Invoice, Status, StepError, retry_delay};
 use crate::domain::price::Price;
 use crate::store::InvoiceFilter;
 
@@ -159,11 +159,10 @@ impl Invoicing {
     ) -> Result<Invoice, InvoicingError> {
         if invoice.chargeable_lines().next().is_some() {
             let request = apply_request(&invoice, &invoice.id, false);
-            let response = self
-                .upstream
-                .apply_credits(account, request)
-                .await
-                .map_err(|e| saga_pending(e, &invoice.id))?;
+            let response = match self.upstream.apply_credits(account, request).await {
+                Ok(response) => response,
+                Err(error) => return Err(self.step_failed(account, &invoice, error).await),
+            };
             failpoint("after_apply_credits");
             record_credits(&mut invoice, &response)?;
         }
@@ -229,11 +228,10 @@ impl Invoicing {
         account: &str,
         invoice: Invoice,
     ) -> Result<Invoice, InvoicingError> {
-        if invoice.chargeable_lines().next().is_some() {
-            self.upstream
-                .reverse_credits(account, &invoice.id)
-                .await
-                .map_err(|e| saga_pending(e, &invoice.id))?;
+        if invoice.chargeable_lines().next().is_some()
+            && let Err(error) = self.upstream.reverse_credits(account, &invoice.id).await
+        {
+            return Err(self.step_failed(account, &invoice, error).await);
         }
         let now = self.clock.now();
         self.store
@@ -314,6 +312,7 @@ impl Invoicing {
             paid_at: None,
             voided_at: None,
             created: now,
+            step_error: None,
         };
         for item in &sub.items {
             let price = prices
@@ -332,6 +331,73 @@ impl Invoicing {
         }
         Ok(invoice)
     }
+}
+
+impl Invoicing {
+    /// Records a failed attempt at completing `invoice` (shown on it, with
+    /// when the recovery worker tries again), then hands the error back.
+    /// Every failure is retried: the ledger is idempotent on the invoice,
+    /// and a permanent-looking one (PERMISSION_DENIED from a key without
+    /// the `apply_credits` scope) is usually fixed by configuration.
+    async fn step_failed(
+        &self,
+        account: &str,
+        invoice: &Invoice,
+        error: InvoicingError,
+    ) -> InvoicingError {
+        let (code, message) = match &error {
+            InvoicingError::Unavailable { detail, .. } => {
+                ("UNAVAILABLE".to_owned(), detail.clone())
+            }
+            InvoicingError::Upstream { status, .. } => {
+                (code_name(status.code()), status.message().to_owned())
+            }
+            other => ("INTERNAL".to_owned(), other.to_string()),
+        };
+        let saga = if invoice.status == Status::Voiding {
+            "void"
+        } else {
+            "finalize"
+        };
+        let attempts = invoice.step_error.as_ref().map_or(0, |e| e.attempts) + 1;
+        let now = self.clock.now();
+        let step_error = StepError {
+            code,
+            message,
+            failed_at: now,
+            attempts,
+            next_attempt_at: now + retry_delay(attempts),
+        };
+        tracing::warn!(
+            invoice = %invoice.id,
+            saga,
+            code = %step_error.code,
+            attempts,
+            next_attempt_at = %step_error.next_attempt_at,
+            "saga step failed: {error}"
+        );
+        self.count_step_failure(saga, &step_error.code);
+        if let Err(record) = self
+            .store
+            .record_step_error(account, &invoice.id, invoice.status, &step_error)
+            .await
+        {
+            tracing::warn!(invoice = %invoice.id, "could not record the failed attempt: {record}");
+        }
+        saga_pending(error, &invoice.id)
+    }
+}
+
+/// `NOT_FOUND` for `Code::NotFound`: the name gRPC clients print.
+fn code_name(code: tonic::Code) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
 }
 
 /// An unreachable peer during steps 2–3: the saga state is saved.
@@ -412,4 +478,18 @@ fn record_credits(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::code_name;
+    use tonic::Code;
+
+    #[test]
+    fn code_names_are_the_grpc_names() {
+        assert_eq!(code_name(Code::Ok), "OK");
+        assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
+        assert_eq!(code_name(Code::PermissionDenied), "PERMISSION_DENIED");
+        assert_eq!(code_name(Code::DeadlineExceeded), "DEADLINE_EXCEEDED");
+    }
 }

@@ -253,6 +253,7 @@ impl Invoicing {
             paid_at: None,
             voided_at: None,
             created: now,
+            step_error: None,
         };
         self.price_lines(account, &mut draft, &prices).await?;
         Ok(draft)

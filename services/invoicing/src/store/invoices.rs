@@ -11,10 +11,15 @@ use sqlx::any::AnyRow;
 
 use super::{Store, decimal, outbox};
 use crate::domain::InvoicingError;
-use crate::domain::invoice::{BillingReason, CreditApplication, Invoice, Line, Status};
+use crate::domain::invoice::{BillingReason, CreditApplication, Invoice, Line, Status, StepError};
 
 const COLUMNS: &str = "id, customer, subscription, status, billing_reason, period_start_us, period_end_us, \
-    auto_finalize_at_us, finalized_us, paid_us, voided_us, created_us";
+    auto_finalize_at_us, finalized_us, paid_us, voided_us, created_us, step_error_code, step_error_message, \
+    step_failed_us, step_attempts, step_retry_at_us";
+/// Appended to every status change: a failed attempt belongs to the step
+/// it failed in, and that step is over.
+const CLEAR_STEP_ERROR: &str = ", step_error_code = NULL, step_error_message = NULL, step_failed_us = NULL, \
+    step_attempts = 0, step_retry_at_us = NULL";
 const LINE_COLUMNS: &str = "invoice, id, price, meter, description, asset, asset_scale, usage, quantity, \
     unit_amount_decimal, amount, credits_applied";
 const LINE_COUNT: usize = 14;
@@ -62,7 +67,28 @@ fn header(row: &AnyRow) -> Result<Invoice, InvoicingError> {
         paid_at: optional(9)?,
         voided_at: optional(10)?,
         created: from_micros(row.try_get(11)?),
+        step_error: step_error(row, 12)?,
     })
+}
+
+/// The step error columns from `first`, when an attempt failed.
+fn step_error(row: &AnyRow, first: usize) -> Result<Option<StepError>, InvoicingError> {
+    let Some(code) = row.try_get::<Option<String>, _>(first)? else {
+        return Ok(None);
+    };
+    let required = |i: usize| -> Result<i64, InvoicingError> {
+        row.try_get::<Option<i64>, _>(i)?
+            .ok_or_else(|| InvoicingError::Corrupt(format!("step error without column {i}")))
+    };
+    Ok(Some(StepError {
+        code,
+        message: row
+            .try_get::<Option<String>, _>(first + 1)?
+            .unwrap_or_default(),
+        failed_at: from_micros(required(first + 2)?),
+        attempts: row.try_get(first + 3)?,
+        next_attempt_at: from_micros(required(first + 4)?),
+    }))
 }
 
 fn line(row: &AnyRow) -> Result<(String, Line), InvoicingError> {
@@ -248,16 +274,17 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, InvoicingError> {
         let mut tx = self.db.begin_write().await?;
-        let changed = sqlx::query(
-            "UPDATE invoices SET status = 'finalizing', auto_finalize_at_us = NULL, updated_us = $1 \
-             WHERE account = $2 AND id = $3 AND status = 'draft'",
-        )
-        .bind(to_micros(now))
-        .bind(account)
-        .bind(&invoice.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let sql = format!(
+            "UPDATE invoices SET status = 'finalizing', auto_finalize_at_us = NULL, updated_us = $1{CLEAR_STEP_ERROR} \
+             WHERE account = $2 AND id = $3 AND status = 'draft'"
+        );
+        let changed = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to_micros(now))
+            .bind(account)
+            .bind(&invoice.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if changed == 0 {
             tx.rollback().await?;
             return Ok(false);
@@ -296,18 +323,19 @@ impl Store {
         let status = invoice.finalized_status();
         let now_us = to_micros(now);
         let mut tx = self.db.begin_write().await?;
-        let changed = sqlx::query(
-            "UPDATE invoices SET status = $1, finalized_us = $2, paid_us = $3, updated_us = $2 \
-             WHERE account = $4 AND id = $5 AND status = 'finalizing'",
-        )
-        .bind(status.as_str())
-        .bind(now_us)
-        .bind((status == Status::Paid).then_some(now_us))
-        .bind(account)
-        .bind(&invoice.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let sql = format!(
+            "UPDATE invoices SET status = $1, finalized_us = $2, paid_us = $3, updated_us = $2{CLEAR_STEP_ERROR} \
+             WHERE account = $4 AND id = $5 AND status = 'finalizing'"
+        );
+        let changed = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(status.as_str())
+            .bind(now_us)
+            .bind((status == Status::Paid).then_some(now_us))
+            .bind(account)
+            .bind(&invoice.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if changed == 0 {
             tx.rollback().await?;
             return Ok(false);
@@ -383,7 +411,8 @@ impl Store {
             _ => "",
         };
         let sql = format!(
-            "UPDATE invoices SET status = $2, updated_us = $1{stamp} WHERE account = $3 AND id = $4 AND status = $5"
+            "UPDATE invoices SET status = $2, updated_us = $1{stamp}{CLEAR_STEP_ERROR} \
+             WHERE account = $3 AND id = $4 AND status = $5"
         );
         let now_us = to_micros(now);
         let mut tx = self.db.begin_write().await?;
@@ -408,6 +437,34 @@ impl Store {
         Ok(true)
     }
 
+    /// Records a failed attempt at completing `status` (`finalizing` or
+    /// `voiding`); nothing when the invoice has moved on meanwhile.
+    pub async fn record_step_error(
+        &self,
+        account: &str,
+        id: &str,
+        status: Status,
+        error: &StepError,
+    ) -> Result<(), InvoicingError> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "UPDATE invoices SET step_error_code = $1, step_error_message = $2, step_failed_us = $3, \
+             step_attempts = $4, step_retry_at_us = $5 WHERE account = $6 AND id = $7 AND status = $8",
+        )
+        .bind(&error.code)
+        .bind(&error.message)
+        .bind(to_micros(error.failed_at))
+        .bind(error.attempts)
+        .bind(to_micros(error.next_attempt_at))
+        .bind(account)
+        .bind(id)
+        .bind(status.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Drafts (any account) due for automatic finalization.
     pub async fn due_drafts(
         &self,
@@ -425,12 +482,18 @@ impl Store {
         rows.iter().map(work_item).collect()
     }
 
-    /// Invoices (any account) left mid-saga: `finalizing` or `voiding`.
-    pub async fn unfinished(&self, limit: i64) -> Result<Vec<WorkItem>, InvoicingError> {
+    /// Invoices (any account) left mid-saga (`finalizing` or `voiding`)
+    /// whose retry delay, if an attempt failed, is over.
+    pub async fn unfinished(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<WorkItem>, InvoicingError> {
         let rows = sqlx::query(
             "SELECT account, id, status FROM invoices WHERE status IN ('finalizing', 'voiding') \
-             ORDER BY updated_us LIMIT $1",
+             AND (step_retry_at_us IS NULL OR step_retry_at_us <= $1) ORDER BY updated_us LIMIT $2",
         )
+        .bind(to_micros(now))
         .bind(limit)
         .fetch_all(self.db.pool())
         .await?;
