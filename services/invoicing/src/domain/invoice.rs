@@ -185,6 +185,27 @@ pub struct StepError {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+/// Types of invoice events, in lifecycle order.
+pub const EVENT_TYPES: [&str; 4] = [
+    "invoice.created",
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.voided",
+];
+
+/// Something that happened to an invoice (an outbox row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceEvent {
+    /// `evt_…`
+    pub id: String,
+    /// One of [`EVENT_TYPES`].
+    pub event_type: String,
+    /// `in_…`
+    pub invoice: String,
+    /// When it happened.
+    pub created: DateTime<Utc>,
+}
+
 /// First retry delay of a failed step; it doubles per attempt.
 pub const RETRY_FIRST: TimeDelta = TimeDelta::seconds(10);
 /// Longest retry delay: an upstream back from an outage is noticed within it.

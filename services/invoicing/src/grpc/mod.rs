@@ -14,8 +14,9 @@ use billing_telemetry::record_ids;
 use tonic::{Request, Response, Status};
 
 use crate::domain::InvoicingError;
+use crate::domain::invoice::EVENT_TYPES;
 use crate::ops::Invoicing;
-use crate::store::InvoiceFilter;
+use crate::store::{EventFilter, InvoiceFilter};
 use status::to_status;
 
 /// The gRPC face of invoicing.
@@ -399,6 +400,46 @@ impl InvoicingService for InvoicingGrpc {
             .map_err(to_status)?;
         Ok(Response::new(pb::ListInvoicesResponse {
             invoices: invoices.iter().map(convert::invoice).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_invoice_events(
+        &self,
+        request: Request<pb::ListInvoiceEventsRequest>,
+    ) -> Result<Response<pb::ListInvoiceEventsResponse>, Status> {
+        let account = principal(&request)?.account;
+        let body = request.into_inner();
+        let page = page(body.page_size, &body.page_token)?;
+        let event_type = optional(&body.r#type);
+        if let Some(event_type) = event_type
+            && !EVENT_TYPES.contains(&event_type)
+        {
+            return Err(invalid(vec![FieldViolation::new(
+                "type",
+                format!("must be one of {}", EVENT_TYPES.join(", ")),
+            )]));
+        }
+        let filter = EventFilter {
+            invoice: optional(&body.invoice).map(str::to_owned),
+            event_type: event_type.map(str::to_owned),
+        };
+        let (events, next_page_token) = self
+            .invoicing
+            .list_events(&account, &filter, &page)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListInvoiceEventsResponse {
+            events: events
+                .into_iter()
+                .map(|e| pb::InvoiceEvent {
+                    id: e.id,
+                    r#type: e.event_type,
+                    invoice: e.invoice,
+                    created: Some(billing_server::time::to_proto(e.created)),
+                })
+                .collect(),
             next_page_token,
         }))
     }

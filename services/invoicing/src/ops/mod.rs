@@ -11,6 +11,7 @@ mod subscriptions;
 use billing_db::idempotency::{self, IdempotencyKey, Prior};
 use billing_server::clock::Clock;
 use billing_server::metrics::{Labels, Metrics, labels};
+use billing_server::page::PageRequest;
 use billing_server::time::to_micros;
 use chrono::TimeDelta;
 use prometheus_client::metrics::counter::Counter;
@@ -21,7 +22,8 @@ pub use saga::amount;
 pub use subscriptions::NewSubscription;
 
 use crate::domain::InvoicingError;
-use crate::store::Store;
+use crate::domain::invoice::InvoiceEvent;
+use crate::store::{EventFilter, Store};
 use crate::upstream::Upstream;
 
 /// Invoicing: the store, the clients of the other services, the clock.
@@ -99,6 +101,16 @@ impl Invoicing {
                 .get_or_create(&labels(&[("saga", saga), ("code", code)]))
                 .inc();
         }
+    }
+
+    /// A page of the account's invoice events, newest first.
+    pub async fn list_events(
+        &self,
+        account: &str,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<(Vec<InvoiceEvent>, String), InvoicingError> {
+        self.store.list_events(account, filter, page).await
     }
 
     /// The store.

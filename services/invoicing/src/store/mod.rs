@@ -7,12 +7,15 @@
 //! another service.
 
 mod customers;
+mod events;
 mod invoices;
 mod prices;
 mod subscriptions;
 
 use billing_db::Db;
 
+pub use events::EventFilter;
+use events::outbox;
 pub use invoices::{InvoiceFilter, WorkItem};
 pub use subscriptions::Closing;
 
@@ -39,27 +42,4 @@ impl Store {
 /// Parses a stored decimal.
 fn decimal(text: &str) -> Result<billing_money::Decimal, InvoicingError> {
     billing_money::parse_decimal(text).map_err(|e| InvoicingError::Corrupt(e.to_string()))
-}
-
-/// Appends an outbox event in the caller's transaction.
-async fn outbox(
-    tx: &mut billing_db::Tx,
-    account: &str,
-    event_type: &str,
-    subject: &str,
-    payload: &impl serde::Serialize,
-    now_us: i64,
-) -> Result<(), InvoicingError> {
-    sqlx::query(
-        "INSERT INTO outbox (id, account, event_type, subject, payload, created_us) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(billing_server::ids::new_id("evt"))
-    .bind(account)
-    .bind(event_type)
-    .bind(subject)
-    .bind(serde_json::to_string(payload)?)
-    .bind(now_us)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

@@ -1,0 +1,136 @@
+//! ListInvoiceEvents: the outbox read back newest first, per invoice and
+//! type, paged, and only the caller's account.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use billing_proto::invoicing::v1 as pb;
+use chrono::{Months, TimeDelta};
+use common::*;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+backends!(events_follow_the_invoice_lifecycle_newest_first);
+
+async fn list(
+    t: &Suite,
+    key: &str,
+    request: pb::ListInvoiceEventsRequest,
+) -> Result<pb::ListInvoiceEventsResponse, tonic::Status> {
+    t.invoicing
+        .clone()
+        .list_invoice_events(authed(key, request))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn of_invoice(invoice: &str) -> pb::ListInvoiceEventsRequest {
+    pb::ListInvoiceEventsRequest {
+        invoice: invoice.into(),
+        ..Default::default()
+    }
+}
+
+fn types(response: &pb::ListInvoiceEventsResponse) -> Vec<&str> {
+    response.events.iter().map(|e| e.r#type.as_str()).collect()
+}
+
+async fn events_follow_the_invoice_lifecycle_newest_first(t: &Suite) {
+    let meter = t.meter("calls").await;
+    let price = t.per_unit_price(&meter, "2.5").await;
+    let (first, second) = (t.customer("Acme").await, t.customer("Globex").await);
+    let subs = [
+        t.subscribe(&first, &[&price]).await.id,
+        t.subscribe(&second, &[&price]).await.id,
+    ];
+    t.usage(
+        "calls",
+        &first,
+        t0() + TimeDelta::days(1),
+        &[("c-1", "100")],
+    )
+    .await;
+    t.advance_to(t0().checked_add_months(Months::new(1)).unwrap())
+        .await;
+    let draft = t.create_invoice(&subs[0]).await;
+    let other = t.create_invoice(&subs[1]).await;
+    t.finalize(&draft.id).await.unwrap();
+    t.invoicing
+        .clone()
+        .void_invoice(authed(
+            KEY_A,
+            pb::VoidInvoiceRequest {
+                id: draft.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+
+    let all = list(t, KEY_A, of_invoice(&draft.id)).await.unwrap();
+    assert_eq!(
+        types(&all),
+        ["invoice.voided", "invoice.finalized", "invoice.created"]
+    );
+    assert!(all.events.iter().all(|e| e.invoice == draft.id));
+    assert!(all.events.iter().all(|e| e.id.starts_with("evt_")));
+    assert!(all.next_page_token.is_empty());
+
+    // Pages of two follow the same order.
+    let mut request = of_invoice(&draft.id);
+    request.page_size = 2;
+    let page_one = list(t, KEY_A, request.clone()).await.unwrap();
+    assert_eq!(types(&page_one), ["invoice.voided", "invoice.finalized"]);
+    request.page_token = page_one.next_page_token;
+    let page_two = list(t, KEY_A, request).await.unwrap();
+    assert_eq!(types(&page_two), ["invoice.created"]);
+    assert!(page_two.next_page_token.is_empty());
+
+    // Without an invoice: both invoices' events; by type: only those.
+    let account = list(t, KEY_A, pb::ListInvoiceEventsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(account.events.len(), 4);
+    let created = list(
+        t,
+        KEY_A,
+        pb::ListInvoiceEventsRequest {
+            r#type: "invoice.created".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut invoices: Vec<&str> = created.events.iter().map(|e| e.invoice.as_str()).collect();
+    invoices.sort_unstable();
+    let mut expected = [draft.id.as_str(), other.id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(invoices, expected);
+
+    // Another account sees none of them.
+    let foreign = list(t, KEY_B, of_invoice(&draft.id)).await.unwrap();
+    assert!(foreign.events.is_empty());
+
+    // An unknown type names the field.
+    let error = list(
+        t,
+        KEY_A,
+        pb::ListInvoiceEventsRequest {
+            r#type: "invoice.deleted".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    let fields: Vec<String> = error
+        .get_error_details()
+        .bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect();
+    assert_eq!(fields, ["type"]);
+}
