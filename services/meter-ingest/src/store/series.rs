@@ -15,7 +15,7 @@ use super::Store;
 use crate::domain::MeterError;
 
 /// Cached series at most; past it the cache starts over (a cold series
-/// costs one read). 1M entries is about 100 MB.
+/// costs one read). 1M entries take at most about 150 MB.
 const CACHE_MAX: usize = 1_000_000;
 
 /// Series per statement: 3 parameters each, far below both backends' limits.
