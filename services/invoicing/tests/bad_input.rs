@@ -473,16 +473,7 @@ async fn invoice_state_conflicts_are_failed_precondition(t: &Suite) {
     let draft = t.create_invoice(&sub.id).await;
     let mut client = t.invoicing.clone();
 
-    let void_draft = client
-        .void_invoice(authed(
-            KEY_A,
-            pb::VoidInvoiceRequest {
-                id: draft.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap_err();
+    let void_draft = t.void(&draft.id).await.unwrap_err();
     assert_eq!(void_draft.code(), Code::FailedPrecondition);
     let pay_draft = client
         .mark_invoice_paid(authed(
@@ -514,16 +505,7 @@ async fn invoice_state_conflicts_are_failed_precondition(t: &Suite) {
         .unwrap();
     assert_eq!(paid.status(), pb::InvoiceStatus::Paid);
     assert!(paid.paid_at.is_some());
-    let void_paid = client
-        .void_invoice(authed(
-            KEY_A,
-            pb::VoidInvoiceRequest {
-                id: draft.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap_err();
+    let void_paid = t.void(&draft.id).await.unwrap_err();
     assert_eq!(void_paid.code(), Code::FailedPrecondition);
     assert_eq!(
         void_paid

@@ -56,17 +56,7 @@ async fn events_follow_the_invoice_lifecycle_newest_first(t: &Suite) {
     let draft = t.create_invoice(&subs[0]).await;
     let other = t.create_invoice(&subs[1]).await;
     t.finalize(&draft.id).await.unwrap();
-    t.invoicing
-        .clone()
-        .void_invoice(authed(
-            KEY_A,
-            pb::VoidInvoiceRequest {
-                id: draft.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
+    t.void(&draft.id).await.unwrap();
 
     let all = list(t, KEY_A, of_invoice(&draft.id)).await.unwrap();
     assert_eq!(

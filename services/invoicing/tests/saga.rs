@@ -128,40 +128,12 @@ async fn finalize_applies_credits_in_order_and_void_gives_them_back(t: &Suite) {
     let again = t.finalize(&draft.id).await.unwrap();
     assert_eq!(again, open);
 
-    let void = t
-        .invoicing
-        .clone()
-        .void_invoice(authed(
-            KEY_A,
-            pb::VoidInvoiceRequest {
-                id: draft.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .invoice
-        .unwrap();
+    let void = t.void(&draft.id).await.unwrap();
     assert_eq!(void.status(), pb::InvoiceStatus::Void);
     assert!(void.voided_at.is_some());
     assert_eq!(t.available_usd(&customer).await, 1_500, "credits are back");
     // Voiding twice is a no-op; finalizing a void invoice is refused.
-    let twice = t
-        .invoicing
-        .clone()
-        .void_invoice(authed(
-            KEY_A,
-            pb::VoidInvoiceRequest {
-                id: draft.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .invoice
-        .unwrap();
+    let twice = t.void(&draft.id).await.unwrap();
     assert_eq!(twice.status(), pb::InvoiceStatus::Void);
     assert_eq!(t.available_usd(&customer).await, 1_500);
     let refused = t.finalize(&draft.id).await.unwrap_err();
@@ -381,24 +353,9 @@ async fn void_with_ledger_down_shows_the_error_and_retries_on_request(t: &Suite)
     t.advance_to(month_end()).await;
     let draft = t.create_invoice(&sub).await;
     t.finalize(&draft.id).await.unwrap();
-    let void = |id: String| {
-        let mut client = t.invoicing.clone();
-        async move {
-            client
-                .void_invoice(authed(
-                    KEY_A,
-                    pb::VoidInvoiceRequest {
-                        id,
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .map(|r| r.into_inner().invoice.unwrap())
-        }
-    };
 
     t.stop_ledger().await;
-    let error = void(draft.id.clone()).await.unwrap_err();
+    let error = t.void(&draft.id).await.unwrap_err();
     assert_eq!(error.code(), Code::Unavailable, "{error:?}");
     let voiding = t.invoice(&draft.id).await;
     assert_eq!(voiding.status(), pb::InvoiceStatus::Voiding);
@@ -408,7 +365,7 @@ async fn void_with_ledger_down_shows_the_error_and_retries_on_request(t: &Suite)
 
     // VoidInvoice retries at once, whatever the worker's backoff says.
     t.restart_ledger().await;
-    let done = void(draft.id.clone()).await.unwrap();
+    let done = t.void(&draft.id).await.unwrap();
     assert_eq!(done.status(), pb::InvoiceStatus::Void);
     assert_eq!(done.last_void_error, None, "cleared once void");
     assert_eq!(t.available_usd(&customer).await, 1_000, "credits are back");
@@ -612,17 +569,6 @@ async fn zero_usage_is_paid_without_credits(t: &Suite) {
     assert_eq!(value_of(&paid.totals[0].subtotal), 0);
     assert_eq!(t.available_usd(&customer).await, 1_000);
     // A paid invoice cannot be voided.
-    let refused = t
-        .invoicing
-        .clone()
-        .void_invoice(authed(
-            KEY_A,
-            pb::VoidInvoiceRequest {
-                id: draft.id,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap_err();
+    let refused = t.void(&draft.id).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
 }

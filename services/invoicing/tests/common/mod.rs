@@ -404,6 +404,21 @@ impl Suite {
             .map(|r| r.into_inner().invoice.unwrap())
     }
 
+    /// VoidInvoice as account A.
+    pub async fn void(&self, id: &str) -> Result<pb::Invoice, tonic::Status> {
+        self.invoicing
+            .clone()
+            .void_invoice(authed(
+                KEY_A,
+                pb::VoidInvoiceRequest {
+                    id: id.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().invoice.unwrap())
+    }
+
     /// GetInvoice as account A.
     pub async fn invoice(&self, id: &str) -> pb::Invoice {
         self.invoicing
