@@ -50,6 +50,23 @@ pub fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
     request
 }
 
+/// The fields an INVALID_ARGUMENT status names in its BadRequest details.
+///
+/// # Panics
+/// If the status is another code or has no BadRequest (tests only).
+pub fn bad_request_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    status
+        .get_error_details()
+        .bad_request()
+        .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"))
+        .field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect()
+}
+
 /// Runs one test body on a fresh harness and always cleans up.
 #[macro_export]
 macro_rules! run_on {

@@ -7,21 +7,9 @@ mod common;
 
 use billing_proto::common::v1 as common_pb;
 use billing_proto::ledger::v1 as pb;
+use billing_testkit::bad_request_fields as fields_of;
 use chrono::TimeDelta;
 use common::*;
-use tonic_types::StatusExt;
-
-fn fields_of(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    status
-        .get_error_details()
-        .bad_request()
-        .expect("BadRequest details")
-        .field_violations
-        .iter()
-        .map(|v| v.field.clone())
-        .collect()
-}
 
 fn unit_amount(id: &str, value: &str) -> Option<common_pb::Amount> {
     Some(common_pb::Amount {

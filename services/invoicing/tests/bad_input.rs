@@ -6,6 +6,7 @@
 mod common;
 
 use billing_proto::invoicing::v1 as pb;
+use billing_testkit::bad_request_fields as fields_of;
 use chrono::TimeDelta;
 use common::*;
 use tonic::Code;
@@ -18,18 +19,6 @@ backends!(
     invoice_state_conflicts_are_failed_precondition,
     request_ids_replay_and_refuse_reuse,
 );
-
-fn fields_of(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_error_details()
-        .bad_request()
-        .expect("BadRequest details")
-        .field_violations
-        .iter()
-        .map(|v| v.field.clone())
-        .collect()
-}
 
 async fn customers_round_trip_and_stay_in_their_account(t: &Suite) {
     let mut client = t.invoicing.clone();

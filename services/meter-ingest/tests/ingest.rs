@@ -5,21 +5,9 @@
 mod common;
 
 use billing_proto::meter::v1 as pb;
+use billing_testkit::bad_request_fields as fields;
 use chrono::TimeDelta;
 use common::*;
-use tonic_types::StatusExt;
-
-fn fields(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    status
-        .get_error_details()
-        .bad_request()
-        .unwrap()
-        .field_violations
-        .iter()
-        .map(|v| v.field.clone())
-        .collect()
-}
 
 /// 8 clients send overlapping batches of the same 1,000 identifiers at once;
 /// every identifier is counted exactly once.
