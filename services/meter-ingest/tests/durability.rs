@@ -28,6 +28,8 @@ fn start(database_url: &str) -> (Process, String) {
         .env("DATABASE_URL", database_url)
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("BILLING_API_KEYS", keys)
+        // Both backends run at once: no shared default metrics port.
+        .env("METRICS_ADDR", "off")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
