@@ -185,12 +185,20 @@ pub struct StepError {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+/// A draft was created (a period closed).
+pub const INVOICE_CREATED: &str = "invoice.created";
+/// Credits were applied; the invoice is open or paid.
+pub const INVOICE_FINALIZED: &str = "invoice.finalized";
+/// An open invoice was marked paid.
+pub const INVOICE_PAID: &str = "invoice.paid";
+/// An open invoice was voided and its credits given back.
+pub const INVOICE_VOIDED: &str = "invoice.voided";
 /// Types of invoice events, in lifecycle order.
 pub const EVENT_TYPES: [&str; 4] = [
-    "invoice.created",
-    "invoice.finalized",
-    "invoice.paid",
-    "invoice.voided",
+    INVOICE_CREATED,
+    INVOICE_FINALIZED,
+    INVOICE_PAID,
+    INVOICE_VOIDED,
 ];
 
 /// Something that happened to an invoice (an outbox row).

@@ -21,7 +21,9 @@ use futures_util::future::try_join_all;
 
 use super::{Invoicing, failpoint};
 use crate::domain::InvoicingError;
-use crate::domain::invoice::{CreditApplication, Invoice, Status, StepError, retry_delay};
+use crate::domain::invoice::{
+    CreditApplication, INVOICE_PAID, INVOICE_VOIDED, Invoice, Status, StepError, retry_delay,
+};
 use crate::domain::price::Price;
 use crate::store::InvoiceFilter;
 
@@ -240,7 +242,7 @@ impl Invoicing {
                 &invoice.id,
                 Status::Voiding,
                 Status::Void,
-                Some("invoice.voided"),
+                Some(INVOICE_VOIDED),
                 now,
             )
             .await?;
@@ -264,7 +266,7 @@ impl Invoicing {
                 id,
                 Status::Open,
                 Status::Paid,
-                Some("invoice.paid"),
+                Some(INVOICE_PAID),
                 now,
             )
             .await?;

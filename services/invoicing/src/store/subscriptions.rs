@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 
 use super::{Store, outbox};
 use crate::domain::InvoicingError;
-use crate::domain::invoice::Invoice;
+use crate::domain::invoice::{INVOICE_CREATED, Invoice};
 use crate::domain::subscription::{Interval, Subscription};
 
 const COLUMNS: &str = "id, customer, status, currency, billing_interval, anchor_us, start_us, \
@@ -202,7 +202,7 @@ impl Store {
             outbox(
                 &mut tx,
                 account,
-                "invoice.created",
+                INVOICE_CREATED,
                 &draft.id,
                 draft,
                 created_us,

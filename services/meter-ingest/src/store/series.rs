@@ -38,8 +38,16 @@ fn cache_key(account: &str, meter: &str, customer: &str) -> String {
 
 impl SeriesCache {
     fn get(&self, account: &str, meter: &str, customer: &str) -> Option<i64> {
+        self.get_many(account, &[(meter, customer)])[0]
+    }
+
+    /// The cached ids of `pairs` (meter, customer), under one lock.
+    fn get_many(&self, account: &str, pairs: &[(&str, &str)]) -> Vec<Option<i64>> {
         let ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
-        ids.get(&cache_key(account, meter, customer)).copied()
+        pairs
+            .iter()
+            .map(|(meter, customer)| ids.get(&cache_key(account, meter, customer)).copied())
+            .collect()
     }
 
     fn insert(&self, account: &str, meter: &str, customer: &str, id: i64) {
@@ -61,21 +69,9 @@ impl Store {
         account: &str,
         pairs: &[(&str, &str)],
     ) -> Result<Vec<i64>, MeterError> {
-        let mut ids = vec![0_i64; pairs.len()];
-        let mut missing = Vec::new();
-        {
-            let cached = self
-                .series
-                .ids
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for (index, (meter, customer)) in pairs.iter().enumerate() {
-                match cached.get(&cache_key(account, meter, customer)) {
-                    Some(&id) => ids[index] = id,
-                    None => missing.push(index),
-                }
-            }
-        }
+        let cached = self.series.get_many(account, pairs);
+        let missing: Vec<usize> = (0..pairs.len()).filter(|&i| cached[i].is_none()).collect();
+        let mut ids: Vec<i64> = cached.into_iter().map(|id| id.unwrap_or(0)).collect();
         if missing.is_empty() {
             return Ok(ids);
         }
