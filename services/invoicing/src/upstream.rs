@@ -84,6 +84,7 @@ fn upstream_error(service: &'static str, status: Status) -> InvoicingError {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
             InvoicingError::Unavailable {
                 service,
+                code: status.code(),
                 detail: status.message().to_owned(),
                 invoice: None,
             }

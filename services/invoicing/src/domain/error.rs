@@ -46,6 +46,8 @@ pub enum InvoicingError {
     Unavailable {
         /// "credit-ledger" or "meter-ingest".
         service: &'static str,
+        /// The peer's code (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, UNKNOWN).
+        code: tonic::Code,
         /// What went wrong.
         detail: String,
         /// The invoice left in `finalizing`/`voiding`, if any.

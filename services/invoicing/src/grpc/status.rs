@@ -36,6 +36,7 @@ pub fn to_status(error: InvoicingError) -> Status {
             service,
             detail,
             invoice,
+            ..
         } => {
             tracing::warn!(service, detail, ?invoice, "upstream unavailable");
             let message = match invoice {

@@ -348,9 +348,7 @@ impl Invoicing {
         error: InvoicingError,
     ) -> InvoicingError {
         let (code, message) = match &error {
-            InvoicingError::Unavailable { detail, .. } => {
-                ("UNAVAILABLE".to_owned(), detail.clone())
-            }
+            InvoicingError::Unavailable { code, detail, .. } => (code_name(*code), detail.clone()),
             InvoicingError::Upstream { status, .. } => {
                 (code_name(status.code()), status.message().to_owned())
             }
@@ -406,9 +404,13 @@ fn code_name(code: tonic::Code) -> String {
 fn saga_pending(error: InvoicingError, invoice: &str) -> InvoicingError {
     match error {
         InvoicingError::Unavailable {
-            service, detail, ..
+            service,
+            code,
+            detail,
+            ..
         } => InvoicingError::Unavailable {
             service,
+            code,
             detail,
             invoice: Some(invoice.to_owned()),
         },
