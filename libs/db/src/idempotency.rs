@@ -104,10 +104,16 @@ pub enum IdempotencyError {
     Reused,
     /// The database failed.
     #[error(transparent)]
-    Sqlx(#[from] sqlx::Error),
+    Store(#[from] crate::StoreError),
     /// A stored response could not be read back.
     #[error("stored response is unreadable: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for IdempotencyError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Store(error.into())
+    }
 }
 
 impl From<serde_json::Error> for IdempotencyError {

@@ -7,6 +7,8 @@
 //!   (`BEGIN IMMEDIATE` on SQLite so writers queue instead of failing on lock
 //!   upgrade; plain READ COMMITTED `BEGIN` on PostgreSQL).
 //! - [`idempotency`]: the `request_id` table helpers (AIP-155).
+//! - [`StoreError`]: what a service's store returns when the database fails,
+//!   classified (unavailable, CHECK violation) so callers never see sqlx.
 //! - [`sql`]: small helpers to build portable multi-row statements.
 //! - [`testing`]: a fresh, uniquely named database per test, dropped afterwards.
 //!
@@ -15,7 +17,10 @@
 
 pub mod idempotency;
 pub mod sql;
+mod store_error;
 pub mod testing;
+
+pub use store_error::StoreError;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -138,6 +143,12 @@ impl Db {
     /// Runs the service's embedded migrations.
     pub async fn migrate(&self, migrator: &Migrator) -> Result<(), DbError> {
         migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Runs the migrations up to and including `version` (upgrade tests).
+    pub async fn migrate_to(&self, migrator: &Migrator, version: i64) -> Result<(), DbError> {
+        migrator.run_to(version, &self.pool).await?;
         Ok(())
     }
 

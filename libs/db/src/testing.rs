@@ -85,9 +85,7 @@ impl TestDatabase {
 }
 
 fn unique_suffix() -> String {
-    ulid::Ulid::from_datetime(std::time::SystemTime::now())
-        .to_string()
-        .to_lowercase()
+    ulid::Ulid::generate().to_string().to_lowercase()
 }
 
 async fn admin_connection(admin_url: &str) -> Result<sqlx::PgConnection, sqlx::Error> {

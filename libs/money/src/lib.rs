@@ -8,12 +8,18 @@
 //!   smallest units, never rounding on the way in.
 //! - [`round_to_scale`]: the single rounding rule of the product (half away from
 //!   zero), used once per invoice line.
+//! - [`FieldViolation`]: a refused input field and why (the domain layers'
+//!   shared vocabulary for bad input).
 //!
 //! Every amount stored or summed is an `i64` in the asset's smallest unit;
 //! arithmetic is checked and overflow is an error, never a wrap.
 
+mod field;
+
 use std::fmt;
 use std::str::FromStr;
+
+pub use field::FieldViolation;
 
 pub use rust_decimal::Decimal;
 use rust_decimal::RoundingStrategy;

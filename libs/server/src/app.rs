@@ -2,8 +2,6 @@
 
 use std::net::SocketAddr;
 
-use tokio::net::TcpListener;
-
 use crate::serve::ServeError;
 
 /// Why a service could not start, or stopped with an error.
@@ -23,22 +21,10 @@ pub enum AppError {
     /// Serving.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// Reading the bound address.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
     /// A setting that only shows it is wrong at start-up.
     #[error("configuration: {0}")]
     Config(String),
-}
-
-/// Binds the service's listener; port 0 lets the OS pick (tests).
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| AppError::Bind { addr, source })
-}
-
-/// Binds the `/metrics` listener when an address is configured.
-pub async fn bind_metrics(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, AppError> {
-    match addr {
-        Some(addr) => bind(addr).await.map(Some),
-        None => Ok(None),
-    }
 }

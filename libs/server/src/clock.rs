@@ -7,6 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 
+/// The system's wall time, for what must follow real time whatever clock a
+/// service runs on (the time part of new ids). The one other reader of the
+/// system clock besides [`Clock::system`].
+pub fn wall_time() -> std::time::SystemTime {
+    std::time::SystemTime::now()
+}
+
 /// The current time, shared by a service and its background workers.
 #[derive(Debug, Clone)]
 pub struct Clock {

@@ -6,7 +6,6 @@
 //! lists ordered by id are exact within a process.
 
 use std::sync::{Mutex, PoisonError};
-use std::time::SystemTime;
 
 use ulid::{Generator, Ulid};
 
@@ -14,7 +13,9 @@ static GENERATOR: Mutex<Generator> = Mutex::new(Generator::new());
 
 /// A new id with the given prefix (without the underscore).
 pub fn new_id(prefix: &str) -> String {
-    let now = SystemTime::now();
+    // Ids order by wall time whatever clock the caller runs on (a test's
+    // manual clock must not make two processes' ids collide).
+    let now = crate::clock::wall_time();
     let ulid = GENERATOR
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

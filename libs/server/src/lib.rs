@@ -3,6 +3,10 @@
 //! Layout:
 //! - [`auth`]: API keys (SHA-256 hashes from `BILLING_API_KEYS`), the
 //!   interceptor that turns a bearer token into a [`auth::Principal`].
+//! - [`handler`]: the one shape of a unary handler (caller, body,
+//!   idempotency key → answer or status).
+//! - [`host`]: the one host every service runs in (connect, migrate, bind,
+//!   serve, background jobs, drain); a service declares only what differs.
 //! - [`serve`]: runs a service's routes with health, reflection (v1 and
 //!   v1alpha), message-size, concurrency and time limits, and a graceful,
 //!   bounded drain on shutdown.
@@ -18,6 +22,8 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod fingerprint;
+pub mod handler;
+pub mod host;
 pub mod idempotent;
 pub mod ids;
 pub mod metrics;

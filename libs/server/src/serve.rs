@@ -58,11 +58,12 @@ pub enum ServeError {
 /// Serves `routes` plus health and reflection on `listener` until `shutdown`,
 /// recording every RPC in `metrics`, served on `metrics_listener` if any.
 ///
-/// `service_name` is the fully qualified gRPC name reported by health
-/// (e.g. `billing.ledger.v1.LedgerService`).
+/// `service_names` are the fully qualified gRPC names of the services in
+/// `routes` (e.g. `billing.ledger.v1.LedgerService`): health reports each,
+/// and reflection lists exactly these plus health and reflection.
 pub async fn serve(
     routes: Routes,
-    service_name: &str,
+    service_names: &[&'static str],
     listener: TcpListener,
     options: &ServerOptions,
     metrics: &Metrics,
@@ -72,16 +73,11 @@ pub async fn serve(
     let metrics_task = metrics_listener
         .map(|listener| tokio::spawn(crate::metrics::serve_metrics(listener, metrics.clone())));
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    set_status(&reporter, service_name, ServingStatus::Serving).await;
+    let service_names: Arc<[&'static str]> = service_names.into();
+    set_status(&reporter, &service_names, ServingStatus::Serving).await;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(billing_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(billing_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1 = reflection(&service_names).build_v1()?;
+    let reflection_v1alpha = reflection(&service_names).build_v1alpha()?;
     let routes = routes
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -91,11 +87,11 @@ pub async fn serve(
     let signal = {
         let draining = Arc::clone(&draining);
         let reporter = reporter.clone();
-        let service_name = service_name.to_owned();
+        let service_names = Arc::clone(&service_names);
         async move {
             shutdown.await;
             tracing::info!("shutdown requested: health NOT_SERVING, draining in-flight RPCs");
-            set_status(&reporter, &service_name, ServingStatus::NotServing).await;
+            set_status(&reporter, &service_names, ServingStatus::NotServing).await;
             draining.notify_one();
         }
     };
@@ -133,9 +129,33 @@ pub async fn serve(
     result
 }
 
-async fn set_status(reporter: &HealthReporter, service_name: &str, status: ServingStatus) {
+async fn set_status(reporter: &HealthReporter, service_names: &[&str], status: ServingStatus) {
     reporter.set_service_status("", status).await;
-    reporter.set_service_status(service_name, status).await;
+    for name in service_names {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+/// The health and reflection services themselves, listed beside the port's own.
+const INFRASTRUCTURE_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// A reflection builder that knows every descriptor but lists only the
+/// services of this port (a client must not see services it cannot call here).
+fn reflection(service_names: &[&'static str]) -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(billing_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
+    for name in service_names.iter().chain(INFRASTRUCTURE_SERVICES.iter()) {
+        builder = builder.with_service_name(*name);
+    }
+    builder
 }
 
 /// Resolves on SIGTERM or Ctrl-C: the production shutdown signal.

@@ -6,33 +6,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// One invalid field: its dotted path (`amount.monetary.value`) and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {description}")]
-pub struct FieldViolation {
-    /// Dotted field path in the request.
-    pub field: String,
-    /// What is wrong, in words a client developer can act on.
-    pub description: String,
-}
-
-impl FieldViolation {
-    /// A violation of `field`.
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
-    }
-
-    /// The same violation nested under `parent` (`amount` + `monetary.value`).
-    pub fn under(self, parent: &str) -> Self {
-        Self {
-            field: format!("{parent}.{}", self.field),
-            description: self.description,
-        }
-    }
-}
+pub use billing_money::FieldViolation;
 
 /// `INVALID_ARGUMENT` with a BadRequest listing every violation.
 pub fn invalid_argument(violations: &[FieldViolation]) -> Status {

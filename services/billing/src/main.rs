@@ -86,9 +86,9 @@ async fn main() -> anyhow::Result<()> {
             let db =
                 billing_db::Db::connect(&database_url, &billing_db::DbOptions::default()).await?;
             match service {
-                Service::Ledger => db.migrate(&credit_ledger::MIGRATOR).await?,
+                Service::Ledger => credit_ledger::migrate(&db).await?,
                 Service::Meter => meter_ingest::migrate(&db).await?,
-                Service::Invoicing => db.migrate(&invoicing::MIGRATOR).await?,
+                Service::Invoicing => invoicing::migrate(&db).await?,
             }
             db.close().await;
             println!(

@@ -7,10 +7,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use billing_server::app::AppError;
 use billing_server::auth::{ApiKeys, Scope};
 use billing_server::clock::Clock;
+use billing_server::host::{Host, Service};
 use billing_server::serve::shutdown_signal;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// The account of the development key.
 pub const DEV_ACCOUNT: &str = "acct_dev";
@@ -60,56 +63,80 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "_invoicing",
         &[Scope::ApplyCredits, Scope::Internal],
     );
+    let database = |url: Option<String>, file: &str| {
+        url.unwrap_or_else(|| sqlite_url(&args.data_dir.join(file)))
+    };
+    let (stop, stopped) = watch::channel(false);
+    let mut running = Vec::new();
 
-    let ledger_url = args
-        .ledger_database_url
-        .unwrap_or_else(|| sqlite_url(&args.data_dir.join("ledger.db")));
-    let mut ledger_config = credit_ledger::Config::new(ledger_url, args.ledger_addr);
-    ledger_config.api_keys = keys.clone();
-    let ledger = credit_ledger::App::build(ledger_config, Clock::system()).await?;
-    let ledger_addr = ledger.local_addr()?;
+    let mut meter = meter_ingest::Config::new(
+        database(args.meter_database_url, "meter.db"),
+        args.meter_addr,
+    );
+    meter.service.api_keys = keys.clone();
+    running.push(start::<meter_ingest::MeterIngest>(meter, &stopped).await?);
 
-    let meter_url = args
-        .meter_database_url
-        .unwrap_or_else(|| sqlite_url(&args.data_dir.join("meter.db")));
-    let mut meter_config = meter_ingest::Config::new(meter_url, args.meter_addr);
-    meter_config.api_keys = keys.clone();
-    let meter = meter_ingest::App::build(meter_config, Clock::system()).await?;
-    let meter_addr = meter.local_addr()?;
+    let mut ledger = credit_ledger::Config::new(
+        database(args.ledger_database_url, "ledger.db"),
+        args.ledger_addr,
+    );
+    ledger.service.api_keys = keys.clone();
+    running.push(start::<credit_ledger::LedgerService>(ledger, &stopped).await?);
 
-    let invoicing_url = args
-        .invoicing_database_url
-        .unwrap_or_else(|| sqlite_url(&args.data_dir.join("invoicing.db")));
     let upstream = invoicing::upstream::UpstreamConfig {
-        ledger_url: format!("http://{ledger_addr}"),
-        meter_url: format!("http://{meter_addr}"),
+        ledger_url: format!("http://{}", running[1].addr),
+        meter_url: format!("http://{}", running[0].addr),
         internal_api_key: internal_key,
         deadline: std::time::Duration::from_secs(5),
     };
-    let mut invoicing_config = invoicing::Config::new(invoicing_url, args.invoicing_addr, upstream);
-    invoicing_config.api_keys = keys;
-    let invoicing = invoicing::App::build(invoicing_config, Clock::system()).await?;
-    let invoicing_addr = invoicing.local_addr()?;
+    let mut invoicing = invoicing::Config::new(
+        database(args.invoicing_database_url, "invoicing.db"),
+        args.invoicing_addr,
+        upstream,
+    );
+    invoicing.service.api_keys = keys;
+    running.push(start::<invoicing::InvoicingService>(invoicing, &stopped).await?);
 
-    let (stop, stopped) = watch::channel(false);
-    let ledger_task = tokio::spawn(ledger.run_until(wait_for(stopped.clone())));
-    let meter_task = tokio::spawn(meter.run_until(wait_for(stopped.clone())));
-    let invoicing_task = tokio::spawn(invoicing.run_until(wait_for(stopped.clone())));
-
-    println!("meter-ingest listening on {meter_addr}");
-    println!("credit-ledger listening on {ledger_addr}");
-    println!("invoicing listening on {invoicing_addr}");
+    for service in &running {
+        println!("{} listening on {}", service.name, service.addr);
+    }
     println!("development API key (account {DEV_ACCOUNT}, scope apply_credits):");
     println!("  export KEY={dev_key}");
-    println!("try: grpcurl -plaintext -H \"authorization: Bearer $KEY\" {ledger_addr} list");
+    println!(
+        "try: grpcurl -plaintext -H \"authorization: Bearer $KEY\" {} list",
+        running[1].addr
+    );
 
     shutdown_signal().await;
     tracing::info!("stopping");
+    // Nobody may be waiting: the services may already have stopped.
     let _ = stop.send(true);
-    invoicing_task.await??;
-    ledger_task.await??;
-    meter_task.await??;
+    for service in running.into_iter().rev() {
+        service.task.await??;
+    }
     Ok(())
+}
+
+/// A service `billing up` started.
+struct Running {
+    name: &'static str,
+    addr: SocketAddr,
+    task: JoinHandle<Result<(), AppError>>,
+}
+
+/// Builds a service on the shared host and serves it until `stopped` turns true.
+async fn start<S: Service>(
+    config: S::Config,
+    stopped: &watch::Receiver<bool>,
+) -> anyhow::Result<Running> {
+    let host = Host::<S>::build(config, Clock::system()).await?;
+    let addr = host.local_addr()?;
+    let task = tokio::spawn(host.run_until(wait_for(stopped.clone())));
+    Ok(Running {
+        name: S::NAME,
+        addr,
+        task,
+    })
 }
 
 async fn wait_for(mut stopped: watch::Receiver<bool>) {

@@ -136,10 +136,10 @@ async fn bench(name: &str, db: TestDatabase, seconds: u64) {
     let mut keys = ApiKeys::default();
     keys.insert_plain(KEY, "acct_bench", &[Scope::ApplyCredits]);
     let mut config = Config::new(db.url(), "127.0.0.1:0".parse().unwrap());
-    config.api_keys = keys;
+    config.service.api_keys = keys;
     let app = App::build(config, Clock::system()).await.unwrap();
     let addr = app.local_addr().unwrap();
-    let pool = app.ledger().store().db().pool().clone();
+    let pool = app.state().store().db().pool().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;

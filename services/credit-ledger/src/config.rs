@@ -1,7 +1,6 @@
 //! Configuration: the shared service settings plus the expiry sweeper's.
 
 use std::net::SocketAddr;
-use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use billing_server::config::{ServiceConfig, parse, var};
@@ -9,7 +8,7 @@ use chrono::TimeDelta;
 
 pub use billing_server::config::ConfigError;
 
-use crate::sweeper::SweeperOptions;
+use crate::jobs::sweeper::SweeperOptions;
 
 /// Default listen address of the pod binary (all interfaces, port 50052).
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:50052";
@@ -23,19 +22,6 @@ pub struct Config {
     pub service: ServiceConfig,
     /// Expiry sweeper.
     pub sweeper: SweeperOptions,
-}
-
-impl Deref for Config {
-    type Target = ServiceConfig;
-    fn deref(&self) -> &ServiceConfig {
-        &self.service
-    }
-}
-
-impl DerefMut for Config {
-    fn deref_mut(&mut self) -> &mut ServiceConfig {
-        &mut self.service
-    }
 }
 
 impl Config {

@@ -9,7 +9,7 @@ use billing_proto::common::v1 as common_pb;
 use billing_proto::ledger::v1 as pb;
 use chrono::TimeDelta;
 use common::*;
-use credit_ledger::sweeper::{SweeperOptions, sweep_once};
+use credit_ledger::jobs::sweeper::{SweeperOptions, sweep_once};
 use tonic_types::StatusExt;
 
 fn reason(status: &tonic::Status) -> String {

@@ -9,7 +9,7 @@ mod common;
 use billing_proto::ledger::v1 as pb;
 use chrono::TimeDelta;
 use common::*;
-use credit_ledger::sweeper::{SweeperOptions, sweep_once};
+use credit_ledger::jobs::sweeper::{SweeperOptions, sweep_once};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 

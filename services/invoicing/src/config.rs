@@ -2,7 +2,6 @@
 //! finalize grace period, the worker and the test clock.
 
 use std::net::SocketAddr;
-use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use billing_server::config::{ServiceConfig, parse, var};
@@ -30,19 +29,6 @@ pub struct Config {
     pub worker_interval: Duration,
     /// Serve `TestClockService` over a manual clock (tests only).
     pub test_clock: bool,
-}
-
-impl Deref for Config {
-    type Target = ServiceConfig;
-    fn deref(&self) -> &ServiceConfig {
-        &self.service
-    }
-}
-
-impl DerefMut for Config {
-    fn deref_mut(&mut self) -> &mut ServiceConfig {
-        &mut self.service
-    }
 }
 
 impl Config {

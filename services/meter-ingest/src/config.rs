@@ -2,7 +2,6 @@
 //! pool that batch ingestion needs.
 
 use std::net::SocketAddr;
-use std::ops::{Deref, DerefMut};
 
 use billing_server::config::ServiceConfig;
 
@@ -18,19 +17,6 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/meter.db";
 pub struct Config {
     /// Database, address, keys, limits.
     pub service: ServiceConfig,
-}
-
-impl Deref for Config {
-    type Target = ServiceConfig;
-    fn deref(&self) -> &ServiceConfig {
-        &self.service
-    }
-}
-
-impl DerefMut for Config {
-    fn deref_mut(&mut self) -> &mut ServiceConfig {
-        &mut self.service
-    }
 }
 
 impl Config {

@@ -43,11 +43,7 @@ async fn upgrade(backend: Backend) {
         return;
     };
     let old = Db::connect(db.url(), &DbOptions::default()).await.unwrap();
-    let migrator = match backend {
-        Backend::Sqlite => &meter_ingest::SQLITE_MIGRATOR,
-        Backend::Postgres => &meter_ingest::POSTGRES_MIGRATOR,
-    };
-    migrator.run_to(1, old.pool()).await.unwrap();
+    meter_ingest::store::migrate_to(&old, 1).await.unwrap();
     let hour = t0() - TimeDelta::hours(2);
     for sql in legacy_rows(hour.timestamp_micros()) {
         sqlx::query(sqlx::AssertSqlSafe(sql))

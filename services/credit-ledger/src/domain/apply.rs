@@ -10,8 +10,9 @@ use billing_money::Asset;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::grant::{Grant, application_order};
-use super::transaction::{BalanceTransaction, TransactionKind};
+use super::error::RuleError;
+use super::grant::{Grant, add, application_order, subtract};
+use super::transaction::{BalanceTransaction, NewId, TransactionKind};
 
 /// The most lines one ApplyCredits may carry.
 pub const LINES_MAX: usize = 1_000;
@@ -43,9 +44,9 @@ pub struct ApplyRequest {
 }
 
 impl ApplyRequest {
-    /// A canonical description of what is applied, hashed to detect a replay
-    /// with different lines.
-    pub fn fingerprint(&self) -> String {
+    /// A canonical description of what is applied; the store hashes it to
+    /// detect a replay with different lines.
+    pub fn canonical(&self) -> String {
         let mut canonical = format!(
             "{}\n{}\n",
             self.customer,
@@ -61,7 +62,7 @@ impl ApplyRequest {
                 line.amount
             ));
         }
-        billing_server::fingerprint::fingerprint("ApplyCredits", canonical.as_bytes())
+        canonical
     }
 
     /// Distinct assets of the lines.
@@ -131,7 +132,7 @@ pub struct ApplyOutcome {
 ///
 /// Never takes more from a grant than its `available`, nor more for a line
 /// than its amount.
-pub fn plan(request: &ApplyRequest, grants: &[Grant]) -> ApplyOutcome {
+pub fn plan(request: &ApplyRequest, grants: &[Grant]) -> Result<ApplyOutcome, RuleError> {
     let mut ordered: Vec<&Grant> = grants.iter().collect();
     ordered.sort_by(|a, b| application_order(a, b));
     let mut left: HashMap<&str, i64> = ordered
@@ -157,8 +158,8 @@ pub fn plan(request: &ApplyRequest, grants: &[Grant]) -> ApplyOutcome {
             if take <= 0 {
                 continue;
             }
-            *remaining -= take;
-            due -= take;
+            *remaining = subtract(*remaining, take, "grant remainder")?;
+            due = subtract(due, take, "line remainder")?;
             applications.push(Application {
                 invoice_line_item: line.invoice_line_item.clone(),
                 credit_grant: grant.id.clone(),
@@ -171,35 +172,42 @@ pub fn plan(request: &ApplyRequest, grants: &[Grant]) -> ApplyOutcome {
             invoice_line_item: line.invoice_line_item.clone(),
             asset: line.asset.clone(),
             amount: line.amount,
-            applied: line.amount - due,
+            applied: subtract(line.amount, due, "line applied")?,
         });
     }
-    ApplyOutcome {
+    Ok(ApplyOutcome {
         invoice: request.invoice.clone(),
         applications,
-        totals: totals(&lines),
+        totals: totals(&lines)?,
         lines,
         preview: false,
-    }
+    })
 }
 
-fn totals(lines: &[LineCredits]) -> Vec<AssetCredits> {
+fn totals(lines: &[LineCredits]) -> Result<Vec<AssetCredits>, RuleError> {
     let mut by_asset: BTreeMap<Asset, (i64, i64)> = BTreeMap::new();
     for line in lines {
         let entry = by_asset.entry(line.asset.clone()).or_default();
-        // Line amounts were bounded at validation so sums of at most 1,000 fit;
-        // saturate rather than wrap if a caller ever bypasses that.
-        entry.0 = entry.0.saturating_add(line.amount);
-        entry.1 = entry.1.saturating_add(line.applied);
+        entry.0 = add(entry.0, line.amount, "invoice amount per asset")?;
+        entry.1 = add(entry.1, line.applied, "credits applied per asset")?;
     }
-    by_asset
+    Ok(by_asset
         .into_iter()
         .map(|(asset, (amount, applied))| AssetCredits {
             asset,
             amount,
             applied,
         })
-        .collect()
+        .collect())
+}
+
+/// The locked grant an application names. A plan only names grants it was
+/// given, so a miss is a bug: it stops the operation instead of skipping.
+fn locked<'g>(grants: &'g mut [Grant], id: &str) -> Result<&'g mut Grant, RuleError> {
+    grants
+        .iter_mut()
+        .find(|g| g.id == id)
+        .ok_or_else(|| RuleError::NotLocked(id.to_owned()))
 }
 
 /// Books a planned outcome onto the (locked) grants: debits each grant and
@@ -209,16 +217,16 @@ pub fn book(
     outcome: &mut ApplyOutcome,
     grants: &mut [Grant],
     now: DateTime<Utc>,
-) -> Vec<BalanceTransaction> {
+    new_id: NewId<'_>,
+) -> Result<Vec<BalanceTransaction>, RuleError> {
     let mut appended = Vec::with_capacity(outcome.applications.len());
     for application in &mut outcome.applications {
-        let Some(grant) = grants.iter_mut().find(|g| g.id == application.credit_grant) else {
-            continue;
-        };
-        grant.available -= application.amount;
-        grant.totals.applied += application.amount;
+        let grant = locked(grants, &application.credit_grant)?;
+        grant.available = subtract(grant.available, application.amount, "grant available")?;
+        grant.totals.applied = add(grant.totals.applied, application.amount, "applied total")?;
         grant.updated = now;
         let mut debit = grant.transaction(
+            new_id(),
             TransactionKind::CreditsApplied,
             application.amount,
             now,
@@ -229,7 +237,7 @@ pub fn book(
         application.credit_balance_transaction = debit.id.clone();
         appended.push(debit);
     }
-    appended
+    Ok(appended)
 }
 
 /// Credits given back to one grant when an invoice is voided.
@@ -264,17 +272,21 @@ pub fn reverse(
     outcome: &ApplyOutcome,
     grants: &mut [Grant],
     now: DateTime<Utc>,
-) -> (Reversal, Vec<BalanceTransaction>) {
+    new_id: NewId<'_>,
+) -> Result<(Reversal, Vec<BalanceTransaction>), RuleError> {
     let mut appended = Vec::new();
     let mut reversals = Vec::with_capacity(outcome.applications.len());
     for application in &outcome.applications {
-        let Some(grant) = grants.iter_mut().find(|g| g.id == application.credit_grant) else {
-            continue;
-        };
-        grant.available += application.amount;
-        grant.totals.reinstated += application.amount;
+        let grant = locked(grants, &application.credit_grant)?;
+        grant.available = add(grant.available, application.amount, "grant available")?;
+        grant.totals.reinstated = add(
+            grant.totals.reinstated,
+            application.amount,
+            "reinstated total",
+        )?;
         grant.updated = now;
         let mut credit = grant.transaction(
+            new_id(),
             TransactionKind::CreditsApplicationInvoiceVoided,
             application.amount,
             now,
@@ -293,25 +305,26 @@ pub fn reverse(
         appended.push(credit);
         if grant.expires_at.is_some_and(|at| at <= now) {
             let debit = grant.transaction(
+                new_id(),
                 TransactionKind::CreditsExpired,
                 application.amount,
                 now,
                 now,
             );
-            grant.available -= application.amount;
-            grant.totals.expired += application.amount;
+            grant.available = subtract(grant.available, application.amount, "grant available")?;
+            grant.totals.expired = add(grant.totals.expired, application.amount, "expired total")?;
             entry.expired_balance_transaction = Some(debit.id.clone());
             appended.push(debit);
         }
         reversals.push(entry);
     }
-    (
+    Ok((
         Reversal {
             invoice: outcome.invoice.clone(),
             reversals,
         },
         appended,
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -329,6 +342,9 @@ mod tests {
         Asset::Currency(Currency::parse("usd").unwrap())
     }
 
+    /// Distinct, increasing grant ids across a test run.
+    static NEXT_GRANT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
     fn grant_strategy() -> impl Strategy<Value = Grant> {
         (
             1_i64..500,
@@ -344,7 +360,10 @@ mod tests {
                     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
                     let effective_at = t0 + TimeDelta::hours(effective_h);
                     Grant {
-                        id: billing_server::ids::new_id("credgr"),
+                        id: format!(
+                            "credgr_{:06}",
+                            NEXT_GRANT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        ),
                         customer: "cus".into(),
                         name: String::new(),
                         asset: if eur {
@@ -398,7 +417,7 @@ mod tests {
                     amount: *amount,
                 }).collect(),
             };
-            let outcome = plan(&request, &grants);
+            let outcome = plan(&request, &grants).unwrap();
             let mut taken: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
             for application in &outcome.applications {
                 prop_assert!(application.amount > 0);
@@ -443,10 +462,12 @@ mod tests {
                     amount: *amount,
                 }).collect(),
             };
-            let mut outcome = plan(&request, &grants);
-            book(&mut outcome, &mut grants, period_end);
+            let mut next = 0_u64;
+            let mut new_id = move || { next += 1; format!("cbtxn_{next}") };
+            let mut outcome = plan(&request, &grants).unwrap();
+            book(&mut outcome, &mut grants, period_end, &mut new_id).unwrap();
             let now = period_end + TimeDelta::hours(reverse_after_h);
-            reverse(&outcome, &mut grants, now);
+            reverse(&outcome, &mut grants, now, &mut new_id).unwrap();
             for (grant, available) in grants.iter().zip(before) {
                 let mut violations = Vec::new();
                 crate::domain::invariants::check_grant(grant, None, &mut violations);

@@ -1,21 +1,14 @@
-//! The ledger's error type; `grpc::status` maps it to `tonic::Status` in one place.
+//! What the ledger's rules refuse; `crate::error` turns it into the
+//! service's error.
 
-use billing_server::status::FieldViolation;
+use billing_money::FieldViolation;
 
-/// Why a ledger operation did not happen. A failed operation wrote nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
+/// Why a rule refused a change. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
     /// Invalid fields, each named by its path.
     #[error("invalid request: {0:?}")]
     Invalid(Vec<FieldViolation>),
-    /// No such object in the caller's account.
-    #[error("no {kind} with id {id:?}")]
-    NotFound {
-        /// "credit grant", "pricing unit", "invoice".
-        kind: &'static str,
-        /// The id asked for.
-        id: String,
-    },
     /// A state conflict (FAILED_PRECONDITION with an ErrorInfo reason).
     #[error("{message}")]
     Conflict {
@@ -24,18 +17,27 @@ pub enum LedgerError {
         /// Explanation for the client developer.
         message: String,
     },
-    /// The same `request_id` was used with another payload.
-    #[error("request_id was already used with a different request")]
-    IdempotencyKeyReused,
-    /// The key lacks the `apply_credits` scope.
-    #[error("this API key may not call {0}: it needs the apply_credits scope")]
-    PermissionDenied(&'static str),
-    /// The database refused or failed.
-    #[error("storage: {0}")]
-    Storage(#[from] sqlx::Error),
-    /// A stored record could not be read back.
-    #[error("stored record is unreadable: {0}")]
-    Corrupt(String),
+    /// A sum of amounts does not fit in i64 (named by what was summed).
+    #[error("{0} overflows i64")]
+    Overflow(&'static str),
+    /// A plan names a grant the transaction did not lock: a bug, never skipped.
+    #[error("grant {0} was planned but not locked")]
+    NotLocked(String),
+}
+
+impl RuleError {
+    /// A conflict with its reason and message.
+    pub fn conflict(reason: ConflictReason, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// One invalid field.
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldViolation::new(field, description)])
+    }
 }
 
 /// The reasons of FAILED_PRECONDITION conflicts.
@@ -60,43 +62,5 @@ impl ConflictReason {
             Self::GrantAlreadyExpired => "GRANT_ALREADY_EXPIRED",
             Self::InvoiceAlreadyApplied => "INVOICE_ALREADY_APPLIED",
         }
-    }
-}
-
-impl LedgerError {
-    /// A conflict with its reason and message.
-    pub fn conflict(reason: ConflictReason, message: impl Into<String>) -> Self {
-        Self::Conflict {
-            reason,
-            message: message.into(),
-        }
-    }
-
-    /// One invalid field.
-    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
-        Self::Invalid(vec![FieldViolation::new(field, description)])
-    }
-}
-
-impl From<billing_db::idempotency::IdempotencyError> for LedgerError {
-    fn from(error: billing_db::idempotency::IdempotencyError) -> Self {
-        use billing_db::idempotency::IdempotencyError;
-        match error {
-            IdempotencyError::Reused => Self::IdempotencyKeyReused,
-            IdempotencyError::Sqlx(error) => Self::Storage(error),
-            IdempotencyError::Corrupt(detail) => Self::Corrupt(detail),
-        }
-    }
-}
-
-impl From<serde_json::Error> for LedgerError {
-    fn from(error: serde_json::Error) -> Self {
-        Self::Corrupt(error.to_string())
-    }
-}
-
-impl From<billing_money::MoneyError> for LedgerError {
-    fn from(error: billing_money::MoneyError) -> Self {
-        Self::Corrupt(error.to_string())
     }
 }

@@ -203,21 +203,21 @@ pub struct GrantChanges {
     pub metadata: BTreeMap<String, String>,
 }
 
-use super::LedgerError;
-use super::error::ConflictReason;
-use super::transaction::{BalanceTransaction, TransactionKind};
+use super::error::{ConflictReason, RuleError};
+use super::transaction::{BalanceTransaction, NewId, TransactionKind};
 
 impl Grant {
-    /// A transaction of this grant, recorded at `now`.
+    /// A transaction of this grant with the given id, recorded at `now`.
     pub fn transaction(
         &self,
+        id: String,
         kind: TransactionKind,
         amount: i64,
         effective_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> BalanceTransaction {
         BalanceTransaction {
-            id: billing_server::ids::new_id("cbtxn"),
+            id,
             customer: self.customer.clone(),
             credit_grant: self.id.clone(),
             kind,
@@ -231,23 +231,33 @@ impl Grant {
     }
 
     /// Voids a grant that was never applied; its remainder is debited.
-    pub fn void(&mut self, now: DateTime<Utc>) -> Result<Vec<BalanceTransaction>, LedgerError> {
+    pub fn void(
+        &mut self,
+        now: DateTime<Utc>,
+        new_id: NewId<'_>,
+    ) -> Result<Vec<BalanceTransaction>, RuleError> {
         if self.voided_at.is_some() {
-            return Err(LedgerError::conflict(
+            return Err(RuleError::conflict(
                 ConflictReason::GrantVoided,
                 "the grant is already voided",
             ));
         }
         if self.totals.applied > 0 {
-            return Err(LedgerError::conflict(
+            return Err(RuleError::conflict(
                 ConflictReason::GrantAlreadyApplied,
                 "the grant was applied to an invoice; expire it instead of voiding it",
             ));
         }
         let mut out = Vec::new();
         if self.available > 0 {
-            out.push(self.transaction(TransactionKind::CreditsVoided, self.available, now, now));
-            self.totals.voided += self.available;
+            out.push(self.transaction(
+                new_id(),
+                TransactionKind::CreditsVoided,
+                self.available,
+                now,
+                now,
+            ));
+            self.totals.voided = add(self.totals.voided, self.available, "voided total")?;
             self.available = 0;
         }
         self.voided_at = Some(now);
@@ -259,15 +269,16 @@ impl Grant {
     pub fn expire_now(
         &mut self,
         now: DateTime<Utc>,
-    ) -> Result<Vec<BalanceTransaction>, LedgerError> {
+        new_id: NewId<'_>,
+    ) -> Result<Vec<BalanceTransaction>, RuleError> {
         if self.voided_at.is_some() {
-            return Err(LedgerError::conflict(
+            return Err(RuleError::conflict(
                 ConflictReason::GrantVoided,
                 "the grant is voided",
             ));
         }
         if self.expires_at.is_some_and(|at| at <= now) && self.available == 0 {
-            return Err(LedgerError::conflict(
+            return Err(RuleError::conflict(
                 ConflictReason::GrantAlreadyExpired,
                 "the grant has already expired",
             ));
@@ -275,7 +286,7 @@ impl Grant {
         if self.expires_at.is_none_or(|at| at > now) {
             self.expires_at = Some(now);
         }
-        let out = self.record_expiry(now, now);
+        let out = self.record_expiry(now, now, new_id)?;
         self.updated = now;
         Ok(out)
     }
@@ -286,38 +297,40 @@ impl Grant {
         &mut self,
         effective_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Vec<BalanceTransaction> {
+        new_id: NewId<'_>,
+    ) -> Result<Vec<BalanceTransaction>, RuleError> {
         if self.available == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let debit = self.transaction(
+            new_id(),
             TransactionKind::CreditsExpired,
             self.available,
             effective_at,
             now,
         );
-        self.totals.expired += self.available;
+        self.totals.expired = add(self.totals.expired, self.available, "expired total")?;
         self.available = 0;
-        vec![debit]
+        Ok(vec![debit])
     }
 
     /// Applies UpdateCreditGrant's changes (already validated field by field).
-    pub fn update(&mut self, changes: GrantChanges, now: DateTime<Utc>) -> Result<(), LedgerError> {
+    pub fn update(&mut self, changes: GrantChanges, now: DateTime<Utc>) -> Result<(), RuleError> {
         if self.voided_at.is_some() {
-            return Err(LedgerError::conflict(
+            return Err(RuleError::conflict(
                 ConflictReason::GrantVoided,
                 "a voided grant cannot change",
             ));
         }
         if let Some(expires_at) = changes.expires_at {
             if self.expires_at.is_some_and(|at| at <= now) {
-                return Err(LedgerError::conflict(
+                return Err(RuleError::conflict(
                     ConflictReason::GrantAlreadyExpired,
                     "the grant has expired; its expiry can no longer change",
                 ));
             }
             if expires_at.is_some_and(|at| at <= self.effective_at) {
-                return Err(LedgerError::invalid(
+                return Err(RuleError::invalid(
                     "expires_at",
                     "must be after effective_at",
                 ));
@@ -337,9 +350,20 @@ impl Grant {
         let mut violations = Vec::new();
         super::validate::check_metadata(&self.metadata, "metadata", &mut violations);
         if !violations.is_empty() {
-            return Err(LedgerError::Invalid(violations));
+            return Err(RuleError::Invalid(violations));
         }
         self.updated = now;
         Ok(())
     }
+}
+
+/// `a + b`, or an overflow error naming what was summed: money never wraps
+/// and never saturates.
+pub fn add(a: i64, b: i64, what: &'static str) -> Result<i64, RuleError> {
+    a.checked_add(b).ok_or(RuleError::Overflow(what))
+}
+
+/// `a - b`, or an overflow error naming what was subtracted.
+pub fn subtract(a: i64, b: i64, what: &'static str) -> Result<i64, RuleError> {
+    a.checked_sub(b).ok_or(RuleError::Overflow(what))
 }

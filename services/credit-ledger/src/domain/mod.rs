@@ -12,4 +12,4 @@ pub mod invariants;
 pub mod transaction;
 pub mod validate;
 
-pub use error::LedgerError;
+pub use error::{ConflictReason, RuleError};

@@ -3,6 +3,10 @@
 use billing_money::Asset;
 use chrono::{DateTime, Utc};
 
+/// Makes the id of each new balance transaction. The caller passes its
+/// generator: domain code makes no ids.
+pub type NewId<'a> = &'a mut (dyn FnMut() -> String + Send);
+
 /// Credit or debit, with why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransactionKind {

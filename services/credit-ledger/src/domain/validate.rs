@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use billing_money::FieldViolation;
 use billing_money::{Asset, Currency, MoneyError};
-use billing_server::status::FieldViolation;
 
 /// Most metadata keys on one object (as Stripe).
 pub const METADATA_KEYS_MAX: usize = 50;

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use billing_money::FieldViolation;
 use billing_money::{Asset, Currency};
 use billing_proto::common::v1 as common;
 use billing_proto::ledger::v1 as pb;
-use billing_server::status::FieldViolation;
 use billing_server::time::{from_proto, to_proto};
 use chrono::{DateTime, Utc};
 
@@ -17,7 +17,7 @@ use crate::domain::grant::{
 };
 use crate::domain::transaction::{BalanceTransaction, TransactionKind};
 use crate::domain::validate::{AmountInput, check_metadata, check_name, check_reference};
-use crate::ledger::{ApplyInput, GrantInput, LineInput};
+use crate::ops::{ApplyInput, GrantInput, LineInput};
 use crate::store::{AuditReport, PricingUnit};
 
 /// Most prices a grant's scope may list.

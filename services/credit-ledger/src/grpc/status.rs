@@ -3,7 +3,7 @@
 use billing_server::status;
 use tonic::{Code, Status};
 
-use crate::domain::LedgerError;
+use crate::error::LedgerError;
 
 /// google.rpc.ErrorInfo domain of the ledger's reasons.
 pub const ERROR_DOMAIN: &str = "ledger.billing";
@@ -32,11 +32,11 @@ pub fn to_status(error: LedgerError) -> Status {
             ERROR_DOMAIN,
             format!("this API key may not call {method}: it needs the apply_credits scope"),
         ),
-        LedgerError::Storage(error) if billing_db::is_unavailable(&error) => {
+        LedgerError::Storage(error) if error.is_unavailable() => {
             tracing::warn!(%error, "database unavailable");
             Status::unavailable("the ledger database is unavailable; retry")
         }
-        LedgerError::Storage(error) if billing_db::is_check_violation(&error) => {
+        LedgerError::Storage(error) if error.is_check_violation() => {
             tracing::error!(%error, "a ledger CHECK constraint fired: invariant protected");
             Status::aborted("the ledger refused a write that would break an invariant; retry")
         }
@@ -44,5 +44,11 @@ pub fn to_status(error: LedgerError) -> Status {
             tracing::error!(error = %other, "internal error");
             Status::internal("internal error")
         }
+    }
+}
+
+impl From<LedgerError> for Status {
+    fn from(error: LedgerError) -> Self {
+        to_status(error)
     }
 }

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{Store, grants, rows, transactions};
-use crate::domain::LedgerError;
 use crate::domain::apply::{self, ApplyOutcome, ApplyRequest, Reversal};
 use crate::domain::error::ConflictReason;
 use crate::domain::grant::Grant;
+use crate::error::LedgerError;
 
 /// What an earlier ApplyCredits for the invoice left.
 struct Recorded {
@@ -38,14 +38,14 @@ impl Store {
         request: &ApplyRequest,
         now: DateTime<Utc>,
     ) -> Result<ApplyWrite, LedgerError> {
-        let fingerprint = request.fingerprint();
+        let fingerprint = fingerprint(request);
         let mut tx = self.db.begin_write().await?;
         // No "already applied?" read up front: the application row's primary
         // key decides below, which saves a round trip on every first
         // application and costs a rolled-back plan only on replays.
         let mut grants = self.lock_eligible(&mut tx, account, request).await?;
-        let mut outcome = apply::plan(request, &grants);
-        let appended = apply::book(&mut outcome, &mut grants, now);
+        let mut outcome = apply::plan(request, &grants)?;
+        let appended = apply::book(&mut outcome, &mut grants, now, &mut transactions::new_id)?;
         transactions::append(&mut tx, account, &appended).await?;
         let touched: HashSet<&str> = outcome
             .applications
@@ -92,7 +92,7 @@ impl Store {
         account: &str,
         request: &ApplyRequest,
     ) -> Result<ApplyOutcome, LedgerError> {
-        let fingerprint = request.fingerprint();
+        let fingerprint = fingerprint(request);
         let mut conn = self.db.pool().acquire().await?;
         let row = sqlx::query(
             "SELECT fingerprint, outcome, reversal FROM invoice_credit_applications WHERE account = $1 AND invoice = $2",
@@ -111,7 +111,7 @@ impl Store {
             return replay(recorded, &fingerprint).map(|w| w.outcome);
         }
         let grants = self.customer_grants(account, &request.customer).await?;
-        let mut outcome = apply::plan(request, &grants);
+        let mut outcome = apply::plan(request, &grants)?;
         outcome.preview = true;
         Ok(outcome)
     }
@@ -143,7 +143,8 @@ impl Store {
         ids.sort();
         ids.dedup();
         let mut grants = self.lock_grants(&mut tx, account, &ids).await?;
-        let (reversal, appended) = apply::reverse(&outcome, &mut grants, now);
+        let (reversal, appended) =
+            apply::reverse(&outcome, &mut grants, now, &mut transactions::new_id)?;
         transactions::append(&mut tx, account, &appended).await?;
         for grant in &grants {
             grants::save_grant(&mut tx, account, grant).await?;
@@ -226,4 +227,10 @@ fn replay(recorded: Recorded, fingerprint: &str) -> Result<ApplyWrite, LedgerErr
         outcome: serde_json::from_str(&recorded.outcome)?,
         replayed: true,
     })
+}
+
+/// The fingerprint of what an ApplyCredits request applies (a replay with
+/// other lines is refused).
+fn fingerprint(request: &ApplyRequest) -> String {
+    billing_server::fingerprint::fingerprint("ApplyCredits", request.canonical().as_bytes())
 }

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use super::{Store, rows};
-use crate::domain::LedgerError;
 use crate::domain::apply::ApplyOutcome;
 use crate::domain::invariants::{self, HistoryTotals, Violation};
 use crate::domain::transaction::TransactionKind;
+use crate::error::LedgerError;
 
 /// What the audit found.
 #[derive(Debug, Clone, PartialEq, Eq)]

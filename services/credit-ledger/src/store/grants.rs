@@ -8,13 +8,14 @@ use billing_server::time::to_micros;
 use chrono::{DateTime, Utc};
 
 use super::{Begun, Store, rows, transactions};
-use crate::domain::LedgerError;
 use crate::domain::grant::Grant;
-use crate::domain::transaction::{BalanceTransaction, TransactionKind};
+use crate::domain::transaction::{BalanceTransaction, NewId, TransactionKind};
+use crate::error::LedgerError;
 
-/// A change to one locked grant: returns the transactions to append.
+/// A change to one locked grant: returns the transactions to append, whose
+/// ids it takes from the generator it is handed.
 pub type GrantUpdate<'a> =
-    dyn FnOnce(&mut Grant) -> Result<Vec<BalanceTransaction>, LedgerError> + Send + 'a;
+    dyn FnOnce(&mut Grant, NewId<'_>) -> Result<Vec<BalanceTransaction>, LedgerError> + Send + 'a;
 
 impl Store {
     /// Inserts a grant and its `credits_granted` credit.
@@ -52,6 +53,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let credit = grant.transaction(
+            transactions::new_id(),
             TransactionKind::CreditsGranted,
             grant.amount,
             grant.effective_at,
@@ -143,7 +145,7 @@ impl Store {
                 kind: "credit grant",
                 id: id.to_owned(),
             })?;
-        let appended = change(&mut grant)?;
+        let appended = change(&mut grant, &mut transactions::new_id)?;
         transactions::append(&mut tx, account, &appended).await?;
         save_grant(&mut tx, account, &grant).await?;
         self.finish(tx, account, key, to_micros(now), grant).await

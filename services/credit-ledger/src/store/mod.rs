@@ -17,12 +17,39 @@ use billing_db::{Db, Tx};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::domain::LedgerError;
+use crate::error::LedgerError;
+
+pub use billing_db::StoreError;
+
+impl From<sqlx::Error> for LedgerError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Storage(StoreError::from(error))
+    }
+}
+
+impl From<idempotency::IdempotencyError> for LedgerError {
+    fn from(error: idempotency::IdempotencyError) -> Self {
+        use idempotency::IdempotencyError;
+        match error {
+            IdempotencyError::Reused => Self::IdempotencyKeyReused,
+            IdempotencyError::Store(error) => Self::Storage(error),
+            IdempotencyError::Corrupt(detail) => Self::Corrupt(detail),
+        }
+    }
+}
 
 pub use apply::ApplyWrite;
 pub use audit::AuditReport;
 pub use grants::GrantUpdate;
 pub use pricing_units::PricingUnit;
+
+/// The ledger's migrations, embedded in the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Runs the ledger's embedded migrations.
+pub async fn migrate(db: &Db) -> Result<(), billing_db::DbError> {
+    db.migrate(&MIGRATOR).await
+}
 
 /// The ledger's database.
 #[derive(Debug, Clone)]
@@ -39,6 +66,11 @@ impl Store {
     /// The database.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Forgets `request_id` keys created before `cutoff_us`; returns how many.
+    pub async fn purge_idempotency_keys(&self, cutoff_us: i64) -> Result<u64, LedgerError> {
+        Ok(idempotency::purge_before(self.db.pool(), cutoff_us).await?)
     }
 
     /// Opens a write transaction and checks the idempotency key in it.

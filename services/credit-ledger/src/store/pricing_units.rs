@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Begun, Store};
-use crate::domain::LedgerError;
+use crate::error::LedgerError;
 
 /// A pricing unit as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

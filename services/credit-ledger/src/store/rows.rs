@@ -5,9 +5,9 @@ use billing_server::time::from_micros;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::domain::LedgerError;
 use crate::domain::grant::{Category, Grant, GrantTotals, Scope};
 use crate::domain::transaction::{BalanceTransaction, TransactionKind};
+use crate::error::LedgerError;
 
 /// The columns [`grant`] reads, in order.
 pub(crate) const GRANT_COLUMNS: &str = "id, customer, name, asset, asset_scale, amount, available, \

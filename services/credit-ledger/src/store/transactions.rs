@@ -5,8 +5,13 @@ use billing_server::page::PageRequest;
 use billing_server::time::to_micros;
 
 use super::{Store, rows};
-use crate::domain::LedgerError;
 use crate::domain::transaction::BalanceTransaction;
+use crate::error::LedgerError;
+
+/// A new balance transaction id (`cbtxn_…`); domain code is handed this.
+pub(crate) fn new_id() -> String {
+    billing_server::ids::new_id("cbtxn")
+}
 
 /// Columns per inserted row (see [`append`]).
 const INSERT_COLUMNS: usize = 11;

@@ -48,14 +48,14 @@ impl Harness for TestLedger {
         keys.insert_plain(KEY_A_PLAIN, "acct_a", &[]);
         keys.insert_plain(KEY_B, "acct_b", &[Scope::ApplyCredits]);
         let mut config = Config::new(db.url(), "127.0.0.1:0".parse().unwrap());
-        config.api_keys = keys;
-        config.db.postgres_max_connections = 16;
+        config.service.api_keys = keys;
+        config.service.db.postgres_max_connections = 16;
         let clock = Clock::manual(t0());
         let app = App::build(config, clock.clone())
             .await
             .expect("ledger starts");
         let addr = app.local_addr().unwrap();
-        let ledger = app.ledger().clone();
+        let ledger = app.state().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             app.run_until(async {

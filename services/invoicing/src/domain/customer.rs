@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use billing_server::status::FieldViolation;
+use billing_money::FieldViolation;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

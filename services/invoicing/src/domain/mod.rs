@@ -1,10 +1,7 @@
 //! Invoicing rules, free of I/O.
 
 pub mod customer;
-pub mod error;
 pub mod invoice;
 pub mod price;
 pub mod pricing;
 pub mod subscription;
-
-pub use error::InvoicingError;

@@ -1,8 +1,9 @@
 //! Proto ⇄ domain conversion and field validation.
 
+use billing_money::FieldViolation;
 use billing_money::{Currency, Decimal, parse_decimal};
+use billing_proto::common::v1 as pb_common;
 use billing_proto::invoicing::v1 as pb;
-use billing_server::status::FieldViolation;
 use billing_server::time::{from_proto, to_proto};
 
 use crate::domain::customer::{Customer, CustomerChanges, TEXT_MAX, check_text};
@@ -12,7 +13,6 @@ use crate::domain::pricing::{
     PriceModel, Pricing, PricingError, QuantityRounding, Tier, TiersMode, TransformQuantity,
 };
 use crate::domain::subscription::{ITEMS_MAX, Interval, Subscription};
-use crate::ops::amount;
 use crate::ops::{NewCustomer, NewPrice, NewSubscription, PriceAsset};
 
 /// A required id.
@@ -529,4 +529,9 @@ pub fn invoice(invoice: &Invoice) -> pb::Invoice {
         BillingReason::SubscriptionCancel => pb::BillingReason::SubscriptionCancel,
     });
     out
+}
+
+/// The proto amount of `value` smallest units of `asset`.
+fn amount(asset: &billing_money::Asset, value: i64) -> pb_common::Amount {
+    billing_server::amount::to_proto(asset, value)
 }

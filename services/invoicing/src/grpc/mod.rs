@@ -4,20 +4,54 @@ pub mod convert;
 pub mod status;
 pub mod test_clock;
 
+use billing_money::FieldViolation;
 use billing_proto::invoicing::v1 as pb;
 use billing_proto::invoicing::v1::invoicing_service_server::InvoicingService;
 use billing_server::auth::principal;
 use billing_server::idempotent::idempotency_key;
 use billing_server::page::PageRequest;
-use billing_server::status::FieldViolation;
 use billing_telemetry::record_ids;
 use tonic::{Request, Response, Status};
 
-use crate::domain::InvoicingError;
 use crate::domain::invoice::EVENT_TYPES;
+use crate::error::InvoicingError;
 use crate::ops::Invoicing;
 use crate::store::{EventFilter, InvoiceFilter};
 use status::to_status;
+
+/// The fully qualified gRPC service name.
+pub const SERVICE_NAME: &str = "billing.invoicing.v1.InvoicingService";
+
+/// The fully qualified name of the test clock service.
+pub const TEST_CLOCK_SERVICE_NAME: &str = "billing.invoicing.v1.TestClockService";
+
+/// The routes of invoicing's port, behind `auth`, and the services they
+/// serve: `InvoicingService`, and `TestClockService` only when the test
+/// clock is configured.
+pub fn routes(
+    state: &crate::State,
+    config: &crate::Config,
+    auth: billing_server::auth::AuthInterceptor,
+) -> (billing_server::host::Routes, Vec<&'static str>) {
+    use tonic::service::interceptor::InterceptedService;
+    let max = config.service.server.max_message_bytes;
+    let service = pb::invoicing_service_server::InvoicingServiceServer::new(InvoicingGrpc::new(
+        state.invoicing.clone(),
+    ))
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let mut routes =
+        billing_server::host::Routes::new(InterceptedService::new(service, auth.clone()));
+    let mut names = vec![SERVICE_NAME];
+    if config.test_clock {
+        let clock = pb::test_clock_service_server::TestClockServiceServer::new(
+            test_clock::TestClockGrpc::new(state.invoicing.clock().clone(), state.worker.clone()),
+        );
+        routes = routes.add_service(InterceptedService::new(clock, auth));
+        names.push(TEST_CLOCK_SERVICE_NAME);
+    }
+    (routes, names)
+}
 
 /// The gRPC face of invoicing.
 #[derive(Debug, Clone)]

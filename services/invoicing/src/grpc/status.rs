@@ -3,7 +3,7 @@
 use billing_server::status;
 use tonic::{Code, Status};
 
-use crate::domain::InvoicingError;
+use crate::error::InvoicingError;
 
 /// google.rpc.ErrorInfo domain of the invoicing service's reasons.
 pub const ERROR_DOMAIN: &str = "invoicing.billing";
@@ -29,8 +29,11 @@ pub fn to_status(error: InvoicingError) -> Status {
             "request_id was already used with a different request",
         ),
         InvoicingError::Upstream { service, status } => {
-            tracing::warn!(service, code = ?status.code(), message = status.message(), "upstream refused");
-            Status::new(status.code(), format!("{service}: {}", status.message()))
+            tracing::warn!(service, code = %status.code.name(), message = %status.message, "upstream refused");
+            Status::new(
+                Code::from(status.code.0),
+                format!("{service}: {}", status.message),
+            )
         }
         InvoicingError::Unavailable {
             service,
@@ -53,7 +56,7 @@ pub fn to_status(error: InvoicingError) -> Status {
                 message,
             )
         }
-        InvoicingError::Storage(error) if billing_db::is_unavailable(&error) => {
+        InvoicingError::Storage(error) if error.is_unavailable() => {
             tracing::warn!(%error, "database unavailable");
             Status::unavailable("the invoicing database is unavailable; retry")
         }

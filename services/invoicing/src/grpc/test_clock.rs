@@ -9,7 +9,7 @@ use billing_server::status::{FieldViolation, invalid_argument};
 use billing_server::time::{from_proto, to_proto};
 use tonic::{Request, Response, Status};
 
-use crate::worker::Worker;
+use crate::jobs::worker::Worker;
 
 /// The test clock service.
 #[derive(Debug, Clone)]

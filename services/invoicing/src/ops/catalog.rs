@@ -8,10 +8,10 @@ use billing_server::ids::new_id;
 use billing_server::page::PageRequest;
 
 use super::Invoicing;
-use crate::domain::InvoicingError;
 use crate::domain::customer::{Customer, CustomerChanges};
 use crate::domain::price::Price;
 use crate::domain::pricing::Pricing;
+use crate::error::InvoicingError;
 
 /// A customer to create.
 #[derive(Debug, Clone)]

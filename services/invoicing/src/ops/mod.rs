@@ -8,7 +8,7 @@ mod catalog;
 mod saga;
 mod subscriptions;
 
-use billing_db::idempotency::{self, IdempotencyKey, Prior};
+use billing_db::idempotency::IdempotencyKey;
 use billing_server::clock::Clock;
 use billing_server::metrics::{Labels, Metrics, labels};
 use billing_server::page::PageRequest;
@@ -18,11 +18,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 pub use catalog::{NewCustomer, NewPrice, PriceAsset};
-pub use saga::amount;
 pub use subscriptions::NewSubscription;
 
-use crate::domain::InvoicingError;
 use crate::domain::invoice::InvoiceEvent;
+use crate::error::InvoicingError;
 use crate::store::{EventFilter, Store};
 use crate::upstream::Upstream;
 
@@ -131,15 +130,7 @@ impl Invoicing {
         account: &str,
         key: Option<&IdempotencyKey>,
     ) -> Result<Option<T>, InvoicingError> {
-        let Some(key) = key else { return Ok(None) };
-        let mut tx = self.store.db().pool().begin().await?;
-        let prior = idempotency::lookup(&mut tx, account, key).await?;
-        tx.rollback().await?;
-        match prior {
-            Prior::None => Ok(None),
-            Prior::Replay(stored) => Ok(Some(serde_json::from_str(&stored)?)),
-            Prior::Reused => Err(InvoicingError::IdempotencyKeyReused),
-        }
+        self.store.replay(account, key).await
     }
 
     /// Records the response under the key (the first recorded one wins).
@@ -149,12 +140,8 @@ impl Invoicing {
         key: Option<&IdempotencyKey>,
         value: T,
     ) -> Result<T, InvoicingError> {
-        if key.is_none() {
-            return Ok(value);
-        }
-        let tx = self.store.db().begin_write().await?;
         let now_us = to_micros(self.clock.now());
-        Ok(idempotency::finish(self.store.db(), tx, account, key, now_us, value).await?)
+        self.store.remember(account, key, now_us, value).await
     }
 }
 

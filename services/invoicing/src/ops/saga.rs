@@ -12,20 +12,17 @@
 //! Voiding is the same shape around `ReverseCredits`.
 
 use billing_db::idempotency::IdempotencyKey;
-use billing_money::Asset;
-use billing_proto::common::v1 as common;
-use billing_proto::ledger::v1 as ledger;
 use billing_server::page::PageRequest;
-use billing_server::time::to_proto;
 use futures_util::future::try_join_all;
 
 use super::{Invoicing, failpoint};
-use crate::domain::InvoicingError;
 use crate::domain::invoice::{
-    CreditApplication, INVOICE_PAID, INVOICE_VOIDED, Invoice, Status, StepError, retry_delay,
+    INVOICE_PAID, INVOICE_VOIDED, Invoice, Status, StepError, retry_delay,
 };
 use crate::domain::price::Price;
+use crate::error::InvoicingError;
 use crate::store::InvoiceFilter;
+use crate::upstream::LineCredits;
 
 impl Invoicing {
     /// One invoice.
@@ -160,8 +157,11 @@ impl Invoicing {
         mut invoice: Invoice,
     ) -> Result<Invoice, InvoicingError> {
         if invoice.chargeable_lines().next().is_some() {
-            let request = apply_request(&invoice, &invoice.id, false);
-            let response = match self.upstream.apply_credits(account, request).await {
+            let response = match self
+                .upstream
+                .apply_credits(account, &invoice, &invoice.id, false)
+                .await
+            {
                 Ok(response) => response,
                 Err(error) => return Err(self.step_failed(account, &invoice, error).await),
             };
@@ -327,8 +327,11 @@ impl Invoicing {
         }
         self.price_lines(account, &mut invoice, &prices).await?;
         if invoice.chargeable_lines().next().is_some() {
-            let request = apply_request(&invoice, &format!("upcoming_{}", sub.id), true);
-            let response = self.upstream.apply_credits(account, request).await?;
+            let upcoming = format!("upcoming_{}", sub.id);
+            let response = self
+                .upstream
+                .apply_credits(account, &invoice, &upcoming, true)
+                .await?;
             record_credits(&mut invoice, &response)?;
         }
         Ok(invoice)
@@ -348,10 +351,8 @@ impl Invoicing {
         error: InvoicingError,
     ) -> InvoicingError {
         let (code, message) = match &error {
-            InvoicingError::Unavailable { code, detail, .. } => (code_name(*code), detail.clone()),
-            InvoicingError::Upstream { status, .. } => {
-                (code_name(status.code()), status.message().to_owned())
-            }
+            InvoicingError::Unavailable { code, detail, .. } => (code.name(), detail.clone()),
+            InvoicingError::Upstream { status, .. } => (status.code.name(), status.message.clone()),
             other => ("INTERNAL".to_owned(), other.to_string()),
         };
         let saga = if invoice.status == Status::Voiding {
@@ -388,18 +389,6 @@ impl Invoicing {
     }
 }
 
-/// `NOT_FOUND` for `Code::NotFound`: the name gRPC clients print.
-fn code_name(code: tonic::Code) -> String {
-    let mut name = String::new();
-    for (i, c) in format!("{code:?}").chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(c.to_ascii_uppercase());
-    }
-    name
-}
-
 /// An unreachable peer during steps 2–3: the saga state is saved.
 fn saga_pending(error: InvoicingError, invoice: &str) -> InvoicingError {
     match error {
@@ -418,61 +407,14 @@ fn saga_pending(error: InvoicingError, invoice: &str) -> InvoicingError {
     }
 }
 
-/// The proto amount of `value` smallest units of `asset`.
-pub fn amount(asset: &Asset, value: i64) -> common::Amount {
-    billing_server::amount::to_proto(asset, value)
-}
-
-/// Smallest units of a ledger amount known to be in `asset`.
-fn amount_value(amount: Option<&common::Amount>, asset: &Asset) -> Result<i64, InvoicingError> {
-    amount
-        .and_then(|a| billing_server::amount::value_in(a, asset))
-        .ok_or_else(|| InvoicingError::Corrupt("ledger amount without a kind".into()))?
-        .map_err(InvoicingError::from)
-}
-
-fn apply_request(invoice: &Invoice, id: &str, preview: bool) -> ledger::ApplyCreditsRequest {
-    ledger::ApplyCreditsRequest {
-        customer: invoice.customer.clone(),
-        invoice: id.to_owned(),
-        period_end: Some(to_proto(invoice.period_end)),
-        lines: invoice
-            .chargeable_lines()
-            .map(|line| ledger::InvoiceLine {
-                invoice_line_item: line.id.clone(),
-                price: line.price.clone(),
-                amount: Some(amount(&line.asset, line.amount)),
-            })
-            .collect(),
-        preview,
-    }
-}
-
 /// Copies the ledger's per-line credits and applications onto the lines.
-fn record_credits(
-    invoice: &mut Invoice,
-    response: &ledger::ApplyCreditsResponse,
-) -> Result<(), InvoicingError> {
+fn record_credits(invoice: &mut Invoice, credits: &[LineCredits]) -> Result<(), InvoicingError> {
     for line in &mut invoice.lines {
         line.credits_applied = 0;
         line.applications.clear();
-        if let Some(credits) = response
-            .lines
-            .iter()
-            .find(|l| l.invoice_line_item == line.id)
-        {
-            line.credits_applied = amount_value(credits.credits_applied.as_ref(), &line.asset)?;
-        }
-        for application in response
-            .applications
-            .iter()
-            .filter(|a| a.invoice_line_item == line.id)
-        {
-            line.applications.push(CreditApplication {
-                credit_grant: application.credit_grant.clone(),
-                amount: amount_value(application.amount.as_ref(), &line.asset)?,
-                credit_balance_transaction: application.credit_balance_transaction.clone(),
-            });
+        if let Some(credits) = credits.iter().find(|l| l.invoice_line_item == line.id) {
+            line.credits_applied = credits.credits_applied;
+            line.applications.clone_from(&credits.applications);
         }
         if line.credits_applied > line.amount {
             return Err(InvoicingError::Corrupt(format!(
@@ -482,18 +424,4 @@ fn record_credits(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::code_name;
-    use tonic::Code;
-
-    #[test]
-    fn code_names_are_the_grpc_names() {
-        assert_eq!(code_name(Code::Ok), "OK");
-        assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
-        assert_eq!(code_name(Code::PermissionDenied), "PERMISSION_DENIED");
-        assert_eq!(code_name(Code::DeadlineExceeded), "DEADLINE_EXCEEDED");
-    }
 }

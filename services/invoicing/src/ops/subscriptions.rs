@@ -2,18 +2,18 @@
 
 use billing_db::idempotency::IdempotencyKey;
 use billing_money::Asset;
+use billing_money::FieldViolation;
 use billing_server::ids::new_id;
 use billing_server::page::PageRequest;
-use billing_server::status::FieldViolation;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::Invoicing;
-use crate::domain::InvoicingError;
 use crate::domain::invoice::{BillingReason, Invoice, Line, Status};
 use crate::domain::price::Price;
 use crate::domain::subscription::{
     BACKDATE_MAX_DAYS, Interval, Item, Subscription, period_end_after,
 };
+use crate::error::InvoicingError;
 use crate::store::Closing;
 
 /// Most periods one call closes (a subscription backdated 400 days has 14).

@@ -8,8 +8,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::Store;
-use crate::domain::InvoicingError;
 use crate::domain::customer::{Customer, CustomerChanges};
+use crate::error::InvoicingError;
 
 const COLUMNS: &str = "id, external_id, name, email, metadata, created_us";
 

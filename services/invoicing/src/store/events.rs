@@ -6,8 +6,8 @@ use billing_server::time::from_micros;
 use sqlx::Row;
 
 use super::Store;
-use crate::domain::InvoicingError;
 use crate::domain::invoice::InvoiceEvent;
+use crate::error::InvoicingError;
 
 /// Which events to list.
 #[derive(Debug, Clone, Default)]

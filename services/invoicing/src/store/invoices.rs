@@ -10,10 +10,10 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, decimal, outbox};
-use crate::domain::InvoicingError;
 use crate::domain::invoice::{
     BillingReason, CreditApplication, INVOICE_FINALIZED, Invoice, Line, Status, StepError,
 };
+use crate::error::InvoicingError;
 
 const COLUMNS: &str = "id, customer, subscription, status, billing_reason, period_start_us, period_end_us, \
     auto_finalize_at_us, finalized_us, paid_us, voided_us, created_us, step_error_code, step_error_message, \

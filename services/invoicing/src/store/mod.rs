@@ -12,14 +12,41 @@ mod invoices;
 mod prices;
 mod subscriptions;
 
-use billing_db::Db;
+use billing_db::idempotency::{self, IdempotencyError, IdempotencyKey, Prior};
+use billing_db::{Db, DbError};
+
+pub use billing_db::StoreError;
 
 pub use events::EventFilter;
 use events::outbox;
 pub use invoices::{InvoiceFilter, WorkItem};
 pub use subscriptions::Closing;
 
-use crate::domain::InvoicingError;
+use crate::error::InvoicingError;
+
+/// Migrations for both backends, embedded.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Runs invoicing's embedded migrations.
+pub async fn migrate(db: &Db) -> Result<(), DbError> {
+    db.migrate(&MIGRATOR).await
+}
+
+impl From<sqlx::Error> for InvoicingError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Storage(StoreError::from(error))
+    }
+}
+
+impl From<IdempotencyError> for InvoicingError {
+    fn from(error: IdempotencyError) -> Self {
+        match error {
+            IdempotencyError::Reused => Self::IdempotencyKeyReused,
+            IdempotencyError::Store(error) => Self::Storage(error),
+            IdempotencyError::Corrupt(detail) => Self::Corrupt(detail),
+        }
+    }
+}
 
 /// The invoicing database.
 #[derive(Debug, Clone)]
@@ -36,6 +63,46 @@ impl Store {
     /// The database.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The stored response of an earlier request with this key (the saga
+    /// RPCs look first, because their work spans several transactions and a
+    /// call to the ledger; they [`Store::remember`] the response at the end).
+    pub async fn replay<T: serde::de::DeserializeOwned>(
+        &self,
+        account: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Option<T>, InvoicingError> {
+        let Some(key) = key else { return Ok(None) };
+        let mut tx = self.db.pool().begin().await?;
+        let prior = idempotency::lookup(&mut tx, account, key).await?;
+        tx.rollback().await?;
+        match prior {
+            Prior::None => Ok(None),
+            Prior::Replay(stored) => Ok(Some(serde_json::from_str(&stored)?)),
+            Prior::Reused => Err(InvoicingError::IdempotencyKeyReused),
+        }
+    }
+
+    /// Records the response under the key (the first recorded one wins and
+    /// is returned).
+    pub async fn remember<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        account: &str,
+        key: Option<&IdempotencyKey>,
+        now_us: i64,
+        value: T,
+    ) -> Result<T, InvoicingError> {
+        if key.is_none() {
+            return Ok(value);
+        }
+        let tx = self.db.begin_write().await?;
+        Ok(idempotency::finish(&self.db, tx, account, key, now_us, value).await?)
+    }
+
+    /// Forgets `request_id` keys created before `cutoff_us`; returns how many.
+    pub async fn purge_idempotency_keys(&self, cutoff_us: i64) -> Result<u64, InvoicingError> {
+        Ok(idempotency::purge_before(self.db.pool(), cutoff_us).await?)
     }
 }
 

@@ -8,8 +8,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::Store;
-use crate::domain::InvoicingError;
 use crate::domain::price::Price;
+use crate::error::InvoicingError;
 
 const COLUMNS: &str = "id, asset, asset_scale, meter, pricing, nickname, status, created_us";
 

@@ -9,9 +9,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, outbox};
-use crate::domain::InvoicingError;
 use crate::domain::invoice::{INVOICE_CREATED, Invoice};
 use crate::domain::subscription::{Interval, Subscription};
+use crate::error::InvoicingError;
 
 const COLUMNS: &str = "id, customer, status, currency, billing_interval, anchor_us, start_us, \
     period_start_us, period_end_us, cancel_at_period_end, ended_us, latest_invoice, items, created_us";

@@ -98,8 +98,8 @@ pub struct Suite {
 
 async fn start_ledger(url: &str, addr: SocketAddr, clock: &Clock) -> (SocketAddr, Running) {
     let mut config = credit_ledger::Config::new(url, addr);
-    config.api_keys = keys();
-    config.db.postgres_max_connections = 8;
+    config.service.api_keys = keys();
+    config.service.db.postgres_max_connections = 8;
     let app = credit_ledger::App::build(config, clock.clone())
         .await
         .expect("ledger starts");
@@ -131,8 +131,8 @@ impl Harness for Suite {
             start_ledger(ledger_db.url(), "127.0.0.1:0".parse().unwrap(), &clock).await;
 
         let mut config = meter_ingest::Config::new(meter_db.url(), "127.0.0.1:0".parse().unwrap());
-        config.api_keys = keys();
-        config.db.postgres_max_connections = 8;
+        config.service.api_keys = keys();
+        config.service.db.postgres_max_connections = 8;
         let app = meter_ingest::App::build(config, clock.clone())
             .await
             .expect("meter starts");
@@ -153,15 +153,15 @@ impl Harness for Suite {
         };
         let mut config =
             invoicing::Config::new(invoicing_db.url(), "127.0.0.1:0".parse().unwrap(), upstream);
-        config.api_keys = keys();
-        config.db.postgres_max_connections = 16;
+        config.service.api_keys = keys();
+        config.service.db.postgres_max_connections = 16;
         // Tests tick the worker themselves.
         config.worker_interval = Duration::from_secs(3_600);
         let app = invoicing::App::build(config, clock.clone())
             .await
             .expect("invoicing starts");
         let invoicing_addr = app.local_addr().unwrap();
-        let ops = app.invoicing().clone();
+        let ops = (&app.state().invoicing).clone();
         let invoicing_server = spawn(|stopped| async move {
             app.run_until(async {
                 let _ = stopped.await;
@@ -366,7 +366,7 @@ impl Suite {
     }
 
     /// Moves the clock and ticks the worker once.
-    pub async fn advance_to(&self, time: DateTime<Utc>) -> invoicing::worker::TickReport {
+    pub async fn advance_to(&self, time: DateTime<Utc>) -> invoicing::jobs::worker::TickReport {
         self.clock.set(time);
         self.worker.tick().await
     }

@@ -1,9 +1,6 @@
 //! The metering rules, free of I/O: meters, event validation and batch
 //! dedupe, hourly bucketing, and folding buckets and edge events into windows.
 
-pub mod error;
 pub mod event;
 pub mod meter;
 pub mod usage;
-
-pub use error::MeterError;

@@ -1,7 +1,7 @@
 //! Proto ⇄ domain conversions for the meter service.
 
+use billing_money::FieldViolation;
 use billing_proto::meter::v1 as pb;
-use billing_server::status::FieldViolation;
 use billing_server::time::{from_proto, to_proto};
 
 use crate::domain::event::{EventInput, Outcome};
@@ -10,7 +10,7 @@ use crate::domain::meter::{
     EVENT_NAME_CHARS_MAX, Meter, PAYLOAD_KEY_CHARS_MAX,
 };
 use crate::domain::usage::{Grouping, Window};
-use crate::metering::{NewMeter, Usage};
+use crate::ops::{NewMeter, Usage};
 
 fn check_text(value: &str, field: &str, max: usize, out: &mut Vec<FieldViolation>) {
     if value.trim().is_empty() {

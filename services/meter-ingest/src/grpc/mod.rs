@@ -3,25 +3,44 @@
 pub mod convert;
 pub mod status;
 
+use billing_money::FieldViolation;
 use billing_proto::meter::v1 as pb;
 use billing_proto::meter::v1::meter_service_server::MeterService;
 use billing_server::auth::principal;
 use billing_server::idempotent::idempotency_key;
 use billing_server::page::PageRequest;
-use billing_server::status::FieldViolation;
 use billing_server::time::{from_proto, to_proto};
 use billing_telemetry::record_ids;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::domain::MeterError;
 use crate::domain::event::BATCH_MAX;
-use crate::metering::Metering;
+use crate::error::MeterError;
+use crate::ops::Metering;
 use status::to_status;
 
 /// Acknowledgements buffered per stream before the server waits for the client to read.
 const STREAM_ACKS_BUFFERED: usize = 8;
+
+/// The fully qualified gRPC service name.
+pub const SERVICE_NAME: &str = "billing.meter.v1.MeterService";
+
+/// The routes of meter-ingest's port, behind `auth`, and the services they serve.
+pub fn routes(
+    metering: &Metering,
+    max_message_bytes: usize,
+    auth: billing_server::auth::AuthInterceptor,
+) -> (billing_server::host::Routes, Vec<&'static str>) {
+    let service =
+        pb::meter_service_server::MeterServiceServer::new(MeterGrpc::new(metering.clone()))
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes);
+    let routes = billing_server::host::Routes::new(
+        tonic::service::interceptor::InterceptedService::new(service, auth),
+    );
+    (routes, vec![SERVICE_NAME])
+}
 
 /// The gRPC face of metering.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 use billing_server::status;
 use tonic::{Code, Status};
 
-use crate::domain::MeterError;
+use crate::error::MeterError;
 
 /// google.rpc.ErrorInfo domain of the meter service's reasons.
 pub const ERROR_DOMAIN: &str = "meter.billing";
@@ -29,7 +29,7 @@ pub fn to_status(error: MeterError) -> Status {
             ERROR_DOMAIN,
             "request_id was already used with a different request",
         ),
-        MeterError::Storage(error) if billing_db::is_unavailable(&error) => {
+        MeterError::Storage(error) if error.is_unavailable() => {
             tracing::warn!(%error, "database unavailable");
             Status::unavailable("the meter database is unavailable; retry")
         }

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{Store, decimal};
-use crate::domain::MeterError;
 use crate::domain::usage::{Aggregate, BUCKET_US, bucket_of};
+use crate::error::MeterError;
 
 impl Store {
     /// Cancels one accepted event; returns when it was cancelled.

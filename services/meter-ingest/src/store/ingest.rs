@@ -14,9 +14,9 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{Store, decimal};
-use crate::domain::MeterError;
 use crate::domain::event::ValidEvent;
 use crate::domain::usage::{self, Aggregate, BucketKey};
+use crate::error::MeterError;
 
 /// Rows per multi-row statement on SQLite: a whole batch, so each table gets
 /// one statement per batch (10 columns × 1,000 rows stays far below

@@ -8,8 +8,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::Store;
-use crate::domain::MeterError;
 use crate::domain::meter::{Aggregation, Meter};
+use crate::error::MeterError;
 
 const METER_COLUMNS: &str = "id, event_name, display_name, aggregation, customer_key, value_key, status, created_us, updated_us";
 

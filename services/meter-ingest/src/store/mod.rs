@@ -14,9 +14,51 @@ mod usage;
 
 use std::sync::Arc;
 
-use billing_db::{Backend, Db};
+use billing_db::idempotency::IdempotencyError;
+use billing_db::{Backend, Db, DbError};
 
+pub use billing_db::StoreError;
 pub use usage::UsageData;
+
+use crate::error::MeterError;
+
+/// SQLite migrations, embedded.
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// PostgreSQL migrations, embedded.
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Runs the migrations for the database's backend.
+pub async fn migrate(db: &Db) -> Result<(), DbError> {
+    match db.backend() {
+        Backend::Sqlite => db.migrate(&SQLITE_MIGRATOR).await,
+        Backend::Postgres => db.migrate(&POSTGRES_MIGRATOR).await,
+    }
+}
+
+/// Runs the migrations of one backend up to `version` (upgrade tests).
+pub async fn migrate_to(db: &Db, version: i64) -> Result<(), DbError> {
+    let migrator = match db.backend() {
+        Backend::Sqlite => &SQLITE_MIGRATOR,
+        Backend::Postgres => &POSTGRES_MIGRATOR,
+    };
+    db.migrate_to(migrator, version).await
+}
+
+impl From<sqlx::Error> for MeterError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Storage(StoreError::from(error))
+    }
+}
+
+impl From<IdempotencyError> for MeterError {
+    fn from(error: IdempotencyError) -> Self {
+        match error {
+            IdempotencyError::Reused => Self::IdempotencyKeyReused,
+            IdempotencyError::Store(error) => Self::Storage(error),
+            IdempotencyError::Corrupt(detail) => Self::Corrupt(detail),
+        }
+    }
+}
 
 /// The meter service's database.
 #[derive(Debug, Clone)]
@@ -50,7 +92,6 @@ impl Store {
 }
 
 /// Parses a stored decimal.
-fn decimal(text: &str) -> Result<billing_money::Decimal, crate::domain::MeterError> {
-    billing_money::parse_decimal(text)
-        .map_err(|e| crate::domain::MeterError::Corrupt(e.to_string()))
+fn decimal(text: &str) -> Result<billing_money::Decimal, crate::error::MeterError> {
+    billing_money::parse_decimal(text).map_err(|e| crate::error::MeterError::Corrupt(e.to_string()))
 }

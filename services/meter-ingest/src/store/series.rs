@@ -12,7 +12,7 @@ use std::sync::{Mutex, PoisonError};
 use sqlx::Row;
 
 use super::Store;
-use crate::domain::MeterError;
+use crate::error::MeterError;
 
 /// Cached series at most; past it the cache starts over (a cold series
 /// costs one read). 1M entries take at most about 150 MB.

@@ -6,8 +6,8 @@ use sqlx::Row;
 
 use super::ingest::bucket_row;
 use super::{Store, decimal};
-use crate::domain::MeterError;
 use crate::domain::usage::{Aggregate, RangePlan};
+use crate::error::MeterError;
 
 /// What a usage query needs from the database.
 #[derive(Debug, Clone, Default)]

@@ -56,8 +56,8 @@ impl TestMeter {
         keys.insert_plain(KEY_A, "acct_a", &[Scope::ApplyCredits]);
         keys.insert_plain(KEY_B, "acct_b", &[]);
         let mut config = Config::new(db.url(), "127.0.0.1:0".parse().unwrap());
-        config.api_keys = keys;
-        config.db.postgres_max_connections = 16;
+        config.service.api_keys = keys;
+        config.service.db.postgres_max_connections = 16;
         let clock = Clock::manual(t0());
         let app = App::build(config, clock.clone())
             .await

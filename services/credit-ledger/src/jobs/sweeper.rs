@@ -10,9 +10,10 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use tokio::sync::watch;
 
-use crate::domain::LedgerError;
 use crate::domain::grant::Grant;
-use crate::ledger::Ledger;
+use crate::domain::transaction::NewId;
+use crate::error::LedgerError;
+use crate::ops::Ledger;
 
 /// How the sweeper runs.
 #[derive(Debug, Clone)]
@@ -56,12 +57,12 @@ pub async fn sweep_once(
         .await?;
     let mut report = SweepReport::default();
     for (account, id) in due {
-        let change = Box::new(move |grant: &mut Grant| {
+        let change = Box::new(move |grant: &mut Grant, new_id: NewId<'_>| {
             // Re-checked under the lock: the grant may have changed since it was listed.
             match grant.expires_at {
                 Some(at) if grant.voided_at.is_none() && grant.available > 0 => {
                     grant.updated = now;
-                    Ok(grant.record_expiry(at, now))
+                    Ok(grant.record_expiry(at, now, new_id)?)
                 }
                 _ => Ok(Vec::new()),
             }
@@ -73,11 +74,10 @@ pub async fn sweep_once(
         report.grants_expired += 1;
     }
     let cutoff = now - TimeDelta::days(billing_db::idempotency::RETENTION_DAYS);
-    report.keys_purged = billing_db::idempotency::purge_before(
-        ledger.store().db().pool(),
-        cutoff.timestamp_micros(),
-    )
-    .await?;
+    report.keys_purged = ledger
+        .store()
+        .purge_idempotency_keys(cutoff.timestamp_micros())
+        .await?;
     Ok(report)
 }
 

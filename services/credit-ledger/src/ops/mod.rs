@@ -7,20 +7,21 @@
 use std::collections::{BTreeMap, HashMap};
 
 use billing_db::idempotency::IdempotencyKey;
+use billing_money::FieldViolation;
 use billing_server::clock::Clock;
 use billing_server::metrics::{Labels, Metrics, labels};
 use billing_server::page::PageRequest;
-use billing_server::status::FieldViolation;
 use chrono::{DateTime, Utc};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use crate::domain::LedgerError;
 use crate::domain::apply::{ApplyOutcome, ApplyRequest, Line, Reversal};
 use crate::domain::balance::{self, Balance, BalanceFilter};
+use crate::domain::error::RuleError;
 use crate::domain::grant::{Category, Grant, GrantChanges, GrantTotals, Scope};
-use crate::domain::transaction::BalanceTransaction;
+use crate::domain::transaction::{BalanceTransaction, NewId};
 use crate::domain::validate::AmountInput;
+use crate::error::LedgerError;
 use crate::store::{AuditReport, PricingUnit, Store};
 
 /// CreateCreditGrant after field checks.
@@ -223,7 +224,7 @@ impl Ledger {
         changes: GrantChanges,
         key: Option<&IdempotencyKey>,
     ) -> Result<Grant, LedgerError> {
-        self.change(account, id, key, move |grant, now| {
+        self.change(account, id, key, move |grant, now, _| {
             grant.update(changes, now).map(|()| Vec::new())
         })
         .await
@@ -255,12 +256,18 @@ impl Ledger {
         account: &str,
         id: &str,
         key: Option<&IdempotencyKey>,
-        change: impl FnOnce(&mut Grant, DateTime<Utc>) -> Result<Vec<BalanceTransaction>, LedgerError>
+        change: impl FnOnce(
+            &mut Grant,
+            DateTime<Utc>,
+            NewId<'_>,
+        ) -> Result<Vec<BalanceTransaction>, RuleError>
         + Send
         + 'static,
     ) -> Result<Grant, LedgerError> {
         let now = self.clock.now();
-        let change = Box::new(move |grant: &mut Grant| change(grant, now));
+        let change = Box::new(move |grant: &mut Grant, new_id: NewId<'_>| {
+            change(grant, now, new_id).map_err(LedgerError::from)
+        });
         self.store.change_grant(account, id, key, now, change).await
     }
 

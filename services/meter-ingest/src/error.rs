@@ -1,6 +1,6 @@
 //! The meter service's error type; `grpc::status` maps it in one place.
 
-use billing_server::status::FieldViolation;
+use billing_money::FieldViolation;
 
 /// Why an operation did not happen. A failed operation wrote nothing.
 #[derive(Debug, thiserror::Error)]
@@ -32,21 +32,10 @@ pub enum MeterError {
     IdempotencyKeyReused,
     /// The database refused or failed.
     #[error("storage: {0}")]
-    Storage(#[from] sqlx::Error),
+    Storage(#[from] crate::store::StoreError),
     /// A stored value could not be read back.
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
-}
-
-impl From<billing_db::idempotency::IdempotencyError> for MeterError {
-    fn from(error: billing_db::idempotency::IdempotencyError) -> Self {
-        use billing_db::idempotency::IdempotencyError;
-        match error {
-            IdempotencyError::Reused => Self::IdempotencyKeyReused,
-            IdempotencyError::Sqlx(error) => Self::Storage(error),
-            IdempotencyError::Corrupt(detail) => Self::Corrupt(detail),
-        }
-    }
 }
 
 impl From<serde_json::Error> for MeterError {

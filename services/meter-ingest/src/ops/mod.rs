@@ -3,18 +3,18 @@
 use std::collections::HashMap;
 
 use billing_db::idempotency::IdempotencyKey;
+use billing_money::FieldViolation;
 use billing_server::clock::Clock;
 use billing_server::metrics::{Labels, Metrics, labels};
 use billing_server::page::PageRequest;
-use billing_server::status::FieldViolation;
 use chrono::{DateTime, Utc};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use crate::domain::MeterError;
 use crate::domain::event::{self, EventInput, Outcome};
 use crate::domain::meter::{Aggregation, Meter};
 use crate::domain::usage::{self, Grouping, WINDOWS_MAX, Window};
+use crate::error::MeterError;
 use crate::store::Store;
 
 /// CreateMeter after field checks.

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, watch};
 
-use crate::domain::InvoicingError;
 use crate::domain::invoice::Status;
+use crate::error::InvoicingError;
 use crate::ops::Invoicing;
 
 /// Items handled per kind and tick.
@@ -121,17 +121,11 @@ impl Worker {
         }
         // request_id keys are kept RETENTION_DAYS (DESIGN.md: at least 30 days).
         let cutoff = now - chrono::TimeDelta::days(billing_db::idempotency::RETENTION_DAYS);
-        if let Err(error) = billing_db::idempotency::purge_before(
-            store.db().pool(),
-            billing_server::time::to_micros(cutoff),
-        )
-        .await
+        if let Err(error) = store
+            .purge_idempotency_keys(billing_server::time::to_micros(cutoff))
+            .await
         {
-            log_failure(
-                &mut report.failures,
-                "purge idempotency keys",
-                &error.into(),
-            );
+            log_failure(&mut report.failures, "purge idempotency keys", &error);
         }
         match store.due_drafts(now, BATCH).await {
             Ok(items) => {

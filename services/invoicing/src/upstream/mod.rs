@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use billing_money::{Decimal, parse_decimal};
+use billing_money::{Asset, Decimal, parse_decimal};
+use billing_proto::common::v1 as common;
 use billing_proto::ledger::v1 as ledger;
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_proto::meter::v1 as meter;
@@ -18,7 +19,8 @@ use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
-use crate::domain::InvoicingError;
+use crate::domain::invoice::{CreditApplication, Invoice};
+use crate::error::InvoicingError;
 
 /// Service names in errors and logs.
 pub const LEDGER: &str = "credit-ledger";
@@ -78,18 +80,65 @@ fn endpoint(name: &'static str, url: &str) -> Result<Traced, UpstreamConfigError
     ))
 }
 
+/// A peer's gRPC status code, kept as its number so that no layer above
+/// `upstream/` needs tonic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCode(pub i32);
+
+impl PeerCode {
+    /// The name gRPC clients print: `NOT_FOUND` for `Code::NotFound`.
+    pub fn name(self) -> String {
+        let mut name = String::new();
+        for (i, c) in format!("{:?}", Code::from(self.0)).chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                name.push('_');
+            }
+            name.push(c.to_ascii_uppercase());
+        }
+        name
+    }
+}
+
+/// What a peer answered when it refused a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} {message}", code.name())]
+pub struct PeerStatus {
+    /// Its code.
+    pub code: PeerCode,
+    /// Its message.
+    pub message: String,
+}
+
+/// What the ledger applied to one line, in the line's asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineCredits {
+    /// The line.
+    pub invoice_line_item: String,
+    /// Credits applied to it, in its asset's smallest unit.
+    pub credits_applied: i64,
+    /// Which grants paid it.
+    pub applications: Vec<CreditApplication>,
+}
+
 /// UNAVAILABLE-like answers are retried by the saga; others are the caller's.
 fn upstream_error(service: &'static str, status: Status) -> InvoicingError {
+    let code = PeerCode(status.code() as i32);
     match status.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
             InvoicingError::Unavailable {
                 service,
-                code: status.code(),
+                code,
                 detail: status.message().to_owned(),
                 invoice: None,
             }
         }
-        _ => InvoicingError::Upstream { service, status },
+        _ => InvoicingError::Upstream {
+            service,
+            status: PeerStatus {
+                code,
+                message: status.message().to_owned(),
+            },
+        },
     }
 }
 
@@ -196,20 +245,24 @@ impl Upstream {
         parse_decimal(&total).map_err(|_| InvoicingError::Corrupt(format!("usage {total:?}")))
     }
 
-    /// ApplyCredits (idempotent on the invoice), or its preview.
+    /// ApplyCredits for the invoice's chargeable lines under the ledger
+    /// invoice id `id` (idempotent on it), or its preview.
     pub async fn apply_credits(
         &self,
         account: &str,
-        message: ledger::ApplyCreditsRequest,
-    ) -> Result<ledger::ApplyCreditsResponse, InvoicingError> {
-        let request = self.request(account, message)?;
-        Ok(self
+        invoice: &Invoice,
+        id: &str,
+        preview: bool,
+    ) -> Result<Vec<LineCredits>, InvoicingError> {
+        let request = self.request(account, apply_request(invoice, id, preview))?;
+        let response = self
             .ledger
             .clone()
             .apply_credits(request)
             .await
             .map_err(|s| upstream_error(LEDGER, s))?
-            .into_inner())
+            .into_inner();
+        line_credits(invoice, &response)
     }
 
     /// ReverseCredits (idempotent on the invoice).
@@ -217,19 +270,94 @@ impl Upstream {
         &self,
         account: &str,
         invoice: &str,
-    ) -> Result<ledger::ReverseCreditsResponse, InvoicingError> {
+    ) -> Result<(), InvoicingError> {
         let request = self.request(
             account,
             ledger::ReverseCreditsRequest {
                 invoice: invoice.to_owned(),
             },
         )?;
-        Ok(self
-            .ledger
+        self.ledger
             .clone()
             .reverse_credits(request)
             .await
-            .map_err(|s| upstream_error(LEDGER, s))?
-            .into_inner())
+            .map_err(|s| upstream_error(LEDGER, s))?;
+        Ok(())
+    }
+}
+
+fn apply_request(invoice: &Invoice, id: &str, preview: bool) -> ledger::ApplyCreditsRequest {
+    ledger::ApplyCreditsRequest {
+        customer: invoice.customer.clone(),
+        invoice: id.to_owned(),
+        period_end: Some(to_proto(invoice.period_end)),
+        lines: invoice
+            .chargeable_lines()
+            .map(|line| ledger::InvoiceLine {
+                invoice_line_item: line.id.clone(),
+                price: line.price.clone(),
+                amount: Some(billing_server::amount::to_proto(&line.asset, line.amount)),
+            })
+            .collect(),
+        preview,
+    }
+}
+
+/// The ledger's answer per line of the invoice, in each line's asset.
+fn line_credits(
+    invoice: &Invoice,
+    response: &ledger::ApplyCreditsResponse,
+) -> Result<Vec<LineCredits>, InvoicingError> {
+    let mut out = Vec::new();
+    for line in &invoice.lines {
+        let credits_applied = match response
+            .lines
+            .iter()
+            .find(|l| l.invoice_line_item == line.id)
+        {
+            Some(credits) => amount_value(credits.credits_applied.as_ref(), &line.asset)?,
+            None => 0,
+        };
+        let mut applications = Vec::new();
+        for application in response
+            .applications
+            .iter()
+            .filter(|a| a.invoice_line_item == line.id)
+        {
+            applications.push(CreditApplication {
+                credit_grant: application.credit_grant.clone(),
+                amount: amount_value(application.amount.as_ref(), &line.asset)?,
+                credit_balance_transaction: application.credit_balance_transaction.clone(),
+            });
+        }
+        out.push(LineCredits {
+            invoice_line_item: line.id.clone(),
+            credits_applied,
+            applications,
+        });
+    }
+    Ok(out)
+}
+
+/// Smallest units of a ledger amount known to be in `asset`.
+fn amount_value(amount: Option<&common::Amount>, asset: &Asset) -> Result<i64, InvoicingError> {
+    amount
+        .and_then(|a| billing_server::amount::value_in(a, asset))
+        .ok_or_else(|| InvoicingError::Corrupt("ledger amount without a kind".into()))?
+        .map_err(InvoicingError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PeerCode;
+    use tonic::Code;
+
+    #[test]
+    fn code_names_are_the_grpc_names() {
+        let name = |code: Code| PeerCode(code as i32).name();
+        assert_eq!(name(Code::Ok), "OK");
+        assert_eq!(name(Code::NotFound), "NOT_FOUND");
+        assert_eq!(name(Code::PermissionDenied), "PERMISSION_DENIED");
+        assert_eq!(name(Code::DeadlineExceeded), "DEADLINE_EXCEEDED");
     }
 }

@@ -1,6 +1,9 @@
 //! The invoicing service's error type; `grpc::status` maps it in one place.
 
-use billing_server::status::FieldViolation;
+use billing_money::FieldViolation;
+
+use crate::store::StoreError;
+use crate::upstream::{PeerCode, PeerStatus};
 
 /// Why an operation did not happen. A failed operation wrote nothing, except
 /// where a variant says otherwise.
@@ -38,7 +41,7 @@ pub enum InvoicingError {
         /// "credit-ledger" or "meter-ingest".
         service: &'static str,
         /// What it said.
-        status: tonic::Status,
+        status: PeerStatus,
     },
     /// Another service is unreachable or timed out. For a finalize or void,
     /// the invoice's saga state was saved and the recovery worker completes it.
@@ -47,7 +50,7 @@ pub enum InvoicingError {
         /// "credit-ledger" or "meter-ingest".
         service: &'static str,
         /// The peer's code (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, UNKNOWN).
-        code: tonic::Code,
+        code: PeerCode,
         /// What went wrong.
         detail: String,
         /// The invoice left in `finalizing`/`voiding`, if any.
@@ -55,7 +58,11 @@ pub enum InvoicingError {
     },
     /// The database refused or failed.
     #[error("storage: {0}")]
-    Storage(#[from] sqlx::Error),
+    Storage(#[from] StoreError),
+    /// A sum of money does not fit in i64 (named by what was summed): the
+    /// operation stopped, nothing was written.
+    #[error("{0} overflows i64")]
+    Overflow(&'static str),
     /// A stored value could not be read back.
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
@@ -80,17 +87,6 @@ impl InvoicingError {
         Self::Conflict {
             reason,
             message: message.into(),
-        }
-    }
-}
-
-impl From<billing_db::idempotency::IdempotencyError> for InvoicingError {
-    fn from(error: billing_db::idempotency::IdempotencyError) -> Self {
-        use billing_db::idempotency::IdempotencyError;
-        match error {
-            IdempotencyError::Reused => Self::IdempotencyKeyReused,
-            IdempotencyError::Sqlx(error) => Self::Storage(error),
-            IdempotencyError::Corrupt(detail) => Self::Corrupt(detail),
         }
     }
 }

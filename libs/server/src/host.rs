@@ -1,0 +1,217 @@
+//! The one host every service runs in.
+//!
+//! A service declares only what differs ([`Service`]: its name, its
+//! migrations, its state, its routes and its background jobs); [`Host`] does
+//! the rest the same way for all of them: connect and migrate, bind, serve
+//! health and reflection (listing only the services of that port), the auth
+//! interceptor, limits, metrics and trace layers, run the jobs on the same
+//! shutdown signal, drain, close the database.
+//!
+//! The pod binaries call [`main`]; `billing up` and the tests call
+//! [`Host::build`] and [`Host::run_until`] with their own shutdown future.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use billing_db::{Db, DbError};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use tonic::service::Routes;
+
+use crate::app::AppError;
+use crate::auth::AuthInterceptor;
+use crate::clock::Clock;
+use crate::config::{ConfigError, ServiceConfig};
+use crate::metrics::Metrics;
+use crate::serve::serve;
+
+/// A background loop: runs until the receiver turns `true`, then returns at
+/// a safe point.
+pub type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The turned-on stop signal a [`Job`] watches.
+pub type Stop = watch::Receiver<bool>;
+
+/// What a service adds to the host.
+pub trait Service: Sized + Send + Sync + 'static {
+    /// Its whole configuration: the shared part plus its own settings.
+    type Config: Send + Sync + 'static;
+    /// What its handlers and jobs share (the use cases over store and clock).
+    type State: Clone + Send + Sync + 'static;
+
+    /// The binary's name, for logs (`credit-ledger`).
+    const NAME: &'static str;
+
+    /// The shared part of the configuration.
+    fn service_config(config: &Self::Config) -> &ServiceConfig;
+
+    /// Reads the configuration from the environment (pod binaries).
+    fn from_env() -> Result<Self::Config, ConfigError>;
+
+    /// The clock a pod runs on (the system clock unless a test clock is configured).
+    fn clock(_config: &Self::Config) -> Clock {
+        Clock::system()
+    }
+
+    /// Start-up warnings about the configuration, logged by the pod binary.
+    fn warnings(_config: &Self::Config) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// Runs the service's embedded migrations.
+    fn migrate(db: &Db) -> impl Future<Output = Result<(), DbError>> + Send;
+
+    /// Builds the state over a migrated database.
+    fn state(
+        config: &Self::Config,
+        db: Db,
+        clock: Clock,
+        metrics: &Metrics,
+    ) -> Result<Self::State, AppError>;
+
+    /// The gRPC routes of this port, each wrapped in `auth`, and the fully
+    /// qualified names of the services they serve (health and reflection
+    /// list exactly these).
+    fn routes(
+        state: &Self::State,
+        config: &Self::Config,
+        auth: AuthInterceptor,
+    ) -> (Routes, Vec<&'static str>);
+
+    /// Background loops, started when serving starts and stopped after the drain.
+    fn jobs(_state: &Self::State, _config: &Self::Config, _stop: &Stop) -> Vec<Job> {
+        Vec::new()
+    }
+
+    /// The database the state owns, closed after the jobs stop.
+    fn db(state: &Self::State) -> &Db;
+}
+
+/// A ready-to-run service: database migrated, listeners bound.
+pub struct Host<S: Service> {
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    metrics: Metrics,
+    state: S::State,
+    config: S::Config,
+}
+
+impl<S: Service> std::fmt::Debug for Host<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("service", &S::NAME)
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Service> Host<S> {
+    /// Connects, migrates and binds. With port 0 the OS picks a free port.
+    pub async fn build(config: S::Config, clock: Clock) -> Result<Self, AppError> {
+        let shared = S::service_config(&config);
+        let db = Db::connect(&shared.database_url, &shared.db).await?;
+        S::migrate(&db).await?;
+        let listener = bind(shared.listen_addr).await?;
+        let metrics_listener = match shared.metrics_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let metrics = Metrics::new();
+        let state = S::state(&config, db, clock, &metrics)?;
+        Ok(Self {
+            listener,
+            metrics_listener,
+            metrics,
+            state,
+            config,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> Result<SocketAddr, std::io::Error> {
+        self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// The service's state (tests drive jobs and read the store through it).
+    pub fn state(&self) -> &S::State {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains, stops the jobs at a
+    /// safe point and closes the database.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let shared = S::service_config(&self.config);
+        let auth = AuthInterceptor::new(Arc::new(shared.api_keys.clone()));
+        let (routes, names) = S::routes(&self.state, &self.config, auth);
+        let (stop_jobs, stop) = watch::channel(false);
+        let jobs: Vec<_> = S::jobs(&self.state, &self.config, &stop)
+            .into_iter()
+            .map(tokio::spawn)
+            .collect();
+        let served = serve(
+            routes,
+            &names,
+            self.listener,
+            &shared.server,
+            &self.metrics,
+            self.metrics_listener,
+            shutdown,
+        )
+        .await;
+        // Nobody may be listening any more: that is fine, the jobs are stopping.
+        let _ = stop_jobs.send(true);
+        for job in jobs {
+            if let Err(error) = job.await {
+                tracing::error!(service = S::NAME, %error, "a background job panicked");
+            }
+        }
+        S::db(&self.state).close().await;
+        served.map_err(AppError::from)
+    }
+}
+
+/// Binds a listener; port 0 lets the OS pick (tests).
+async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })
+}
+
+/// A pod binary's whole life: telemetry, configuration from the environment,
+/// build, serve until SIGTERM or Ctrl-C, drain, flush telemetry.
+pub async fn main<S: Service>() -> Result<(), AppError> {
+    let telemetry = billing_telemetry::init(S::NAME);
+    let result = run_pod::<S>().await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run_pod<S: Service>() -> Result<(), AppError> {
+    let config = S::from_env().map_err(|e| AppError::Config(e.to_string()))?;
+    if S::service_config(&config).api_keys.is_empty() {
+        tracing::warn!("BILLING_API_KEYS is empty: every RPC will be UNAUTHENTICATED");
+    }
+    for warning in S::warnings(&config) {
+        tracing::warn!("{warning}");
+    }
+    let clock = S::clock(&config);
+    let host = Host::<S>::build(config, clock).await?;
+    if let Some(addr) = host.metrics_addr() {
+        println!("{} metrics at http://{addr}/metrics", S::NAME);
+    }
+    println!("{} listening on {}", S::NAME, host.local_addr()?);
+    host.run_until(crate::serve::shutdown_signal()).await
+}

@@ -1,0 +1,3 @@
+//! Background loops: the expiry sweeper.
+
+pub mod sweeper;

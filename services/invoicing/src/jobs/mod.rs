@@ -1,0 +1,3 @@
+//! Background loops: the worker (period close, auto-finalize, saga recovery).
+
+pub mod worker;
