@@ -535,3 +535,13 @@ pub fn invoice(invoice: &Invoice) -> pb::Invoice {
 fn amount(asset: &billing_money::Asset, value: i64) -> pb_common::Amount {
     billing_server::amount::to_proto(asset, value)
 }
+
+/// An outbox event as `ListInvoiceEvents` shows it.
+pub fn invoice_event(event: crate::domain::invoice::InvoiceEvent) -> pb::InvoiceEvent {
+    pb::InvoiceEvent {
+        id: event.id,
+        r#type: event.event_type,
+        invoice: event.invoice,
+        created: Some(to_proto(event.created)),
+    }
+}

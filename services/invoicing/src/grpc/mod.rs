@@ -1,4 +1,9 @@
-//! `billing.invoicing.v1.InvoicingService` over [`Invoicing`].
+//! `billing.invoicing.v1.InvoicingService` over [`Invoicing`] (and the test
+//! clock).
+//!
+//! Transport only: requests are converted and checked in [`convert`],
+//! errors mapped in [`status`], and each handler calls one use case through
+//! the shared handler shape (`billing_server::handler`).
 
 pub mod convert;
 pub mod status;
@@ -6,18 +11,20 @@ pub mod test_clock;
 
 use billing_money::FieldViolation;
 use billing_proto::invoicing::v1 as pb;
-use billing_proto::invoicing::v1::invoicing_service_server::InvoicingService;
-use billing_server::auth::principal;
-use billing_server::idempotent::idempotency_key;
-use billing_server::page::PageRequest;
+use billing_proto::invoicing::v1::invoicing_service_server::{
+    InvoicingService, InvoicingServiceServer,
+};
+use billing_proto::invoicing::v1::test_clock_service_server::TestClockServiceServer;
+use billing_server::auth::AuthInterceptor;
+use billing_server::handler::{invalid, mutation, optional, page, unary};
+use billing_server::host::Routes;
 use billing_telemetry::record_ids;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::domain::invoice::EVENT_TYPES;
-use crate::error::InvoicingError;
+use crate::domain::invoice::{EVENT_TYPES, Invoice};
 use crate::ops::Invoicing;
 use crate::store::{EventFilter, InvoiceFilter};
-use status::to_status;
 
 /// The fully qualified gRPC service name.
 pub const SERVICE_NAME: &str = "billing.invoicing.v1.InvoicingService";
@@ -31,22 +38,20 @@ pub const TEST_CLOCK_SERVICE_NAME: &str = "billing.invoicing.v1.TestClockService
 pub fn routes(
     state: &crate::State,
     config: &crate::Config,
-    auth: billing_server::auth::AuthInterceptor,
-) -> (billing_server::host::Routes, Vec<&'static str>) {
-    use tonic::service::interceptor::InterceptedService;
+    auth: AuthInterceptor,
+) -> (Routes, Vec<&'static str>) {
     let max = config.service.server.max_message_bytes;
-    let service = pb::invoicing_service_server::InvoicingServiceServer::new(InvoicingGrpc::new(
-        state.invoicing.clone(),
-    ))
+    let service = InvoicingServiceServer::new(InvoicingGrpc {
+        invoicing: state.invoicing.clone(),
+    })
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
-    let mut routes =
-        billing_server::host::Routes::new(InterceptedService::new(service, auth.clone()));
+    let mut routes = Routes::new(InterceptedService::new(service, auth.clone()));
     let mut names = vec![SERVICE_NAME];
     if config.test_clock {
-        let clock = pb::test_clock_service_server::TestClockServiceServer::new(
-            test_clock::TestClockGrpc::new(state.invoicing.clock().clone(), state.worker.clone()),
-        );
+        let clock = state.invoicing.clock().clone();
+        let clock = test_clock::TestClockGrpc::new(clock, state.worker.clone());
+        let clock = TestClockServiceServer::new(clock);
         routes = routes.add_service(InterceptedService::new(clock, auth));
         names.push(TEST_CLOCK_SERVICE_NAME);
     }
@@ -59,18 +64,8 @@ pub struct InvoicingGrpc {
     invoicing: Invoicing,
 }
 
-impl InvoicingGrpc {
-    /// Serves `invoicing`.
-    pub fn new(invoicing: Invoicing) -> Self {
-        Self { invoicing }
-    }
-}
-
-fn invalid(violations: Vec<FieldViolation>) -> Status {
-    to_status(InvoicingError::Invalid(violations))
-}
-
-fn required_id(value: &str, field: &str) -> Result<(), Status> {
+/// An id the request must carry (present, at most 255 characters).
+fn id(value: &str, field: &str) -> Result<(), Status> {
     let mut out = Vec::new();
     convert::required(value, field, &mut out);
     if out.is_empty() {
@@ -80,401 +75,382 @@ fn required_id(value: &str, field: &str) -> Result<(), Status> {
     }
 }
 
-fn page(page_size: i32, page_token: &str) -> Result<PageRequest, Status> {
-    PageRequest::parse(page_size, page_token).map_err(|v| invalid(vec![v]))
+/// The invoice as the API shows it.
+fn invoice(invoice: &Invoice) -> Option<pb::Invoice> {
+    Some(convert::invoice(invoice))
 }
 
-fn optional(value: &str) -> Option<&str> {
-    Some(value).filter(|v| !v.is_empty())
-}
+type Rpc<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl InvoicingService for InvoicingGrpc {
-    #[tracing::instrument(skip_all)]
     async fn create_customer(
         &self,
         request: Request<pb::CreateCustomerRequest>,
-    ) -> Result<Response<pb::CreateCustomerResponse>, Status> {
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let key = idempotency_key(&body)?;
-        let new = convert::new_customer(&body).map_err(invalid)?;
-        let customer = self
-            .invoicing
-            .create_customer(&account, new, key.as_ref())
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::CreateCustomerResponse {
-            customer: Some(convert::customer(&customer)),
-        }))
+    ) -> Rpc<pb::CreateCustomerResponse> {
+        mutation(request, |caller, body, key| async move {
+            let new = convert::new_customer(&body).map_err(invalid)?;
+            let customer = self
+                .invoicing
+                .create_customer(&caller.account, new, key.as_ref())
+                .await?;
+            Ok(pb::CreateCustomerResponse {
+                customer: Some(convert::customer(&customer)),
+            })
+        })
+        .await
     }
+
     async fn get_customer(
         &self,
         request: Request<pb::GetCustomerRequest>,
-    ) -> Result<Response<pb::GetCustomerResponse>, Status> {
+    ) -> Rpc<pb::GetCustomerResponse> {
         record_ids(&[("id", request.get_ref().id.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        required_id(&body.id, "id")?;
-        let customer = self
-            .invoicing
-            .customer(&account, &body.id)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::GetCustomerResponse {
-            customer: Some(convert::customer(&customer)),
-        }))
+        unary(request, |caller, body| async move {
+            id(&body.id, "id")?;
+            let customer = self.invoicing.customer(&caller.account, &body.id).await?;
+            Ok(pb::GetCustomerResponse {
+                customer: Some(convert::customer(&customer)),
+            })
+        })
+        .await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_customers(
         &self,
         request: Request<pb::ListCustomersRequest>,
-    ) -> Result<Response<pb::ListCustomersResponse>, Status> {
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let page = page(body.page_size, &body.page_token)?;
-        let (customers, next_page_token) = self
-            .invoicing
-            .list_customers(&account, &page)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::ListCustomersResponse {
-            customers: customers.iter().map(convert::customer).collect(),
-            next_page_token,
-        }))
+    ) -> Rpc<pb::ListCustomersResponse> {
+        unary(request, |caller, body| async move {
+            let page = page(body.page_size, &body.page_token)?;
+            let (customers, next_page_token) = self
+                .invoicing
+                .list_customers(&caller.account, &page)
+                .await?;
+            let customers = customers.iter().map(convert::customer).collect();
+            Ok(pb::ListCustomersResponse {
+                customers,
+                next_page_token,
+            })
+        })
+        .await
     }
+
     async fn update_customer(
         &self,
         request: Request<pb::UpdateCustomerRequest>,
-    ) -> Result<Response<pb::UpdateCustomerResponse>, Status> {
+    ) -> Rpc<pb::UpdateCustomerResponse> {
         record_ids(&[("id", request.get_ref().id.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let key = idempotency_key(&body)?;
-        let changes = convert::customer_changes(&body).map_err(invalid)?;
-        let customer = self
-            .invoicing
-            .update_customer(&account, &body.id, changes, key.as_ref())
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::UpdateCustomerResponse {
-            customer: Some(convert::customer(&customer)),
-        }))
+        mutation(request, |caller, body, key| async move {
+            let changes = convert::customer_changes(&body).map_err(invalid)?;
+            let customer = self
+                .invoicing
+                .update_customer(&caller.account, &body.id, changes, key.as_ref())
+                .await?;
+            Ok(pb::UpdateCustomerResponse {
+                customer: Some(convert::customer(&customer)),
+            })
+        })
+        .await
     }
+
     async fn create_price(
         &self,
         request: Request<pb::CreatePriceRequest>,
-    ) -> Result<Response<pb::CreatePriceResponse>, Status> {
+    ) -> Rpc<pb::CreatePriceResponse> {
         record_ids(&[("meter", request.get_ref().meter.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let key = idempotency_key(&body)?;
-        let new = convert::new_price(&body).map_err(invalid)?;
-        let price = self
-            .invoicing
-            .create_price(&account, new, key.as_ref())
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::CreatePriceResponse {
-            price: Some(convert::price(&price)),
-        }))
-    }
-    async fn get_price(
-        &self,
-        request: Request<pb::GetPriceRequest>,
-    ) -> Result<Response<pb::GetPriceResponse>, Status> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        required_id(&body.id, "id")?;
-        let price = self
-            .invoicing
-            .price(&account, &body.id)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::GetPriceResponse {
-            price: Some(convert::price(&price)),
-        }))
+        mutation(request, |caller, body, key| async move {
+            let new = convert::new_price(&body).map_err(invalid)?;
+            let price = self
+                .invoicing
+                .create_price(&caller.account, new, key.as_ref())
+                .await?;
+            Ok(pb::CreatePriceResponse {
+                price: Some(convert::price(&price)),
+            })
+        })
+        .await
     }
 
-    #[tracing::instrument(skip_all)]
+    async fn get_price(&self, request: Request<pb::GetPriceRequest>) -> Rpc<pb::GetPriceResponse> {
+        record_ids(&[("id", request.get_ref().id.as_str())]);
+        unary(request, |caller, body| async move {
+            id(&body.id, "id")?;
+            let price = self.invoicing.price(&caller.account, &body.id).await?;
+            Ok(pb::GetPriceResponse {
+                price: Some(convert::price(&price)),
+            })
+        })
+        .await
+    }
+
     async fn list_prices(
         &self,
         request: Request<pb::ListPricesRequest>,
-    ) -> Result<Response<pb::ListPricesResponse>, Status> {
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let page = page(body.page_size, &body.page_token)?;
-        let (prices, next_page_token) = self
-            .invoicing
-            .list_prices(&account, &page)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::ListPricesResponse {
-            prices: prices.iter().map(convert::price).collect(),
-            next_page_token,
-        }))
+    ) -> Rpc<pb::ListPricesResponse> {
+        unary(request, |caller, body| async move {
+            let page = page(body.page_size, &body.page_token)?;
+            let (prices, next_page_token) =
+                self.invoicing.list_prices(&caller.account, &page).await?;
+            let prices = prices.iter().map(convert::price).collect();
+            Ok(pb::ListPricesResponse {
+                prices,
+                next_page_token,
+            })
+        })
+        .await
     }
+
     async fn deactivate_price(
         &self,
         request: Request<pb::DeactivatePriceRequest>,
-    ) -> Result<Response<pb::DeactivatePriceResponse>, Status> {
+    ) -> Rpc<pb::DeactivatePriceResponse> {
         record_ids(&[("id", request.get_ref().id.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let key = idempotency_key(&body)?;
-        required_id(&body.id, "id")?;
-        let price = self
-            .invoicing
-            .deactivate_price(&account, &body.id, key.as_ref())
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::DeactivatePriceResponse {
-            price: Some(convert::price(&price)),
-        }))
+        mutation(request, |caller, body, key| async move {
+            id(&body.id, "id")?;
+            let price = self
+                .invoicing
+                .deactivate_price(&caller.account, &body.id, key.as_ref())
+                .await?;
+            Ok(pb::DeactivatePriceResponse {
+                price: Some(convert::price(&price)),
+            })
+        })
+        .await
     }
+
     async fn create_subscription(
         &self,
         request: Request<pb::CreateSubscriptionRequest>,
-    ) -> Result<Response<pb::CreateSubscriptionResponse>, Status> {
+    ) -> Rpc<pb::CreateSubscriptionResponse> {
         record_ids(&[("customer", request.get_ref().customer.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let key = idempotency_key(&body)?;
-        let new = convert::new_subscription(&body).map_err(invalid)?;
-        let sub = self
-            .invoicing
-            .create_subscription(&account, new, key.as_ref())
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::CreateSubscriptionResponse {
-            subscription: Some(convert::subscription(&sub)),
-        }))
+        mutation(request, |caller, body, key| async move {
+            let new = convert::new_subscription(&body).map_err(invalid)?;
+            let sub = self
+                .invoicing
+                .create_subscription(&caller.account, new, key.as_ref())
+                .await?;
+            Ok(pb::CreateSubscriptionResponse {
+                subscription: Some(convert::subscription(&sub)),
+            })
+        })
+        .await
     }
+
     async fn get_subscription(
         &self,
         request: Request<pb::GetSubscriptionRequest>,
-    ) -> Result<Response<pb::GetSubscriptionResponse>, Status> {
+    ) -> Rpc<pb::GetSubscriptionResponse> {
         record_ids(&[("id", request.get_ref().id.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        required_id(&body.id, "id")?;
-        let sub = self
-            .invoicing
-            .subscription(&account, &body.id)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::GetSubscriptionResponse {
-            subscription: Some(convert::subscription(&sub)),
-        }))
+        unary(request, |caller, body| async move {
+            id(&body.id, "id")?;
+            let sub = self
+                .invoicing
+                .subscription(&caller.account, &body.id)
+                .await?;
+            Ok(pb::GetSubscriptionResponse {
+                subscription: Some(convert::subscription(&sub)),
+            })
+        })
+        .await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_subscriptions(
         &self,
         request: Request<pb::ListSubscriptionsRequest>,
-    ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let page = page(body.page_size, &body.page_token)?;
-        let (subs, next_page_token) = self
-            .invoicing
-            .list_subscriptions(&account, optional(&body.customer), &page)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::ListSubscriptionsResponse {
-            subscriptions: subs.iter().map(convert::subscription).collect(),
-            next_page_token,
-        }))
+    ) -> Rpc<pb::ListSubscriptionsResponse> {
+        unary(request, |caller, body| async move {
+            let page = page(body.page_size, &body.page_token)?;
+            let customer = optional(&body.customer);
+            let (subs, next_page_token) = self
+                .invoicing
+                .list_subscriptions(&caller.account, customer, &page)
+                .await?;
+            let subscriptions = subs.iter().map(convert::subscription).collect();
+            Ok(pb::ListSubscriptionsResponse {
+                subscriptions,
+                next_page_token,
+            })
+        })
+        .await
     }
+
     async fn cancel_subscription(
         &self,
         request: Request<pb::CancelSubscriptionRequest>,
-    ) -> Result<Response<pb::CancelSubscriptionResponse>, Status> {
+    ) -> Rpc<pb::CancelSubscriptionResponse> {
         record_ids(&[("id", request.get_ref().id.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let key = idempotency_key(&body)?;
-        required_id(&body.id, "id")?;
-        let (sub, invoice) = self
-            .invoicing
-            .cancel_subscription(&account, &body.id, body.at_period_end, key.as_ref())
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::CancelSubscriptionResponse {
-            subscription: Some(convert::subscription(&sub)),
-            final_invoice: invoice.as_ref().map(convert::invoice),
-        }))
+        mutation(request, |caller, body, key| async move {
+            id(&body.id, "id")?;
+            let at_period_end = body.at_period_end;
+            let (sub, final_invoice) = self
+                .invoicing
+                .cancel_subscription(&caller.account, &body.id, at_period_end, key.as_ref())
+                .await?;
+            let subscription = Some(convert::subscription(&sub));
+            Ok(pb::CancelSubscriptionResponse {
+                subscription,
+                final_invoice: final_invoice.as_ref().and_then(invoice),
+            })
+        })
+        .await
     }
+
     async fn create_invoice(
         &self,
         request: Request<pb::CreateInvoiceRequest>,
-    ) -> Result<Response<pb::CreateInvoiceResponse>, Status> {
+    ) -> Rpc<pb::CreateInvoiceResponse> {
         record_ids(&[("subscription", request.get_ref().subscription.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let key = idempotency_key(&body)?;
-        required_id(&body.subscription, "subscription")?;
-        let invoice = self
-            .invoicing
-            .create_invoice(&account, &body.subscription, key.as_ref())
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::CreateInvoiceResponse {
-            invoice: Some(convert::invoice(&invoice)),
-        }))
+        mutation(request, |caller, body, key| async move {
+            id(&body.subscription, "subscription")?;
+            let created = self
+                .invoicing
+                .create_invoice(&caller.account, &body.subscription, key.as_ref())
+                .await?;
+            Ok(pb::CreateInvoiceResponse {
+                invoice: invoice(&created),
+            })
+        })
+        .await
     }
+
     async fn preview_invoice(
         &self,
         request: Request<pb::PreviewInvoiceRequest>,
-    ) -> Result<Response<pb::PreviewInvoiceResponse>, Status> {
+    ) -> Rpc<pb::PreviewInvoiceResponse> {
         record_ids(&[("subscription", request.get_ref().subscription.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        required_id(&body.subscription, "subscription")?;
-        let invoice = self
-            .invoicing
-            .preview(&account, &body.subscription)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::PreviewInvoiceResponse {
-            invoice: Some(convert::invoice(&invoice)),
-        }))
+        unary(request, |caller, body| async move {
+            id(&body.subscription, "subscription")?;
+            let upcoming = self
+                .invoicing
+                .preview(&caller.account, &body.subscription)
+                .await?;
+            Ok(pb::PreviewInvoiceResponse {
+                invoice: invoice(&upcoming),
+            })
+        })
+        .await
     }
+
     async fn finalize_invoice(
         &self,
         request: Request<pb::FinalizeInvoiceRequest>,
-    ) -> Result<Response<pb::FinalizeInvoiceResponse>, Status> {
+    ) -> Rpc<pb::FinalizeInvoiceResponse> {
         record_ids(&[("id", request.get_ref().id.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let key = idempotency_key(&body)?;
-        required_id(&body.id, "id")?;
-        let invoice = self
-            .invoicing
-            .finalize(&account, &body.id, key.as_ref())
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::FinalizeInvoiceResponse {
-            invoice: Some(convert::invoice(&invoice)),
-        }))
+        mutation(request, |caller, body, key| async move {
+            id(&body.id, "id")?;
+            let finalized = self
+                .invoicing
+                .finalize(&caller.account, &body.id, key.as_ref())
+                .await?;
+            Ok(pb::FinalizeInvoiceResponse {
+                invoice: invoice(&finalized),
+            })
+        })
+        .await
     }
+
     async fn void_invoice(
         &self,
         request: Request<pb::VoidInvoiceRequest>,
-    ) -> Result<Response<pb::VoidInvoiceResponse>, Status> {
+    ) -> Rpc<pb::VoidInvoiceResponse> {
         record_ids(&[("id", request.get_ref().id.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let key = idempotency_key(&body)?;
-        required_id(&body.id, "id")?;
-        let invoice = self
-            .invoicing
-            .void(&account, &body.id, key.as_ref())
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::VoidInvoiceResponse {
-            invoice: Some(convert::invoice(&invoice)),
-        }))
+        mutation(request, |caller, body, key| async move {
+            id(&body.id, "id")?;
+            let voided = self
+                .invoicing
+                .void(&caller.account, &body.id, key.as_ref())
+                .await?;
+            Ok(pb::VoidInvoiceResponse {
+                invoice: invoice(&voided),
+            })
+        })
+        .await
     }
+
     async fn mark_invoice_paid(
         &self,
         request: Request<pb::MarkInvoicePaidRequest>,
-    ) -> Result<Response<pb::MarkInvoicePaidResponse>, Status> {
+    ) -> Rpc<pb::MarkInvoicePaidResponse> {
         record_ids(&[("id", request.get_ref().id.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let key = idempotency_key(&body)?;
-        required_id(&body.id, "id")?;
-        let invoice = self
-            .invoicing
-            .mark_paid(&account, &body.id, key.as_ref())
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::MarkInvoicePaidResponse {
-            invoice: Some(convert::invoice(&invoice)),
-        }))
+        mutation(request, |caller, body, key| async move {
+            id(&body.id, "id")?;
+            let paid = self
+                .invoicing
+                .mark_paid(&caller.account, &body.id, key.as_ref())
+                .await?;
+            Ok(pb::MarkInvoicePaidResponse {
+                invoice: invoice(&paid),
+            })
+        })
+        .await
     }
+
     async fn get_invoice(
         &self,
         request: Request<pb::GetInvoiceRequest>,
-    ) -> Result<Response<pb::GetInvoiceResponse>, Status> {
+    ) -> Rpc<pb::GetInvoiceResponse> {
         record_ids(&[("id", request.get_ref().id.as_str())]);
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        required_id(&body.id, "id")?;
-        let invoice = self
-            .invoicing
-            .invoice(&account, &body.id)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::GetInvoiceResponse {
-            invoice: Some(convert::invoice(&invoice)),
-        }))
+        unary(request, |caller, body| async move {
+            id(&body.id, "id")?;
+            let found = self.invoicing.invoice(&caller.account, &body.id).await?;
+            Ok(pb::GetInvoiceResponse {
+                invoice: invoice(&found),
+            })
+        })
+        .await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_invoices(
         &self,
         request: Request<pb::ListInvoicesRequest>,
-    ) -> Result<Response<pb::ListInvoicesResponse>, Status> {
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let page = page(body.page_size, &body.page_token)?;
-        let filter = InvoiceFilter {
-            customer: optional(&body.customer).map(str::to_owned),
-            subscription: optional(&body.subscription).map(str::to_owned),
-            status: convert::status_filter(body.status()),
-        };
-        let (invoices, next_page_token) = self
-            .invoicing
-            .list_invoices(&account, &filter, &page)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::ListInvoicesResponse {
-            invoices: invoices.iter().map(convert::invoice).collect(),
-            next_page_token,
-        }))
+    ) -> Rpc<pb::ListInvoicesResponse> {
+        unary(request, |caller, body| async move {
+            let page = page(body.page_size, &body.page_token)?;
+            let filter = InvoiceFilter {
+                customer: optional(&body.customer).map(str::to_owned),
+                subscription: optional(&body.subscription).map(str::to_owned),
+                status: convert::status_filter(body.status()),
+            };
+            let (invoices, next_page_token) = self
+                .invoicing
+                .list_invoices(&caller.account, &filter, &page)
+                .await?;
+            let invoices = invoices.iter().map(convert::invoice).collect();
+            Ok(pb::ListInvoicesResponse {
+                invoices,
+                next_page_token,
+            })
+        })
+        .await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_invoice_events(
         &self,
         request: Request<pb::ListInvoiceEventsRequest>,
-    ) -> Result<Response<pb::ListInvoiceEventsResponse>, Status> {
-        let account = principal(&request)?.account;
-        let body = request.into_inner();
-        let page = page(body.page_size, &body.page_token)?;
-        let event_type = optional(&body.r#type);
-        if let Some(event_type) = event_type
-            && !EVENT_TYPES.contains(&event_type)
-        {
-            return Err(invalid(vec![FieldViolation::new(
-                "type",
-                format!("must be one of {}", EVENT_TYPES.join(", ")),
-            )]));
-        }
-        let filter = EventFilter {
-            invoice: optional(&body.invoice).map(str::to_owned),
-            event_type: event_type.map(str::to_owned),
-        };
-        let (events, next_page_token) = self
-            .invoicing
-            .list_events(&account, &filter, &page)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(pb::ListInvoiceEventsResponse {
-            events: events
-                .into_iter()
-                .map(|e| pb::InvoiceEvent {
-                    id: e.id,
-                    r#type: e.event_type,
-                    invoice: e.invoice,
-                    created: Some(billing_server::time::to_proto(e.created)),
-                })
-                .collect(),
-            next_page_token,
-        }))
+    ) -> Rpc<pb::ListInvoiceEventsResponse> {
+        unary(request, |caller, body| async move {
+            let page = page(body.page_size, &body.page_token)?;
+            let event_type = optional(&body.r#type);
+            if let Some(event_type) = event_type
+                && !EVENT_TYPES.contains(&event_type)
+            {
+                let expected = format!("must be one of {}", EVENT_TYPES.join(", "));
+                return Err(invalid(vec![FieldViolation::new("type", expected)]));
+            }
+            let filter = EventFilter {
+                invoice: optional(&body.invoice).map(str::to_owned),
+                event_type: event_type.map(str::to_owned),
+            };
+            let (events, next_page_token) = self
+                .invoicing
+                .list_events(&caller.account, &filter, &page)
+                .await?;
+            let events = events.into_iter().map(convert::invoice_event).collect();
+            Ok(pb::ListInvoiceEventsResponse {
+                events,
+                next_page_token,
+            })
+        })
+        .await
     }
 }

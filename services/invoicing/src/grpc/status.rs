@@ -66,3 +66,9 @@ pub fn to_status(error: InvoicingError) -> Status {
         }
     }
 }
+
+impl From<InvoicingError> for Status {
+    fn from(error: InvoicingError) -> Self {
+        to_status(error)
+    }
+}

@@ -39,3 +39,9 @@ pub fn to_status(error: MeterError) -> Status {
         }
     }
 }
+
+impl From<MeterError> for Status {
+    fn from(error: MeterError) -> Self {
+        to_status(error)
+    }
+}
