@@ -2,12 +2,15 @@
 //! its own: check and convert the body, call one use case, convert the
 //! answer.
 //!
-//! [`unary`] authenticates (the interceptor put a [`Principal`] in the
-//! request) and wraps the answer; [`mutation`] also turns the AIP-155
-//! `request_id` into the idempotency key that the use case records in its
-//! write transaction. Service errors become statuses through each service's
-//! `From<ServiceError> for Status` (its `grpc/status.rs`), so a handler
-//! writes `?`.
+//! [`unary_service!`] implements a generated tonic service trait: each
+//! listed method authenticates through [`serve`] (the interceptor put a
+//! [`Principal`] in the request) and hands a [`Call`] to the inherent method
+//! of the same name, whose answer it wraps. For the methods listed as
+//! mutations, [`serve_mutation`] first turns the AIP-155 `request_id` into
+//! the idempotency key ([`Call::key`]) that the use case records in its
+//! write transaction, so a bad key is refused before anything else. Service errors become statuses through each
+//! service's `From<ServiceError> for Status` (its `grpc/status.rs`), so a
+//! handler writes `?`.
 
 use std::future::Future;
 
@@ -20,6 +23,126 @@ use crate::auth::{Principal, principal};
 use crate::idempotent::idempotency_key;
 use crate::page::PageRequest;
 use crate::status::invalid_argument;
+
+#[doc(hidden)]
+pub use pastey as __pastey;
+#[doc(hidden)]
+pub use tonic as __tonic;
+
+/// One unary call as its handler sees it: who calls, what they sent, and
+/// the idempotency key of a mutation.
+#[derive(Debug)]
+pub struct Call<B> {
+    /// The authenticated caller.
+    pub caller: Principal,
+    /// The request message.
+    pub body: B,
+    /// A mutation's idempotency key (None without a `request_id`, and for
+    /// reads).
+    pub key: Option<IdempotencyKey>,
+}
+
+impl<B> Call<B> {
+    /// The caller's account: every read and write is scoped to it.
+    pub fn account(&self) -> &str {
+        &self.caller.account
+    }
+
+    /// The idempotency key, for the use case.
+    pub fn key(&self) -> Option<&IdempotencyKey> {
+        self.key.as_ref()
+    }
+}
+
+/// What a handler returns: the response message or a status.
+pub type Reply<T> = Result<T, Status>;
+
+/// Runs one unary RPC: authenticates, hands the [`Call`] to `handle`, wraps
+/// its answer.
+pub async fn serve<B, R, Fut>(
+    request: Request<B>,
+    handle: impl FnOnce(Call<B>) -> Fut,
+) -> Result<Response<R>, Status>
+where
+    Fut: Future<Output = Reply<R>>,
+{
+    let caller = principal(&request)?;
+    let body = request.into_inner();
+    let call = Call {
+        caller,
+        body,
+        key: None,
+    };
+    handle(call).await.map(Response::new)
+}
+
+/// Runs one create or mutate RPC: as [`serve`], with the request's
+/// idempotency key checked first (INVALID_ARGUMENT when too long).
+pub async fn serve_mutation<B, R, Fut>(
+    request: Request<B>,
+    handle: impl FnOnce(Call<B>) -> Fut,
+) -> Result<Response<R>, Status>
+where
+    B: HasRequestId,
+    Fut: Future<Output = Reply<R>>,
+{
+    let caller = principal(&request)?;
+    let body = request.into_inner();
+    let key = idempotency_key(&body)?;
+    handle(Call { caller, body, key }).await.map(Response::new)
+}
+
+/// Implements a generated tonic service trait whose unary methods are
+/// listed by name: `get_meter` takes `pb::GetMeterRequest`, answers
+/// `pb::GetMeterResponse`, and is handled by the inherent method
+/// `get_meter(&self, Call<pb::GetMeterRequest>) -> Reply<pb::GetMeterResponse>`.
+/// Methods under `mutations` go through [`serve_mutation`], the others
+/// through [`serve`]. Anything after the `;` (streaming methods,
+/// associated types) is copied into the impl as written.
+///
+/// ```ignore
+/// unary_service! {
+///     impl MeterService for MeterGrpc, pb { get_meter } mutations { create_meter };
+/// }
+/// ```
+#[macro_export]
+macro_rules! unary_service {
+    (
+        impl $trait:ident for $ty:ident, $pb:ident { $($read:ident)* }
+        mutations { $($write:ident)* };
+        $($extra:tt)*
+    ) => {
+        $crate::handler::__pastey::paste! {
+            #[$crate::handler::__tonic::async_trait]
+            impl $trait for $ty {
+                $(
+                    async fn $read(
+                        &self,
+                        request: $crate::handler::__tonic::Request<$pb::[<$read:camel Request>]>,
+                    ) -> ::std::result::Result<
+                        $crate::handler::__tonic::Response<$pb::[<$read:camel Response>]>,
+                        $crate::handler::__tonic::Status,
+                    > {
+                        $crate::handler::serve(request, |call| <$ty>::$read(self, call)).await
+                    }
+                )*
+                $(
+                    async fn $write(
+                        &self,
+                        request: $crate::handler::__tonic::Request<$pb::[<$write:camel Request>]>,
+                    ) -> ::std::result::Result<
+                        $crate::handler::__tonic::Response<$pb::[<$write:camel Response>]>,
+                        $crate::handler::__tonic::Status,
+                    > {
+                        $crate::handler::serve_mutation(request, |call| <$ty>::$write(self, call))
+                            .await
+                    }
+                )*
+                $($extra)*
+            }
+        }
+    };
+}
 
 /// Runs a unary RPC: who calls, what they sent, and the answer or a status.
 pub async fn unary<Req, Resp, Fut>(

@@ -11,13 +11,13 @@ use billing_money::FieldViolation;
 use billing_proto::ledger::v1 as pb;
 use billing_proto::ledger::v1::ledger_service_server::{LedgerService, LedgerServiceServer};
 use billing_server::auth::{AuthInterceptor, Principal};
-use billing_server::handler::{invalid, mutation, optional, page, unary};
+use billing_server::handler::{Call, Reply, invalid, optional, page};
 use billing_server::host::Routes;
 use billing_telemetry::record_ids;
+use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
-use tonic::{Request, Response, Status};
 
-use crate::domain::validate::check_reference;
+use crate::domain::validate::{check_name, check_reference};
 use crate::error::LedgerError;
 use crate::ops::Ledger;
 
@@ -43,12 +43,14 @@ pub struct LedgerGrpc {
     ledger: Ledger,
 }
 
-/// A reference id the ledger keeps (customer, invoice, grant): present and bounded.
-fn reference(value: &str, field: &str) -> Result<(), Status> {
+/// A reference id the ledger keeps (customer, invoice, grant): present and
+/// bounded; recorded on the RPC's span under `field`.
+fn reference<'a>(value: &'a str, field: &'static str) -> Reply<&'a str> {
+    record_ids(&[(field, value)]);
     let mut out = Vec::new();
     check_reference(value, field, &mut out);
     if out.is_empty() {
-        Ok(())
+        Ok(value)
     } else {
         Err(invalid(out))
     }
@@ -63,266 +65,221 @@ fn may_apply(caller: &Principal, method: &'static str) -> Result<(), Status> {
     }
 }
 
-type Rpc<T> = Result<Response<T>, Status>;
+billing_server::unary_service! {
+    impl LedgerService for LedgerGrpc, pb {
+        get_pricing_unit list_pricing_units get_credit_grant list_credit_grants
+        get_credit_balance_summary list_credit_balance_transactions
+        apply_credits reverse_credits audit_ledger
+    } mutations {
+        create_pricing_unit create_credit_grant update_credit_grant
+        void_credit_grant expire_credit_grant
+    };
+}
 
-#[tonic::async_trait]
-impl LedgerService for LedgerGrpc {
+impl LedgerGrpc {
     async fn create_pricing_unit(
         &self,
-        request: Request<pb::CreatePricingUnitRequest>,
-    ) -> Rpc<pb::CreatePricingUnitResponse> {
-        mutation(request, |caller, body, key| async move {
-            let mut out = Vec::new();
-            crate::domain::validate::check_name(&body.display_name, "display_name", true, &mut out);
-            if body.scale > billing_money::PRICING_UNIT_SCALE_MAX {
-                out.push(FieldViolation::new("scale", "must be between 0 and 9"));
-            }
-            if !out.is_empty() {
-                return Err(invalid(out));
-            }
-            let unit = self
-                .ledger
-                .create_pricing_unit(&caller.account, body.display_name, body.scale, key.as_ref())
-                .await?;
-            Ok(pb::CreatePricingUnitResponse {
-                pricing_unit: Some(convert::pricing_unit(&unit)),
-            })
+        call: Call<pb::CreatePricingUnitRequest>,
+    ) -> Reply<pb::CreatePricingUnitResponse> {
+        let mut out = Vec::new();
+        check_name(&call.body.display_name, "display_name", true, &mut out);
+        if call.body.scale > billing_money::PRICING_UNIT_SCALE_MAX {
+            out.push(FieldViolation::new("scale", "must be between 0 and 9"));
+        }
+        if !out.is_empty() {
+            return Err(invalid(out));
+        }
+        let Call { caller, body, key } = call;
+        let unit = self.ledger.create_pricing_unit(
+            &caller.account,
+            body.display_name,
+            body.scale,
+            key.as_ref(),
+        );
+        Ok(pb::CreatePricingUnitResponse {
+            pricing_unit: Some(convert::pricing_unit(&unit.await?)),
         })
-        .await
     }
 
     async fn get_pricing_unit(
         &self,
-        request: Request<pb::GetPricingUnitRequest>,
-    ) -> Rpc<pb::GetPricingUnitResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        unary(request, |caller, body| async move {
-            reference(&body.id, "id")?;
-            let unit = self.ledger.pricing_unit(&caller.account, &body.id).await?;
-            Ok(pb::GetPricingUnitResponse {
-                pricing_unit: Some(convert::pricing_unit(&unit)),
-            })
+        call: Call<pb::GetPricingUnitRequest>,
+    ) -> Reply<pb::GetPricingUnitResponse> {
+        let unit = self
+            .ledger
+            .pricing_unit(call.account(), reference(&call.body.id, "id")?);
+        Ok(pb::GetPricingUnitResponse {
+            pricing_unit: Some(convert::pricing_unit(&unit.await?)),
         })
-        .await
     }
 
     async fn list_pricing_units(
         &self,
-        request: Request<pb::ListPricingUnitsRequest>,
-    ) -> Rpc<pb::ListPricingUnitsResponse> {
-        unary(request, |caller, body| async move {
-            let page = page(body.page_size, &body.page_token)?;
-            let (units, next_page_token) = self
-                .ledger
-                .list_pricing_units(&caller.account, &page)
-                .await?;
-            let pricing_units = units.iter().map(convert::pricing_unit).collect();
-            Ok(pb::ListPricingUnitsResponse {
-                pricing_units,
-                next_page_token,
-            })
+        call: Call<pb::ListPricingUnitsRequest>,
+    ) -> Reply<pb::ListPricingUnitsResponse> {
+        let page = page(call.body.page_size, &call.body.page_token)?;
+        let (units, next_page_token) = self
+            .ledger
+            .list_pricing_units(call.account(), &page)
+            .await?;
+        let pricing_units = units.iter().map(convert::pricing_unit).collect();
+        Ok(pb::ListPricingUnitsResponse {
+            pricing_units,
+            next_page_token,
         })
-        .await
     }
 
     async fn create_credit_grant(
         &self,
-        request: Request<pb::CreateCreditGrantRequest>,
-    ) -> Rpc<pb::CreateCreditGrantResponse> {
-        record_ids(&[("customer", request.get_ref().customer.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            let input = convert::grant_input(&body).map_err(invalid)?;
-            let grant = self
-                .ledger
-                .create_grant(&caller.account, input, key.as_ref())
-                .await?;
-            Ok(pb::CreateCreditGrantResponse {
-                credit_grant: Some(self.grant(&grant)),
-            })
+        call: Call<pb::CreateCreditGrantRequest>,
+    ) -> Reply<pb::CreateCreditGrantResponse> {
+        record_ids(&[("customer", call.body.customer.as_str())]);
+        let input = convert::grant_input(&call.body).map_err(invalid)?;
+        let grant = self.ledger.create_grant(call.account(), input, call.key());
+        Ok(pb::CreateCreditGrantResponse {
+            credit_grant: Some(self.grant(&grant.await?)),
         })
-        .await
     }
 
     async fn get_credit_grant(
         &self,
-        request: Request<pb::GetCreditGrantRequest>,
-    ) -> Rpc<pb::GetCreditGrantResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        unary(request, |caller, body| async move {
-            reference(&body.id, "id")?;
-            let grant = self.ledger.grant(&caller.account, &body.id).await?;
-            Ok(pb::GetCreditGrantResponse {
-                credit_grant: Some(self.grant(&grant)),
-            })
-        })
-        .await
+        call: Call<pb::GetCreditGrantRequest>,
+    ) -> Reply<pb::GetCreditGrantResponse> {
+        let id = reference(&call.body.id, "id")?;
+        let credit_grant = Some(self.grant(&self.ledger.grant(call.account(), id).await?));
+        Ok(pb::GetCreditGrantResponse { credit_grant })
     }
 
     async fn list_credit_grants(
         &self,
-        request: Request<pb::ListCreditGrantsRequest>,
-    ) -> Rpc<pb::ListCreditGrantsResponse> {
-        unary(request, |caller, body| async move {
-            let page = page(body.page_size, &body.page_token)?;
-            let customer = optional(&body.customer);
-            let (grants, next_page_token) = self
-                .ledger
-                .list_grants(&caller.account, customer, &page)
-                .await?;
-            let credit_grants = grants.iter().map(|g| self.grant(g)).collect();
-            Ok(pb::ListCreditGrantsResponse {
-                credit_grants,
-                next_page_token,
-            })
+        call: Call<pb::ListCreditGrantsRequest>,
+    ) -> Reply<pb::ListCreditGrantsResponse> {
+        let page = page(call.body.page_size, &call.body.page_token)?;
+        let customer = optional(&call.body.customer);
+        let (grants, next_page_token) = self
+            .ledger
+            .list_grants(call.account(), customer, &page)
+            .await?;
+        let credit_grants = grants.iter().map(|g| self.grant(g)).collect();
+        Ok(pb::ListCreditGrantsResponse {
+            credit_grants,
+            next_page_token,
         })
-        .await
     }
 
     async fn update_credit_grant(
         &self,
-        request: Request<pb::UpdateCreditGrantRequest>,
-    ) -> Rpc<pb::UpdateCreditGrantResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            reference(&body.id, "id")?;
-            let changes = convert::grant_changes(&body).map_err(invalid)?;
-            let grant = self
-                .ledger
-                .update_grant(&caller.account, &body.id, changes, key.as_ref())
-                .await?;
-            Ok(pb::UpdateCreditGrantResponse {
-                credit_grant: Some(self.grant(&grant)),
-            })
+        call: Call<pb::UpdateCreditGrantRequest>,
+    ) -> Reply<pb::UpdateCreditGrantResponse> {
+        let id = reference(&call.body.id, "id")?;
+        let changes = convert::grant_changes(&call.body).map_err(invalid)?;
+        let grant = self
+            .ledger
+            .update_grant(call.account(), id, changes, call.key());
+        Ok(pb::UpdateCreditGrantResponse {
+            credit_grant: Some(self.grant(&grant.await?)),
         })
-        .await
     }
 
     async fn void_credit_grant(
         &self,
-        request: Request<pb::VoidCreditGrantRequest>,
-    ) -> Rpc<pb::VoidCreditGrantResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            reference(&body.id, "id")?;
-            let grant = self
-                .ledger
-                .void_grant(&caller.account, &body.id, key.as_ref())
-                .await?;
-            Ok(pb::VoidCreditGrantResponse {
-                credit_grant: Some(self.grant(&grant)),
-            })
+        call: Call<pb::VoidCreditGrantRequest>,
+    ) -> Reply<pb::VoidCreditGrantResponse> {
+        let id = reference(&call.body.id, "id")?;
+        let grant = self
+            .ledger
+            .void_grant(call.account(), id, call.key())
+            .await?;
+        Ok(pb::VoidCreditGrantResponse {
+            credit_grant: Some(self.grant(&grant)),
         })
-        .await
     }
 
     async fn expire_credit_grant(
         &self,
-        request: Request<pb::ExpireCreditGrantRequest>,
-    ) -> Rpc<pb::ExpireCreditGrantResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            reference(&body.id, "id")?;
-            let grant = self
-                .ledger
-                .expire_grant(&caller.account, &body.id, key.as_ref())
-                .await?;
-            Ok(pb::ExpireCreditGrantResponse {
-                credit_grant: Some(self.grant(&grant)),
-            })
+        call: Call<pb::ExpireCreditGrantRequest>,
+    ) -> Reply<pb::ExpireCreditGrantResponse> {
+        Ok(pb::ExpireCreditGrantResponse {
+            credit_grant: Some(
+                self.grant(
+                    &self
+                        .ledger
+                        .expire_grant(call.account(), reference(&call.body.id, "id")?, call.key())
+                        .await?,
+                ),
+            ),
         })
-        .await
     }
 
     async fn get_credit_balance_summary(
         &self,
-        request: Request<pb::GetCreditBalanceSummaryRequest>,
-    ) -> Rpc<pb::GetCreditBalanceSummaryResponse> {
-        record_ids(&[("customer", request.get_ref().customer.as_str())]);
-        unary(request, |caller, body| async move {
-            reference(&body.customer, "customer")?;
-            let filter = convert::balance_filter(body.filter.as_ref()).map_err(invalid)?;
-            let balances = self
-                .ledger
-                .balance_summary(&caller.account, &body.customer, &filter)
-                .await?;
-            let balances = convert::balances(&balances);
-            Ok(pb::GetCreditBalanceSummaryResponse {
-                customer: body.customer,
-                balances,
-            })
+        call: Call<pb::GetCreditBalanceSummaryRequest>,
+    ) -> Reply<pb::GetCreditBalanceSummaryResponse> {
+        let customer = reference(&call.body.customer, "customer")?;
+        let filter = convert::balance_filter(call.body.filter.as_ref()).map_err(invalid)?;
+        let balances = self
+            .ledger
+            .balance_summary(call.account(), customer, &filter)
+            .await?;
+        let balances = convert::balances(&balances);
+        Ok(pb::GetCreditBalanceSummaryResponse {
+            customer: customer.to_owned(),
+            balances,
         })
-        .await
     }
 
     async fn list_credit_balance_transactions(
         &self,
-        request: Request<pb::ListCreditBalanceTransactionsRequest>,
-    ) -> Rpc<pb::ListCreditBalanceTransactionsResponse> {
-        record_ids(&[("customer", request.get_ref().customer.as_str())]);
-        unary(request, |caller, body| async move {
-            reference(&body.customer, "customer")?;
-            let page = page(body.page_size, &body.page_token)?;
-            let grant = optional(&body.credit_grant);
-            let (items, next_page_token) = self
-                .ledger
-                .list_transactions(&caller.account, &body.customer, grant, &page)
-                .await?;
-            let credit_balance_transactions = items.iter().map(convert::transaction).collect();
-            Ok(pb::ListCreditBalanceTransactionsResponse {
-                credit_balance_transactions,
-                next_page_token,
-            })
+        call: Call<pb::ListCreditBalanceTransactionsRequest>,
+    ) -> Reply<pb::ListCreditBalanceTransactionsResponse> {
+        let customer = reference(&call.body.customer, "customer")?;
+        let page = page(call.body.page_size, &call.body.page_token)?;
+        let grant = optional(&call.body.credit_grant);
+        let found = self
+            .ledger
+            .list_transactions(call.account(), customer, grant, &page);
+        let (items, next_page_token) = found.await?;
+        let credit_balance_transactions = items.iter().map(convert::transaction).collect();
+        Ok(pb::ListCreditBalanceTransactionsResponse {
+            credit_balance_transactions,
+            next_page_token,
         })
-        .await
     }
 
     async fn apply_credits(
         &self,
-        request: Request<pb::ApplyCreditsRequest>,
-    ) -> Rpc<pb::ApplyCreditsResponse> {
+        call: Call<pb::ApplyCreditsRequest>,
+    ) -> Reply<pb::ApplyCreditsResponse> {
         record_ids(&[
-            ("invoice", request.get_ref().invoice.as_str()),
-            ("customer", request.get_ref().customer.as_str()),
+            ("invoice", call.body.invoice.as_str()),
+            ("customer", call.body.customer.as_str()),
         ]);
-        unary(request, |caller, body| async move {
-            may_apply(&caller, "ApplyCredits")?;
-            let input = convert::apply_input(&body).map_err(invalid)?;
-            let outcome = self.ledger.apply_credits(&caller.account, input).await?;
-            Ok(convert::apply_response(&outcome))
-        })
-        .await
+        may_apply(&call.caller, "ApplyCredits")?;
+        let input = convert::apply_input(&call.body).map_err(invalid)?;
+        let outcome = self.ledger.apply_credits(call.account(), input).await?;
+        Ok(convert::apply_response(&outcome))
     }
 
     async fn reverse_credits(
         &self,
-        request: Request<pb::ReverseCreditsRequest>,
-    ) -> Rpc<pb::ReverseCreditsResponse> {
-        record_ids(&[("invoice", request.get_ref().invoice.as_str())]);
-        unary(request, |caller, body| async move {
-            may_apply(&caller, "ReverseCredits")?;
-            reference(&body.invoice, "invoice")?;
-            let reversal = self
-                .ledger
-                .reverse_credits(&caller.account, &body.invoice)
-                .await?;
-            Ok(convert::reverse_response(&reversal))
-        })
-        .await
+        call: Call<pb::ReverseCreditsRequest>,
+    ) -> Reply<pb::ReverseCreditsResponse> {
+        may_apply(&call.caller, "ReverseCredits")?;
+        let invoice = reference(&call.body.invoice, "invoice")?;
+        Ok(convert::reverse_response(
+            &self.ledger.reverse_credits(call.account(), invoice).await?,
+        ))
     }
 
     async fn audit_ledger(
         &self,
-        request: Request<pb::AuditLedgerRequest>,
-    ) -> Rpc<pb::AuditLedgerResponse> {
-        unary(request, |caller, _| async move {
-            let report = self.ledger.audit(&caller.account).await?;
-            Ok(convert::audit_response(&report))
-        })
-        .await
+        call: Call<pb::AuditLedgerRequest>,
+    ) -> Reply<pb::AuditLedgerResponse> {
+        Ok(convert::audit_response(
+            &self.ledger.audit(call.account()).await?,
+        ))
     }
-}
 
-impl LedgerGrpc {
     /// A grant as the API shows it (its state derived at the clock's now).
     fn grant(&self, grant: &crate::domain::grant::Grant) -> pb::CreditGrant {
         convert::grant(grant, self.ledger.clock().now())

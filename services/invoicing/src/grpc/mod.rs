@@ -16,11 +16,10 @@ use billing_proto::invoicing::v1::invoicing_service_server::{
 };
 use billing_proto::invoicing::v1::test_clock_service_server::TestClockServiceServer;
 use billing_server::auth::AuthInterceptor;
-use billing_server::handler::{invalid, mutation, optional, page, unary};
+use billing_server::handler::{Call, Reply, invalid, optional, page};
 use billing_server::host::Routes;
 use billing_telemetry::record_ids;
 use tonic::service::interceptor::InterceptedService;
-use tonic::{Request, Response, Status};
 
 use crate::domain::invoice::{EVENT_TYPES, Invoice};
 use crate::ops::Invoicing;
@@ -64,12 +63,14 @@ pub struct InvoicingGrpc {
     invoicing: Invoicing,
 }
 
-/// An id the request must carry (present, at most 255 characters).
-fn id(value: &str, field: &str) -> Result<(), Status> {
+/// An id the request must carry (present, at most 255 characters);
+/// recorded on the RPC's span under `field`.
+fn id<'a>(value: &'a str, field: &'static str) -> Reply<&'a str> {
+    record_ids(&[(field, value)]);
     let mut out = Vec::new();
     convert::required(value, field, &mut out);
     if out.is_empty() {
-        Ok(())
+        Ok(value)
     } else {
         Err(invalid(out))
     }
@@ -80,377 +81,308 @@ fn invoice(invoice: &Invoice) -> Option<pb::Invoice> {
     Some(convert::invoice(invoice))
 }
 
-type Rpc<T> = Result<Response<T>, Status>;
+billing_server::unary_service! {
+    impl InvoicingService for InvoicingGrpc, pb {
+        get_customer list_customers get_price list_prices get_subscription list_subscriptions
+        preview_invoice get_invoice list_invoices list_invoice_events
+    } mutations {
+        create_customer update_customer create_price deactivate_price
+        create_subscription cancel_subscription
+        create_invoice finalize_invoice void_invoice mark_invoice_paid
+    };
+}
 
-#[tonic::async_trait]
-impl InvoicingService for InvoicingGrpc {
+impl InvoicingGrpc {
     async fn create_customer(
         &self,
-        request: Request<pb::CreateCustomerRequest>,
-    ) -> Rpc<pb::CreateCustomerResponse> {
-        mutation(request, |caller, body, key| async move {
-            let new = convert::new_customer(&body).map_err(invalid)?;
-            let customer = self
-                .invoicing
-                .create_customer(&caller.account, new, key.as_ref())
-                .await?;
-            Ok(pb::CreateCustomerResponse {
-                customer: Some(convert::customer(&customer)),
-            })
+        call: Call<pb::CreateCustomerRequest>,
+    ) -> Reply<pb::CreateCustomerResponse> {
+        let new = convert::new_customer(&call.body).map_err(invalid)?;
+        let customer = self
+            .invoicing
+            .create_customer(call.account(), new, call.key());
+        Ok(pb::CreateCustomerResponse {
+            customer: Some(convert::customer(&customer.await?)),
         })
-        .await
     }
 
     async fn get_customer(
         &self,
-        request: Request<pb::GetCustomerRequest>,
-    ) -> Rpc<pb::GetCustomerResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        unary(request, |caller, body| async move {
-            id(&body.id, "id")?;
-            let customer = self.invoicing.customer(&caller.account, &body.id).await?;
-            Ok(pb::GetCustomerResponse {
-                customer: Some(convert::customer(&customer)),
-            })
+        call: Call<pb::GetCustomerRequest>,
+    ) -> Reply<pb::GetCustomerResponse> {
+        let customer = self
+            .invoicing
+            .customer(call.account(), id(&call.body.id, "id")?)
+            .await?;
+        Ok(pb::GetCustomerResponse {
+            customer: Some(convert::customer(&customer)),
         })
-        .await
     }
 
     async fn list_customers(
         &self,
-        request: Request<pb::ListCustomersRequest>,
-    ) -> Rpc<pb::ListCustomersResponse> {
-        unary(request, |caller, body| async move {
-            let page = page(body.page_size, &body.page_token)?;
-            let (customers, next_page_token) = self
-                .invoicing
-                .list_customers(&caller.account, &page)
-                .await?;
-            let customers = customers.iter().map(convert::customer).collect();
-            Ok(pb::ListCustomersResponse {
-                customers,
-                next_page_token,
-            })
+        call: Call<pb::ListCustomersRequest>,
+    ) -> Reply<pb::ListCustomersResponse> {
+        let page = page(call.body.page_size, &call.body.page_token)?;
+        let (customers, next_page_token) =
+            self.invoicing.list_customers(call.account(), &page).await?;
+        let customers = customers.iter().map(convert::customer).collect();
+        Ok(pb::ListCustomersResponse {
+            customers,
+            next_page_token,
         })
-        .await
     }
 
     async fn update_customer(
         &self,
-        request: Request<pb::UpdateCustomerRequest>,
-    ) -> Rpc<pb::UpdateCustomerResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            let changes = convert::customer_changes(&body).map_err(invalid)?;
-            let customer = self
-                .invoicing
-                .update_customer(&caller.account, &body.id, changes, key.as_ref())
-                .await?;
-            Ok(pb::UpdateCustomerResponse {
-                customer: Some(convert::customer(&customer)),
-            })
+        call: Call<pb::UpdateCustomerRequest>,
+    ) -> Reply<pb::UpdateCustomerResponse> {
+        record_ids(&[("id", call.body.id.as_str())]);
+        let changes = convert::customer_changes(&call.body);
+        let changes = changes.map_err(invalid)?;
+        let updated =
+            self.invoicing
+                .update_customer(call.account(), &call.body.id, changes, call.key());
+        Ok(pb::UpdateCustomerResponse {
+            customer: Some(convert::customer(&updated.await?)),
         })
-        .await
     }
 
     async fn create_price(
         &self,
-        request: Request<pb::CreatePriceRequest>,
-    ) -> Rpc<pb::CreatePriceResponse> {
-        record_ids(&[("meter", request.get_ref().meter.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            let new = convert::new_price(&body).map_err(invalid)?;
-            let price = self
-                .invoicing
-                .create_price(&caller.account, new, key.as_ref())
-                .await?;
-            Ok(pb::CreatePriceResponse {
-                price: Some(convert::price(&price)),
-            })
+        call: Call<pb::CreatePriceRequest>,
+    ) -> Reply<pb::CreatePriceResponse> {
+        let new = convert::new_price(&call.body).map_err(invalid)?;
+        record_ids(&[("meter", call.body.meter.as_str())]);
+        let created = self.invoicing.create_price(call.account(), new, call.key());
+        Ok(pb::CreatePriceResponse {
+            price: Some(convert::price(&created.await?)),
         })
-        .await
     }
 
-    async fn get_price(&self, request: Request<pb::GetPriceRequest>) -> Rpc<pb::GetPriceResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        unary(request, |caller, body| async move {
-            id(&body.id, "id")?;
-            let price = self.invoicing.price(&caller.account, &body.id).await?;
-            Ok(pb::GetPriceResponse {
-                price: Some(convert::price(&price)),
-            })
-        })
-        .await
+    async fn get_price(&self, call: Call<pb::GetPriceRequest>) -> Reply<pb::GetPriceResponse> {
+        let price = Some(convert::price(
+            &self
+                .invoicing
+                .price(call.account(), id(&call.body.id, "id")?)
+                .await?,
+        ));
+        Ok(pb::GetPriceResponse { price })
     }
 
     async fn list_prices(
         &self,
-        request: Request<pb::ListPricesRequest>,
-    ) -> Rpc<pb::ListPricesResponse> {
-        unary(request, |caller, body| async move {
-            let page = page(body.page_size, &body.page_token)?;
-            let (prices, next_page_token) =
-                self.invoicing.list_prices(&caller.account, &page).await?;
-            let prices = prices.iter().map(convert::price).collect();
-            Ok(pb::ListPricesResponse {
-                prices,
-                next_page_token,
-            })
+        call: Call<pb::ListPricesRequest>,
+    ) -> Reply<pb::ListPricesResponse> {
+        let (prices, next_page_token) = self
+            .invoicing
+            .list_prices(
+                call.account(),
+                &page(call.body.page_size, &call.body.page_token)?,
+            )
+            .await?;
+        Ok(pb::ListPricesResponse {
+            prices: prices.iter().map(convert::price).collect(),
+            next_page_token,
         })
-        .await
     }
 
     async fn deactivate_price(
         &self,
-        request: Request<pb::DeactivatePriceRequest>,
-    ) -> Rpc<pb::DeactivatePriceResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            id(&body.id, "id")?;
-            let price = self
-                .invoicing
-                .deactivate_price(&caller.account, &body.id, key.as_ref())
-                .await?;
-            Ok(pb::DeactivatePriceResponse {
-                price: Some(convert::price(&price)),
-            })
-        })
-        .await
+        call: Call<pb::DeactivatePriceRequest>,
+    ) -> Reply<pb::DeactivatePriceResponse> {
+        let price = id(&call.body.id, "id")?;
+        let deactivated = self
+            .invoicing
+            .deactivate_price(call.account(), price, call.key());
+        let price = Some(convert::price(&deactivated.await?));
+        Ok(pb::DeactivatePriceResponse { price })
     }
 
     async fn create_subscription(
         &self,
-        request: Request<pb::CreateSubscriptionRequest>,
-    ) -> Rpc<pb::CreateSubscriptionResponse> {
-        record_ids(&[("customer", request.get_ref().customer.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            let new = convert::new_subscription(&body).map_err(invalid)?;
-            let sub = self
-                .invoicing
-                .create_subscription(&caller.account, new, key.as_ref())
-                .await?;
-            Ok(pb::CreateSubscriptionResponse {
-                subscription: Some(convert::subscription(&sub)),
-            })
-        })
-        .await
+        call: Call<pb::CreateSubscriptionRequest>,
+    ) -> Reply<pb::CreateSubscriptionResponse> {
+        let new = convert::new_subscription(&call.body).map_err(invalid)?;
+        record_ids(&[("customer", call.body.customer.as_str())]);
+        let created = self
+            .invoicing
+            .create_subscription(call.account(), new, call.key());
+        let subscription = Some(convert::subscription(&created.await?));
+        Ok(pb::CreateSubscriptionResponse { subscription })
     }
 
     async fn get_subscription(
         &self,
-        request: Request<pb::GetSubscriptionRequest>,
-    ) -> Rpc<pb::GetSubscriptionResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        unary(request, |caller, body| async move {
-            id(&body.id, "id")?;
-            let sub = self
-                .invoicing
-                .subscription(&caller.account, &body.id)
-                .await?;
-            Ok(pb::GetSubscriptionResponse {
-                subscription: Some(convert::subscription(&sub)),
-            })
+        call: Call<pb::GetSubscriptionRequest>,
+    ) -> Reply<pb::GetSubscriptionResponse> {
+        let found = self
+            .invoicing
+            .subscription(call.account(), id(&call.body.id, "id")?);
+        let subscription = found.await.map(|sub| convert::subscription(&sub))?;
+        Ok(pb::GetSubscriptionResponse {
+            subscription: Some(subscription),
         })
-        .await
     }
 
     async fn list_subscriptions(
         &self,
-        request: Request<pb::ListSubscriptionsRequest>,
-    ) -> Rpc<pb::ListSubscriptionsResponse> {
-        unary(request, |caller, body| async move {
-            let page = page(body.page_size, &body.page_token)?;
-            let customer = optional(&body.customer);
-            let (subs, next_page_token) = self
-                .invoicing
-                .list_subscriptions(&caller.account, customer, &page)
-                .await?;
-            let subscriptions = subs.iter().map(convert::subscription).collect();
-            Ok(pb::ListSubscriptionsResponse {
-                subscriptions,
-                next_page_token,
-            })
+        call: Call<pb::ListSubscriptionsRequest>,
+    ) -> Reply<pb::ListSubscriptionsResponse> {
+        let page = page(call.body.page_size, &call.body.page_token)?;
+        let (subs, next_page_token) = self
+            .invoicing
+            .list_subscriptions(call.account(), optional(&call.body.customer), &page)
+            .await?;
+        let subscriptions = subs.iter().map(convert::subscription).collect();
+        Ok(pb::ListSubscriptionsResponse {
+            subscriptions,
+            next_page_token,
         })
-        .await
     }
 
     async fn cancel_subscription(
         &self,
-        request: Request<pb::CancelSubscriptionRequest>,
-    ) -> Rpc<pb::CancelSubscriptionResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            id(&body.id, "id")?;
-            let at_period_end = body.at_period_end;
-            let (sub, final_invoice) = self
-                .invoicing
-                .cancel_subscription(&caller.account, &body.id, at_period_end, key.as_ref())
-                .await?;
-            let subscription = Some(convert::subscription(&sub));
-            Ok(pb::CancelSubscriptionResponse {
-                subscription,
-                final_invoice: final_invoice.as_ref().and_then(invoice),
-            })
+        call: Call<pb::CancelSubscriptionRequest>,
+    ) -> Reply<pb::CancelSubscriptionResponse> {
+        let sub = id(&call.body.id, "id")?;
+        let cancel = self.invoicing.cancel_subscription(
+            call.account(),
+            sub,
+            call.body.at_period_end,
+            call.key(),
+        );
+        let (sub, final_invoice) = cancel.await?;
+        let final_invoice = final_invoice.as_ref().and_then(invoice);
+        Ok(pb::CancelSubscriptionResponse {
+            subscription: Some(convert::subscription(&sub)),
+            final_invoice,
         })
-        .await
     }
 
     async fn create_invoice(
         &self,
-        request: Request<pb::CreateInvoiceRequest>,
-    ) -> Rpc<pb::CreateInvoiceResponse> {
-        record_ids(&[("subscription", request.get_ref().subscription.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            id(&body.subscription, "subscription")?;
-            let created = self
-                .invoicing
-                .create_invoice(&caller.account, &body.subscription, key.as_ref())
-                .await?;
-            Ok(pb::CreateInvoiceResponse {
-                invoice: invoice(&created),
-            })
+        call: Call<pb::CreateInvoiceRequest>,
+    ) -> Reply<pb::CreateInvoiceResponse> {
+        let subscription = id(&call.body.subscription, "subscription")?;
+        let created = self
+            .invoicing
+            .create_invoice(call.account(), subscription, call.key());
+        Ok(pb::CreateInvoiceResponse {
+            invoice: invoice(&created.await?),
         })
-        .await
     }
 
     async fn preview_invoice(
         &self,
-        request: Request<pb::PreviewInvoiceRequest>,
-    ) -> Rpc<pb::PreviewInvoiceResponse> {
-        record_ids(&[("subscription", request.get_ref().subscription.as_str())]);
-        unary(request, |caller, body| async move {
-            id(&body.subscription, "subscription")?;
-            let upcoming = self
-                .invoicing
-                .preview(&caller.account, &body.subscription)
-                .await?;
-            Ok(pb::PreviewInvoiceResponse {
-                invoice: invoice(&upcoming),
-            })
+        call: Call<pb::PreviewInvoiceRequest>,
+    ) -> Reply<pb::PreviewInvoiceResponse> {
+        let upcoming = self
+            .invoicing
+            .preview(call.account(), id(&call.body.subscription, "subscription")?);
+        Ok(pb::PreviewInvoiceResponse {
+            invoice: invoice(&upcoming.await?),
         })
-        .await
     }
 
     async fn finalize_invoice(
         &self,
-        request: Request<pb::FinalizeInvoiceRequest>,
-    ) -> Rpc<pb::FinalizeInvoiceResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            id(&body.id, "id")?;
-            let finalized = self
-                .invoicing
-                .finalize(&caller.account, &body.id, key.as_ref())
-                .await?;
-            Ok(pb::FinalizeInvoiceResponse {
-                invoice: invoice(&finalized),
-            })
+        call: Call<pb::FinalizeInvoiceRequest>,
+    ) -> Reply<pb::FinalizeInvoiceResponse> {
+        // Finalizing is the saga (DESIGN.md §6): it may answer UNAVAILABLE
+        // with the invoice saved mid-saga; a retry with the same key is safe.
+        let finalized =
+            self.invoicing
+                .finalize(call.account(), id(&call.body.id, "id")?, call.key());
+        Ok(pb::FinalizeInvoiceResponse {
+            invoice: invoice(&finalized.await?),
         })
-        .await
     }
 
     async fn void_invoice(
         &self,
-        request: Request<pb::VoidInvoiceRequest>,
-    ) -> Rpc<pb::VoidInvoiceResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            id(&body.id, "id")?;
-            let voided = self
-                .invoicing
-                .void(&caller.account, &body.id, key.as_ref())
-                .await?;
-            Ok(pb::VoidInvoiceResponse {
-                invoice: invoice(&voided),
-            })
+        call: Call<pb::VoidInvoiceRequest>,
+    ) -> Reply<pb::VoidInvoiceResponse> {
+        let voided = self
+            .invoicing
+            .void(call.account(), id(&call.body.id, "id")?, call.key());
+        Ok(pb::VoidInvoiceResponse {
+            invoice: invoice(&voided.await?),
         })
-        .await
     }
 
     async fn mark_invoice_paid(
         &self,
-        request: Request<pb::MarkInvoicePaidRequest>,
-    ) -> Rpc<pb::MarkInvoicePaidResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            id(&body.id, "id")?;
-            let paid = self
+        call: Call<pb::MarkInvoicePaidRequest>,
+    ) -> Reply<pb::MarkInvoicePaidResponse> {
+        let paid = invoice(
+            &self
                 .invoicing
-                .mark_paid(&caller.account, &body.id, key.as_ref())
-                .await?;
-            Ok(pb::MarkInvoicePaidResponse {
-                invoice: invoice(&paid),
-            })
-        })
-        .await
+                .mark_paid(call.account(), id(&call.body.id, "id")?, call.key())
+                .await?,
+        );
+        Ok(pb::MarkInvoicePaidResponse { invoice: paid })
     }
 
     async fn get_invoice(
         &self,
-        request: Request<pb::GetInvoiceRequest>,
-    ) -> Rpc<pb::GetInvoiceResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        unary(request, |caller, body| async move {
-            id(&body.id, "id")?;
-            let found = self.invoicing.invoice(&caller.account, &body.id).await?;
-            Ok(pb::GetInvoiceResponse {
-                invoice: invoice(&found),
-            })
+        call: Call<pb::GetInvoiceRequest>,
+    ) -> Reply<pb::GetInvoiceResponse> {
+        Ok(pb::GetInvoiceResponse {
+            invoice: invoice(
+                &self
+                    .invoicing
+                    .invoice(call.account(), id(&call.body.id, "id")?)
+                    .await?,
+            ),
         })
-        .await
     }
 
     async fn list_invoices(
         &self,
-        request: Request<pb::ListInvoicesRequest>,
-    ) -> Rpc<pb::ListInvoicesResponse> {
-        unary(request, |caller, body| async move {
-            let page = page(body.page_size, &body.page_token)?;
-            let filter = InvoiceFilter {
-                customer: optional(&body.customer).map(str::to_owned),
-                subscription: optional(&body.subscription).map(str::to_owned),
-                status: convert::status_filter(body.status()),
-            };
-            let (invoices, next_page_token) = self
-                .invoicing
-                .list_invoices(&caller.account, &filter, &page)
-                .await?;
-            let invoices = invoices.iter().map(convert::invoice).collect();
-            Ok(pb::ListInvoicesResponse {
-                invoices,
-                next_page_token,
-            })
+        call: Call<pb::ListInvoicesRequest>,
+    ) -> Reply<pb::ListInvoicesResponse> {
+        let page = page(call.body.page_size, &call.body.page_token)?;
+        let filter = InvoiceFilter {
+            customer: optional(&call.body.customer).map(str::to_owned),
+            subscription: optional(&call.body.subscription).map(str::to_owned),
+            status: convert::status_filter(call.body.status()),
+        };
+        let (invoices, next_page_token) = self
+            .invoicing
+            .list_invoices(call.account(), &filter, &page)
+            .await?;
+        let invoices = invoices.iter().map(convert::invoice).collect();
+        Ok(pb::ListInvoicesResponse {
+            invoices,
+            next_page_token,
         })
-        .await
     }
 
     async fn list_invoice_events(
         &self,
-        request: Request<pb::ListInvoiceEventsRequest>,
-    ) -> Rpc<pb::ListInvoiceEventsResponse> {
-        unary(request, |caller, body| async move {
-            let page = page(body.page_size, &body.page_token)?;
-            let event_type = optional(&body.r#type);
-            if let Some(event_type) = event_type
-                && !EVENT_TYPES.contains(&event_type)
-            {
-                let expected = format!("must be one of {}", EVENT_TYPES.join(", "));
-                return Err(invalid(vec![FieldViolation::new("type", expected)]));
-            }
-            let filter = EventFilter {
-                invoice: optional(&body.invoice).map(str::to_owned),
-                event_type: event_type.map(str::to_owned),
-            };
-            let (events, next_page_token) = self
-                .invoicing
-                .list_events(&caller.account, &filter, &page)
-                .await?;
-            let events = events.into_iter().map(convert::invoice_event).collect();
-            Ok(pb::ListInvoiceEventsResponse {
-                events,
-                next_page_token,
-            })
+        call: Call<pb::ListInvoiceEventsRequest>,
+    ) -> Reply<pb::ListInvoiceEventsResponse> {
+        let page = page(call.body.page_size, &call.body.page_token)?;
+        let event_type = optional(&call.body.r#type);
+        if let Some(event_type) = event_type
+            && !EVENT_TYPES.contains(&event_type)
+        {
+            let expected = format!("must be one of {}", EVENT_TYPES.join(", "));
+            return Err(invalid(vec![FieldViolation::new("type", expected)]));
+        }
+        let filter = EventFilter {
+            invoice: optional(&call.body.invoice).map(str::to_owned),
+            event_type: event_type.map(str::to_owned),
+        };
+        let (events, next_page_token) = self
+            .invoicing
+            .list_events(call.account(), &filter, &page)
+            .await?;
+        let events = events.into_iter().map(convert::invoice_event).collect();
+        Ok(pb::ListInvoiceEventsResponse {
+            events,
+            next_page_token,
         })
-        .await
     }
 }

@@ -161,7 +161,7 @@ impl Harness for Suite {
             .await
             .expect("invoicing starts");
         let invoicing_addr = app.local_addr().unwrap();
-        let ops = (&app.state().invoicing).clone();
+        let ops = app.state().invoicing.clone();
         let invoicing_server = spawn(|stopped| async move {
             app.run_until(async {
                 let _ = stopped.await;

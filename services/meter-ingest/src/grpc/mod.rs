@@ -7,11 +7,12 @@
 pub mod convert;
 pub mod status;
 
+use billing_db::idempotency::IdempotencyKey;
 use billing_money::FieldViolation;
 use billing_proto::meter::v1 as pb;
 use billing_proto::meter::v1::meter_service_server::{MeterService, MeterServiceServer};
 use billing_server::auth::{AuthInterceptor, principal};
-use billing_server::handler::{invalid, mutation, page, required, unary};
+use billing_server::handler::{Call, Reply, invalid, page, required};
 use billing_server::host::Routes;
 use billing_server::time::{from_proto, to_proto};
 use billing_telemetry::record_ids;
@@ -92,132 +93,31 @@ fn usage_query(
     }
 }
 
-type Rpc<T> = Result<Response<T>, Status>;
+billing_server::unary_service! {
+    impl MeterService for MeterGrpc, pb {
+        get_meter list_meters ingest_events cancel_event get_usage
+    } mutations {
+        create_meter update_meter deactivate_meter reactivate_meter
+    };
+    type StreamEventsStream = EventAcks;
 
-#[tonic::async_trait]
-impl MeterService for MeterGrpc {
-    async fn create_meter(
-        &self,
-        request: Request<pb::CreateMeterRequest>,
-    ) -> Rpc<pb::CreateMeterResponse> {
-        record_ids(&[("event_name", request.get_ref().event_name.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            let new = convert::new_meter(&body).map_err(invalid)?;
-            let meter = self
-                .metering
-                .create_meter(&caller.account, new, key.as_ref())
-                .await?;
-            Ok(pb::CreateMeterResponse {
-                meter: Some(convert::meter(&meter)),
-            })
-        })
-        .await
-    }
-
-    async fn get_meter(&self, request: Request<pb::GetMeterRequest>) -> Rpc<pb::GetMeterResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        unary(request, |caller, body| async move {
-            required(&body.id, "id")?;
-            let meter = self.metering.meter(&caller.account, &body.id).await?;
-            Ok(pb::GetMeterResponse {
-                meter: Some(convert::meter(&meter)),
-            })
-        })
-        .await
-    }
-
-    async fn list_meters(
-        &self,
-        request: Request<pb::ListMetersRequest>,
-    ) -> Rpc<pb::ListMetersResponse> {
-        unary(request, |caller, body| async move {
-            let page = page(body.page_size, &body.page_token)?;
-            let (meters, next_page_token) =
-                self.metering.list_meters(&caller.account, &page).await?;
-            let meters = meters.iter().map(convert::meter).collect();
-            Ok(pb::ListMetersResponse {
-                meters,
-                next_page_token,
-            })
-        })
-        .await
-    }
-
-    async fn update_meter(
-        &self,
-        request: Request<pb::UpdateMeterRequest>,
-    ) -> Rpc<pb::UpdateMeterResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            required(&body.id, "id")?;
-            let name = convert::display_name(&body.display_name).map_err(invalid)?;
-            let meter = self
-                .metering
-                .rename(&caller.account, &body.id, name, key.as_ref())
-                .await?;
-            Ok(pb::UpdateMeterResponse {
-                meter: Some(convert::meter(&meter)),
-            })
-        })
-        .await
-    }
-
-    async fn deactivate_meter(
-        &self,
-        request: Request<pb::DeactivateMeterRequest>,
-    ) -> Rpc<pb::DeactivateMeterResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            let meter = self
-                .set_active(&caller.account, &body.id, false, key)
-                .await?;
-            Ok(pb::DeactivateMeterResponse { meter: Some(meter) })
-        })
-        .await
-    }
-
-    async fn reactivate_meter(
-        &self,
-        request: Request<pb::ReactivateMeterRequest>,
-    ) -> Rpc<pb::ReactivateMeterResponse> {
-        record_ids(&[("id", request.get_ref().id.as_str())]);
-        mutation(request, |caller, body, key| async move {
-            let meter = self
-                .set_active(&caller.account, &body.id, true, key)
-                .await?;
-            Ok(pb::ReactivateMeterResponse { meter: Some(meter) })
-        })
-        .await
-    }
-
-    #[tracing::instrument(skip_all, fields(events = request.get_ref().events.len()))]
-    async fn ingest_events(
-        &self,
-        request: Request<pb::IngestEventsRequest>,
-    ) -> Rpc<pb::IngestEventsResponse> {
-        unary(request, |caller, body| async move {
-            check_batch_size(body.events.len())?;
-            let inputs = convert::events(body.events);
-            let outcomes = self.metering.ingest(&caller.account, &inputs).await?;
-            let (accepted, duplicate, rejected) = convert::counts(&outcomes);
-            let results = convert::results(&inputs, &outcomes);
-            Ok(pb::IngestEventsResponse {
-                results,
-                accepted,
-                duplicate,
-                rejected,
-            })
-        })
-        .await
-    }
-
-    type StreamEventsStream = ReceiverStream<Result<pb::StreamEventsResponse, Status>>;
-
-    #[tracing::instrument(skip_all)]
     async fn stream_events(
         &self,
         request: Request<Streaming<pb::StreamEventsRequest>>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        self.stream(request)
+    }
+}
+
+/// The acknowledgements of a StreamEvents call.
+type EventAcks = ReceiverStream<Result<pb::StreamEventsResponse, Status>>;
+
+impl MeterGrpc {
+    /// StreamEventsStream: each batch is ingested and acknowledged in order.
+    fn stream(
+        &self,
+        request: Request<Streaming<pb::StreamEventsRequest>>,
+    ) -> Result<Response<EventAcks>, Status> {
         let account = principal(&request)?.account;
         let mut inbound = request.into_inner();
         let (acks, receiver) = mpsc::channel(STREAM_ACKS_BUFFERED);
@@ -260,65 +160,154 @@ impl MeterService for MeterGrpc {
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
-    async fn cancel_event(
+
+    async fn create_meter(
         &self,
-        request: Request<pb::CancelEventRequest>,
-    ) -> Rpc<pb::CancelEventResponse> {
-        record_ids(&[("identifier", request.get_ref().identifier.as_str())]);
-        unary(request, |caller, body| async move {
-            required(&body.identifier, "identifier")?;
-            let cancelled_at = self
-                .metering
-                .cancel(&caller.account, &body.identifier)
-                .await?;
-            let cancelled_at = Some(to_proto(cancelled_at));
-            Ok(pb::CancelEventResponse {
-                identifier: body.identifier,
-                cancelled_at,
-            })
+        call: Call<pb::CreateMeterRequest>,
+    ) -> Reply<pb::CreateMeterResponse> {
+        record_ids(&[("event_name", call.body.event_name.as_str())]);
+        let new = convert::new_meter(&call.body).map_err(invalid)?;
+        let meter = self
+            .metering
+            .create_meter(call.account(), new, call.key())
+            .await?;
+        Ok(pb::CreateMeterResponse {
+            meter: Some(convert::meter(&meter)),
         })
-        .await
     }
 
-    async fn get_usage(&self, request: Request<pb::GetUsageRequest>) -> Rpc<pb::GetUsageResponse> {
-        let body = request.get_ref();
-        record_ids(&[
-            ("meter", body.meter.as_str()),
-            ("customer", body.customer.as_str()),
-        ]);
-        unary(request, |caller, body| async move {
-            let (start, end, grouping) = usage_query(&body)?;
-            let usage = self
-                .metering
-                .usage(
-                    &caller.account,
-                    &body.meter,
-                    &body.customer,
-                    start,
-                    end,
-                    grouping,
-                )
-                .await?;
-            Ok(convert::usage(&usage))
+    async fn get_meter(&self, call: Call<pb::GetMeterRequest>) -> Reply<pb::GetMeterResponse> {
+        let meter = self
+            .metering
+            .meter(call.account(), id(&call.body.id)?)
+            .await?;
+        Ok(pb::GetMeterResponse {
+            meter: Some(convert::meter(&meter)),
         })
-        .await
     }
-}
 
-impl MeterGrpc {
+    async fn list_meters(
+        &self,
+        call: Call<pb::ListMetersRequest>,
+    ) -> Reply<pb::ListMetersResponse> {
+        let page = page(call.body.page_size, &call.body.page_token)?;
+        let (meters, next_page_token) = self.metering.list_meters(call.account(), &page).await?;
+        let meters = meters.iter().map(convert::meter).collect();
+        Ok(pb::ListMetersResponse {
+            meters,
+            next_page_token,
+        })
+    }
+
+    async fn update_meter(
+        &self,
+        call: Call<pb::UpdateMeterRequest>,
+    ) -> Reply<pb::UpdateMeterResponse> {
+        let meter_id = id(&call.body.id)?;
+        let name = convert::display_name(&call.body.display_name).map_err(invalid)?;
+        let meter = self
+            .metering
+            .rename(call.account(), meter_id, name, call.key())
+            .await?;
+        Ok(pb::UpdateMeterResponse {
+            meter: Some(convert::meter(&meter)),
+        })
+    }
+
+    async fn deactivate_meter(
+        &self,
+        call: Call<pb::DeactivateMeterRequest>,
+    ) -> Reply<pb::DeactivateMeterResponse> {
+        let meter = self
+            .set_active(call.account(), &call.body.id, false, call.key())
+            .await?;
+        Ok(pb::DeactivateMeterResponse { meter: Some(meter) })
+    }
+
+    async fn reactivate_meter(
+        &self,
+        call: Call<pb::ReactivateMeterRequest>,
+    ) -> Reply<pb::ReactivateMeterResponse> {
+        Ok(pb::ReactivateMeterResponse {
+            meter: Some(
+                self.set_active(call.account(), &call.body.id, true, call.key())
+                    .await?,
+            ),
+        })
+    }
+
     /// DeactivateMeter and ReactivateMeter.
     async fn set_active(
         &self,
         account: &str,
-        id: &str,
+        meter: &str,
         active: bool,
-        key: Option<billing_db::idempotency::IdempotencyKey>,
-    ) -> Result<pb::Meter, Status> {
-        required(id, "id")?;
+        key: Option<&IdempotencyKey>,
+    ) -> Reply<pb::Meter> {
         let meter = self
             .metering
-            .set_active(account, id, active, key.as_ref())
+            .set_active(account, id(meter)?, active, key)
             .await?;
         Ok(convert::meter(&meter))
     }
+
+    #[tracing::instrument(skip_all, fields(events = call.body.events.len()))]
+    async fn ingest_events(
+        &self,
+        call: Call<pb::IngestEventsRequest>,
+    ) -> Reply<pb::IngestEventsResponse> {
+        check_batch_size(call.body.events.len())?;
+        let inputs = convert::events(call.body.events);
+        let outcomes = self.metering.ingest(&call.caller.account, &inputs).await?;
+        let (accepted, duplicate, rejected) = convert::counts(&outcomes);
+        let results = convert::results(&inputs, &outcomes);
+        Ok(pb::IngestEventsResponse {
+            results,
+            accepted,
+            duplicate,
+            rejected,
+        })
+    }
+
+    async fn cancel_event(
+        &self,
+        call: Call<pb::CancelEventRequest>,
+    ) -> Reply<pb::CancelEventResponse> {
+        let identifier = call.body.identifier;
+        record_ids(&[("identifier", identifier.as_str())]);
+        required(&identifier, "identifier")?;
+        let cancelled_at = self
+            .metering
+            .cancel(&call.caller.account, &identifier)
+            .await?;
+        Ok(pb::CancelEventResponse {
+            identifier,
+            cancelled_at: Some(to_proto(cancelled_at)),
+        })
+    }
+
+    async fn get_usage(&self, call: Call<pb::GetUsageRequest>) -> Reply<pb::GetUsageResponse> {
+        let body = &call.body;
+        record_ids(&[
+            ("meter", body.meter.as_str()),
+            ("customer", body.customer.as_str()),
+        ]);
+        let (start, end, grouping) = usage_query(body)?;
+        let usage = self.metering.usage(
+            call.account(),
+            &body.meter,
+            &body.customer,
+            start,
+            end,
+            grouping,
+        );
+        Ok(convert::usage(&usage.await?))
+    }
+}
+
+/// A meter id the request must carry; recorded on the RPC's span.
+fn id(value: &str) -> Reply<&str> {
+    record_ids(&[("id", value)]);
+    required(value, "id")?;
+    Ok(value)
 }
