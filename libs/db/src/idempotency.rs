@@ -10,7 +10,7 @@
 
 use sqlx::Row;
 
-use crate::Tx;
+use crate::{StoreError, Tx};
 
 /// Keys are kept at least this long (DESIGN.md: 30 days).
 pub const RETENTION_DAYS: i64 = 30;
@@ -96,32 +96,6 @@ pub async fn purge_before(pool: &sqlx::AnyPool, cutoff_us: i64) -> Result<u64, s
     Ok(result.rows_affected())
 }
 
-/// Why an idempotent write could not start or finish.
-#[derive(Debug, thiserror::Error)]
-pub enum IdempotencyError {
-    /// The key was used with another request.
-    #[error("request_id was already used with a different request")]
-    Reused,
-    /// The database failed.
-    #[error(transparent)]
-    Store(#[from] crate::StoreError),
-    /// A stored response could not be read back.
-    #[error("stored response is unreadable: {0}")]
-    Corrupt(String),
-}
-
-impl From<sqlx::Error> for IdempotencyError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Store(error.into())
-    }
-}
-
-impl From<serde_json::Error> for IdempotencyError {
-    fn from(error: serde_json::Error) -> Self {
-        Self::Corrupt(error.to_string())
-    }
-}
-
 /// The start of an idempotent write: a transaction to do the work in, or the
 /// stored response of an earlier identical request.
 #[derive(Debug)]
@@ -137,13 +111,13 @@ pub async fn begin<T: serde::de::DeserializeOwned>(
     db: &crate::Db,
     account: &str,
     key: Option<&IdempotencyKey>,
-) -> Result<Begun<T>, IdempotencyError> {
+) -> Result<Begun<T>, StoreError> {
     let mut tx = db.begin_write().await?;
     if let Some(key) = key {
         match lookup(&mut tx, account, key).await? {
             Prior::None => {}
             Prior::Replay(response) => return Ok(Begun::Replay(serde_json::from_str(&response)?)),
-            Prior::Reused => return Err(IdempotencyError::Reused),
+            Prior::Reused => return Err(StoreError::KeyReused),
         }
     }
     Ok(Begun::Fresh(tx))
@@ -158,7 +132,7 @@ pub async fn finish<T: serde::Serialize + serde::de::DeserializeOwned>(
     key: Option<&IdempotencyKey>,
     now_us: i64,
     value: T,
-) -> Result<T, IdempotencyError> {
+) -> Result<T, StoreError> {
     if let Some(key) = key {
         let response = serde_json::to_string(&value)?;
         if let Err(error) = record(&mut tx, account, key, &response, now_us).await {
@@ -168,9 +142,7 @@ pub async fn finish<T: serde::Serialize + serde::de::DeserializeOwned>(
             tx.rollback().await?;
             return match begin::<T>(db, account, Some(key)).await? {
                 Begun::Replay(stored) => Ok(stored),
-                Begun::Fresh(_) => {
-                    Err(IdempotencyError::Corrupt("idempotency key vanished".into()))
-                }
+                Begun::Fresh(_) => Err(StoreError::Corrupt("idempotency key vanished".into())),
             };
         }
     }

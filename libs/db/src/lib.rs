@@ -32,6 +32,32 @@ use sqlx::{AnyPool, Executor};
 
 pub use sqlx;
 
+/// A service's embedded migrations: one set for both backends, or one per
+/// backend (when the schemas must differ, as meter-ingest's `NUMERIC`).
+#[derive(Debug)]
+pub enum Migrations {
+    /// The same migrations on SQLite and PostgreSQL.
+    Shared(&'static Migrator),
+    /// Different migrations per backend.
+    PerBackend {
+        /// For SQLite.
+        sqlite: &'static Migrator,
+        /// For PostgreSQL.
+        postgres: &'static Migrator,
+    },
+}
+
+impl Migrations {
+    /// The migrator for `backend`.
+    pub fn for_backend(&self, backend: Backend) -> &'static Migrator {
+        match (self, backend) {
+            (Self::Shared(migrator), _) => migrator,
+            (Self::PerBackend { sqlite, .. }, Backend::Sqlite) => sqlite,
+            (Self::PerBackend { postgres, .. }, Backend::Postgres) => postgres,
+        }
+    }
+}
+
 /// A transaction on either backend.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
@@ -140,15 +166,18 @@ impl Db {
         })
     }
 
-    /// Runs the service's embedded migrations.
-    pub async fn migrate(&self, migrator: &Migrator) -> Result<(), DbError> {
-        migrator.run(&self.pool).await?;
+    /// Runs the service's embedded migrations for this database's backend.
+    pub async fn migrate(&self, migrations: &Migrations) -> Result<(), DbError> {
+        migrations.for_backend(self.backend).run(&self.pool).await?;
         Ok(())
     }
 
     /// Runs the migrations up to and including `version` (upgrade tests).
-    pub async fn migrate_to(&self, migrator: &Migrator, version: i64) -> Result<(), DbError> {
-        migrator.run_to(version, &self.pool).await?;
+    pub async fn migrate_to(&self, migrations: &Migrations, version: i64) -> Result<(), DbError> {
+        migrations
+            .for_backend(self.backend)
+            .run_to(version, &self.pool)
+            .await?;
         Ok(())
     }
 

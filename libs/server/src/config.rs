@@ -22,6 +22,15 @@ pub enum ConfigError {
     ApiKeys(#[from] AuthConfigError),
 }
 
+/// A service's whole configuration: the shared part and how to read it all
+/// from the environment. The host needs nothing else of it.
+pub trait Settings: Sized + Send + Sync + 'static {
+    /// The shared part (database, address, keys, limits).
+    fn service(&self) -> &ServiceConfig;
+    /// Reads the configuration from the environment (pod binaries).
+    fn from_env() -> Result<Self, ConfigError>;
+}
+
 /// What every service needs to run.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use billing_db::{Db, DbError};
+use billing_db::{Db, Migrations};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -24,7 +24,7 @@ pub use tonic::service::Routes;
 use crate::app::AppError;
 use crate::auth::AuthInterceptor;
 use crate::clock::Clock;
-use crate::config::{ConfigError, ServiceConfig};
+use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::serve::serve;
 
@@ -35,21 +35,32 @@ pub type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// The turned-on stop signal a [`Job`] watches.
 pub type Stop = watch::Receiver<bool>;
 
+/// A port's routes and the fully qualified names of the services in them
+/// (health and reflection list exactly these).
+pub type Served = (Routes, Vec<&'static str>);
+
+/// What the host hands a service to build its state from.
+#[derive(Debug)]
+pub struct Parts {
+    /// The connected, migrated database (the host closes it at the end).
+    pub db: Db,
+    /// The clock.
+    pub clock: Clock,
+    /// Where the service registers its business counters.
+    pub metrics: Metrics,
+}
+
 /// What a service adds to the host.
 pub trait Service: Sized + Send + Sync + 'static {
-    /// Its whole configuration: the shared part plus its own settings.
-    type Config: Send + Sync + 'static;
+    /// Its whole configuration.
+    type Config: Settings;
     /// What its handlers and jobs share (the use cases over store and clock).
     type State: Clone + Send + Sync + 'static;
 
     /// The binary's name, for logs (`credit-ledger`).
     const NAME: &'static str;
-
-    /// The shared part of the configuration.
-    fn service_config(config: &Self::Config) -> &ServiceConfig;
-
-    /// Reads the configuration from the environment (pod binaries).
-    fn from_env() -> Result<Self::Config, ConfigError>;
+    /// Its embedded migrations, run at start-up.
+    const MIGRATIONS: &'static Migrations;
 
     /// The clock a pod runs on (the system clock unless a test clock is configured).
     fn clock(_config: &Self::Config) -> Clock {
@@ -61,37 +72,21 @@ pub trait Service: Sized + Send + Sync + 'static {
         Vec::new()
     }
 
-    /// Runs the service's embedded migrations.
-    fn migrate(db: &Db) -> impl Future<Output = Result<(), DbError>> + Send;
-
     /// Builds the state over a migrated database.
-    fn state(
-        config: &Self::Config,
-        db: Db,
-        clock: Clock,
-        metrics: &Metrics,
-    ) -> Result<Self::State, AppError>;
+    fn state(config: &Self::Config, parts: Parts) -> Result<Self::State, AppError>;
 
-    /// The gRPC routes of this port, each wrapped in `auth`, and the fully
-    /// qualified names of the services they serve (health and reflection
-    /// list exactly these).
-    fn routes(
-        state: &Self::State,
-        config: &Self::Config,
-        auth: AuthInterceptor,
-    ) -> (Routes, Vec<&'static str>);
+    /// The gRPC routes of this port, each wrapped in `auth`.
+    fn routes(state: &Self::State, config: &Self::Config, auth: AuthInterceptor) -> Served;
 
     /// Background loops, started when serving starts and stopped after the drain.
     fn jobs(_state: &Self::State, _config: &Self::Config, _stop: &Stop) -> Vec<Job> {
         Vec::new()
     }
-
-    /// The database the state owns, closed after the jobs stop.
-    fn db(state: &Self::State) -> &Db;
 }
 
 /// A ready-to-run service: database migrated, listeners bound.
 pub struct Host<S: Service> {
+    db: Db,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     metrics: Metrics,
@@ -111,17 +106,23 @@ impl<S: Service> std::fmt::Debug for Host<S> {
 impl<S: Service> Host<S> {
     /// Connects, migrates and binds. With port 0 the OS picks a free port.
     pub async fn build(config: S::Config, clock: Clock) -> Result<Self, AppError> {
-        let shared = S::service_config(&config);
+        let shared = config.service();
         let db = Db::connect(&shared.database_url, &shared.db).await?;
-        S::migrate(&db).await?;
+        db.migrate(S::MIGRATIONS).await?;
         let listener = bind(shared.listen_addr).await?;
         let metrics_listener = match shared.metrics_addr {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
         let metrics = Metrics::new();
-        let state = S::state(&config, db, clock, &metrics)?;
+        let parts = Parts {
+            db: db.clone(),
+            clock,
+            metrics: metrics.clone(),
+        };
+        let state = S::state(&config, parts)?;
         Ok(Self {
+            db,
             listener,
             metrics_listener,
             metrics,
@@ -153,7 +154,7 @@ impl<S: Service> Host<S> {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let shared = S::service_config(&self.config);
+        let shared = self.config.service();
         let auth = AuthInterceptor::new(Arc::new(shared.api_keys.clone()));
         let (routes, names) = S::routes(&self.state, &self.config, auth);
         let (stop_jobs, stop) = watch::channel(false);
@@ -178,7 +179,7 @@ impl<S: Service> Host<S> {
                 tracing::error!(service = S::NAME, %error, "a background job panicked");
             }
         }
-        S::db(&self.state).close().await;
+        self.db.close().await;
         served.map_err(AppError::from)
     }
 }
@@ -200,8 +201,8 @@ pub async fn main<S: Service>() -> Result<(), AppError> {
 }
 
 async fn run_pod<S: Service>() -> Result<(), AppError> {
-    let config = S::from_env().map_err(|e| AppError::Config(e.to_string()))?;
-    if S::service_config(&config).api_keys.is_empty() {
+    let config = S::Config::from_env().map_err(|e| AppError::Config(e.to_string()))?;
+    if config.service().api_keys.is_empty() {
         tracing::warn!("BILLING_API_KEYS is empty: every RPC will be UNAUTHENTICATED");
     }
     for warning in S::warnings(&config) {

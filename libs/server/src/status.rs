@@ -28,6 +28,119 @@ pub fn with_reason(code: Code, reason: &str, domain: &str, message: impl Into<St
     Status::with_error_details(code, message, details)
 }
 
+/// What every service refuses the same way. Each service's error has a
+/// `Refused` variant holding one; its `to_status` maps it with
+/// [`Refusal::into_status`] under the service's ErrorInfo domain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Invalid fields, each named by its path: INVALID_ARGUMENT + BadRequest.
+    #[error("invalid request: {0:?}")]
+    Invalid(Vec<FieldViolation>),
+    /// No such object in the caller's account: NOT_FOUND.
+    #[error("no {kind} with id {id:?}")]
+    NotFound {
+        /// "credit grant", "meter", "invoice", …
+        kind: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// A state conflict: FAILED_PRECONDITION + ErrorInfo{reason}.
+    #[error("{message}")]
+    Conflict {
+        /// UPPER_SNAKE reason, e.g. GRANT_ALREADY_APPLIED.
+        reason: &'static str,
+        /// Explanation for the client developer.
+        message: String,
+    },
+    /// The same `request_id` with another payload: ALREADY_EXISTS +
+    /// IDEMPOTENCY_KEY_REUSED.
+    #[error("request_id was already used with a different request")]
+    IdempotencyKeyReused,
+}
+
+impl Refusal {
+    /// One invalid field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldViolation::new(field, description)])
+    }
+
+    /// NOT_FOUND for `kind` `id`.
+    pub fn not_found(kind: &'static str, id: &str) -> Self {
+        Self::NotFound {
+            kind,
+            id: id.to_owned(),
+        }
+    }
+
+    /// FAILED_PRECONDITION with `reason`.
+    pub fn conflict(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The status, with ErrorInfo reasons under `domain` (`ledger.billing`).
+    pub fn into_status(self, domain: &str) -> Status {
+        match self {
+            Self::Invalid(violations) => invalid_argument(&violations),
+            Self::NotFound { kind, id } => not_found(kind, &id),
+            Self::Conflict { reason, message } => {
+                with_reason(Code::FailedPrecondition, reason, domain, message)
+            }
+            Self::IdempotencyKeyReused => with_reason(
+                Code::AlreadyExists,
+                "IDEMPOTENCY_KEY_REUSED",
+                domain,
+                "request_id was already used with a different request",
+            ),
+        }
+    }
+}
+
+/// The shorthands of a service error that can hold a [`Refusal`]
+/// (implemented for every such error; bring it into scope to use them).
+pub trait Refuse: From<Refusal> {
+    /// INVALID_ARGUMENT listing the violations.
+    fn fields(violations: Vec<FieldViolation>) -> Self {
+        Refusal::Invalid(violations).into()
+    }
+
+    /// One invalid field.
+    fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Refusal::invalid(field, description).into()
+    }
+
+    /// NOT_FOUND in the caller's account.
+    fn not_found(kind: &'static str, id: &str) -> Self {
+        Refusal::not_found(kind, id).into()
+    }
+
+    /// FAILED_PRECONDITION with an UPPER_SNAKE reason.
+    fn conflict(reason: &'static str, message: impl Into<String>) -> Self {
+        Refusal::conflict(reason, message).into()
+    }
+}
+
+impl<E: From<Refusal>> Refuse for E {}
+
+/// The status of a storage failure: a reused `request_id` is the caller's
+/// ALREADY_EXISTS, an unreachable database is a retryable UNAVAILABLE, and
+/// anything else is logged and answered as an opaque INTERNAL.
+pub fn storage_status(error: billing_db::StoreError, service: &str, domain: &str) -> Status {
+    match error {
+        billing_db::StoreError::KeyReused => Refusal::IdempotencyKeyReused.into_status(domain),
+        error if error.is_unavailable() => {
+            tracing::warn!(%error, "database unavailable");
+            Status::unavailable(format!("the {service} database is unavailable; retry"))
+        }
+        error => {
+            tracing::error!(%error, "internal error");
+            Status::internal("internal error")
+        }
+    }
+}
+
 /// `NOT_FOUND` for an object of the caller's account.
 pub fn not_found(kind: &str, id: &str) -> Status {
     Status::not_found(format!("no {kind} with id {id:?}"))

@@ -85,11 +85,12 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let db =
                 billing_db::Db::connect(&database_url, &billing_db::DbOptions::default()).await?;
-            match service {
-                Service::Ledger => credit_ledger::migrate(&db).await?,
-                Service::Meter => meter_ingest::migrate(&db).await?,
-                Service::Invoicing => invoicing::migrate(&db).await?,
-            }
+            let migrations = match service {
+                Service::Ledger => &credit_ledger::store::MIGRATIONS,
+                Service::Meter => &meter_ingest::store::MIGRATIONS,
+                Service::Invoicing => &invoicing::store::MIGRATIONS,
+            };
+            db.migrate(migrations).await?;
             db.close().await;
             println!(
                 "migrated {service:?} schema at {}",

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use billing_server::config::{ServiceConfig, parse, var};
+use billing_server::config::{ServiceConfig, Settings, parse, var};
 use chrono::TimeDelta;
 
 pub use billing_server::config::ConfigError;
@@ -50,5 +50,15 @@ impl Config {
                 Duration::from_secs(parse("LEDGER_SWEEP_INTERVAL_SECONDS", &value)?);
         }
         Ok(config)
+    }
+}
+
+impl Settings for Config {
+    fn service(&self) -> &ServiceConfig {
+        &self.service
+    }
+
+    fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env()
     }
 }

@@ -22,18 +22,13 @@ pub mod jobs;
 pub mod ops;
 pub mod store;
 
-use billing_db::{Db, DbError};
 use billing_server::app::AppError;
 use billing_server::auth::AuthInterceptor;
-use billing_server::clock::Clock;
-use billing_server::config::{ConfigError, ServiceConfig};
-use billing_server::host::{Host, Job, Routes, Service, Stop};
-use billing_server::metrics::Metrics;
+use billing_server::host::{Host, Job, Parts, Served, Service, Stop};
 
 pub use config::Config;
 pub use grpc::SERVICE_NAME;
 pub use ops::Ledger;
-pub use store::migrate;
 
 /// The credit ledger, as the host runs it.
 pub type App = Host<LedgerService>;
@@ -46,40 +41,20 @@ impl Service for LedgerService {
     type Config = Config;
     type State = Ledger;
     const NAME: &'static str = "credit-ledger";
+    const MIGRATIONS: &'static billing_db::Migrations = &store::MIGRATIONS;
 
-    fn service_config(config: &Config) -> &ServiceConfig {
-        &config.service
+    fn state(_: &Config, parts: Parts) -> Result<Ledger, AppError> {
+        let ledger = Ledger::new(store::Store::new(parts.db), parts.clock);
+        Ok(ledger.with_metrics(&parts.metrics))
     }
 
-    fn from_env() -> Result<Config, ConfigError> {
-        Config::from_env()
-    }
-
-    async fn migrate(db: &Db) -> Result<(), DbError> {
-        store::migrate(db).await
-    }
-
-    fn state(_: &Config, db: Db, clock: Clock, metrics: &Metrics) -> Result<Ledger, AppError> {
-        Ok(Ledger::new(store::Store::new(db), clock).with_metrics(metrics))
-    }
-
-    fn routes(
-        ledger: &Ledger,
-        config: &Config,
-        auth: AuthInterceptor,
-    ) -> (Routes, Vec<&'static str>) {
+    fn routes(ledger: &Ledger, config: &Config, auth: AuthInterceptor) -> Served {
         grpc::routes(ledger, config.service.server.max_message_bytes, auth)
     }
 
+    /// The expiry sweeper.
     fn jobs(ledger: &Ledger, config: &Config, stop: &Stop) -> Vec<Job> {
-        vec![Box::pin(jobs::sweeper::run(
-            ledger.clone(),
-            config.sweeper.clone(),
-            stop.clone(),
-        ))]
-    }
-
-    fn db(ledger: &Ledger) -> &Db {
-        ledger.store().db()
+        let sweeper = jobs::sweeper::run(ledger.clone(), config.sweeper.clone(), stop.clone());
+        vec![Box::pin(sweeper)]
     }
 }

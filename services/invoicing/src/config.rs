@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use billing_server::config::{ServiceConfig, parse, var};
+use billing_server::config::{ServiceConfig, Settings, parse, var};
 use chrono::TimeDelta;
 
 pub use billing_server::config::ConfigError;
@@ -77,5 +77,15 @@ impl Config {
             config.test_clock = parse("INVOICING_TEST_CLOCK", &value)?;
         }
         Ok(config)
+    }
+}
+
+impl Settings for Config {
+    fn service(&self) -> &ServiceConfig {
+        &self.service
+    }
+
+    fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env()
     }
 }

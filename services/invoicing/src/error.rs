@@ -1,6 +1,6 @@
 //! The invoicing service's error type; `grpc::status` maps it in one place.
 
-use billing_money::FieldViolation;
+use billing_server::status::Refusal;
 
 use crate::store::StoreError;
 use crate::upstream::{PeerCode, PeerStatus};
@@ -9,31 +9,13 @@ use crate::upstream::{PeerCode, PeerStatus};
 /// where a variant says otherwise.
 #[derive(Debug, thiserror::Error)]
 pub enum InvoicingError {
-    /// Invalid fields.
-    #[error("invalid request: {0:?}")]
-    Invalid(Vec<FieldViolation>),
-    /// No such object in the caller's account.
-    #[error("no {kind} with id {id:?}")]
-    NotFound {
-        /// "customer", "price", "subscription", "invoice".
-        kind: &'static str,
-        /// The id asked for.
-        id: String,
-    },
-    /// A state conflict (FAILED_PRECONDITION with a reason).
-    #[error("{message}")]
-    Conflict {
-        /// UPPER_SNAKE reason.
-        reason: &'static str,
-        /// Explanation.
-        message: String,
-    },
+    /// Refused the way every service refuses: bad fields, an unknown id, a
+    /// state conflict, a reused `request_id`.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// The external id is taken by another customer.
     #[error("external_id {0:?} is already used by another customer")]
     ExternalIdInUse(String),
-    /// The same `request_id` with another payload.
-    #[error("request_id was already used with a different request")]
-    IdempotencyKeyReused,
     /// Another service answered with an error the caller should see as is
     /// (NOT_FOUND meter, INVALID_ARGUMENT from the ledger, …).
     #[error("{service}: {status}")]
@@ -61,34 +43,11 @@ pub enum InvoicingError {
     Storage(#[from] StoreError),
     /// A sum of money does not fit in i64 (named by what was summed): the
     /// operation stopped, nothing was written.
-    #[error("{0} overflows i64")]
-    Overflow(&'static str),
+    #[error(transparent)]
+    Overflow(#[from] crate::domain::invoice::TotalOverflow),
     /// A stored value could not be read back.
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
-}
-
-impl InvoicingError {
-    /// Shorthand for a one-field INVALID_ARGUMENT.
-    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self::Invalid(vec![FieldViolation::new(field, description)])
-    }
-
-    /// Shorthand for NOT_FOUND.
-    pub fn not_found(kind: &'static str, id: &str) -> Self {
-        Self::NotFound {
-            kind,
-            id: id.to_owned(),
-        }
-    }
-
-    /// Shorthand for a FAILED_PRECONDITION.
-    pub fn conflict(reason: &'static str, message: impl Into<String>) -> Self {
-        Self::Conflict {
-            reason,
-            message: message.into(),
-        }
-    }
 }
 
 impl From<serde_json::Error> for InvoicingError {

@@ -27,19 +27,15 @@ pub mod ops;
 pub mod store;
 pub mod upstream;
 
-use billing_db::{Db, DbError};
 use billing_server::app::AppError;
 use billing_server::auth::AuthInterceptor;
 use billing_server::clock::Clock;
-use billing_server::config::{ConfigError, ServiceConfig};
-use billing_server::host::{Host, Job, Routes, Service, Stop};
-use billing_server::metrics::Metrics;
+use billing_server::host::{Host, Job, Parts, Served, Service, Stop};
 
 pub use config::Config;
 pub use grpc::SERVICE_NAME;
 pub use jobs::worker::Worker;
 pub use ops::Invoicing;
-pub use store::migrate;
 
 /// Invoicing, as the host runs it.
 pub type App = Host<InvoicingService>;
@@ -61,14 +57,7 @@ impl Service for InvoicingService {
     type Config = Config;
     type State = State;
     const NAME: &'static str = "invoicing";
-
-    fn service_config(config: &Config) -> &ServiceConfig {
-        &config.service
-    }
-
-    fn from_env() -> Result<Config, ConfigError> {
-        Config::from_env()
-    }
+    const MIGRATIONS: &'static billing_db::Migrations = &store::MIGRATIONS;
 
     /// A manual clock (moved only by `TestClockService`) when the test clock is on.
     fn clock(config: &Config) -> Clock {
@@ -93,42 +82,23 @@ impl Service for InvoicingService {
         warnings
     }
 
-    async fn migrate(db: &Db) -> Result<(), DbError> {
-        store::migrate(db).await
-    }
-
-    fn state(config: &Config, db: Db, clock: Clock, metrics: &Metrics) -> Result<State, AppError> {
+    fn state(config: &Config, parts: Parts) -> Result<State, AppError> {
         let upstream = upstream::Upstream::new(&config.upstream)
             .map_err(|e| AppError::Config(e.to_string()))?;
-        let invoicing = Invoicing::new(
-            store::Store::new(db),
-            upstream,
-            clock,
-            config.finalize_grace,
-        )
-        .with_metrics(metrics);
+        let store = store::Store::new(parts.db);
+        let invoicing = Invoicing::new(store, upstream, parts.clock, config.finalize_grace)
+            .with_metrics(&parts.metrics);
         let worker = Worker::new(invoicing.clone());
         Ok(State { invoicing, worker })
     }
 
-    fn routes(
-        state: &State,
-        config: &Config,
-        auth: AuthInterceptor,
-    ) -> (Routes, Vec<&'static str>) {
+    fn routes(state: &State, config: &Config, auth: AuthInterceptor) -> Served {
         grpc::routes(state, config, auth)
     }
 
+    /// The worker, on its timer.
     fn jobs(state: &State, config: &Config, stop: &Stop) -> Vec<Job> {
-        vec![Box::pin(
-            state
-                .worker
-                .clone()
-                .run(config.worker_interval, stop.clone()),
-        )]
-    }
-
-    fn db(state: &State) -> &Db {
-        state.invoicing.store().db()
+        let worker = state.worker.clone();
+        vec![Box::pin(worker.run(config.worker_interval, stop.clone()))]
     }
 }

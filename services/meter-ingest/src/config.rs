@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use billing_server::config::ServiceConfig;
+use billing_server::config::{ServiceConfig, Settings};
 
 pub use billing_server::config::ConfigError;
 
@@ -38,5 +38,15 @@ impl Config {
     fn with_native_postgres(mut service: ServiceConfig) -> Self {
         service.db.native_postgres = true;
         Self { service }
+    }
+}
+
+impl Settings for Config {
+    fn service(&self) -> &ServiceConfig {
+        &self.service
+    }
+
+    fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env()
     }
 }

@@ -1,35 +1,17 @@
 //! The meter service's error type; `grpc::status` maps it in one place.
 
-use billing_money::FieldViolation;
+use billing_server::status::Refusal;
 
 /// Why an operation did not happen. A failed operation wrote nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum MeterError {
-    /// Invalid fields.
-    #[error("invalid request: {0:?}")]
-    Invalid(Vec<FieldViolation>),
-    /// No such object in the caller's account.
-    #[error("no {kind} with id {id:?}")]
-    NotFound {
-        /// "meter", "event".
-        kind: &'static str,
-        /// The id asked for.
-        id: String,
-    },
-    /// A state conflict (FAILED_PRECONDITION with a reason).
-    #[error("{message}")]
-    Conflict {
-        /// UPPER_SNAKE reason.
-        reason: &'static str,
-        /// Explanation.
-        message: String,
-    },
+    /// Refused the way every service refuses: bad fields, an unknown id, a
+    /// state conflict, a reused `request_id`.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// Another active meter already uses the event name.
     #[error("an active meter already uses event_name {0:?}")]
     EventNameInUse(String),
-    /// The same `request_id` with another payload.
-    #[error("request_id was already used with a different request")]
-    IdempotencyKeyReused,
     /// The database refused or failed.
     #[error("storage: {0}")]
     Storage(#[from] crate::store::StoreError),

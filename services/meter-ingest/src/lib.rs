@@ -21,56 +21,33 @@ pub mod grpc;
 pub mod ops;
 pub mod store;
 
-use billing_db::{Db, DbError};
 use billing_server::app::AppError;
 use billing_server::auth::AuthInterceptor;
-use billing_server::clock::Clock;
-use billing_server::config::{ConfigError, ServiceConfig};
-use billing_server::host::{Host, Routes, Service};
-use billing_server::metrics::Metrics;
+use billing_server::host::{Host, Parts, Served, Service};
 
 pub use config::Config;
 pub use grpc::SERVICE_NAME;
 pub use ops::Metering;
-pub use store::migrate;
 
 /// meter-ingest, as the host runs it.
 pub type App = Host<MeterIngest>;
 
-/// What meter-ingest adds to the shared host.
+/// What meter-ingest adds to the shared host: no background jobs.
 #[derive(Debug)]
 pub struct MeterIngest;
 
 impl Service for MeterIngest {
+    const NAME: &'static str = "meter-ingest";
+    const MIGRATIONS: &'static billing_db::Migrations = &store::MIGRATIONS;
     type Config = Config;
     type State = Metering;
-    const NAME: &'static str = "meter-ingest";
 
-    fn service_config(config: &Config) -> &ServiceConfig {
-        &config.service
+    fn routes(metering: &Metering, config: &Config, auth: AuthInterceptor) -> Served {
+        let max = config.service.server.max_message_bytes;
+        grpc::routes(metering, max, auth)
     }
 
-    fn from_env() -> Result<Config, ConfigError> {
-        Config::from_env()
-    }
-
-    async fn migrate(db: &Db) -> Result<(), DbError> {
-        store::migrate(db).await
-    }
-
-    fn state(_: &Config, db: Db, clock: Clock, metrics: &Metrics) -> Result<Metering, AppError> {
-        Ok(Metering::new(store::Store::new(db), clock).with_metrics(metrics))
-    }
-
-    fn routes(
-        metering: &Metering,
-        config: &Config,
-        auth: AuthInterceptor,
-    ) -> (Routes, Vec<&'static str>) {
-        grpc::routes(metering, config.service.server.max_message_bytes, auth)
-    }
-
-    fn db(metering: &Metering) -> &Db {
-        metering.store().db()
+    fn state(_: &Config, Parts { db, clock, metrics }: Parts) -> Result<Metering, AppError> {
+        Ok(Metering::new(store::Store::new(db), clock).with_metrics(&metrics))
     }
 }

@@ -43,7 +43,9 @@ async fn upgrade(backend: Backend) {
         return;
     };
     let old = Db::connect(db.url(), &DbOptions::default()).await.unwrap();
-    meter_ingest::store::migrate_to(&old, 1).await.unwrap();
+    old.migrate_to(&meter_ingest::store::MIGRATIONS, 1)
+        .await
+        .unwrap();
     let hour = t0() - TimeDelta::hours(2);
     for sql in legacy_rows(hour.timestamp_micros()) {
         sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use billing_money::Asset;
 use chrono::{DateTime, Utc};
 
-use super::grant::{Grant, Scope};
+use super::error::RuleError;
+use super::grant::{Grant, Scope, add};
 
 /// Which grants a summary covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,22 +43,27 @@ pub struct Balance {
     pub ledger: i64,
 }
 
-/// Sums the running balances of the selected grants, one entry per asset.
-pub fn summarize(grants: &[Grant], filter: &BalanceFilter, now: DateTime<Utc>) -> Vec<Balance> {
+/// Sums the running balances of the selected grants, one entry per asset;
+/// a sum past i64 is an error, never a saturated balance.
+pub fn summarize(
+    grants: &[Grant],
+    filter: &BalanceFilter,
+    now: DateTime<Utc>,
+) -> Result<Vec<Balance>, RuleError> {
     let mut by_asset: BTreeMap<Asset, (i64, i64)> = BTreeMap::new();
     for grant in grants.iter().filter(|g| filter.selects(g)) {
         let entry = by_asset.entry(grant.asset.clone()).or_default();
-        entry.1 = entry.1.saturating_add(grant.available);
+        entry.1 = add(entry.1, grant.available, "ledger balance")?;
         if grant.is_available_at(now) {
-            entry.0 = entry.0.saturating_add(grant.available);
+            entry.0 = add(entry.0, grant.available, "available balance")?;
         }
     }
-    by_asset
+    Ok(by_asset
         .into_iter()
         .map(|(asset, (available, ledger))| Balance {
             asset,
             available,
             ledger,
         })
-        .collect()
+        .collect())
 }

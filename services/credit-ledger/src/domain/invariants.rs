@@ -69,20 +69,21 @@ pub fn check_grant(grant: &Grant, history: Option<&HistoryTotals>, out: &mut Vec
 /// Checks one invoice: per asset, Σ applications ≤ Σ line amounts, and no line
 /// gets more than its amount.
 pub fn check_invoice(outcome: &ApplyOutcome, out: &mut Vec<Violation>) {
-    let mut applied_by_line: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut applied_by_asset: BTreeMap<&Asset, i64> = BTreeMap::new();
+    // i128 sums: up to 2^64 applications of i64 cannot overflow them.
+    let mut applied_by_line: BTreeMap<&str, i128> = BTreeMap::new();
+    let mut applied_by_asset: BTreeMap<&Asset, i128> = BTreeMap::new();
     for application in &outcome.applications {
         *applied_by_line
             .entry(&application.invoice_line_item)
-            .or_default() += application.amount;
-        *applied_by_asset.entry(&application.asset).or_default() += application.amount;
+            .or_default() += i128::from(application.amount);
+        *applied_by_asset.entry(&application.asset).or_default() += i128::from(application.amount);
     }
     for line in &outcome.lines {
         let applied = applied_by_line
             .get(line.invoice_line_item.as_str())
             .copied()
             .unwrap_or(0);
-        if applied > line.amount || applied != line.applied {
+        if applied > i128::from(line.amount) || applied != i128::from(line.applied) {
             out.push(Violation {
                 subject: outcome.invoice.clone(),
                 invariant: "LINE_NOT_OVERPAID",
@@ -95,7 +96,7 @@ pub fn check_invoice(outcome: &ApplyOutcome, out: &mut Vec<Violation>) {
     }
     for total in &outcome.totals {
         let applied = applied_by_asset.get(&total.asset).copied().unwrap_or(0);
-        if applied > total.amount {
+        if applied > i128::from(total.amount) {
             out.push(Violation {
                 subject: outcome.invoice.clone(),
                 invariant: "INVOICE_NOT_OVERPAID",

@@ -12,7 +12,7 @@ use billing_proto::ledger::v1 as pb;
 use billing_proto::ledger::v1::ledger_service_server::{LedgerService, LedgerServiceServer};
 use billing_server::auth::{AuthInterceptor, Principal};
 use billing_server::handler::{Call, Reply, invalid, optional, page};
-use billing_server::host::Routes;
+use billing_server::host::{Routes, Served};
 use billing_telemetry::record_ids;
 use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
@@ -21,11 +21,17 @@ use crate::domain::validate::{check_name, check_reference};
 use crate::error::LedgerError;
 use crate::ops::Ledger;
 
+/// The gRPC face of the ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerGrpc {
+    ledger: Ledger,
+}
+
 /// The fully qualified gRPC service name.
 pub const SERVICE_NAME: &str = "billing.ledger.v1.LedgerService";
 
 /// The routes of the ledger's port, behind `auth`, and the services they serve.
-pub fn routes(ledger: &Ledger, max: usize, auth: AuthInterceptor) -> (Routes, Vec<&'static str>) {
+pub fn routes(ledger: &Ledger, max: usize, auth: AuthInterceptor) -> Served {
     let service = LedgerServiceServer::new(LedgerGrpc {
         ledger: ledger.clone(),
     })
@@ -35,12 +41,6 @@ pub fn routes(ledger: &Ledger, max: usize, auth: AuthInterceptor) -> (Routes, Ve
         Routes::new(InterceptedService::new(service, auth)),
         vec![SERVICE_NAME],
     )
-}
-
-/// The gRPC face of the ledger.
-#[derive(Debug, Clone)]
-pub struct LedgerGrpc {
-    ledger: Ledger,
 }
 
 /// A reference id the ledger keeps (customer, invoice, grant): present and

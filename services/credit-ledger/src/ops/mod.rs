@@ -11,6 +11,7 @@ use billing_money::FieldViolation;
 use billing_server::clock::Clock;
 use billing_server::metrics::{Labels, Metrics, labels};
 use billing_server::page::PageRequest;
+use billing_server::status::Refuse;
 use chrono::{DateTime, Utc};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -133,10 +134,7 @@ impl Ledger {
         self.store
             .pricing_unit(account, id)
             .await?
-            .ok_or_else(|| LedgerError::NotFound {
-                kind: "pricing unit",
-                id: id.to_owned(),
-            })
+            .ok_or_else(|| LedgerError::not_found("pricing unit", id))
     }
 
     /// A page of pricing units.
@@ -171,10 +169,10 @@ impl Ledger {
         }
         let (asset, amount) = match resolved {
             Ok(resolved) if violations.is_empty() => resolved,
-            Ok(_) => return Err(LedgerError::Invalid(violations)),
+            Ok(_) => return Err(LedgerError::fields(violations)),
             Err(violation) => {
                 violations.insert(0, violation);
-                return Err(LedgerError::Invalid(violations));
+                return Err(LedgerError::fields(violations));
             }
         };
         let grant = Grant {
@@ -288,7 +286,7 @@ impl Ledger {
             }
             _ => self.store.customer_grants(account, customer).await?,
         };
-        Ok(balance::summarize(&grants, filter, self.clock.now()))
+        Ok(balance::summarize(&grants, filter, self.clock.now())?)
     }
 
     /// A page of transactions.
@@ -398,7 +396,7 @@ impl Ledger {
             }
         }
         if !violations.is_empty() {
-            return Err(LedgerError::Invalid(violations));
+            return Err(LedgerError::fields(violations));
         }
         Ok(ApplyRequest {
             customer: input.customer,
@@ -419,8 +417,5 @@ impl Ledger {
 }
 
 fn grant_not_found(id: &str) -> LedgerError {
-    LedgerError::NotFound {
-        kind: "credit grant",
-        id: id.to_owned(),
-    }
+    LedgerError::not_found("credit grant", id)
 }

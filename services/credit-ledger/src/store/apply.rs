@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use billing_db::Tx;
+use billing_server::status::Refuse;
 use billing_server::time::to_micros;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -127,10 +128,7 @@ impl Store {
         let recorded = self
             .recorded(&mut tx, account, invoice)
             .await?
-            .ok_or_else(|| LedgerError::NotFound {
-                kind: "invoice with applied credits",
-                id: invoice.to_owned(),
-            })?;
+            .ok_or_else(|| LedgerError::not_found("invoice with applied credits", invoice))?;
         if let Some(reversal) = recorded.reversal {
             return Ok(serde_json::from_str(&reversal)?);
         }

@@ -4,6 +4,7 @@
 use billing_db::Tx;
 use billing_db::idempotency::IdempotencyKey;
 use billing_server::page::PageRequest;
+use billing_server::status::Refuse;
 use billing_server::time::to_micros;
 use chrono::{DateTime, Utc};
 
@@ -141,10 +142,7 @@ impl Store {
             .lock_grants(&mut tx, account, &[id.to_owned()])
             .await?
             .pop()
-            .ok_or_else(|| LedgerError::NotFound {
-                kind: "credit grant",
-                id: id.to_owned(),
-            })?;
+            .ok_or_else(|| LedgerError::not_found("credit grant", id))?;
         let appended = change(&mut grant, &mut transactions::new_id)?;
         transactions::append(&mut tx, account, &appended).await?;
         save_grant(&mut tx, account, &grant).await?;

@@ -13,7 +13,7 @@ mod rows;
 mod transactions;
 
 use billing_db::idempotency::{self, Begun, IdempotencyKey};
-use billing_db::{Db, Tx};
+use billing_db::{Db, Migrations, Tx};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -27,29 +27,14 @@ impl From<sqlx::Error> for LedgerError {
     }
 }
 
-impl From<idempotency::IdempotencyError> for LedgerError {
-    fn from(error: idempotency::IdempotencyError) -> Self {
-        use idempotency::IdempotencyError;
-        match error {
-            IdempotencyError::Reused => Self::IdempotencyKeyReused,
-            IdempotencyError::Store(error) => Self::Storage(error),
-            IdempotencyError::Corrupt(detail) => Self::Corrupt(detail),
-        }
-    }
-}
-
 pub use apply::ApplyWrite;
 pub use audit::AuditReport;
 pub use grants::GrantUpdate;
 pub use pricing_units::PricingUnit;
 
 /// The ledger's migrations, embedded in the binary.
+pub static MIGRATIONS: Migrations = Migrations::Shared(&MIGRATOR);
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Runs the ledger's embedded migrations.
-pub async fn migrate(db: &Db) -> Result<(), billing_db::DbError> {
-    db.migrate(&MIGRATOR).await
-}
 
 /// The ledger's database.
 #[derive(Debug, Clone)]

@@ -117,10 +117,24 @@ pub struct Line {
 }
 
 impl Line {
-    /// What is left to pay on the line.
-    pub fn amount_due(&self) -> i64 {
-        self.amount.saturating_sub(self.credits_applied)
+    /// What is left to pay on the line. Both amounts are non-negative and
+    /// credits never exceed the amount, so this cannot overflow; it is still
+    /// checked, because money never wraps.
+    pub fn amount_due(&self) -> Result<i64, TotalOverflow> {
+        self.amount
+            .checked_sub(self.credits_applied)
+            .ok_or(TotalOverflow("amount due of a line"))
     }
+}
+
+/// A sum of an invoice's money does not fit in i64: the invoice cannot be
+/// shown or finalized, never totalled with a saturated or wrapped number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the {0} overflows i64")]
+pub struct TotalOverflow(pub &'static str);
+
+fn add(a: i64, b: i64, what: &'static str) -> Result<i64, TotalOverflow> {
+    a.checked_add(b).ok_or(TotalOverflow(what))
 }
 
 /// Totals of one asset.
@@ -228,10 +242,8 @@ pub fn retry_delay(attempts: i64) -> TimeDelta {
 }
 
 impl Invoice {
-    /// One total per asset, ordered by asset key. Sums saturate: a line
-    /// amount is at most i64::MAX and an invoice has at most 20 lines, so
-    /// real totals never get near it.
-    pub fn totals(&self) -> Vec<Total> {
+    /// One total per asset, ordered by asset key; a sum past i64 is an error.
+    pub fn totals(&self) -> Result<Vec<Total>, TotalOverflow> {
         let mut by_asset: BTreeMap<String, Total> = BTreeMap::new();
         for line in &self.lines {
             let total = by_asset.entry(line.asset.key()).or_insert_with(|| Total {
@@ -240,11 +252,15 @@ impl Invoice {
                 credits_applied: 0,
                 amount_due: 0,
             });
-            total.subtotal = total.subtotal.saturating_add(line.amount);
-            total.credits_applied = total.credits_applied.saturating_add(line.credits_applied);
-            total.amount_due = total.amount_due.saturating_add(line.amount_due());
+            total.subtotal = add(total.subtotal, line.amount, "subtotal")?;
+            total.credits_applied = add(
+                total.credits_applied,
+                line.credits_applied,
+                "credits applied",
+            )?;
+            total.amount_due = add(total.amount_due, line.amount_due()?, "amount due")?;
         }
-        by_asset.into_values().collect()
+        Ok(by_asset.into_values().collect())
     }
 
     /// The lines credits can pay: those with a positive amount. ApplyCredits
@@ -254,12 +270,13 @@ impl Invoice {
     }
 
     /// Status after credits: paid when nothing is due in any asset.
-    pub fn finalized_status(&self) -> Status {
-        if self.lines.iter().all(|l| l.amount_due() == 0) {
-            Status::Paid
-        } else {
-            Status::Open
+    pub fn finalized_status(&self) -> Result<Status, TotalOverflow> {
+        for line in &self.lines {
+            if line.amount_due()? != 0 {
+                return Ok(Status::Open);
+            }
         }
+        Ok(Status::Paid)
     }
 }
 

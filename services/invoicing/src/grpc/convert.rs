@@ -13,6 +13,7 @@ use crate::domain::pricing::{
     PriceModel, Pricing, PricingError, QuantityRounding, Tier, TiersMode, TransformQuantity,
 };
 use crate::domain::subscription::{ITEMS_MAX, Interval, Subscription};
+use crate::error::InvoicingError;
 use crate::ops::{NewCustomer, NewPrice, NewSubscription, PriceAsset};
 
 /// A required id.
@@ -459,8 +460,8 @@ pub fn status_filter(status: pb::InvoiceStatus) -> Option<Status> {
     }
 }
 
-fn line(line: &Line) -> pb::InvoiceLineItem {
-    pb::InvoiceLineItem {
+fn line(line: &Line) -> Result<pb::InvoiceLineItem, InvoicingError> {
+    Ok(pb::InvoiceLineItem {
         id: line.id.clone(),
         price: line.price.clone(),
         meter: line.meter.clone(),
@@ -470,7 +471,7 @@ fn line(line: &Line) -> pb::InvoiceLineItem {
         unit_amount_decimal: line.unit_amount.map(|u| u.to_string()).unwrap_or_default(),
         amount: Some(amount(&line.asset, line.amount)),
         credits_applied: Some(amount(&line.asset, line.credits_applied)),
-        amount_due: Some(amount(&line.asset, line.amount_due())),
+        amount_due: Some(amount(&line.asset, line.amount_due()?)),
         credit_applications: line
             .applications
             .iter()
@@ -480,20 +481,20 @@ fn line(line: &Line) -> pb::InvoiceLineItem {
                 credit_balance_transaction: a.credit_balance_transaction.clone(),
             })
             .collect(),
-    }
+    })
 }
 
-/// An invoice for a response.
-pub fn invoice(invoice: &Invoice) -> pb::Invoice {
+/// An invoice for a response; an invoice whose totals overflow is an error.
+pub fn invoice(invoice: &Invoice) -> Result<pb::Invoice, InvoicingError> {
     let mut out = pb::Invoice {
         id: invoice.id.clone(),
         customer: invoice.customer.clone(),
         subscription: invoice.subscription.clone(),
         period_start: Some(to_proto(invoice.period_start)),
         period_end: Some(to_proto(invoice.period_end)),
-        lines: invoice.lines.iter().map(line).collect(),
+        lines: invoice.lines.iter().map(line).collect::<Result<_, _>>()?,
         totals: invoice
-            .totals()
+            .totals()?
             .iter()
             .map(|t| pb::InvoiceTotal {
                 subtotal: Some(amount(&t.asset, t.subtotal)),
@@ -528,7 +529,7 @@ pub fn invoice(invoice: &Invoice) -> pb::Invoice {
         BillingReason::SubscriptionCycle => pb::BillingReason::SubscriptionCycle,
         BillingReason::SubscriptionCancel => pb::BillingReason::SubscriptionCancel,
     });
-    out
+    Ok(out)
 }
 
 /// The proto amount of `value` smallest units of `asset`.

@@ -17,7 +17,7 @@ use billing_proto::invoicing::v1::invoicing_service_server::{
 use billing_proto::invoicing::v1::test_clock_service_server::TestClockServiceServer;
 use billing_server::auth::AuthInterceptor;
 use billing_server::handler::{Call, Reply, invalid, optional, page};
-use billing_server::host::Routes;
+use billing_server::host::{Routes, Served};
 use billing_telemetry::record_ids;
 use tonic::service::interceptor::InterceptedService;
 
@@ -34,11 +34,7 @@ pub const TEST_CLOCK_SERVICE_NAME: &str = "billing.invoicing.v1.TestClockService
 /// The routes of invoicing's port, behind `auth`, and the services they
 /// serve: `InvoicingService`, and `TestClockService` only when the test
 /// clock is configured.
-pub fn routes(
-    state: &crate::State,
-    config: &crate::Config,
-    auth: AuthInterceptor,
-) -> (Routes, Vec<&'static str>) {
+pub fn routes(state: &crate::State, config: &crate::Config, auth: AuthInterceptor) -> Served {
     let max = config.service.server.max_message_bytes;
     let service = InvoicingServiceServer::new(InvoicingGrpc {
         invoicing: state.invoicing.clone(),
@@ -77,8 +73,8 @@ fn id<'a>(value: &'a str, field: &'static str) -> Reply<&'a str> {
 }
 
 /// The invoice as the API shows it.
-fn invoice(invoice: &Invoice) -> Option<pb::Invoice> {
-    Some(convert::invoice(invoice))
+fn invoice(invoice: &Invoice) -> Reply<Option<pb::Invoice>> {
+    Ok(Some(convert::invoice(invoice)?))
 }
 
 billing_server::unary_service! {
@@ -253,7 +249,7 @@ impl InvoicingGrpc {
             call.key(),
         );
         let (sub, final_invoice) = cancel.await?;
-        let final_invoice = final_invoice.as_ref().and_then(invoice);
+        let final_invoice = final_invoice.as_ref().map(convert::invoice).transpose()?;
         Ok(pb::CancelSubscriptionResponse {
             subscription: Some(convert::subscription(&sub)),
             final_invoice,
@@ -269,7 +265,7 @@ impl InvoicingGrpc {
             .invoicing
             .create_invoice(call.account(), subscription, call.key());
         Ok(pb::CreateInvoiceResponse {
-            invoice: invoice(&created.await?),
+            invoice: invoice(&created.await?)?,
         })
     }
 
@@ -281,7 +277,7 @@ impl InvoicingGrpc {
             .invoicing
             .preview(call.account(), id(&call.body.subscription, "subscription")?);
         Ok(pb::PreviewInvoiceResponse {
-            invoice: invoice(&upcoming.await?),
+            invoice: invoice(&upcoming.await?)?,
         })
     }
 
@@ -295,7 +291,7 @@ impl InvoicingGrpc {
             self.invoicing
                 .finalize(call.account(), id(&call.body.id, "id")?, call.key());
         Ok(pb::FinalizeInvoiceResponse {
-            invoice: invoice(&finalized.await?),
+            invoice: invoice(&finalized.await?)?,
         })
     }
 
@@ -307,7 +303,7 @@ impl InvoicingGrpc {
             .invoicing
             .void(call.account(), id(&call.body.id, "id")?, call.key());
         Ok(pb::VoidInvoiceResponse {
-            invoice: invoice(&voided.await?),
+            invoice: invoice(&voided.await?)?,
         })
     }
 
@@ -320,7 +316,7 @@ impl InvoicingGrpc {
                 .invoicing
                 .mark_paid(call.account(), id(&call.body.id, "id")?, call.key())
                 .await?,
-        );
+        )?;
         Ok(pb::MarkInvoicePaidResponse { invoice: paid })
     }
 
@@ -334,7 +330,7 @@ impl InvoicingGrpc {
                     .invoicing
                     .invoice(call.account(), id(&call.body.id, "id")?)
                     .await?,
-            ),
+            )?,
         })
     }
 
@@ -352,7 +348,10 @@ impl InvoicingGrpc {
             .invoicing
             .list_invoices(call.account(), &filter, &page)
             .await?;
-        let invoices = invoices.iter().map(convert::invoice).collect();
+        let invoices = invoices
+            .iter()
+            .map(convert::invoice)
+            .collect::<Result<_, _>>()?;
         Ok(pb::ListInvoicesResponse {
             invoices,
             next_page_token,

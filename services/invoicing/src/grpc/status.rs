@@ -11,22 +11,12 @@ pub const ERROR_DOMAIN: &str = "invoicing.billing";
 /// Maps an error; unexpected ones are logged and returned as opaque INTERNAL.
 pub fn to_status(error: InvoicingError) -> Status {
     match error {
-        InvoicingError::Invalid(violations) => status::invalid_argument(&violations),
-        InvoicingError::NotFound { kind, id } => status::not_found(kind, &id),
-        InvoicingError::Conflict { reason, message } => {
-            status::with_reason(Code::FailedPrecondition, reason, ERROR_DOMAIN, message)
-        }
+        InvoicingError::Refused(refusal) => refusal.into_status(ERROR_DOMAIN),
         InvoicingError::ExternalIdInUse(id) => status::with_reason(
             Code::AlreadyExists,
             "EXTERNAL_ID_IN_USE",
             ERROR_DOMAIN,
             format!("external_id {id:?} is already used by another customer"),
-        ),
-        InvoicingError::IdempotencyKeyReused => status::with_reason(
-            Code::AlreadyExists,
-            "IDEMPOTENCY_KEY_REUSED",
-            ERROR_DOMAIN,
-            "request_id was already used with a different request",
         ),
         InvoicingError::Upstream { service, status } => {
             tracing::warn!(service, code = %status.code.name(), message = %status.message, "upstream refused");
@@ -56,10 +46,7 @@ pub fn to_status(error: InvoicingError) -> Status {
                 message,
             )
         }
-        InvoicingError::Storage(error) if error.is_unavailable() => {
-            tracing::warn!(%error, "database unavailable");
-            Status::unavailable("the invoicing database is unavailable; retry")
-        }
+        InvoicingError::Storage(error) => status::storage_status(error, "invoicing", ERROR_DOMAIN),
         other => {
             tracing::error!(error = %other, "internal error");
             Status::internal("internal error")

@@ -6,6 +6,7 @@ use billing_db::idempotency::IdempotencyKey;
 use billing_money::{Asset, Currency};
 use billing_server::ids::new_id;
 use billing_server::page::PageRequest;
+use billing_server::status::Refuse;
 
 use super::Invoicing;
 use crate::domain::customer::{Customer, CustomerChanges};

@@ -13,6 +13,7 @@
 
 use billing_db::idempotency::IdempotencyKey;
 use billing_server::page::PageRequest;
+use billing_server::status::Refuse;
 use futures_util::future::try_join_all;
 
 use super::{Invoicing, failpoint};
@@ -173,7 +174,7 @@ impl Invoicing {
             // Another caller completed it first; its result is the stored one.
             return self.invoice(account, &invoice.id).await;
         }
-        invoice.status = invoice.finalized_status();
+        invoice.status = invoice.finalized_status()?;
         self.count_finalize(invoice.status.as_str());
         invoice.finalized_at = Some(now);
         if invoice.status == Status::Paid {

@@ -5,6 +5,7 @@ use billing_money::Asset;
 use billing_money::FieldViolation;
 use billing_server::ids::new_id;
 use billing_server::page::PageRequest;
+use billing_server::status::Refuse;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::Invoicing;
@@ -90,7 +91,7 @@ impl Invoicing {
             }
         }
         if !violations.is_empty() {
-            return Err(InvoicingError::Invalid(violations));
+            return Err(InvoicingError::fields(violations));
         }
         let period_end = first_end
             .ok_or_else(|| InvoicingError::invalid("billing_cycle_anchor", "is out of range"))?;

@@ -2,6 +2,7 @@
 
 use billing_db::idempotency::{self, Begun, IdempotencyKey};
 use billing_server::page::PageRequest;
+use billing_server::status::Refuse;
 use billing_server::time::{from_micros, to_micros};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -128,7 +129,7 @@ impl Store {
             .map(customer)
             .transpose()?
             .ok_or_else(|| InvoicingError::not_found("customer", id))?;
-        changes.apply(&mut found).map_err(InvoicingError::Invalid)?;
+        changes.apply(&mut found).map_err(InvoicingError::fields)?;
         sqlx::query(
             "UPDATE customers SET name = $1, email = $2, metadata = $3, updated_us = $4 WHERE account = $5 AND id = $6",
         )

@@ -322,7 +322,7 @@ impl Store {
         invoice: &Invoice,
         now: DateTime<Utc>,
     ) -> Result<bool, InvoicingError> {
-        let status = invoice.finalized_status();
+        let status = invoice.finalized_status()?;
         let now_us = to_micros(now);
         let mut tx = self.db.begin_write().await?;
         let sql = format!(

@@ -12,8 +12,8 @@ mod invoices;
 mod prices;
 mod subscriptions;
 
-use billing_db::idempotency::{self, IdempotencyError, IdempotencyKey, Prior};
-use billing_db::{Db, DbError};
+use billing_db::idempotency::{self, IdempotencyKey, Prior};
+use billing_db::{Db, Migrations};
 
 pub use billing_db::StoreError;
 
@@ -24,27 +24,13 @@ pub use subscriptions::Closing;
 
 use crate::error::InvoicingError;
 
-/// Migrations for both backends, embedded.
+/// Invoicing's migrations (the same for both backends), embedded.
+pub static MIGRATIONS: Migrations = Migrations::Shared(&MIGRATOR);
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Runs invoicing's embedded migrations.
-pub async fn migrate(db: &Db) -> Result<(), DbError> {
-    db.migrate(&MIGRATOR).await
-}
 
 impl From<sqlx::Error> for InvoicingError {
     fn from(error: sqlx::Error) -> Self {
         Self::Storage(StoreError::from(error))
-    }
-}
-
-impl From<IdempotencyError> for InvoicingError {
-    fn from(error: IdempotencyError) -> Self {
-        match error {
-            IdempotencyError::Reused => Self::IdempotencyKeyReused,
-            IdempotencyError::Store(error) => Self::Storage(error),
-            IdempotencyError::Corrupt(detail) => Self::Corrupt(detail),
-        }
     }
 }
 
@@ -80,7 +66,7 @@ impl Store {
         match prior {
             Prior::None => Ok(None),
             Prior::Replay(stored) => Ok(Some(serde_json::from_str(&stored)?)),
-            Prior::Reused => Err(InvoicingError::IdempotencyKeyReused),
+            Prior::Reused => Err(StoreError::KeyReused.into()),
         }
     }
 

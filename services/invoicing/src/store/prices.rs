@@ -3,6 +3,7 @@
 use billing_db::idempotency::{self, Begun, IdempotencyKey};
 use billing_money::Asset;
 use billing_server::page::PageRequest;
+use billing_server::status::Refuse;
 use billing_server::time::{from_micros, to_micros};
 use sqlx::Row;
 use sqlx::any::AnyRow;

@@ -3,6 +3,7 @@
 use billing_db::idempotency::{self, Begun, IdempotencyKey};
 use billing_money::Currency;
 use billing_server::page::PageRequest;
+use billing_server::status::Refuse;
 use billing_server::time::{from_micros, to_micros};
 use chrono::{DateTime, Utc};
 use sqlx::Row;

@@ -12,6 +12,7 @@ use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_proto::meter::v1 as meter;
 use billing_proto::meter::v1::meter_service_client::MeterServiceClient;
 use billing_server::auth::ACCOUNT_METADATA_KEY;
+use billing_server::status::Refuse;
 use billing_server::time::to_proto;
 use billing_telemetry::{ClientTrace, ClientTraceLayer};
 use chrono::{DateTime, Utc};

@@ -13,7 +13,7 @@ use billing_proto::meter::v1 as pb;
 use billing_proto::meter::v1::meter_service_server::{MeterService, MeterServiceServer};
 use billing_server::auth::{AuthInterceptor, principal};
 use billing_server::handler::{Call, Reply, invalid, page, required};
-use billing_server::host::Routes;
+use billing_server::host::{Routes, Served};
 use billing_server::time::{from_proto, to_proto};
 use billing_telemetry::record_ids;
 use chrono::{DateTime, Utc};
@@ -33,11 +33,7 @@ const STREAM_ACKS_BUFFERED: usize = 8;
 pub const SERVICE_NAME: &str = "billing.meter.v1.MeterService";
 
 /// The routes of meter-ingest's port, behind `auth`, and the services they serve.
-pub fn routes(
-    metering: &Metering,
-    max: usize,
-    auth: AuthInterceptor,
-) -> (Routes, Vec<&'static str>) {
+pub fn routes(metering: &Metering, max: usize, auth: AuthInterceptor) -> Served {
     let service = MeterServiceServer::new(MeterGrpc {
         metering: metering.clone(),
     })

@@ -12,27 +12,14 @@ pub const ERROR_DOMAIN: &str = "meter.billing";
 /// (UNAVAILABLE when the database is unreachable: retryable).
 pub fn to_status(error: MeterError) -> Status {
     match error {
-        MeterError::Invalid(violations) => status::invalid_argument(&violations),
-        MeterError::NotFound { kind, id } => status::not_found(kind, &id),
-        MeterError::Conflict { reason, message } => {
-            status::with_reason(Code::FailedPrecondition, reason, ERROR_DOMAIN, message)
-        }
+        MeterError::Refused(refusal) => refusal.into_status(ERROR_DOMAIN),
         MeterError::EventNameInUse(name) => status::with_reason(
             Code::AlreadyExists,
             "EVENT_NAME_IN_USE",
             ERROR_DOMAIN,
             format!("an active meter already uses event_name {name:?}"),
         ),
-        MeterError::IdempotencyKeyReused => status::with_reason(
-            Code::AlreadyExists,
-            "IDEMPOTENCY_KEY_REUSED",
-            ERROR_DOMAIN,
-            "request_id was already used with a different request",
-        ),
-        MeterError::Storage(error) if error.is_unavailable() => {
-            tracing::warn!(%error, "database unavailable");
-            Status::unavailable("the meter database is unavailable; retry")
-        }
+        MeterError::Storage(error) => status::storage_status(error, "meter", ERROR_DOMAIN),
         other => {
             tracing::error!(error = %other, "internal error");
             Status::internal("internal error")

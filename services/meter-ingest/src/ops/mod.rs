@@ -7,6 +7,7 @@ use billing_money::FieldViolation;
 use billing_server::clock::Clock;
 use billing_server::metrics::{Labels, Metrics, labels};
 use billing_server::page::PageRequest;
+use billing_server::status::Refuse;
 use chrono::{DateTime, Utc};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -102,10 +103,7 @@ impl Metering {
         self.store
             .meter(account, id)
             .await?
-            .ok_or_else(|| MeterError::NotFound {
-                kind: "meter",
-                id: id.to_owned(),
-            })
+            .ok_or_else(|| MeterError::not_found("meter", id))
     }
 
     /// A page of meters.
@@ -145,14 +143,14 @@ impl Metering {
             .change_meter(account, id, key, self.clock.now(), move |meter| {
                 if meter.active == active {
                     let state = if active { "active" } else { "inactive" };
-                    return Err(MeterError::Conflict {
-                        reason: if active {
+                    return Err(MeterError::conflict(
+                        if active {
                             "METER_ALREADY_ACTIVE"
                         } else {
                             "METER_ALREADY_INACTIVE"
                         },
-                        message: format!("the meter is already {state}"),
-                    });
+                        format!("the meter is already {state}"),
+                    ));
                 }
                 meter.active = active;
                 Ok(())
@@ -241,14 +239,14 @@ impl Metering {
         grouping: Grouping,
     ) -> Result<Usage, MeterError> {
         if end <= start {
-            return Err(MeterError::Invalid(vec![FieldViolation::new(
+            return Err(MeterError::fields(vec![FieldViolation::new(
                 "end_time",
                 "must be after start_time",
             )]));
         }
         let bounds = usage::window_bounds(start, end, grouping);
         if i64::try_from(bounds.len()).unwrap_or(i64::MAX) > WINDOWS_MAX {
-            return Err(MeterError::Invalid(vec![FieldViolation::new(
+            return Err(MeterError::fields(vec![FieldViolation::new(
                 "grouping_window",
                 format!("the range has more than {WINDOWS_MAX} windows; narrow it or group by day"),
             )]));

@@ -4,6 +4,7 @@
 //! adding to the same bucket concurrently either committed before (and is
 //! read) or waits for us (and adds its delta to the rebuilt bucket).
 
+use billing_server::status::Refuse;
 use billing_server::time::{from_micros, to_micros};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -31,16 +32,13 @@ impl Store {
             .bind(identifier)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or_else(|| MeterError::NotFound {
-                kind: "event",
-                id: identifier.to_owned(),
-            })?;
+            .ok_or_else(|| MeterError::not_found("event", identifier))?;
         let (series, timestamp_us): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
         if let Some(cancelled_us) = row.try_get::<Option<i64>, _>(2)? {
-            return Err(MeterError::Conflict {
-                reason: "EVENT_ALREADY_CANCELLED",
-                message: format!("the event was cancelled at {}", from_micros(cancelled_us)),
-            });
+            return Err(MeterError::conflict(
+                "EVENT_ALREADY_CANCELLED",
+                format!("the event was cancelled at {}", from_micros(cancelled_us)),
+            ));
         }
         sqlx::query(
             "UPDATE meter_events SET cancelled_us = $1 WHERE account = $2 AND identifier = $3",

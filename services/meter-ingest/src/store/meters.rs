@@ -2,6 +2,7 @@
 
 use billing_db::idempotency::{self, Begun, IdempotencyKey};
 use billing_server::page::PageRequest;
+use billing_server::status::Refuse;
 use billing_server::time::{from_micros, to_micros};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -148,14 +149,11 @@ impl Store {
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-        let mut found =
-            row.as_ref()
-                .map(meter)
-                .transpose()?
-                .ok_or_else(|| MeterError::NotFound {
-                    kind: "meter",
-                    id: id.to_owned(),
-                })?;
+        let mut found = row
+            .as_ref()
+            .map(meter)
+            .transpose()?
+            .ok_or_else(|| MeterError::not_found("meter", id))?;
         change(&mut found)?;
         found.updated = now;
         sqlx::query("UPDATE meters SET display_name = $1, status = $2, updated_us = $3 WHERE account = $4 AND id = $5")

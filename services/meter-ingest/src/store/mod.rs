@@ -14,49 +14,25 @@ mod usage;
 
 use std::sync::Arc;
 
-use billing_db::idempotency::IdempotencyError;
-use billing_db::{Backend, Db, DbError};
+use billing_db::{Backend, Db, Migrations};
 
 pub use billing_db::StoreError;
 pub use usage::UsageData;
 
 use crate::error::MeterError;
 
-/// SQLite migrations, embedded.
+/// meter-ingest's migrations, embedded: one set per backend, because usage
+/// values are `NUMERIC` on PostgreSQL and decimal `TEXT` on SQLite.
+pub static MIGRATIONS: Migrations = Migrations::PerBackend {
+    sqlite: &SQLITE_MIGRATOR,
+    postgres: &POSTGRES_MIGRATOR,
+};
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-/// PostgreSQL migrations, embedded.
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// Runs the migrations for the database's backend.
-pub async fn migrate(db: &Db) -> Result<(), DbError> {
-    match db.backend() {
-        Backend::Sqlite => db.migrate(&SQLITE_MIGRATOR).await,
-        Backend::Postgres => db.migrate(&POSTGRES_MIGRATOR).await,
-    }
-}
-
-/// Runs the migrations of one backend up to `version` (upgrade tests).
-pub async fn migrate_to(db: &Db, version: i64) -> Result<(), DbError> {
-    let migrator = match db.backend() {
-        Backend::Sqlite => &SQLITE_MIGRATOR,
-        Backend::Postgres => &POSTGRES_MIGRATOR,
-    };
-    db.migrate_to(migrator, version).await
-}
 
 impl From<sqlx::Error> for MeterError {
     fn from(error: sqlx::Error) -> Self {
         Self::Storage(StoreError::from(error))
-    }
-}
-
-impl From<IdempotencyError> for MeterError {
-    fn from(error: IdempotencyError) -> Self {
-        match error {
-            IdempotencyError::Reused => Self::IdempotencyKeyReused,
-            IdempotencyError::Store(error) => Self::Storage(error),
-            IdempotencyError::Corrupt(detail) => Self::Corrupt(detail),
-        }
     }
 }
 
