@@ -86,9 +86,9 @@ async fn main() -> anyhow::Result<()> {
             let db =
                 billing_db::Db::connect(&database_url, &billing_db::DbOptions::default()).await?;
             let migrations = match service {
-                Service::Ledger => &credit_ledger::store::MIGRATIONS,
-                Service::Meter => &meter_ingest::store::MIGRATIONS,
-                Service::Invoicing => &invoicing::store::MIGRATIONS,
+                Service::Ledger => &credit_ledger::MIGRATIONS,
+                Service::Meter => &meter_ingest::MIGRATIONS,
+                Service::Invoicing => &invoicing::MIGRATIONS,
             };
             db.migrate(migrations).await?;
             db.close().await;

@@ -15,19 +15,21 @@
 //! that host.
 
 pub mod config;
-pub mod domain;
-pub mod error;
-pub mod grpc;
+pub(crate) mod domain;
+pub(crate) mod error;
+pub(crate) mod grpc;
 pub mod jobs;
-pub mod ops;
-pub mod store;
+pub(crate) mod ops;
+pub(crate) mod store;
 
 use billing_server::app::AppError;
 use billing_server::auth::AuthInterceptor;
 use billing_server::host::{Host, Job, Parts, Served, Service, Stop};
 
 pub use config::Config;
+pub use error::LedgerError;
 pub use grpc::SERVICE_NAME;
+pub use store::MIGRATIONS;
 pub use ops::Ledger;
 
 /// The credit ledger, as the host runs it.

@@ -19,12 +19,12 @@
 //! that host.
 
 pub mod config;
-pub mod domain;
-pub mod error;
-pub mod grpc;
+pub(crate) mod domain;
+pub(crate) mod error;
+pub(crate) mod grpc;
 pub mod jobs;
-pub mod ops;
-pub mod store;
+pub(crate) mod ops;
+pub(crate) mod store;
 pub mod upstream;
 
 use billing_server::app::AppError;
@@ -33,7 +33,9 @@ use billing_server::clock::Clock;
 use billing_server::host::{Host, Job, Parts, Served, Service, Stop};
 
 pub use config::Config;
+pub use error::InvoicingError;
 pub use grpc::SERVICE_NAME;
+pub use store::MIGRATIONS;
 pub use jobs::worker::Worker;
 pub use ops::Invoicing;
 

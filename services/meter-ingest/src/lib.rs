@@ -15,18 +15,20 @@
 //! host. meter-ingest has no background jobs.
 
 pub mod config;
-pub mod domain;
-pub mod error;
-pub mod grpc;
-pub mod ops;
-pub mod store;
+pub(crate) mod domain;
+pub(crate) mod error;
+pub(crate) mod grpc;
+pub(crate) mod ops;
+pub(crate) mod store;
 
 use billing_server::app::AppError;
 use billing_server::auth::AuthInterceptor;
 use billing_server::host::{Host, Parts, Served, Service};
 
 pub use config::Config;
+pub use error::MeterError;
 pub use grpc::SERVICE_NAME;
+pub use store::MIGRATIONS;
 pub use ops::Metering;
 
 /// meter-ingest, as the host runs it.

@@ -12,4 +12,3 @@ pub mod invariants;
 pub mod transaction;
 pub mod validate;
 
-pub use error::{ConflictReason, RuleError};

@@ -9,6 +9,8 @@ pub type NewId<'a> = &'a mut (dyn FnMut() -> String + Send);
 
 /// Credit or debit, with why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// The variants are Stripe's transaction types (credits_granted, credits_applied, …).
+#[allow(clippy::enum_variant_names)]
 pub enum TransactionKind {
     /// Credit: the grant was created.
     CreditsGranted,

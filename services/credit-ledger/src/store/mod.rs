@@ -27,9 +27,7 @@ impl From<sqlx::Error> for LedgerError {
     }
 }
 
-pub use apply::ApplyWrite;
 pub use audit::AuditReport;
-pub use grants::GrantUpdate;
 pub use pricing_units::PricingUnit;
 
 /// The ledger's migrations, embedded in the binary.

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use billing_db::{Backend, Db, Migrations};
 
 pub use billing_db::StoreError;
-pub use usage::UsageData;
 
 use crate::error::MeterError;
 
