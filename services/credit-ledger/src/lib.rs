@@ -29,8 +29,8 @@ use billing_server::host::{Host, Job, Parts, Served, Service, Stop};
 pub use config::Config;
 pub use error::LedgerError;
 pub use grpc::SERVICE_NAME;
-pub use store::MIGRATIONS;
 pub use ops::Ledger;
+pub use store::MIGRATIONS;
 
 /// The credit ledger, as the host runs it.
 pub type App = Host<LedgerService>;

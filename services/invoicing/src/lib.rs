@@ -35,9 +35,9 @@ use billing_server::host::{Host, Job, Parts, Served, Service, Stop};
 pub use config::Config;
 pub use error::InvoicingError;
 pub use grpc::SERVICE_NAME;
-pub use store::MIGRATIONS;
 pub use jobs::worker::Worker;
 pub use ops::Invoicing;
+pub use store::MIGRATIONS;
 
 /// Invoicing, as the host runs it.
 pub type App = Host<InvoicingService>;

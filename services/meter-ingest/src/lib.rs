@@ -28,8 +28,8 @@ use billing_server::host::{Host, Parts, Served, Service};
 pub use config::Config;
 pub use error::MeterError;
 pub use grpc::SERVICE_NAME;
-pub use store::MIGRATIONS;
 pub use ops::Metering;
+pub use store::MIGRATIONS;
 
 /// meter-ingest, as the host runs it.
 pub type App = Host<MeterIngest>;

@@ -43,9 +43,7 @@ async fn upgrade(backend: Backend) {
         return;
     };
     let old = Db::connect(db.url(), &DbOptions::default()).await.unwrap();
-    old.migrate_to(&meter_ingest::MIGRATIONS, 1)
-        .await
-        .unwrap();
+    old.migrate_to(&meter_ingest::MIGRATIONS, 1).await.unwrap();
     let hour = t0() - TimeDelta::hours(2);
     for sql in legacy_rows(hour.timestamp_micros()) {
         sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -342,6 +342,77 @@ mod tests {
         Asset::Currency(Currency::parse("usd").unwrap())
     }
 
+    fn one_grant(amount: i64, available: i64) -> Grant {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        Grant {
+            id: "credgr_1".into(),
+            customer: "cus".into(),
+            name: String::new(),
+            asset: usd(),
+            amount,
+            available,
+            totals: GrantTotals::default(),
+            scope: Scope::Metered,
+            category: Category::Paid,
+            priority: 50,
+            effective_at: t0,
+            expires_at: None,
+            voided_at: None,
+            metadata: BTreeMap::new(),
+            created: t0,
+            updated: t0,
+        }
+    }
+
+    fn request(amount: i64) -> ApplyRequest {
+        ApplyRequest {
+            customer: "cus".into(),
+            invoice: "in".into(),
+            period_end: Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap(),
+            lines: vec![Line {
+                invoice_line_item: "il_1".into(),
+                price: "price_1".into(),
+                asset: usd(),
+                amount,
+            }],
+        }
+    }
+
+    #[test]
+    fn booking_a_grant_the_transaction_did_not_lock_is_an_error_not_a_skip() {
+        let grants = vec![one_grant(100, 100)];
+        let mut outcome = plan(&request(40), &grants).unwrap();
+        let now = grants[0].created;
+        let mut ids = || "cbtxn_1".to_owned();
+        let booked = book(&mut outcome, &mut [], now, &mut ids);
+        assert_eq!(booked, Err(RuleError::NotLocked("credgr_1".into())));
+        let reversed = reverse(&outcome, &mut [], now, &mut ids);
+        assert_eq!(reversed, Err(RuleError::NotLocked("credgr_1".into())));
+    }
+
+    #[test]
+    fn money_that_would_overflow_is_an_error_not_a_wrap() {
+        // A reinstatement that would push the available balance past i64.
+        let mut grants = vec![one_grant(i64::MAX, i64::MAX - 10)];
+        let mut outcome = plan(&request(10), &grants).unwrap();
+        let now = grants[0].created;
+        let mut ids = || "cbtxn_1".to_owned();
+        book(&mut outcome, &mut grants, now, &mut ids).unwrap();
+        grants[0].available = i64::MAX - 5;
+        let reversed = reverse(&outcome, &mut grants, now, &mut ids);
+        assert_eq!(reversed, Err(RuleError::Overflow("grant available")));
+        // Two lines whose sum per asset passes i64.
+        let mut two = request(i64::MAX);
+        two.lines.push(Line {
+            invoice_line_item: "il_2".into(),
+            ..two.lines[0].clone()
+        });
+        assert_eq!(
+            plan(&two, &[]),
+            Err(RuleError::Overflow("invoice amount per asset"))
+        );
+    }
+
     /// Distinct, increasing grant ids across a test run.
     static NEXT_GRANT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

@@ -11,4 +11,3 @@ pub mod grant;
 pub mod invariants;
 pub mod transaction;
 pub mod validate;
-

@@ -284,7 +284,44 @@ impl Invoice {
 mod tests {
     use chrono::TimeDelta;
 
-    use super::retry_delay;
+    use super::*;
+
+    #[test]
+    fn totals_past_i64_are_an_error_not_a_saturated_number() {
+        let usd = Asset::Currency(billing_money::Currency::parse("usd").unwrap());
+        let line = |id: &str| Line {
+            id: id.into(),
+            price: "price_1".into(),
+            meter: "mtr_1".into(),
+            description: String::new(),
+            asset: usd.clone(),
+            usage: Decimal::ZERO,
+            quantity: Decimal::ZERO,
+            unit_amount: None,
+            amount: i64::MAX,
+            credits_applied: 0,
+            applications: Vec::new(),
+        };
+        let mut invoice = Invoice {
+            id: "in_1".into(),
+            customer: "cus_1".into(),
+            subscription: "sub_1".into(),
+            status: Status::Draft,
+            reason: BillingReason::SubscriptionCycle,
+            period_start: DateTime::UNIX_EPOCH,
+            period_end: DateTime::UNIX_EPOCH,
+            lines: vec![line("il_1")],
+            auto_finalize_at: None,
+            finalized_at: None,
+            paid_at: None,
+            voided_at: None,
+            created: DateTime::UNIX_EPOCH,
+            step_error: None,
+        };
+        assert_eq!(invoice.totals().unwrap()[0].subtotal, i64::MAX);
+        invoice.lines.push(line("il_2"));
+        assert_eq!(invoice.totals(), Err(TotalOverflow("subtotal")));
+    }
 
     #[test]
     fn retry_delay_doubles_from_ten_seconds_to_fifteen_minutes() {
