@@ -144,34 +144,6 @@ macro_rules! unary_service {
     };
 }
 
-/// Runs a unary RPC: who calls, what they sent, and the answer or a status.
-pub async fn unary<Req, Resp, Fut>(
-    request: Request<Req>,
-    call: impl FnOnce(Principal, Req) -> Fut,
-) -> Result<Response<Resp>, Status>
-where
-    Fut: Future<Output = Result<Resp, Status>>,
-{
-    let caller = principal(&request)?;
-    call(caller, request.into_inner()).await.map(Response::new)
-}
-
-/// Runs a create or mutate RPC: as [`unary`], with the request's idempotency
-/// key (None without a `request_id`; INVALID_ARGUMENT when it is too long).
-pub async fn mutation<Req, Resp, Fut>(
-    request: Request<Req>,
-    call: impl FnOnce(Principal, Req, Option<IdempotencyKey>) -> Fut,
-) -> Result<Response<Resp>, Status>
-where
-    Req: HasRequestId,
-    Fut: Future<Output = Result<Resp, Status>>,
-{
-    let caller = principal(&request)?;
-    let body = request.into_inner();
-    let key = idempotency_key(&body)?;
-    call(caller, body, key).await.map(Response::new)
-}
-
 /// INVALID_ARGUMENT listing the violations.
 pub fn invalid(violations: Vec<FieldViolation>) -> Status {
     invalid_argument(&violations)
