@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (idempotency) do not depend on hash order.
     tonic_prost_build::configure()
         .btree_map(".")
+        // Undecodable requests are the caller's INVALID_ARGUMENT (src/codec.rs).
+        .codec_path("crate::codec::StrictCodec")
         .file_descriptor_set_path(out_dir.join("billing_descriptor.bin"))
         .compile_with_config(config, &files, std::slice::from_ref(&proto_root))?;
 

@@ -5,6 +5,8 @@
 
 #![allow(missing_docs, clippy::doc_markdown, clippy::large_enum_variant)]
 
+pub mod codec;
+
 /// Encoded `FileDescriptorSet` of every billing proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/billing_descriptor.bin"));

@@ -103,6 +103,9 @@ pub async fn serve(
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             options.concurrency_limit,
         ))
+        .layer(tower::util::MapResponseLayer::new(
+            oversize_is_resource_exhausted::<tonic::body::Body>,
+        ))
         .add_routes(routes)
         // TCP_NODELAY: without it small responses wait on delayed ACKs (~40 ms).
         .serve_with_incoming_shutdown(
@@ -127,6 +130,26 @@ pub async fn serve(
         task.abort();
     }
     result
+}
+
+/// tonic refuses a request larger than `max_message_bytes` with OUT_OF_RANGE
+/// ("decoded message length too large … the limit is N bytes"); gRPC's code
+/// for a request over a size limit is RESOURCE_EXHAUSTED. The services never
+/// answer OUT_OF_RANGE themselves, so every one in a trailers-only response
+/// (a refused unary request) is that refusal.
+fn oversize_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
+    if headers
+        .get("grpc-status")
+        .is_some_and(|status| status.as_bytes() == out_of_range.as_bytes())
+    {
+        let exhausted = (tonic::Code::ResourceExhausted as i32).to_string();
+        if let Ok(value) = http::HeaderValue::from_str(&exhausted) {
+            headers.insert("grpc-status", value);
+        }
+    }
+    response
 }
 
 async fn set_status(reporter: &HealthReporter, service_names: &[&str], status: ServingStatus) {

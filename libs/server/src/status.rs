@@ -8,16 +8,62 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 pub use billing_money::FieldViolation;
 
-/// `INVALID_ARGUMENT` with a BadRequest listing every violation.
+/// Most field violations one BadRequest lists; the message says how many
+/// there were in all. A request with 100,000 bad items gets a short answer.
+pub const VIOLATIONS_LISTED_MAX: usize = 20;
+
+/// Most characters of a field path or of an echoed client value in an error.
+pub const ECHO_CHARS_MAX: usize = 64;
+
+/// Most characters of a violation's description.
+const DESCRIPTION_CHARS_MAX: usize = 256;
+
+/// Most characters of a status message built from violations.
+const MESSAGE_CHARS_MAX: usize = 900;
+
+/// `text` cut to `max` characters, marked with `…` when cut: client input
+/// echoed in an error stays small (a 1 MB id must not become a 1 MB trailer).
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
+/// `INVALID_ARGUMENT` with a BadRequest listing the first
+/// [`VIOLATIONS_LISTED_MAX`] violations (paths and descriptions clipped).
 pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
-    let message = violations
+    let listed: Vec<FieldViolation> = violations
         .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ");
+        .take(VIOLATIONS_LISTED_MAX)
+        .map(|v| {
+            FieldViolation::new(
+                clip(&v.field, ECHO_CHARS_MAX),
+                clip(&v.description, DESCRIPTION_CHARS_MAX),
+            )
+        })
+        .collect();
+    let mut message = String::new();
+    for violation in &listed {
+        let next = violation.to_string();
+        if message.chars().count() + next.chars().count() > MESSAGE_CHARS_MAX {
+            break;
+        }
+        if !message.is_empty() {
+            message.push_str("; ");
+        }
+        message.push_str(&next);
+    }
+    if violations.len() > listed.len() {
+        message = format!(
+            "{} invalid fields, the first {} listed: {message}",
+            violations.len(),
+            listed.len()
+        );
+    }
     let mut details = ErrorDetails::new();
-    for violation in violations {
-        details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
+    for violation in listed {
+        details.add_bad_request_violation(violation.field, violation.description);
     }
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
@@ -143,7 +189,7 @@ pub fn storage_status(error: billing_db::StoreError, service: &str, domain: &str
 
 /// `NOT_FOUND` for an object of the caller's account.
 pub fn not_found(kind: &str, id: &str) -> Status {
-    Status::not_found(format!("no {kind} with id {id:?}"))
+    Status::not_found(format!("no {kind} with id {:?}", clip(id, ECHO_CHARS_MAX)))
 }
 
 /// Checks `request_id`: at most 100 characters.
@@ -170,6 +216,39 @@ mod tests {
         let details = status.get_error_details();
         let violations = &details.bad_request().unwrap().field_violations;
         assert_eq!(violations[0].field, "amount.monetary.value");
+    }
+
+    #[test]
+    fn many_violations_are_capped_and_counted() {
+        let violations: Vec<FieldViolation> = (0..100_000)
+            .map(|i| FieldViolation::new(format!("items[{i}].price"), "is required"))
+            .collect();
+        let status = invalid_argument(&violations);
+        let listed = status
+            .get_error_details()
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .len();
+        assert_eq!(listed, VIOLATIONS_LISTED_MAX);
+        assert!(
+            status
+                .message()
+                .starts_with("100000 invalid fields, the first 20 listed")
+        );
+        assert!(status.message().len() < 1024, "{}", status.message().len());
+    }
+
+    #[test]
+    fn echoed_client_input_is_clipped() {
+        let huge = "x".repeat(1_000_000);
+        let status =
+            invalid_argument(&[FieldViolation::new(format!("metadata.{huge}"), "too long")]);
+        let details = status.get_error_details();
+        let field = &details.bad_request().unwrap().field_violations[0].field;
+        assert_eq!(field.chars().count(), ECHO_CHARS_MAX + 1);
+        assert!(not_found("customer", &huge).message().len() < 200);
+        assert_eq!(clip("abc", 64), "abc");
     }
 
     #[test]

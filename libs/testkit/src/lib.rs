@@ -5,6 +5,8 @@
 //! `async fn(&Harness)` into one `#[tokio::test]` per backend that always
 //! cleans up, even when the test panics.
 
+pub mod raw;
+
 pub use billing_db::testing::TestDatabase;
 pub use futures_util;
 

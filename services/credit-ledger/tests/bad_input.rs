@@ -273,8 +273,77 @@ async fn keys_and_accounts_are_enforced(t: &TestLedger) {
     assert!(summary.balances.is_empty());
 }
 
+/// Bytes that are not the method's message are the caller's error, never
+/// INTERNAL (reserved for our own faults); a request over the message-size
+/// limit is RESOURCE_EXHAUSTED naming the limit; errors never echo a huge id.
+async fn undecodable_and_oversized_requests_are_the_callers_error(t: &TestLedger) {
+    use tonic::Code;
+    const GET_GRANT: &str = "/billing.ledger.v1.LedgerService/GetCreditGrant";
+    const CREATE_GRANT: &str = "/billing.ledger.v1.LedgerService/CreateCreditGrant";
+    let cases: [(&str, Vec<u8>); 4] = [
+        // Field 1 (id, a string) holding invalid UTF-8.
+        ("invalid utf-8", vec![0x0a, 0x02, 0xff, 0xfe]),
+        // Field 1 declared 16 bytes long, 1 byte present.
+        ("truncated", vec![0x0a, 0x10, 0x61]),
+        // Field 1 with wire type 7, which does not exist.
+        ("bad wire type", vec![0x0f, 0x00]),
+        // Field 1 nested 200 deep: not a valid message for either method.
+        ("recursion", deep_nesting(200)),
+    ];
+    for (what, body) in cases {
+        for path in [GET_GRANT, CREATE_GRANT] {
+            let status = billing_testkit::raw::call(t.channel.clone(), path, KEY_A, body.clone())
+                .await
+                .expect_err(what);
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{what} on {path}: {status:?}"
+            );
+        }
+    }
+
+    let limit = 4 * 1024 * 1024;
+    let mut oversized = vec![0x0a];
+    let huge_id = vec![b'a'; limit + 1];
+    prost::encoding::encode_varint(huge_id.len() as u64, &mut oversized);
+    oversized.extend_from_slice(&huge_id);
+    let status = billing_testkit::raw::call(t.channel.clone(), GET_GRANT, KEY_A, oversized)
+        .await
+        .expect_err("oversized");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains(&limit.to_string()),
+        "{}",
+        status.message()
+    );
+
+    // A long unknown id is NOT_FOUND with a short message.
+    let long_id = format!("credgr_{}", "A".repeat(90));
+    let status = t
+        .client()
+        .get_credit_grant(authed(KEY_A, pb::GetCreditGrantRequest { id: long_id }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(status.message().len() < 120, "{}", status.message());
+}
+
+/// `depth` length-delimited fields 1 nested in one another.
+fn deep_nesting(depth: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    for _ in 0..depth {
+        let mut outer = vec![0x0a];
+        prost::encoding::encode_varint(body.len() as u64, &mut outer);
+        outer.extend_from_slice(&body);
+        body = outer;
+    }
+    body
+}
+
 backends!(
     invalid_grants_name_the_field_and_write_nothing,
     invalid_lists_and_applications,
     keys_and_accounts_are_enforced,
+    undecodable_and_oversized_requests_are_the_callers_error,
 );
