@@ -48,6 +48,11 @@ pub enum MoneyError {
     /// The value does not fit a 64-bit count of smallest units.
     #[error("amount out of range")]
     Overflow,
+    /// More digits than a decimal holds exactly (28 significant digits, at
+    /// most 28 after the point) or a string over [`DECIMAL_CHARS_MAX`]:
+    /// refused, never rounded.
+    #[error("{0:?} has more digits than can be kept exactly (28 at most)")]
+    TooManyDigits(String),
     /// A pricing-unit scale above [`PRICING_UNIT_SCALE_MAX`].
     #[error("scale must be between 0 and {PRICING_UNIT_SCALE_MAX}")]
     ScaleOutOfRange,
@@ -223,11 +228,7 @@ impl Money {
 /// Trailing zeros are fine ("1.50" at scale 1); any further significant digit
 /// is [`MoneyError::TooPrecise`], never rounded away.
 pub fn parse_value(value: &str, scale: u32) -> Result<i64, MoneyError> {
-    if !is_plain_decimal(value) {
-        return Err(MoneyError::NotADecimal(value.to_owned()));
-    }
-    let decimal =
-        Decimal::from_str(value).map_err(|_| MoneyError::NotADecimal(value.to_owned()))?;
+    let decimal = parse_decimal(value)?;
     decimal_to_units(decimal.normalize(), scale).map_err(|error| match error {
         MoneyError::TooPrecise { scale, .. } => MoneyError::TooPrecise {
             value: value.to_owned(),
@@ -242,10 +243,34 @@ pub fn parse_value(value: &str, scale: u32) -> Result<i64, MoneyError> {
 /// Used for usage values, which may have any number of decimal places that
 /// fit rust_decimal's 28 significant digits.
 pub fn parse_decimal(value: &str) -> Result<Decimal, MoneyError> {
+    if value.len() > DECIMAL_CHARS_MAX {
+        return Err(MoneyError::TooManyDigits(value.chars().take(32).collect()));
+    }
     if !is_plain_decimal(value) {
         return Err(MoneyError::NotADecimal(value.to_owned()));
     }
+    // rust_decimal rounds what it cannot hold; we refuse it instead.
+    let unsigned = value.strip_prefix('-').unwrap_or(value);
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let whole = whole.trim_start_matches('0');
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.len() > DECIMAL_DIGITS_MAX || whole.len() + fraction.len() > DECIMAL_DIGITS_MAX {
+        return Err(MoneyError::TooManyDigits(value.to_owned()));
+    }
     Decimal::from_str(value).map_err(|_| MoneyError::NotADecimal(value.to_owned()))
+}
+
+/// Longest decimal string accepted anywhere.
+pub const DECIMAL_CHARS_MAX: usize = 64;
+
+/// Significant digits (and digits after the point) a `Decimal` keeps exactly.
+const DECIMAL_DIGITS_MAX: usize = 28;
+
+/// The number of decimal places `value` really has (trailing zeros do not
+/// count): what a caller compares with a field's limit, such as 12 for a
+/// price's `unit_amount_decimal`.
+pub fn decimal_places(value: Decimal) -> u32 {
+    value.normalize().scale()
 }
 
 /// `-?digits(.digits)?`: no exponent, sign or white space that a client could
@@ -336,6 +361,10 @@ mod tests {
         check("12.50", 1, Ok(125));
         check("12.500000", 0, Err(()));
         check("12", 0, Ok(12));
+        // Digits a Decimal cannot hold are refused, not rounded away.
+        check("1.0000000000000000000000000000001", 2, Err(()));
+        check("0.0000000000000000000000000000001", 2, Err(()));
+        check(&format!("1{}", "0".repeat(70)), 0, Err(()));
         check("0.001", 2, Err(()));
         check("-3.25", 2, Ok(-325));
         check("1e3", 2, Err(()));

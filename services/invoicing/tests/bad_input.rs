@@ -15,6 +15,7 @@ use tonic_types::StatusExt;
 backends!(
     customers_round_trip_and_stay_in_their_account,
     invalid_prices_name_the_field_and_write_nothing,
+    price_decimals_are_refused_never_rounded,
     subscriptions_refuse_mixed_currencies_and_unknown_ids,
     invoice_state_conflicts_are_failed_precondition,
     request_ids_replay_and_refuse_reuse,
@@ -338,6 +339,69 @@ async fn invalid_prices_name_the_field_and_write_nothing(t: &Suite) {
         .price
         .unwrap();
     assert!(!inactive.active);
+}
+
+/// A price amount with more precision than it may carry is refused naming
+/// the field: never stored rounded (a 1e-31 price was stored as 0 before).
+async fn price_decimals_are_refused_never_rounded(t: &Suite) {
+    let meter = t.meter("calls").await;
+    let per_unit = |amount: &str| pb::CreatePriceRequest {
+        currency: "usd".into(),
+        meter: meter.clone(),
+        billing_scheme: pb::BillingScheme::PerUnit.into(),
+        unit_amount_decimal: amount.into(),
+        ..Default::default()
+    };
+    let tiered = |flat: &str| pb::CreatePriceRequest {
+        billing_scheme: pb::BillingScheme::Tiered.into(),
+        unit_amount_decimal: String::new(),
+        tiers_mode: pb::TiersMode::Graduated.into(),
+        tiers: vec![pb::PriceTier {
+            up_to: String::new(),
+            unit_amount_decimal: "1".into(),
+            flat_amount_decimal: flat.into(),
+        }],
+        ..per_unit("")
+    };
+    let tiny = format!("0.{}1", "0".repeat(30));
+    let cases = [
+        (per_unit(&tiny), "unit_amount_decimal"),
+        (
+            per_unit("1.0000000000000000000000000000001"),
+            "unit_amount_decimal",
+        ),
+        (per_unit("0.1234567890123"), "unit_amount_decimal"),
+        (per_unit(&"9".repeat(80)), "unit_amount_decimal"),
+        (tiered("0.0000000000001"), "tiers[0].flat_amount_decimal"),
+    ];
+    for (request, field) in cases {
+        let status = t
+            .invoicing
+            .clone()
+            .create_price(authed(KEY_A, request.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{request:?}");
+        assert_eq!(fields_of(&status), vec![field.to_owned()], "{request:?}");
+        assert!(status.message().len() < 1024);
+    }
+    // Twelve places is the limit, and trailing zeros are not precision.
+    for amount in ["0.123456789012", "2.500000000000000"] {
+        t.invoicing
+            .clone()
+            .create_price(authed(KEY_A, per_unit(amount)))
+            .await
+            .unwrap();
+    }
+    let listed = t
+        .invoicing
+        .clone()
+        .list_prices(authed(KEY_A, pb::ListPricesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .prices;
+    assert_eq!(listed.len(), 2, "only the two valid prices were written");
 }
 
 async fn subscriptions_refuse_mixed_currencies_and_unknown_ids(t: &Suite) {

@@ -192,6 +192,35 @@ async fn bad_events_never_reject_their_siblings(t: &TestMeter) {
     assert_eq!(t.total(&sum, "cus_1", at, t0()).await, "3.5");
 }
 
+/// A value rust_decimal would round (more than 28 digits) is rejected, not
+/// counted rounded: "1.0000000000000000000000000000001" was counted as 1.
+async fn values_are_never_rounded(t: &TestMeter) {
+    let sum = t.meter("exact_sum", pb::Aggregation::Sum).await.id;
+    let at = t0() - TimeDelta::minutes(5);
+    let response = t
+        .ingest(vec![
+            event(
+                "exact_sum",
+                "rounded-up",
+                at,
+                "cus_1",
+                "1.0000000000000000000000000000001",
+            ),
+            event(
+                "exact_sum",
+                "rounded-away",
+                at,
+                "cus_1",
+                &format!("0.{}1", "0".repeat(30)),
+            ),
+            event("exact_sum", "exact", at, "cus_1", "2.000000000001"),
+        ])
+        .await;
+    let fields: Vec<&str> = response.results.iter().map(|r| r.field.as_str()).collect();
+    assert_eq!(fields, vec!["payload.value", "payload.value", ""]);
+    assert_eq!(t.total(&sum, "cus_1", at, t0()).await, "2.000000000001");
+}
+
 async fn oversized_and_empty_batches_are_refused(t: &TestMeter) {
     t.meter("big", pb::Aggregation::Count).await;
     let at = t0() - TimeDelta::minutes(5);
@@ -386,4 +415,5 @@ backends!(
     oversized_and_empty_batches_are_refused,
     meters_validate_and_keep_event_names_unique,
     usage_requests_are_checked,
+    values_are_never_rounded,
 );

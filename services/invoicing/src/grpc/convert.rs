@@ -91,16 +91,39 @@ fn decimal_field(
             out.push(FieldViolation::new(field, "must not be negative"));
             None
         }
+        Ok(d) if billing_money::decimal_places(d) > PRICE_DECIMAL_PLACES_MAX => {
+            out.push(FieldViolation::new(
+                field,
+                format!(
+                    "has more than {PRICE_DECIMAL_PLACES_MAX} decimal places (it is not rounded)"
+                ),
+            ));
+            None
+        }
         Ok(d) => Some(d),
+        Err(billing_money::MoneyError::TooManyDigits(_)) => {
+            out.push(FieldViolation::new(
+                field,
+                "has more digits than can be kept exactly (it is not rounded)",
+            ));
+            None
+        }
         Err(_) => {
             out.push(FieldViolation::new(
                 field,
-                format!("{text:?} is not a decimal number like \"12.5\""),
+                format!(
+                    "{:?} is not a decimal number like \"12.5\"",
+                    billing_server::status::clip(text, 32)
+                ),
             ));
             None
         }
     }
 }
+
+/// Most decimal places of a price amount or tier bound (Stripe's limit for
+/// `unit_amount_decimal`).
+pub const PRICE_DECIMAL_PLACES_MAX: u32 = 12;
 
 fn tiers(request: &pb::CreatePriceRequest, out: &mut Vec<FieldViolation>) -> Vec<Tier> {
     if request.tiers.is_empty() || request.tiers.len() > TIERS_MAX {
