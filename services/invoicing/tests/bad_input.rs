@@ -16,6 +16,7 @@ backends!(
     customers_round_trip_and_stay_in_their_account,
     invalid_prices_name_the_field_and_write_nothing,
     price_decimals_are_refused_never_rounded,
+    unknown_enum_numbers_are_refused,
     subscriptions_refuse_mixed_currencies_and_unknown_ids,
     invoice_state_conflicts_are_failed_precondition,
     request_ids_replay_and_refuse_reuse,
@@ -402,6 +403,93 @@ async fn price_decimals_are_refused_never_rounded(t: &Suite) {
         .into_inner()
         .prices;
     assert_eq!(listed.len(), 2, "only the two valid prices were written");
+}
+
+/// An enum number that means nothing (99), or an enum that does not apply,
+/// is INVALID_ARGUMENT naming the field, never read as "unset".
+async fn unknown_enum_numbers_are_refused(t: &Suite) {
+    let meter = t.meter("calls").await;
+    let customer = t.customer("Acme").await;
+    let price = pb::CreatePriceRequest {
+        currency: "usd".into(),
+        meter,
+        billing_scheme: pb::BillingScheme::PerUnit.into(),
+        unit_amount_decimal: "1".into(),
+        ..Default::default()
+    };
+    let mut client = t.invoicing.clone();
+    for (request, field) in [
+        (
+            pb::CreatePriceRequest {
+                tiers_mode: 99,
+                ..price.clone()
+            },
+            "tiers_mode",
+        ),
+        (
+            pb::CreatePriceRequest {
+                tiers_mode: pb::TiersMode::Volume.into(),
+                ..price.clone()
+            },
+            "tiers_mode",
+        ),
+        (
+            pb::CreatePriceRequest {
+                billing_scheme: 99,
+                ..price.clone()
+            },
+            "billing_scheme",
+        ),
+        (
+            pb::CreatePriceRequest {
+                transform_quantity: Some(pb::TransformQuantity {
+                    divide_by: 10,
+                    round: 42,
+                }),
+                ..price.clone()
+            },
+            "transform_quantity.round",
+        ),
+    ] {
+        let status = client
+            .create_price(authed(KEY_A, request.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(fields_of(&status), vec![field.to_owned()], "{request:?}");
+    }
+    let price = client
+        .create_price(authed(KEY_A, price))
+        .await
+        .unwrap()
+        .into_inner()
+        .price
+        .unwrap()
+        .id;
+    let status = client
+        .create_subscription(authed(
+            KEY_A,
+            pb::CreateSubscriptionRequest {
+                customer,
+                items: vec![pb::SubscriptionItemInput { price }],
+                billing_interval: 7,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(fields_of(&status), vec!["billing_interval".to_owned()]);
+    let status = client
+        .list_invoices(authed(
+            KEY_A,
+            pb::ListInvoicesRequest {
+                status: 99,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(fields_of(&status), vec!["status".to_owned()]);
 }
 
 async fn subscriptions_refuse_mixed_currencies_and_unknown_ids(t: &Suite) {

@@ -212,12 +212,24 @@ pub fn new_price(request: &pb::CreatePriceRequest) -> Result<NewPrice, Vec<Field
             format!("at most {TEXT_MAX} characters"),
         ));
     }
+    // prost's getters read an unknown enum number as the default; a client
+    // sending 99 must hear that 99 means nothing.
+    known_enum::<pb::BillingScheme>(request.billing_scheme, "billing_scheme", &mut out);
+    known_enum::<pb::TiersMode>(request.tiers_mode, "tiers_mode", &mut out);
     let model = match request.billing_scheme() {
         pb::BillingScheme::PerUnit => {
             if !request.tiers.is_empty() {
                 out.push(FieldViolation::new(
                     "tiers",
                     "only tiered prices have tiers",
+                ));
+            }
+            if pb::TiersMode::try_from(request.tiers_mode)
+                .is_ok_and(|mode| mode != pb::TiersMode::Unspecified)
+            {
+                out.push(FieldViolation::new(
+                    "tiers_mode",
+                    "only tiered prices have a tiers_mode",
                 ));
             }
             decimal_field(
@@ -239,10 +251,12 @@ pub fn new_price(request: &pb::CreatePriceRequest) -> Result<NewPrice, Vec<Field
                 pb::TiersMode::Graduated => Some(TiersMode::Graduated),
                 pb::TiersMode::Volume => Some(TiersMode::Volume),
                 pb::TiersMode::Unspecified => {
-                    out.push(FieldViolation::new(
-                        "tiers_mode",
-                        "is required for tiered prices: TIERS_MODE_GRADUATED or TIERS_MODE_VOLUME",
-                    ));
+                    if request.tiers_mode == 0 {
+                        out.push(FieldViolation::new(
+                            "tiers_mode",
+                            "is required for tiered prices: TIERS_MODE_GRADUATED or TIERS_MODE_VOLUME",
+                        ));
+                    }
                     None
                 }
             };
@@ -250,10 +264,12 @@ pub fn new_price(request: &pb::CreatePriceRequest) -> Result<NewPrice, Vec<Field
             mode.map(|mode| PriceModel::Tiered { mode, tiers })
         }
         pb::BillingScheme::Unspecified => {
-            out.push(FieldViolation::new(
-                "billing_scheme",
-                "is required: BILLING_SCHEME_PER_UNIT or BILLING_SCHEME_TIERED",
-            ));
+            if request.billing_scheme == 0 {
+                out.push(FieldViolation::new(
+                    "billing_scheme",
+                    "is required: BILLING_SCHEME_PER_UNIT or BILLING_SCHEME_TIERED",
+                ));
+            }
             None
         }
     };
@@ -267,14 +283,17 @@ pub fn new_price(request: &pb::CreatePriceRequest) -> Result<NewPrice, Vec<Field
                     "must be at least 1",
                 ));
             }
+            known_enum::<pb::TransformRound>(t.round, "transform_quantity.round", &mut out);
             let round = match t.round() {
                 pb::TransformRound::Up => Some(QuantityRounding::Up),
                 pb::TransformRound::Down => Some(QuantityRounding::Down),
                 pb::TransformRound::Unspecified => {
-                    out.push(FieldViolation::new(
-                        "transform_quantity.round",
-                        "is required: TRANSFORM_ROUND_UP or TRANSFORM_ROUND_DOWN",
-                    ));
+                    if t.round == 0 {
+                        out.push(FieldViolation::new(
+                            "transform_quantity.round",
+                            "is required: TRANSFORM_ROUND_UP or TRANSFORM_ROUND_DOWN",
+                        ));
+                    }
                     None
                 }
             };
@@ -327,14 +346,17 @@ pub fn new_subscription(
         }
         prices.push(item.price.clone());
     }
+    known_enum::<pb::BillingInterval>(request.billing_interval, "billing_interval", &mut out);
     let interval = match request.billing_interval() {
         pb::BillingInterval::Month => Some(Interval::Month),
         pb::BillingInterval::Year => Some(Interval::Year),
         pb::BillingInterval::Unspecified => {
-            out.push(FieldViolation::new(
-                "billing_interval",
-                "is required: BILLING_INTERVAL_MONTH or BILLING_INTERVAL_YEAR",
-            ));
+            if request.billing_interval == 0 {
+                out.push(FieldViolation::new(
+                    "billing_interval",
+                    "is required: BILLING_INTERVAL_MONTH or BILLING_INTERVAL_YEAR",
+                ));
+            }
             None
         }
     };
@@ -470,8 +492,37 @@ pub fn invoice_status(status: Status) -> pb::InvoiceStatus {
     }
 }
 
-/// The domain status of a list filter.
-pub fn status_filter(status: pb::InvoiceStatus) -> Option<Status> {
+/// The domain status of a list filter (None: any); an unknown number is
+/// INVALID_ARGUMENT naming `status`.
+pub fn status_filter(value: i32) -> Result<Option<Status>, Vec<FieldViolation>> {
+    let mut out = Vec::new();
+    let status = known_enum::<pb::InvoiceStatus>(value, "status", &mut out);
+    match status {
+        Some(status) => Ok(invoice_status_filter(status)),
+        None => Err(out),
+    }
+}
+
+/// An enum field's value, or a violation naming the field when the number is
+/// not one of the enum's (prost keeps unknown numbers as plain integers).
+fn known_enum<E: TryFrom<i32>>(
+    value: i32,
+    field: &str,
+    out: &mut Vec<FieldViolation>,
+) -> Option<E> {
+    match E::try_from(value) {
+        Ok(known) => Some(known),
+        Err(_) => {
+            out.push(FieldViolation::new(
+                field,
+                format!("{value} is not one of the enum's values"),
+            ));
+            None
+        }
+    }
+}
+
+fn invoice_status_filter(status: pb::InvoiceStatus) -> Option<Status> {
     match status {
         pb::InvoiceStatus::Unspecified => None,
         pb::InvoiceStatus::Draft => Some(Status::Draft),

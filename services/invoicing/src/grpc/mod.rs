@@ -342,7 +342,7 @@ impl InvoicingGrpc {
         let filter = InvoiceFilter {
             customer: optional(&call.body.customer).map(str::to_owned),
             subscription: optional(&call.body.subscription).map(str::to_owned),
-            status: convert::status_filter(call.body.status()),
+            status: convert::status_filter(call.body.status).map_err(invalid)?,
         };
         let (invoices, next_page_token) = self
             .invoicing
