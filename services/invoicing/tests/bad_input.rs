@@ -457,7 +457,7 @@ async fn unknown_enum_numbers_are_refused(t: &Suite) {
             .unwrap_err();
         assert_eq!(fields_of(&status), vec![field.to_owned()], "{request:?}");
     }
-    let price = client
+    let price_id = client
         .create_price(authed(KEY_A, price))
         .await
         .unwrap()
@@ -470,7 +470,9 @@ async fn unknown_enum_numbers_are_refused(t: &Suite) {
             KEY_A,
             pb::CreateSubscriptionRequest {
                 customer,
-                items: vec![pb::SubscriptionItemInput { price }],
+                items: vec![pb::SubscriptionItemInput {
+                    price: price_id.clone(),
+                }],
                 billing_interval: 7,
                 ..Default::default()
             },
@@ -478,6 +480,31 @@ async fn unknown_enum_numbers_are_refused(t: &Suite) {
         .await
         .unwrap_err();
     assert_eq!(fields_of(&status), vec!["billing_interval".to_owned()]);
+    // A start in year 9999 (its period end would be no valid Timestamp).
+    let year_9999 = prost_types::Timestamp {
+        seconds: 253_402_214_400,
+        nanos: 0,
+    };
+    let status = client
+        .create_subscription(authed(
+            KEY_A,
+            pb::CreateSubscriptionRequest {
+                customer: t.customer("Later").await,
+                items: vec![pb::SubscriptionItemInput {
+                    price: price_id.clone(),
+                }],
+                billing_interval: pb::BillingInterval::Year.into(),
+                start_date: Some(year_9999.clone()),
+                billing_cycle_anchor: Some(year_9999),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        fields_of(&status),
+        vec!["billing_cycle_anchor".to_owned(), "start_date".to_owned()]
+    );
     let status = client
         .list_invoices(authed(
             KEY_A,

@@ -192,6 +192,36 @@ async fn bad_events_never_reject_their_siblings(t: &TestMeter) {
     assert_eq!(t.total(&sum, "cus_1", at, t0()).await, "3.5");
 }
 
+/// A range past the years 2000–2099 names the field; a range inside them
+/// with more than 2,000 windows is refused from the arithmetic (an hourly
+/// range of a century, about 876,000 windows, is never built).
+async fn usage_ranges_are_bounded(t: &TestMeter) {
+    let meter = t.meter("bounded", pb::Aggregation::Sum).await.id;
+    let seconds = |seconds: i64| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    let request = |start: i64, end: i64| pb::GetUsageRequest {
+        customer: "cus_1".into(),
+        meter: meter.clone(),
+        start_time: seconds(start),
+        end_time: seconds(end),
+        grouping_window: pb::GroupingWindow::Hour.into(),
+    };
+    let year_9999 = 253_402_214_400;
+    let cases = [
+        (request(t0().timestamp(), year_9999), "end_time"),
+        (request(0, t0().timestamp()), "start_time"),
+        (request(946_684_800, 4_102_444_799), "grouping_window"),
+    ];
+    for (request, field) in cases {
+        let status = t
+            .client()
+            .get_usage(authed(KEY_A, request))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(fields(&status), vec![field]);
+    }
+}
+
 /// A value rust_decimal would round (more than 28 digits) is rejected, not
 /// counted rounded: "1.0000000000000000000000000000001" was counted as 1.
 async fn values_are_never_rounded(t: &TestMeter) {
@@ -416,4 +446,5 @@ backends!(
     meters_validate_and_keep_event_names_unique,
     usage_requests_are_checked,
     values_are_never_rounded,
+    usage_ranges_are_bounded,
 );

@@ -184,6 +184,24 @@ impl Grouping {
     }
 }
 
+/// How many windows [`window_bounds`] would make, computed from the
+/// arithmetic alone, so a huge range is refused before any work.
+pub fn window_count(start: DateTime<Utc>, end: DateTime<Utc>, grouping: Grouping) -> i64 {
+    let step_us = match grouping {
+        Grouping::None => return 1,
+        Grouping::Hour => BUCKET_US,
+        Grouping::Day => BUCKET_US * 24,
+    };
+    if end <= start {
+        return 0;
+    }
+    // Windows are aligned to the step: count the aligned steps that the
+    // range touches. i128: no range of valid timestamps can overflow it.
+    let first = i128::from(start.timestamp_micros()).div_euclid(i128::from(step_us));
+    let last = (i128::from(end.timestamp_micros()) - 1).div_euclid(i128::from(step_us));
+    i64::try_from(last - first + 1).unwrap_or(i64::MAX)
+}
+
 /// The window boundaries of `[start, end)` for a grouping (clipped to the range).
 pub fn window_bounds(
     start: DateTime<Utc>,
@@ -257,6 +275,27 @@ mod tests {
 
     fn at(h: u32, m: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, h, m, 0).unwrap()
+    }
+
+    /// The arithmetic count equals the windows actually built, including
+    /// ranges cut mid-hour and mid-day, and a range to year 9999 is counted
+    /// without building anything.
+    #[test]
+    fn window_count_matches_window_bounds() {
+        for (start, end) in [
+            (at(0, 0), at(1, 0)),
+            (at(0, 30), at(1, 0)),
+            (at(0, 30), at(1, 1)),
+            (at(0, 0), at(23, 59)),
+            (at(5, 5), at(5, 6)),
+        ] {
+            for grouping in [Grouping::None, Grouping::Hour, Grouping::Day] {
+                let built = window_bounds(start, end, grouping).len();
+                assert_eq!(window_count(start, end, grouping), built as i64);
+            }
+        }
+        let far = Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).unwrap();
+        assert!(window_count(at(0, 0), far, Grouping::Hour) > 60_000_000);
     }
 
     #[test]
