@@ -494,7 +494,7 @@ async fn unknown_enum_numbers_are_refused(t: &Suite) {
                     price: price_id.clone(),
                 }],
                 billing_interval: pb::BillingInterval::Year.into(),
-                start_date: Some(year_9999.clone()),
+                start_date: Some(year_9999),
                 billing_cycle_anchor: Some(year_9999),
                 ..Default::default()
             },
