@@ -6,6 +6,7 @@
 #![allow(missing_docs, clippy::doc_markdown, clippy::large_enum_variant)]
 
 pub mod codec;
+pub mod strings;
 
 /// Encoded `FileDescriptorSet` of every billing proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -17,6 +17,7 @@ use std::future::Future;
 use billing_db::idempotency::IdempotencyKey;
 use billing_money::FieldViolation;
 use billing_proto::HasRequestId;
+use billing_proto::strings::Strings;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Principal, principal};
@@ -64,10 +65,12 @@ pub async fn serve<B, R, Fut>(
     handle: impl FnOnce(Call<B>) -> Fut,
 ) -> Result<Response<R>, Status>
 where
+    B: Strings,
     Fut: Future<Output = Reply<R>>,
 {
     let caller = principal(&request)?;
     let body = request.into_inner();
+    check_strings(&body)?;
     let call = Call {
         caller,
         body,
@@ -83,11 +86,12 @@ pub async fn serve_mutation<B, R, Fut>(
     handle: impl FnOnce(Call<B>) -> Fut,
 ) -> Result<Response<R>, Status>
 where
-    B: HasRequestId,
+    B: HasRequestId + Strings,
     Fut: Future<Output = Reply<R>>,
 {
     let caller = principal(&request)?;
     let body = request.into_inner();
+    check_strings(&body)?;
     let key = idempotency_key(&body)?;
     handle(Call { caller, body, key }).await.map(Response::new)
 }
@@ -142,6 +146,22 @@ macro_rules! unary_service {
             }
         }
     };
+}
+
+/// INVALID_ARGUMENT naming every string of `body` that holds a control
+/// character or is over 4 KiB (`billing_proto::strings`), identically on
+/// both backends and before anything is read or written.
+pub fn check_strings(body: &impl Strings) -> Result<(), Status> {
+    let violations = billing_proto::strings::check(body);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    Err(invalid(
+        violations
+            .into_iter()
+            .map(|v| FieldViolation::new(v.field, v.problem))
+            .collect(),
+    ))
 }
 
 /// INVALID_ARGUMENT listing the violations.

@@ -329,6 +329,89 @@ async fn undecodable_and_oversized_requests_are_the_callers_error(t: &TestLedger
     assert!(status.message().len() < 120, "{}", status.message());
 }
 
+/// A NUL or other control character in any string is INVALID_ARGUMENT
+/// naming the field, the same on SQLite (which would store it) and on
+/// PostgreSQL (which cannot: it answered INTERNAL before); so is a string
+/// over 4 KiB; nothing is written.
+async fn control_characters_and_huge_strings_are_refused_alike(t: &TestLedger) {
+    let base = grant_request("cus_a", "promo", 500);
+    let cases = [
+        (
+            pb::CreateCreditGrantRequest {
+                name: "promo\0".into(),
+                ..base.clone()
+            },
+            "name",
+        ),
+        (
+            pb::CreateCreditGrantRequest {
+                customer: "cus_\u{1b}[31m".into(),
+                ..base.clone()
+            },
+            "customer",
+        ),
+        (
+            pb::CreateCreditGrantRequest {
+                metadata: [("source".to_owned(), "a\0b".to_owned())].into(),
+                ..base.clone()
+            },
+            "metadata[source]",
+        ),
+        (
+            pb::CreateCreditGrantRequest {
+                request_id: "key\0".into(),
+                ..base.clone()
+            },
+            "request_id",
+        ),
+        (
+            pb::CreateCreditGrantRequest {
+                name: "x".repeat(5000),
+                ..base.clone()
+            },
+            "name",
+        ),
+    ];
+    for (request, field) in cases {
+        let status = t
+            .client()
+            .create_credit_grant(authed(KEY_A, request))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{field}");
+        assert_eq!(fields_of(&status), vec![field.to_owned()]);
+    }
+    let status = t
+        .client()
+        .get_credit_grant(authed(
+            KEY_A,
+            pb::GetCreditGrantRequest {
+                id: "credgr_\0".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(fields_of(&status), vec!["id".to_owned()]);
+    let listed = t
+        .client()
+        .list_credit_grants(authed(KEY_A, pb::ListCreditGrantsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.credit_grants.is_empty(), "nothing was written");
+    // Tab, CR and LF are text, not control.
+    t.client()
+        .create_credit_grant(authed(
+            KEY_A,
+            pb::CreateCreditGrantRequest {
+                name: "line one\nline two\ttab".into(),
+                ..base
+            },
+        ))
+        .await
+        .unwrap();
+}
+
 /// `depth` length-delimited fields 1 nested in one another.
 fn deep_nesting(depth: usize) -> Vec<u8> {
     let mut body = Vec::new();
@@ -346,4 +429,5 @@ backends!(
     invalid_lists_and_applications,
     keys_and_accounts_are_enforced,
     undecodable_and_oversized_requests_are_the_callers_error,
+    control_characters_and_huge_strings_are_refused_alike,
 );

@@ -222,6 +222,43 @@ async fn usage_ranges_are_bounded(t: &TestMeter) {
     }
 }
 
+/// A control character rejects that event alone, identically on both
+/// backends (PostgreSQL cannot store NUL); its siblings are accepted.
+async fn control_characters_reject_only_their_event(t: &TestMeter) {
+    let sum = t.meter("nul_sum", pb::Aggregation::Sum).await.id;
+    let at = t0() - TimeDelta::minutes(5);
+    let mut bad_key = event("nul_sum", "bad-key", at, "cus_1", "1");
+    bad_key.payload.insert("re\0gion".into(), "eu".into());
+    let response = t
+        .ingest(vec![
+            event("nul_sum", "nul\0id", at, "cus_1", "1"),
+            event("nul_sum", "bad-customer", at, "cus_\0", "1"),
+            event("nul_sum", "bad-value", at, "cus_1", "1\u{7}"),
+            bad_key,
+            event("nul_sum", "good", at, "cus_1", "4"),
+        ])
+        .await;
+    let rejected: Vec<&str> = response.results.iter().map(|r| r.field.as_str()).collect();
+    assert_eq!(
+        rejected,
+        vec!["identifier", "payload", "payload", "payload", ""]
+    );
+    assert_eq!((response.accepted, response.rejected), (1, 4));
+    assert_eq!(t.total(&sum, "cus_1", at, t0()).await, "4");
+    // Outside an event batch, a NUL anywhere refuses the request.
+    let status = t
+        .client()
+        .get_meter(authed(
+            KEY_A,
+            pb::GetMeterRequest {
+                id: "mtr_\0".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&status), vec!["id"]);
+}
+
 /// A value rust_decimal would round (more than 28 digits) is rejected, not
 /// counted rounded: "1.0000000000000000000000000000001" was counted as 1.
 async fn values_are_never_rounded(t: &TestMeter) {
@@ -447,4 +484,5 @@ backends!(
     usage_requests_are_checked,
     values_are_never_rounded,
     usage_ranges_are_bounded,
+    control_characters_reject_only_their_event,
 );

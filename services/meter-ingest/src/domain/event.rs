@@ -88,6 +88,27 @@ pub enum Outcome {
     Rejected(Rejection),
 }
 
+/// Longest payload value, in bytes.
+pub const PAYLOAD_VALUE_BYTES_MAX: usize = 1024;
+
+/// Refuses NUL and other control characters (tab, CR and LF allowed) and
+/// event names or keys longer than 4 KiB.
+fn check_text(text: &str, field: &str) -> Result<(), Rejection> {
+    if text.len() > 4096 {
+        return Err(reject(field, "is longer than 4096 bytes"));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(reject(
+            field,
+            "contains a NUL or other control character (only tab, CR and LF are allowed)",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks one event against the account's active meters (by event name).
 pub fn check(
     input: &EventInput,
@@ -100,6 +121,11 @@ pub fn check(
             format!("must be 1 to {IDENTIFIER_CHARS_MAX} characters"),
         ));
     }
+    // The whole request's strings are checked before any handler, except an
+    // ingest batch's events: a bad event is rejected alone (as here), never
+    // its siblings. PostgreSQL cannot store NUL; both backends refuse alike.
+    check_text(&input.identifier, "identifier")?;
+    check_text(&input.event_name, "event_name")?;
     let meter = meters
         .get(&input.event_name)
         .ok_or_else(|| reject("event_name", "no active meter has this event_name"))?;
@@ -117,6 +143,16 @@ pub fn check(
             "payload",
             format!("at most {PAYLOAD_KEYS_MAX} entries"),
         ));
+    }
+    for (key, value) in &input.payload {
+        check_text(key, "payload")?;
+        if value.len() > PAYLOAD_VALUE_BYTES_MAX {
+            return Err(reject(
+                "payload",
+                format!("values are at most {PAYLOAD_VALUE_BYTES_MAX} bytes"),
+            ));
+        }
+        check_text(value, "payload")?;
     }
     let customer_field = format!("payload.{}", meter.customer_key);
     let customer = input
