@@ -26,6 +26,35 @@ pub async fn call(
         .map(tonic::Response::into_inner)
 }
 
+/// Opens a bidirectional stream to `path`, sends `bodies` as its messages
+/// (valid encodings or garbage) and reads the answers: the raw messages
+/// received, then the status the stream ended with (None: ended OK).
+pub async fn stream(
+    channel: Channel,
+    path: &'static str,
+    key: &str,
+    bodies: Vec<Vec<u8>>,
+) -> (Vec<Vec<u8>>, Option<Status>) {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    if let Err(error) = grpc.ready().await {
+        return (Vec::new(), Some(Status::unavailable(error.to_string())));
+    }
+    let request = crate::authed(key, futures_util::stream::iter(bodies));
+    let path = http::uri::PathAndQuery::from_static(path);
+    let mut inbound = match grpc.streaming(request, path, RawCodec).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return (Vec::new(), Some(status)),
+    };
+    let mut received = Vec::new();
+    loop {
+        match inbound.message().await {
+            Ok(Some(message)) => received.push(message),
+            Ok(None) => return (received, None),
+            Err(status) => return (received, Some(status)),
+        }
+    }
+}
+
 /// Bytes in, bytes out.
 #[derive(Debug, Clone, Copy, Default)]
 struct RawCodec;

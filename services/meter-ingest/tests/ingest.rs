@@ -259,6 +259,56 @@ async fn control_characters_reject_only_their_event(t: &TestMeter) {
     assert_eq!(fields(&status), vec!["id"]);
 }
 
+/// A batch the server cannot read (not protobuf, or over the size limit)
+/// in the middle of a stream ends it with that error, never OK: the client
+/// learns exactly which batches were stored (the acknowledged ones).
+async fn a_bad_batch_ends_the_stream_with_its_error(t: &TestMeter) {
+    use prost::Message;
+    const STREAM: &str = "/billing.meter.v1.MeterService/StreamEvents";
+    let sum = t.meter("streamed_sum", pb::Aggregation::Sum).await.id;
+    let at = t0() - TimeDelta::minutes(5);
+    let batch = |id: &str| {
+        pb::StreamEventsRequest {
+            events: vec![event("streamed_sum", id, at, "cus_1", "1")],
+        }
+        .encode_to_vec()
+    };
+    let oversized = {
+        let mut body = vec![0x0a];
+        let huge = vec![b'x'; 4 * 1024 * 1024 + 1];
+        prost::encoding::encode_varint(huge.len() as u64, &mut body);
+        body.extend_from_slice(&huge);
+        body
+    };
+    for (bad, code) in [
+        (vec![0x0a, 0x10, 0x61], tonic::Code::InvalidArgument),
+        (oversized, tonic::Code::ResourceExhausted),
+    ] {
+        let tag = code as i32;
+        let bodies = vec![
+            batch(&format!("{tag}-0")),
+            batch(&format!("{tag}-1")),
+            bad,
+            batch(&format!("{tag}-3")),
+        ];
+        let (acks, ended) =
+            billing_testkit::raw::stream(t.channel.clone(), STREAM, KEY_A, bodies).await;
+        let acks: Vec<pb::StreamEventsResponse> = acks
+            .iter()
+            .map(|a| pb::StreamEventsResponse::decode(a.as_slice()).unwrap())
+            .collect();
+        assert_eq!(
+            acks.iter().map(|a| a.batch_index).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        let status = ended.expect("the stream ends with an error, not OK");
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(status.message().contains("batch 2"), "{}", status.message());
+    }
+    // Exactly the acknowledged batches were stored: two per run.
+    assert_eq!(t.total(&sum, "cus_1", at, t0()).await, "4");
+}
+
 /// A value rust_decimal would round (more than 28 digits) is rejected, not
 /// counted rounded: "1.0000000000000000000000000000001" was counted as 1.
 async fn values_are_never_rounded(t: &TestMeter) {
@@ -485,4 +535,5 @@ backends!(
     values_are_never_rounded,
     usage_ranges_are_bounded,
     control_characters_reject_only_their_event,
+    a_bad_batch_ends_the_stream_with_its_error,
 );

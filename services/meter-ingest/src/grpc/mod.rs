@@ -105,6 +105,22 @@ billing_server::unary_service! {
     }
 }
 
+/// The status that ends a stream at a batch the server could not read:
+/// oversized is RESOURCE_EXHAUSTED (tonic says OUT_OF_RANGE), undecodable is
+/// INVALID_ARGUMENT (the strict codec), each naming the batch.
+fn stream_error(status: Status, batch_index: i64) -> Status {
+    let code = match status.code() {
+        tonic::Code::OutOfRange => tonic::Code::ResourceExhausted,
+        tonic::Code::Internal | tonic::Code::Unknown => tonic::Code::InvalidArgument,
+        code => code,
+    };
+    let message = format!(
+        "batch {batch_index} could not be read ({}); batches before it were stored and acknowledged, none after",
+        billing_server::status::clip(status.message(), 200)
+    );
+    Status::new(code, message)
+}
+
 /// The acknowledgements of a StreamEvents call.
 type EventAcks = ReceiverStream<Result<pb::StreamEventsResponse, Status>>;
 
@@ -125,7 +141,13 @@ impl MeterGrpc {
                     Ok(Some(batch)) => batch,
                     Ok(None) => return,
                     Err(status) => {
-                        tracing::debug!(%status, "event stream ended by the client");
+                        // A batch that does not decode, or is over the size
+                        // limit, ends the stream with that error, so the client
+                        // knows exactly which batches were stored (every
+                        // acknowledged one, none after): never OK after a loss.
+                        // A client that hung up cannot be told; sending fails.
+                        tracing::debug!(%status, batch_index, "event stream ended on a bad batch");
+                        let _ = acks.send(Err(stream_error(status, batch_index))).await;
                         return;
                     }
                 };

@@ -26,6 +26,7 @@ pub const KEY_B: &str = "sk_test_meter_b";
 /// A running meter service for one test.
 pub struct TestMeter {
     pub client: MeterServiceClient<Channel>,
+    pub channel: Channel,
     pub clock: Clock,
     db: TestDatabase,
     stop: oneshot::Sender<()>,
@@ -77,7 +78,8 @@ impl TestMeter {
             .await
             .unwrap();
         Self {
-            client: MeterServiceClient::new(channel),
+            client: MeterServiceClient::new(channel.clone()),
+            channel,
             clock,
             db,
             stop,
