@@ -412,6 +412,33 @@ async fn control_characters_and_huge_strings_are_refused_alike(t: &TestLedger) {
         .unwrap();
 }
 
+/// A grant that would take a customer's balance past i64 is refused naming
+/// `amount`; the balance summary never shows a saturated number.
+async fn a_balance_past_i64_is_refused(t: &TestLedger) {
+    create_grant(t, grant_request("cus_whale", "big", i64::MAX - 10)).await;
+    let status = t
+        .client()
+        .create_credit_grant(authed(KEY_A, grant_request("cus_whale", "one more", 11)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(fields_of(&status), vec!["amount".to_owned()]);
+    create_grant(t, grant_request("cus_whale", "the last ten", 10)).await;
+    let summary = t
+        .client()
+        .get_credit_balance_summary(authed(
+            KEY_A,
+            pb::GetCreditBalanceSummaryRequest {
+                customer: "cus_whale".into(),
+                filter: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(value_of(&summary.balances[0].available_balance), i64::MAX);
+}
+
 /// `depth` length-delimited fields 1 nested in one another.
 fn deep_nesting(depth: usize) -> Vec<u8> {
     let mut body = Vec::new();
@@ -430,4 +457,5 @@ backends!(
     keys_and_accounts_are_enforced,
     undecodable_and_oversized_requests_are_the_callers_error,
     control_characters_and_huge_strings_are_refused_alike,
+    a_balance_past_i64_is_refused,
 );

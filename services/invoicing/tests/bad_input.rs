@@ -17,6 +17,7 @@ backends!(
     invalid_prices_name_the_field_and_write_nothing,
     price_decimals_are_refused_never_rounded,
     unknown_enum_numbers_are_refused,
+    an_invoice_that_cannot_be_totalled_is_refused_not_saturated,
     subscriptions_refuse_mixed_currencies_and_unknown_ids,
     invoice_state_conflicts_are_failed_precondition,
     request_ids_replay_and_refuse_reuse,
@@ -517,6 +518,64 @@ async fn unknown_enum_numbers_are_refused(t: &Suite) {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(fields_of(&status), vec!["status".to_owned()]);
+}
+
+/// Two lines of 5·10^18 cents each fit in i64, their sum does not: the draft
+/// is refused with a reason when it is built (it was stored with a subtotal
+/// of i64::MAX, and finalizing it then stuck).
+async fn an_invoice_that_cannot_be_totalled_is_refused_not_saturated(t: &Suite) {
+    let customer = t.customer("Whale").await;
+    let first = t.meter("big_a").await;
+    let second = t.meter("big_b").await;
+    let prices = [
+        t.per_unit_price(&first, "5000000000000000000").await,
+        t.per_unit_price(&second, "5000000000000000000").await,
+    ];
+    let sub = t.subscribe(&customer, &[&prices[0], &prices[1]]).await;
+    let at = t0() + TimeDelta::days(1);
+    t.usage("big_a", &customer, at, &[("a-1", "1")]).await;
+    t.usage("big_b", &customer, at, &[("b-1", "1")]).await;
+    let preview = t
+        .invoicing
+        .clone()
+        .preview_invoice(authed(
+            KEY_A,
+            pb::PreviewInvoiceRequest {
+                subscription: sub.id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(preview.code(), Code::FailedPrecondition);
+    assert!(
+        preview.message().contains("cannot be totalled"),
+        "{}",
+        preview.message()
+    );
+    // The period ends: no draft is stored, and CreateInvoice says why.
+    let report = t.advance_to(t0() + TimeDelta::days(40)).await;
+    assert_eq!(report.subscriptions_closed, 0);
+    let status = t
+        .invoicing
+        .clone()
+        .create_invoice(authed(
+            KEY_A,
+            pb::CreateInvoiceRequest {
+                subscription: sub.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    let listed = t
+        .invoicing
+        .clone()
+        .list_invoices(authed(KEY_A, pb::ListInvoicesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.invoices.is_empty(), "{listed:?}");
 }
 
 async fn subscriptions_refuse_mixed_currencies_and_unknown_ids(t: &Suite) {

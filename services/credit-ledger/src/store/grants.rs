@@ -30,6 +30,31 @@ impl Store {
             Begun::Replay(stored) => return Ok(stored),
             Begun::Fresh(tx) => tx,
         };
+        // The customer's balance in this asset must stay a 64-bit number:
+        // a grant that would push the sum of its grants past i64 is refused
+        // (the balance summary never shows a saturated or wrapped number).
+        // Locking the customer's grants of the asset serialises concurrent
+        // grants on PostgreSQL; SQLite's single writer already does.
+        let sql = format!(
+            "SELECT available FROM credit_grants WHERE account = $1 AND customer = $2 AND asset = $3{}",
+            self.db.for_update()
+        );
+        let balances: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(&grant.customer)
+            .bind(grant.asset.key())
+            .fetch_all(&mut *tx)
+            .await?;
+        let fits = balances
+            .iter()
+            .try_fold(grant.amount, |sum, available| sum.checked_add(*available))
+            .is_some();
+        if !fits {
+            return Err(LedgerError::invalid(
+                "amount",
+                "would take the customer's balance in this asset past 9223372036854775807 smallest units",
+            ));
+        }
         sqlx::query(
             "INSERT INTO credit_grants (account, id, customer, name, asset, asset_scale, amount, available, \
              scope, category, priority, effective_at_us, expires_at_us, voided_at_us, metadata, created_us, \

@@ -101,6 +101,15 @@ impl Invoicing {
             line.unit_amount = price.pricing.unit_amount();
             line.amount = priced.amount;
         }
+        // An invoice whose lines cannot be totalled in 64 bits is refused
+        // here, when it is built or re-priced: never stored, never shown
+        // with a saturated total, never stuck finalizing.
+        invoice.totals().map_err(|overflow| {
+            InvoicingError::conflict(
+                "INVOICE_TOTAL_OVERFLOW",
+                format!("the invoice cannot be totalled: {overflow}; nothing was stored"),
+            )
+        })?;
         Ok(())
     }
 
