@@ -31,6 +31,8 @@ pub struct ServerOptions {
     pub request_timeout: Duration,
     /// Longest the drain waits for in-flight RPCs after shutdown begins.
     pub drain_timeout: Duration,
+    /// HTTP/2 streams (concurrent RPCs) one connection may open.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for ServerOptions {
@@ -40,6 +42,7 @@ impl Default for ServerOptions {
             concurrency_limit: 256,
             request_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(20),
+            max_concurrent_streams: 100,
         }
     }
 }
@@ -98,6 +101,7 @@ pub async fn serve(
 
     let server = Server::builder()
         .timeout(options.request_timeout)
+        .max_concurrent_streams(Some(options.max_concurrent_streams))
         .layer(billing_telemetry::ServerTraceLayer)
         .layer(MetricsLayer::new(metrics.clone()))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
