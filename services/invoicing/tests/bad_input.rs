@@ -18,6 +18,7 @@ backends!(
     price_decimals_are_refused_never_rounded,
     unknown_enum_numbers_are_refused,
     an_invoice_that_cannot_be_totalled_is_refused_not_saturated,
+    counts_are_checked_before_items,
     subscriptions_refuse_mixed_currencies_and_unknown_ids,
     invoice_state_conflicts_are_failed_precondition,
     request_ids_replay_and_refuse_reuse,
@@ -576,6 +577,39 @@ async fn an_invoice_that_cannot_be_totalled_is_refused_not_saturated(t: &Suite) 
         .unwrap()
         .into_inner();
     assert!(listed.invoices.is_empty(), "{listed:?}");
+}
+
+/// 100,000 subscription items get one violation naming `items` (it was a
+/// 3.9 MB BadRequest listing every item), and a short error.
+async fn counts_are_checked_before_items(t: &Suite) {
+    let customer = t.customer("Many").await;
+    let items = (0..100_000)
+        .map(|i| pb::SubscriptionItemInput {
+            price: format!("price_{i}"),
+        })
+        .collect();
+    let status = t
+        .invoicing
+        .clone()
+        .create_subscription(authed(
+            KEY_A,
+            pb::CreateSubscriptionRequest {
+                customer,
+                items,
+                billing_interval: pb::BillingInterval::Month.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(fields_of(&status), vec!["items".to_owned()]);
+    assert!(status.message().len() < 1024);
+    assert!(
+        status.details().len() < 1024,
+        "{} bytes of details",
+        status.details().len()
+    );
 }
 
 async fn subscriptions_refuse_mixed_currencies_and_unknown_ids(t: &Suite) {

@@ -237,10 +237,12 @@ pub fn apply_input(request: &pb::ApplyCreditsRequest) -> Result<ApplyInput, Vec<
         Some(t) => from_proto(t, "period_end").map_err(|v| out.push(v)).ok(),
     };
     if request.lines.is_empty() || request.lines.len() > LINES_MAX {
+        // Counts before items: the lines are not read one by one.
         out.push(FieldViolation::new(
             "lines",
             format!("must have 1 to {LINES_MAX} lines"),
         ));
+        return Err(out);
     }
     let mut seen = std::collections::HashSet::new();
     let mut lines = Vec::with_capacity(request.lines.len());

@@ -127,10 +127,12 @@ pub const PRICE_DECIMAL_PLACES_MAX: u32 = 12;
 
 fn tiers(request: &pb::CreatePriceRequest, out: &mut Vec<FieldViolation>) -> Vec<Tier> {
     if request.tiers.is_empty() || request.tiers.len() > TIERS_MAX {
+        // Counts before items: the tiers are not read one by one.
         out.push(FieldViolation::new(
             "tiers",
             format!("a tiered price has 1 to {TIERS_MAX} tiers"),
         ));
+        return Vec::new();
     }
     let last = request.tiers.len().saturating_sub(1);
     let mut tiers = Vec::new();
@@ -332,10 +334,12 @@ pub fn new_subscription(
     let mut out = Vec::new();
     required(&request.customer, "customer", &mut out);
     if request.items.is_empty() || request.items.len() > ITEMS_MAX {
-        out.push(FieldViolation::new(
+        // Counts before items: 100,000 items get one short answer, not a
+        // violation each (and no quadratic duplicate check).
+        return Err(vec![FieldViolation::new(
             "items",
             format!("a subscription has 1 to {ITEMS_MAX} items"),
-        ));
+        )]);
     }
     let mut prices: Vec<String> = Vec::new();
     for (i, item) in request.items.iter().enumerate() {
