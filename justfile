@@ -14,6 +14,10 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
     cd proto && npx --yes @bufbuild/buf@1 lint
 
+# A long hostile-input run against every RPC on both backends (FUZZ_CALLS per RPC, FUZZ_SEED).
+fuzz calls="2000" seed="1":
+    FUZZ_CALLS={{calls}} FUZZ_SEED={{seed}} cargo test -p invoicing --test fuzz -- --nocapture
+
 # All benchmarks.
 bench: bench-ledger bench-ingest bench-finalize
 

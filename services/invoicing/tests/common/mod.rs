@@ -35,6 +35,9 @@ pub use billing_testkit::fixtures::{grant_request, metered, ts, usd, value_of};
 pub const KEY_A: &str = "sk_test_invoicing_a";
 /// Account B's key.
 pub const KEY_B: &str = "sk_test_invoicing_b";
+/// Account A's key with the apply_credits scope (the fuzz test drives the
+/// ledger's ApplyCredits with it).
+pub const KEY_A_APPLY: &str = "sk_test_invoicing_a_apply";
 /// The internal service key.
 pub const INTERNAL: &str = "sk_test_internal";
 
@@ -46,6 +49,7 @@ pub fn t0() -> DateTime<Utc> {
 fn keys() -> ApiKeys {
     let mut keys = ApiKeys::default();
     keys.insert_plain(KEY_A, "acct_a", &[]);
+    keys.insert_plain(KEY_A_APPLY, "acct_a", &[Scope::ApplyCredits]);
     keys.insert_plain(KEY_B, "acct_b", &[]);
     keys.insert_plain(
         INTERNAL,
@@ -81,6 +85,8 @@ impl Running {
 
 /// The three services for one test.
 pub struct Suite {
+    /// Channels to the three services, for raw calls (fuzz).
+    pub channels: [(&'static str, Channel); 3],
     pub invoicing: InvoicingServiceClient<Channel>,
     pub ledger: LedgerServiceClient<Channel>,
     pub meter: MeterServiceClient<Channel>,
@@ -170,10 +176,18 @@ impl Harness for Suite {
             .expect("invoicing serves");
         });
 
+        let invoicing_channel = channel(invoicing_addr).await;
+        let ledger_channel = channel(ledger_addr).await;
+        let meter_channel = channel(meter_addr).await;
         Some(Self {
-            invoicing: InvoicingServiceClient::new(channel(invoicing_addr).await),
-            ledger: LedgerServiceClient::new(channel(ledger_addr).await),
-            meter: MeterServiceClient::new(channel(meter_addr).await),
+            channels: [
+                ("billing.invoicing.v1", invoicing_channel.clone()),
+                ("billing.ledger.v1", ledger_channel.clone()),
+                ("billing.meter.v1", meter_channel.clone()),
+            ],
+            invoicing: InvoicingServiceClient::new(invoicing_channel),
+            ledger: LedgerServiceClient::new(ledger_channel),
+            meter: MeterServiceClient::new(meter_channel),
             worker: Worker::new(ops.clone()),
             ops,
             clock,

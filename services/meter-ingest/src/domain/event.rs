@@ -109,6 +109,14 @@ fn check_text(text: &str, field: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Whether `name` could be an active meter's event name (1 to 100
+/// characters, no control character): only such names are looked up.
+pub fn could_be_event_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= super::meter::EVENT_NAME_CHARS_MAX
+        && check_text(name, "event_name").is_ok()
+}
+
 /// Checks one event against the account's active meters (by event name).
 pub fn check(
     input: &EventInput,

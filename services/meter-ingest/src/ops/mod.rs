@@ -165,7 +165,14 @@ impl Metering {
         inputs: &[EventInput],
     ) -> Result<Vec<Outcome>, MeterError> {
         let now = self.clock.now();
-        let mut names: Vec<&str> = inputs.iter().map(|e| e.event_name.as_str()).collect();
+        // Only names a meter could have are looked up: the others are
+        // rejected per event below, and a NUL would not even reach
+        // PostgreSQL as a query parameter.
+        let mut names: Vec<&str> = inputs
+            .iter()
+            .map(|e| e.event_name.as_str())
+            .filter(|name| event::could_be_event_name(name))
+            .collect();
         names.sort_unstable();
         names.dedup();
         let meters: HashMap<String, Meter> = self

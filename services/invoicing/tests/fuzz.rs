@@ -1,0 +1,114 @@
+//! Hostile input against every RPC of every service, on both backends.
+//!
+//! A seeded generator (`billing_testkit::fuzz`) sends each RPC encodings of
+//! its request with surprising values, byte-mutated encodings and random
+//! bytes, through the real gRPC servers. It fails on any INTERNAL or
+//! UNKNOWN status (those are for our own faults, never reachable by input),
+//! any error message over 1 KiB, any StreamEvents that ends OK without
+//! acknowledging every batch, and any invariant violation AuditLedger finds
+//! afterwards. `FUZZ_CALLS` (per RPC, default 40) and `FUZZ_SEED` make a
+//! longer run: `just fuzz`.
+//!
+//! It asserts no timings (a house rule); the slowest call is printed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use billing_proto::ledger::v1 as ledger;
+use billing_testkit::fuzz::{Rng, Schema};
+use common::*;
+use tonic::Code;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn hostile_input_never_hurts(t: &Suite) {
+    let schema = Schema::load();
+    let calls = env_number("FUZZ_CALLS", 40);
+    let seed = env_number("FUZZ_SEED", 20_261_129);
+    let mut rng = Rng::new(seed);
+    let mut slowest = (Duration::ZERO, "");
+    let mut sent = 0_u64;
+    assert!(schema.rpcs.len() > 40, "found {} RPCs", schema.rpcs.len());
+    for rpc in &schema.rpcs {
+        let Some((_, channel)) = t
+            .channels
+            .iter()
+            .find(|(p, _)| rpc.path[1..].starts_with(p))
+        else {
+            // The test clock is not served here.
+            continue;
+        };
+        for call in 0..calls {
+            let key = if call % 2 == 0 { KEY_A } else { KEY_A_APPLY };
+            let started = Instant::now();
+            if rpc.client_streaming {
+                let batches: Vec<Vec<u8>> = (0..1 + rng.below(3))
+                    .map(|_| schema.body(rpc, &mut rng))
+                    .collect();
+                let count = batches.len();
+                let (acks, ended) =
+                    billing_testkit::raw::stream(channel.clone(), rpc.path, key, batches).await;
+                match ended {
+                    None => {
+                        assert_eq!(acks.len(), count, "{} ended OK with lost batches", rpc.path)
+                    }
+                    Some(status) => check(rpc.path, seed, &status),
+                }
+            } else {
+                let body = schema.body(rpc, &mut rng);
+                if let Err(status) =
+                    billing_testkit::raw::call(channel.clone(), rpc.path, key, body.clone()).await
+                {
+                    if matches!(status.code(), Code::Internal | Code::Unknown) {
+                        eprintln!("body of the failing call: {body:?}");
+                    }
+                    check(rpc.path, seed, &status);
+                }
+            }
+            sent += 1;
+            let took = started.elapsed();
+            if took > slowest.0 {
+                slowest = (took, rpc.path);
+            }
+        }
+    }
+    println!(
+        "fuzz seed {seed}: {sent} calls, slowest {:?} on {}",
+        slowest.0, slowest.1
+    );
+
+    let audit = t
+        .ledger
+        .clone()
+        .audit_ledger(authed(KEY_A, ledger::AuditLedgerRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        audit.violations.is_empty(),
+        "seed {seed}: {:?}",
+        audit.violations
+    );
+}
+
+fn check(path: &str, seed: u64, status: &tonic::Status) {
+    assert!(
+        !matches!(status.code(), Code::Internal | Code::Unknown),
+        "seed {seed}: {path} answered {status:?}"
+    );
+    assert!(
+        status.message().len() <= 1024,
+        "seed {seed}: {path} answered a {}-byte message",
+        status.message().len()
+    );
+}
+
+backends!(hostile_input_never_hurts);
