@@ -47,3 +47,87 @@ mod tests {
         assert_eq!(list(3, 2), "$2, $3, $4");
     }
 }
+
+/// A `WHERE` clause holding only the conditions a request actually sets.
+///
+/// One SQL text with `($2 IS NULL OR customer = $2)` for every optional
+/// filter cannot use the filter's index once PostgreSQL switches to a
+/// generic plan for the prepared statement: it walks the account's whole
+/// primary key instead, so a list got slower as the account grew. Each
+/// combination of filters gets its own text here, and its own plan.
+#[derive(Debug, Clone)]
+pub struct Conditions<'a> {
+    sql: String,
+    binds: Vec<&'a str>,
+}
+
+impl<'a> Conditions<'a> {
+    /// `column = $1`: the condition every list starts with (the account).
+    pub fn new(column: &str, value: &'a str) -> Self {
+        Self {
+            sql: format!("{column} = $1"),
+            binds: vec![value],
+        }
+    }
+
+    /// `AND column = $n` when `value` is set.
+    pub fn eq(self, column: &str, value: Option<&'a str>) -> Self {
+        self.add(column, "=", value)
+    }
+
+    /// `AND column < $n` when `value` is set (keyset paging on ids).
+    pub fn before(self, column: &str, value: Option<&'a str>) -> Self {
+        self.add(column, "<", value)
+    }
+
+    fn add(mut self, column: &str, operator: &str, value: Option<&'a str>) -> Self {
+        if let Some(value) = value {
+            self.binds.push(value);
+            self.sql
+                .push_str(&format!(" AND {column} {operator} ${}", self.binds.len()));
+        }
+        self
+    }
+
+    /// The conditions, joined by `AND`.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The placeholder number of the next parameter (the `LIMIT`).
+    pub fn next(&self) -> usize {
+        self.binds.len() + 1
+    }
+
+    /// Binds the condition values, in order, to `query`.
+    pub fn bind<'q>(
+        &self,
+        mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>
+    where
+        'a: 'q,
+    {
+        for value in &self.binds {
+            query = query.bind(*value);
+        }
+        query
+    }
+}
+
+#[cfg(test)]
+mod conditions_tests {
+    use super::Conditions;
+
+    #[test]
+    fn only_set_conditions_are_written() {
+        let all = Conditions::new("account", "a")
+            .eq("customer", Some("c"))
+            .eq("status", None)
+            .before("id", Some("x"));
+        assert_eq!(all.sql(), "account = $1 AND customer = $2 AND id < $3");
+        assert_eq!(all.next(), 4);
+        let bare = Conditions::new("account", "a").eq("customer", None);
+        assert_eq!(bare.sql(), "account = $1");
+        assert_eq!(bare.next(), 2);
+    }
+}

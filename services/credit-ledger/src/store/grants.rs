@@ -3,6 +3,7 @@
 
 use billing_db::Tx;
 use billing_db::idempotency::IdempotencyKey;
+use billing_db::sql::Conditions;
 use billing_server::page::PageRequest;
 use billing_server::status::Refuse;
 use billing_server::time::to_micros;
@@ -130,15 +131,17 @@ impl Store {
         customer: Option<&str>,
         page: &PageRequest,
     ) -> Result<(Vec<Grant>, String), LedgerError> {
+        let filter = Conditions::new("account", account)
+            .eq("customer", customer)
+            .before("id", page.before_id.as_deref());
         let sql = format!(
-            "SELECT {} FROM credit_grants WHERE account = $1 AND ($2 IS NULL OR customer = $2) \
-             AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
-            rows::GRANT_COLUMNS
+            "SELECT {} FROM credit_grants WHERE {} ORDER BY id DESC LIMIT ${}",
+            rows::GRANT_COLUMNS,
+            filter.sql(),
+            filter.next()
         );
-        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(customer)
-            .bind(page.before_id.as_deref())
+        let found = filter
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
             .bind(page.fetch_limit())
             .fetch_all(self.db.pool())
             .await?;

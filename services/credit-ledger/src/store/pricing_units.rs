@@ -1,6 +1,7 @@
 //! Custom pricing units.
 
 use billing_db::idempotency::IdempotencyKey;
+use billing_db::sql::Conditions;
 use billing_server::page::PageRequest;
 use billing_server::time::{from_micros, to_micros};
 use chrono::{DateTime, Utc};
@@ -82,15 +83,18 @@ impl Store {
         account: &str,
         page: &PageRequest,
     ) -> Result<(Vec<PricingUnit>, String), LedgerError> {
-        let rows = sqlx::query(
+        let filter = Conditions::new("account", account).before("id", page.before_id.as_deref());
+        let sql = format!(
             "SELECT id, display_name, scale, created_us FROM pricing_units \
-             WHERE account = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
-        )
-        .bind(account)
-        .bind(page.before_id.as_deref())
-        .bind(page.fetch_limit())
-        .fetch_all(self.db.pool())
-        .await?;
+             WHERE {} ORDER BY id DESC LIMIT ${}",
+            filter.sql(),
+            filter.next()
+        );
+        let rows = filter
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .bind(page.fetch_limit())
+            .fetch_all(self.db.pool())
+            .await?;
         let units = rows.iter().map(unit).collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(units, |u| &u.id))
     }

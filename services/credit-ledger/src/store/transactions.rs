@@ -1,6 +1,7 @@
 //! Balance transactions: batched appends and paged reads.
 
 use billing_db::Tx;
+use billing_db::sql::Conditions;
 use billing_server::page::PageRequest;
 use billing_server::time::to_micros;
 
@@ -63,18 +64,20 @@ impl Store {
         credit_grant: Option<&str>,
         page: &PageRequest,
     ) -> Result<(Vec<BalanceTransaction>, String), LedgerError> {
+        let filter = Conditions::new("t.account", account)
+            .eq("t.customer", Some(customer))
+            .eq("t.credit_grant", credit_grant)
+            .before("t.id", page.before_id.as_deref());
         let sql = format!(
             "SELECT {} FROM credit_balance_transactions t \
              JOIN credit_grants g ON g.account = t.account AND g.id = t.credit_grant \
-             WHERE t.account = $1 AND t.customer = $2 AND ($3 IS NULL OR t.credit_grant = $3) \
-             AND ($4 IS NULL OR t.id < $4) ORDER BY t.id DESC LIMIT $5",
-            rows::TRANSACTION_COLUMNS
+             WHERE {} ORDER BY t.id DESC LIMIT ${}",
+            rows::TRANSACTION_COLUMNS,
+            filter.sql(),
+            filter.next()
         );
-        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(customer)
-            .bind(credit_grant)
-            .bind(page.before_id.as_deref())
+        let found = filter
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
             .bind(page.fetch_limit())
             .fetch_all(self.db.pool())
             .await?;

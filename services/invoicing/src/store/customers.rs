@@ -1,6 +1,7 @@
 //! Customers.
 
 use billing_db::idempotency::{self, Begun, IdempotencyKey};
+use billing_db::sql::Conditions;
 use billing_server::page::PageRequest;
 use billing_server::status::Refuse;
 use billing_server::time::{from_micros, to_micros};
@@ -89,12 +90,14 @@ impl Store {
         account: &str,
         page: &PageRequest,
     ) -> Result<(Vec<Customer>, String), InvoicingError> {
+        let filter = Conditions::new("account", account).before("id", page.before_id.as_deref());
         let sql = format!(
-            "SELECT {COLUMNS} FROM customers WHERE account = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            "SELECT {COLUMNS} FROM customers WHERE {} ORDER BY id DESC LIMIT ${}",
+            filter.sql(),
+            filter.next()
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(page.before_id.as_deref())
+        let rows = filter
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
             .bind(page.fetch_limit())
             .fetch_all(self.db.pool())
             .await?;

@@ -1,6 +1,7 @@
 //! The outbox: every invoice change writes its event in the change's own
 //! transaction; `ListInvoiceEvents` reads it back newest first.
 
+use billing_db::sql::Conditions;
 use billing_server::page::PageRequest;
 use billing_server::time::from_micros;
 use sqlx::Row;
@@ -49,18 +50,21 @@ impl Store {
         filter: &EventFilter,
         page: &PageRequest,
     ) -> Result<(Vec<InvoiceEvent>, String), InvoicingError> {
-        let rows = sqlx::query(
-            "SELECT id, event_type, subject, created_us FROM outbox WHERE account = $1 \
-             AND ($2 IS NULL OR subject = $2) AND ($3 IS NULL OR event_type = $3) \
-             AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
-        )
-        .bind(account)
-        .bind(filter.invoice.as_deref())
-        .bind(filter.event_type.as_deref())
-        .bind(page.before_id.as_deref())
-        .bind(page.fetch_limit())
-        .fetch_all(self.db.pool())
-        .await?;
+        let conditions = Conditions::new("account", account)
+            .eq("subject", filter.invoice.as_deref())
+            .eq("event_type", filter.event_type.as_deref())
+            .before("id", page.before_id.as_deref());
+        let sql = format!(
+            "SELECT id, event_type, subject, created_us FROM outbox WHERE {} \
+             ORDER BY id DESC LIMIT ${}",
+            conditions.sql(),
+            conditions.next()
+        );
+        let rows = conditions
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .bind(page.fetch_limit())
+            .fetch_all(self.db.pool())
+            .await?;
         let events = rows
             .iter()
             .map(|row| {

@@ -1,5 +1,6 @@
 //! Invoices, their lines and credit applications, and the saga transitions.
 
+use billing_db::sql::Conditions;
 use std::collections::HashMap;
 
 use billing_money::Asset;
@@ -198,17 +199,18 @@ impl Store {
         filter: &InvoiceFilter,
         page: &PageRequest,
     ) -> Result<(Vec<Invoice>, String), InvoicingError> {
+        let conditions = Conditions::new("account", account)
+            .eq("customer", filter.customer.as_deref())
+            .eq("subscription", filter.subscription.as_deref())
+            .eq("status", filter.status.map(Status::as_str))
+            .before("id", page.before_id.as_deref());
         let sql = format!(
-            "SELECT {COLUMNS} FROM invoices WHERE account = $1 AND ($2 IS NULL OR customer = $2) \
-             AND ($3 IS NULL OR subscription = $3) AND ($4 IS NULL OR status = $4) \
-             AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6"
+            "SELECT {COLUMNS} FROM invoices WHERE {} ORDER BY id DESC LIMIT ${}",
+            conditions.sql(),
+            conditions.next()
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(filter.customer.as_deref())
-            .bind(filter.subscription.as_deref())
-            .bind(filter.status.map(Status::as_str))
-            .bind(page.before_id.as_deref())
+        let rows = conditions
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
             .bind(page.fetch_limit())
             .fetch_all(self.db.pool())
             .await?;

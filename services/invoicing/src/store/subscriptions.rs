@@ -1,6 +1,7 @@
 //! Subscriptions and the closing of their periods.
 
 use billing_db::idempotency::{self, Begun, IdempotencyKey};
+use billing_db::sql::Conditions;
 use billing_money::Currency;
 use billing_server::page::PageRequest;
 use billing_server::status::Refuse;
@@ -113,14 +114,16 @@ impl Store {
         customer: Option<&str>,
         page: &PageRequest,
     ) -> Result<(Vec<Subscription>, String), InvoicingError> {
+        let filter = Conditions::new("account", account)
+            .eq("customer", customer)
+            .before("id", page.before_id.as_deref());
         let sql = format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE account = $1 AND ($2 IS NULL OR customer = $2) \
-             AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+            "SELECT {COLUMNS} FROM subscriptions WHERE {} ORDER BY id DESC LIMIT ${}",
+            filter.sql(),
+            filter.next()
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(customer)
-            .bind(page.before_id.as_deref())
+        let rows = filter
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
             .bind(page.fetch_limit())
             .fetch_all(self.db.pool())
             .await?;
