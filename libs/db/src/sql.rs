@@ -75,8 +75,17 @@ impl<'a> Conditions<'a> {
         self.add(column, "=", value)
     }
 
+    /// The page's SQL text: conditions, newest first, `LIMIT` the next parameter.
+    fn page_sql(&self, select: &str, id: &str) -> String {
+        format!(
+            "{select} WHERE {} ORDER BY {id} DESC LIMIT ${}",
+            self.sql,
+            self.binds.len() + 1
+        )
+    }
+
     /// `AND column < $n` when `value` is set (keyset paging on ids).
-    pub fn before(self, column: &str, value: Option<&'a str>) -> Self {
+    fn before(self, column: &str, value: Option<&'a str>) -> Self {
         self.add(column, "<", value)
     }
 
@@ -89,28 +98,23 @@ impl<'a> Conditions<'a> {
         self
     }
 
-    /// The conditions, joined by `AND`.
-    pub fn sql(&self) -> &str {
-        &self.sql
-    }
-
-    /// The placeholder number of the next parameter (the `LIMIT`).
-    pub fn next(&self) -> usize {
-        self.binds.len() + 1
-    }
-
-    /// Binds the condition values, in order, to `query`.
-    pub fn bind<'q>(
-        &self,
-        mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>
-    where
-        'a: 'q,
-    {
-        for value in &self.binds {
-            query = query.bind(*value);
+    /// `{select} WHERE {conditions} [AND {id} < before] ORDER BY {id} DESC
+    /// LIMIT {limit}` with every value bound: one keyset page, newest first.
+    /// `select` is `SELECT columns FROM table [JOIN …]`.
+    pub fn newest_first(
+        self,
+        select: &str,
+        id: &str,
+        before: Option<&'a str>,
+        limit: i64,
+    ) -> sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments> {
+        let paged = self.before(id, before);
+        let sql = paged.page_sql(select, id);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in paged.binds {
+            query = query.bind(value);
         }
-        query
+        query.bind(limit)
     }
 }
 
@@ -124,10 +128,13 @@ mod conditions_tests {
             .eq("customer", Some("c"))
             .eq("status", None)
             .before("id", Some("x"));
-        assert_eq!(all.sql(), "account = $1 AND customer = $2 AND id < $3");
-        assert_eq!(all.next(), 4);
+        assert_eq!(all.sql, "account = $1 AND customer = $2 AND id < $3");
+        assert_eq!(all.binds, ["a", "c", "x"]);
         let bare = Conditions::new("account", "a").eq("customer", None);
-        assert_eq!(bare.sql(), "account = $1");
-        assert_eq!(bare.next(), 2);
+        assert_eq!(bare.sql, "account = $1");
+        assert_eq!(
+            bare.page_sql("SELECT id FROM t", "id"),
+            "SELECT id FROM t WHERE account = $1 ORDER BY id DESC LIMIT $2"
+        );
     }
 }

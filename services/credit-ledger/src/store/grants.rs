@@ -131,18 +131,14 @@ impl Store {
         customer: Option<&str>,
         page: &PageRequest,
     ) -> Result<(Vec<Grant>, String), LedgerError> {
-        let filter = Conditions::new("account", account)
+        let found = Conditions::new("account", account)
             .eq("customer", customer)
-            .before("id", page.before_id.as_deref());
-        let sql = format!(
-            "SELECT {} FROM credit_grants WHERE {} ORDER BY id DESC LIMIT ${}",
-            rows::GRANT_COLUMNS,
-            filter.sql(),
-            filter.next()
-        );
-        let found = filter
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.fetch_limit())
+            .newest_first(
+                &format!("SELECT {} FROM credit_grants", rows::GRANT_COLUMNS),
+                "id",
+                page.before_id.as_deref(),
+                page.fetch_limit(),
+            )
             .fetch_all(self.db.pool())
             .await?;
         let grants = found

@@ -83,16 +83,13 @@ impl Store {
         account: &str,
         page: &PageRequest,
     ) -> Result<(Vec<PricingUnit>, String), LedgerError> {
-        let filter = Conditions::new("account", account).before("id", page.before_id.as_deref());
-        let sql = format!(
-            "SELECT id, display_name, scale, created_us FROM pricing_units \
-             WHERE {} ORDER BY id DESC LIMIT ${}",
-            filter.sql(),
-            filter.next()
-        );
-        let rows = filter
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.fetch_limit())
+        let rows = Conditions::new("account", account)
+            .newest_first(
+                "SELECT id, display_name, scale, created_us FROM pricing_units",
+                "id",
+                page.before_id.as_deref(),
+                page.fetch_limit(),
+            )
             .fetch_all(self.db.pool())
             .await?;
         let units = rows.iter().map(unit).collect::<Result<Vec<_>, _>>()?;

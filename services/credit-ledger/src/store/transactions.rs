@@ -64,21 +64,20 @@ impl Store {
         credit_grant: Option<&str>,
         page: &PageRequest,
     ) -> Result<(Vec<BalanceTransaction>, String), LedgerError> {
-        let filter = Conditions::new("t.account", account)
+        let select = format!(
+            "SELECT {} FROM credit_balance_transactions t \
+             JOIN credit_grants g ON g.account = t.account AND g.id = t.credit_grant",
+            rows::TRANSACTION_COLUMNS
+        );
+        let found = Conditions::new("t.account", account)
             .eq("t.customer", Some(customer))
             .eq("t.credit_grant", credit_grant)
-            .before("t.id", page.before_id.as_deref());
-        let sql = format!(
-            "SELECT {} FROM credit_balance_transactions t \
-             JOIN credit_grants g ON g.account = t.account AND g.id = t.credit_grant \
-             WHERE {} ORDER BY t.id DESC LIMIT ${}",
-            rows::TRANSACTION_COLUMNS,
-            filter.sql(),
-            filter.next()
-        );
-        let found = filter
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.fetch_limit())
+            .newest_first(
+                &select,
+                "t.id",
+                page.before_id.as_deref(),
+                page.fetch_limit(),
+            )
             .fetch_all(self.db.pool())
             .await?;
         let items = found

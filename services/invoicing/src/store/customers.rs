@@ -90,15 +90,13 @@ impl Store {
         account: &str,
         page: &PageRequest,
     ) -> Result<(Vec<Customer>, String), InvoicingError> {
-        let filter = Conditions::new("account", account).before("id", page.before_id.as_deref());
-        let sql = format!(
-            "SELECT {COLUMNS} FROM customers WHERE {} ORDER BY id DESC LIMIT ${}",
-            filter.sql(),
-            filter.next()
-        );
-        let rows = filter
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.fetch_limit())
+        let rows = Conditions::new("account", account)
+            .newest_first(
+                &format!("SELECT {COLUMNS} FROM customers"),
+                "id",
+                page.before_id.as_deref(),
+                page.fetch_limit(),
+            )
             .fetch_all(self.db.pool())
             .await?;
         let customers = rows.iter().map(customer).collect::<Result<Vec<_>, _>>()?;

@@ -50,19 +50,15 @@ impl Store {
         filter: &EventFilter,
         page: &PageRequest,
     ) -> Result<(Vec<InvoiceEvent>, String), InvoicingError> {
-        let conditions = Conditions::new("account", account)
+        let rows = Conditions::new("account", account)
             .eq("subject", filter.invoice.as_deref())
             .eq("event_type", filter.event_type.as_deref())
-            .before("id", page.before_id.as_deref());
-        let sql = format!(
-            "SELECT id, event_type, subject, created_us FROM outbox WHERE {} \
-             ORDER BY id DESC LIMIT ${}",
-            conditions.sql(),
-            conditions.next()
-        );
-        let rows = conditions
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.fetch_limit())
+            .newest_first(
+                "SELECT id, event_type, subject, created_us FROM outbox",
+                "id",
+                page.before_id.as_deref(),
+                page.fetch_limit(),
+            )
             .fetch_all(self.db.pool())
             .await?;
         let events = rows

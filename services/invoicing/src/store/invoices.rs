@@ -199,19 +199,16 @@ impl Store {
         filter: &InvoiceFilter,
         page: &PageRequest,
     ) -> Result<(Vec<Invoice>, String), InvoicingError> {
-        let conditions = Conditions::new("account", account)
+        let rows = Conditions::new("account", account)
             .eq("customer", filter.customer.as_deref())
             .eq("subscription", filter.subscription.as_deref())
             .eq("status", filter.status.map(Status::as_str))
-            .before("id", page.before_id.as_deref());
-        let sql = format!(
-            "SELECT {COLUMNS} FROM invoices WHERE {} ORDER BY id DESC LIMIT ${}",
-            conditions.sql(),
-            conditions.next()
-        );
-        let rows = conditions
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.fetch_limit())
+            .newest_first(
+                &format!("SELECT {COLUMNS} FROM invoices"),
+                "id",
+                page.before_id.as_deref(),
+                page.fetch_limit(),
+            )
             .fetch_all(self.db.pool())
             .await?;
         let invoices = rows.iter().map(header).collect::<Result<Vec<_>, _>>()?;

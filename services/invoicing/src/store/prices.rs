@@ -97,15 +97,13 @@ impl Store {
         account: &str,
         page: &PageRequest,
     ) -> Result<(Vec<Price>, String), InvoicingError> {
-        let filter = Conditions::new("account", account).before("id", page.before_id.as_deref());
-        let sql = format!(
-            "SELECT {COLUMNS} FROM prices WHERE {} ORDER BY id DESC LIMIT ${}",
-            filter.sql(),
-            filter.next()
-        );
-        let rows = filter
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.fetch_limit())
+        let rows = Conditions::new("account", account)
+            .newest_first(
+                &format!("SELECT {COLUMNS} FROM prices"),
+                "id",
+                page.before_id.as_deref(),
+                page.fetch_limit(),
+            )
             .fetch_all(self.db.pool())
             .await?;
         let prices = rows.iter().map(price).collect::<Result<Vec<_>, _>>()?;

@@ -114,17 +114,14 @@ impl Store {
         customer: Option<&str>,
         page: &PageRequest,
     ) -> Result<(Vec<Subscription>, String), InvoicingError> {
-        let filter = Conditions::new("account", account)
+        let rows = Conditions::new("account", account)
             .eq("customer", customer)
-            .before("id", page.before_id.as_deref());
-        let sql = format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE {} ORDER BY id DESC LIMIT ${}",
-            filter.sql(),
-            filter.next()
-        );
-        let rows = filter
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.fetch_limit())
+            .newest_first(
+                &format!("SELECT {COLUMNS} FROM subscriptions"),
+                "id",
+                page.before_id.as_deref(),
+                page.fetch_limit(),
+            )
             .fetch_all(self.db.pool())
             .await?;
         let subs = rows

@@ -94,15 +94,13 @@ impl Store {
         account: &str,
         page: &PageRequest,
     ) -> Result<(Vec<Meter>, String), MeterError> {
-        let filter = Conditions::new("account", account).before("id", page.before_id.as_deref());
-        let sql = format!(
-            "SELECT {METER_COLUMNS} FROM meters WHERE {} ORDER BY id DESC LIMIT ${}",
-            filter.sql(),
-            filter.next()
-        );
-        let rows = filter
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.fetch_limit())
+        let rows = Conditions::new("account", account)
+            .newest_first(
+                &format!("SELECT {METER_COLUMNS} FROM meters"),
+                "id",
+                page.before_id.as_deref(),
+                page.fetch_limit(),
+            )
             .fetch_all(self.db.pool())
             .await?;
         let meters = rows.iter().map(meter).collect::<Result<Vec<_>, _>>()?;
