@@ -33,9 +33,4 @@ impl StoreError {
     pub fn is_check_violation(&self) -> bool {
         matches!(self, Self::Database(error) if crate::is_check_violation(error))
     }
-
-    /// A unique constraint fired (a lost race on insert).
-    pub fn is_unique_violation(&self) -> bool {
-        matches!(self, Self::Database(error) if crate::is_unique_violation(error))
-    }
 }
