@@ -14,6 +14,14 @@
 //!    thiserror and serde (derives: the stored form of a value is part of
 //!    its definition), and only `crate::domain` of its own crate: no I/O,
 //!    no clock, no ids, no other layer.
+//! 5. Money is rounded only in `libs/money` (`round_to_scale`, half away
+//!    from zero): no `round_dp*`, `round_sf*` or `RoundingStrategy` elsewhere.
+//!    (Quantity rounding of `transform_quantity`, `ceil`/`floor`, is not
+//!    money rounding.)
+//!
+//! 6. Balance transactions are append-only: no ledger source or migration
+//!    holds `UPDATE credit_balance_transactions` or `DELETE FROM
+//!    credit_balance_transactions` (checked on the raw text, SQL included).
 //!
 //! A file is read up to its first `#[cfg(test)]`; comments and string
 //! literals are blanked first, so prose may name anything.
@@ -84,6 +92,7 @@ fn the_source_tree_keeps_its_boundaries() {
         let text = std::fs::read_to_string(file).expect("readable source");
         violations.extend(check(&relative, &text, &crates));
     }
+    violations.extend(append_only_history(&root));
     assert!(
         violations.is_empty(),
         "architecture boundaries broken (see tests/tests/boundaries.rs and ARCHITECTURE.md):\n{}",
@@ -105,6 +114,26 @@ fn check(path: &str, text: &str, crates: &BTreeSet<String>) -> Vec<Violation> {
     let in_service = path.starts_with("services/") && !path.starts_with("services/billing/");
     let layer = service_layer(path);
     let mut out = Vec::new();
+    if !path.starts_with("libs/money/") {
+        // Method calls (`.round_dp(2)`) are not paths: scan the words.
+        for (number, text) in code.lines().enumerate() {
+            let rounds = text
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .find(|w| {
+                    w.starts_with("round_dp")
+                        || w.starts_with("round_sf")
+                        || *w == "RoundingStrategy"
+                });
+            if let Some(word) = rounds {
+                out.push(Violation {
+                    file: path.to_owned(),
+                    line: number + 1,
+                    rule: "money rounded outside libs/money",
+                    found: word.to_owned(),
+                });
+            }
+        }
+    }
     let mut flag = |line: usize, rule: &'static str, found: &str| {
         out.push(Violation {
             file: path.to_owned(),
@@ -147,6 +176,31 @@ fn check(path: &str, text: &str, crates: &BTreeSet<String>) -> Vec<Violation> {
                     "domain/ uses more than std, chrono, rust_decimal, money, thiserror",
                     &format!("{root}::{rest}"),
                 );
+            }
+        }
+    }
+    out
+}
+
+/// Rule 6: the ledger's SQL never updates or deletes a balance transaction.
+fn append_only_history(root: &Path) -> Vec<Violation> {
+    let mut files = Vec::new();
+    rust_files(&root.join("services/credit-ledger/src"), &mut files);
+    files.extend(read_dir(&root.join("services/credit-ledger/migrations")));
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for (number, line) in text.lines().enumerate() {
+            let upper = line.to_uppercase();
+            if upper.contains("UPDATE CREDIT_BALANCE_TRANSACTIONS")
+                || upper.contains("DELETE FROM CREDIT_BALANCE_TRANSACTIONS")
+            {
+                out.push(Violation {
+                    file: file.to_string_lossy().into_owned(),
+                    line: number + 1,
+                    rule: "balance transactions changed after they were written",
+                    found: line.trim().to_owned(),
+                });
             }
         }
     }
@@ -467,6 +521,26 @@ fn each_rule_catches_what_it_forbids() {
             None,
         ),
         ("services/billing/src/main.rs", "use tonic::Request;", None),
+        (
+            "services/x/src/ops/a.rs",
+            "let cents = amount.round_dp(2);",
+            Some("money rounded outside libs/money"),
+        ),
+        (
+            "services/x/src/domain/a.rs",
+            "use rust_decimal::RoundingStrategy;",
+            Some("money rounded outside libs/money"),
+        ),
+        (
+            "libs/money/src/lib.rs",
+            "d.round_dp_with_strategy(s, RoundingStrategy::MidpointAwayFromZero)",
+            None,
+        ),
+        (
+            "services/x/src/domain/a.rs",
+            "let q = divided.ceil();",
+            None,
+        ),
     ];
     for (path, text, expected) in cases {
         let found = check(path, text, &crates);
