@@ -68,15 +68,19 @@ where
     B: Strings,
     Fut: Future<Output = Reply<R>>,
 {
+    handle(accept(request)?).await.map(Response::new)
+}
+
+/// The caller and the body, once the body's strings pass the checks.
+fn accept<B: Strings>(request: Request<B>) -> Result<Call<B>, Status> {
     let caller = principal(&request)?;
     let body = request.into_inner();
     check_strings(&body)?;
-    let call = Call {
+    Ok(Call {
         caller,
         body,
         key: None,
-    };
-    handle(call).await.map(Response::new)
+    })
 }
 
 /// Runs one create or mutate RPC: as [`serve`], with the request's
@@ -89,11 +93,9 @@ where
     B: HasRequestId + Strings,
     Fut: Future<Output = Reply<R>>,
 {
-    let caller = principal(&request)?;
-    let body = request.into_inner();
-    check_strings(&body)?;
-    let key = idempotency_key(&body)?;
-    handle(Call { caller, body, key }).await.map(Response::new)
+    let mut call = accept(request)?;
+    call.key = idempotency_key(&call.body)?;
+    handle(call).await.map(Response::new)
 }
 
 /// Implements a generated tonic service trait whose unary methods are
