@@ -66,15 +66,19 @@ impl Store {
         Ok(idempotency::finish(&self.db, tx, account, key, now_us, customer).await?)
     }
 
-    /// One customer by `cus_…` id or external id.
+    /// One customer by `cus_…` id or external id (the id wins). Two lookups,
+    /// each on its own unique index: `id = $2 OR external_id = $2` is planned
+    /// as a scan of the account's customers.
     pub async fn customer(
         &self,
         account: &str,
         id: &str,
     ) -> Result<Option<Customer>, InvoicingError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM customers WHERE account = $1 AND (id = $2 OR external_id = $2) \
-             ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1"
+            "SELECT {COLUMNS}, 0 AS rank FROM customers WHERE account = $1 AND id = $2 \
+             UNION ALL \
+             SELECT {COLUMNS}, 1 AS rank FROM customers WHERE account = $1 AND external_id = $2 \
+             ORDER BY rank LIMIT 1"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account)

@@ -293,7 +293,12 @@ impl Store {
         if !invoice.lines.is_empty() {
             let sql = update_lines_sql(
                 invoice.lines.len(),
-                &["usage", "quantity", "unit_amount_decimal", "amount"],
+                &[
+                    ("usage", "TEXT"),
+                    ("quantity", "TEXT"),
+                    ("unit_amount_decimal", "TEXT"),
+                    ("amount", "BIGINT"),
+                ],
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(account)
@@ -347,7 +352,7 @@ impl Store {
             .filter(|l| l.credits_applied > 0)
             .collect();
         if !credited.is_empty() {
-            let sql = update_lines_sql(credited.len(), &["credits_applied"]);
+            let sql = update_lines_sql(credited.len(), &[("credits_applied", "BIGINT")]);
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(account)
                 .bind(&invoice.id);
@@ -503,16 +508,24 @@ impl Store {
 }
 
 /// One UPDATE of several lines of an invoice: `$1` account, `$2` invoice,
-/// then per line its id followed by one value per column.
-fn update_lines_sql(lines: usize, columns: &[&str]) -> String {
+/// then per line its id followed by one value per column. Each value is cast
+/// to its column's type, so the statement's parameter types are fixed by its
+/// text (the plan test prepares it without sqlx's bound types).
+fn update_lines_sql(lines: usize, columns: &[(&str, &str)]) -> String {
     let stride = columns.len() + 1;
     let id = |line: usize| 3 + line * stride;
     let sets: Vec<String> = columns
         .iter()
         .enumerate()
-        .map(|(c, column)| {
+        .map(|(c, (column, sql_type))| {
             let whens: String = (0..lines)
-                .map(|l| format!(" WHEN ${} THEN ${}", id(l), id(l) + 1 + c))
+                .map(|l| {
+                    format!(
+                        " WHEN ${} THEN CAST(${} AS {sql_type})",
+                        id(l),
+                        id(l) + 1 + c
+                    )
+                })
                 .collect();
             format!("{column} = CASE id{whens} END")
         })

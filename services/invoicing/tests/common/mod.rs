@@ -230,6 +230,15 @@ pub fn unit_value_of(amount: &Option<common::Amount>) -> String {
 }
 
 impl Suite {
+    /// The ledger's, meter-ingest's and invoicing's database URLs.
+    pub fn database_urls(&self) -> [&str; 3] {
+        [
+            self.ledger_db.url(),
+            self.meter_db.url(),
+            self.invoicing_db.url(),
+        ]
+    }
+
     /// Stops the ledger (its port then refuses connections).
     pub async fn stop_ledger(&self) {
         if let Some(ledger) = self.ledger_server.lock().await.take() {

@@ -1,0 +1,860 @@
+//! Every query the three services run costs in proportion to the object it
+//! touches, never to the account's whole table (issue 11, item 11).
+//!
+//! The test drives every RPC of every service (and the worker and the
+//! ledger's sweeper) against PostgreSQL while a tracing layer records each
+//! statement sqlx sends. Each recorded SELECT/INSERT/UPDATE/DELETE is then
+//! prepared on its service's database and explained with the generic plan
+//! (the one a prepared statement gets for any parameters) and sequential
+//! scans disabled. The plan must contain no sequential scan; every index it
+//! uses must be used with a condition on the index's leading column (a
+//! prefix of the index matches the filter), or be a partial index whose
+//! predicate is the filter; and a parameter compared after the index (a
+//! `Filter`) must follow an index condition that already narrows to one
+//! object (an equality on a column other than `account` and `status`). A
+//! query the indexes cannot serve fails here whatever the table sizes; the
+//! sizes are left to the flat-p99 benchmark (`just bench-scale`).
+//!
+//! PostgreSQL only: SQLite's planner is checked by the same indexes (the
+//! migrations create them on both backends).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{LazyLock, Mutex};
+
+use billing_proto::invoicing::v1 as pb;
+use billing_proto::ledger::v1 as ledger;
+use billing_proto::meter::v1 as meter;
+use billing_testkit::{Backend, Harness};
+use chrono::TimeDelta;
+use common::*;
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+
+/// Every statement sqlx logged while the test ran.
+static STATEMENTS: LazyLock<Mutex<BTreeSet<String>>> = LazyLock::new(Mutex::default);
+
+/// Records the text of each `sqlx::query` event.
+struct Recorder;
+
+#[derive(Default)]
+struct Statement {
+    summary: String,
+    full: String,
+}
+
+impl Visit for Statement {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "summary" => self.summary = value.to_owned(),
+            "db.statement" => self.full = value.trim().to_owned(),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "summary" {
+            self.summary = format!("{value:?}");
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Recorder {
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if metadata.target() == "sqlx::query" {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut statement = Statement::default();
+        event.record(&mut statement);
+        let text = if statement.full.is_empty() {
+            statement.summary
+        } else {
+            statement.full
+        };
+        STATEMENTS.lock().unwrap().insert(text);
+    }
+}
+
+/// RPCs the workload called successfully.
+static CALLED: LazyLock<Mutex<BTreeSet<&'static str>>> = LazyLock::new(Mutex::default);
+
+/// Awaits one RPC, requires success, records its name.
+macro_rules! rpc {
+    ($name:literal, $call:expr) => {{
+        let response = $call.await.expect($name).into_inner();
+        CALLED.lock().unwrap().insert($name);
+        response
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_uses_an_index_prefix() {
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Recorder))
+        .expect("the only subscriber in this binary");
+    let Some(t) = Suite::start(Backend::Postgres).await else {
+        return;
+    };
+    workload(&t).await;
+
+    let schema = billing_testkit::fuzz::Schema::load();
+    let called = CALLED.lock().unwrap().clone();
+    let missed: Vec<&str> = schema
+        .rpcs
+        .iter()
+        .map(|rpc| rpc.path.rsplit('/').next().unwrap_or(rpc.path))
+        .filter(|name| !name.ends_with("TestClock") && !called.contains(name))
+        .collect();
+    assert!(missed.is_empty(), "the workload never called {missed:?}");
+
+    let statements: Vec<String> = STATEMENTS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| is_query(s))
+        .cloned()
+        .collect();
+    let mut connections = Vec::new();
+    for url in t.database_urls() {
+        let mut connection = PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql("SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        connections.push(connection);
+    }
+    let mut failures = Vec::new();
+    let mut explained = 0;
+    for statement in &statements {
+        match explain(&mut connections, statement).await {
+            Ok(plan) => {
+                explained += 1;
+                let mut problems = Vec::new();
+                check_plan(&mut connections, &plan["Plan"], &mut problems).await;
+                if !problems.is_empty() {
+                    failures.push(format!(
+                        "{statement}\n  {}\n  plan: {plan}",
+                        problems.join("; ")
+                    ));
+                }
+            }
+            Err(error) => failures.push(format!("{statement}\n  could not be explained: {error}")),
+        }
+    }
+    println!("{explained} distinct statements explained");
+    for connection in connections {
+        connection.close().await.unwrap();
+    }
+    t.stop().await;
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(explained > 60, "only {explained} statements were recorded");
+}
+
+/// A statement the planner plans (not BEGIN, COMMIT, SET, migrations' DDL).
+fn is_query(statement: &str) -> bool {
+    let first = statement
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    matches!(
+        first.as_str(),
+        "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "WITH"
+    ) && !statement.contains("_sqlx_migrations")
+}
+
+/// The generic plan of `statement` on the first database that has its tables.
+async fn explain(
+    connections: &mut [PgConnection],
+    statement: &str,
+) -> Result<serde_json::Value, String> {
+    let mut errors = Vec::new();
+    for connection in connections.iter_mut() {
+        let _ = sqlx::raw_sql("DEALLOCATE q")
+            .execute(&mut *connection)
+            .await;
+        if let Err(error) = sqlx::raw_sql(AssertSqlSafe(format!("PREPARE q AS {statement}")))
+            .execute(&mut *connection)
+            .await
+        {
+            errors.push(error.to_string());
+            continue;
+        }
+        let parameters: i32 = sqlx::query_scalar(
+            "SELECT coalesce(cardinality(parameter_types), 0) FROM pg_prepared_statements WHERE name = 'q'",
+        )
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(|e| e.to_string())?;
+        let arguments = if parameters == 0 {
+            String::new()
+        } else {
+            format!("({})", vec!["NULL"; parameters as usize].join(", "))
+        };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "EXPLAIN (FORMAT JSON) EXECUTE q{arguments}"
+        )))
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(|e| e.to_string())?;
+        // JSON's binary form is its text; sqlx is built without its json feature.
+        let text: String = row.try_get_unchecked(0).map_err(|e| e.to_string())?;
+        let plan: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        return Ok(plan[0].clone());
+    }
+    Err(errors.join(" / "))
+}
+
+/// Appends what is wrong with `node` and its children to `problems`.
+async fn check_plan(
+    connections: &mut [PgConnection],
+    node: &serde_json::Value,
+    problems: &mut Vec<String>,
+) {
+    let mut stack = vec![node.clone()];
+    while let Some(node) = stack.pop() {
+        let kind = node["Node Type"].as_str().unwrap_or_default();
+        let relation = node["Relation Name"].as_str().unwrap_or_default();
+        if kind == "Seq Scan" && !relation.starts_with("pg_") {
+            problems.push(format!("sequential scan of {relation}"));
+        }
+        let condition = node["Index Cond"]
+            .as_str()
+            .or(node["Recheck Cond"].as_str())
+            .unwrap_or_default();
+        let filter = node["Filter"].as_str().unwrap_or_default();
+        if has_parameter_equality(filter) && !narrows_to_an_object(condition) {
+            problems.push(format!(
+                "{kind} of {relation} filters {filter} after an index condition {condition:?} \
+                 that only narrows to the account"
+            ));
+        }
+        if let Some(index) = node["Index Name"].as_str() {
+            match leading_column(connections, index).await {
+                Some((column, _)) if condition.contains(&column) => {}
+                // A partial index whose predicate is the filter (the worker's
+                // queues): it holds only the rows the query wants.
+                Some((_, true)) if condition.is_empty() => {}
+                Some((column, _)) => problems.push(format!(
+                    "{kind} on {index} without a condition on its leading column {column} ({condition:?})"
+                )),
+                None => problems.push(format!("{index}: unknown index")),
+            }
+        }
+        if let Some(children) = node["Plans"].as_array() {
+            stack.extend(children.iter().cloned());
+        }
+    }
+}
+
+/// Whether a plan condition compares a column with a request parameter.
+fn has_parameter_equality(condition: &str) -> bool {
+    condition.contains(" = $")
+}
+
+/// Whether an index condition narrows the scan to one object: an equality
+/// on a column other than the tenant (`account`) and low-cardinality
+/// `status`. A filter applied after such a condition costs what the object
+/// holds (a customer's grants, an invoice's lines), which is the point.
+fn narrows_to_an_object(condition: &str) -> bool {
+    condition
+        .split("AND")
+        .filter_map(|part| {
+            part.trim_matches(|c: char| c == '(' || c == ')' || c == ' ')
+                .split_once(" = ")
+        })
+        .any(|(column, _)| {
+            let column = column.rsplit('.').next().unwrap_or(column);
+            column != "account" && column != "status"
+        })
+}
+
+/// The first column of `index` and whether the index is partial, from
+/// whichever database has it.
+async fn leading_column(connections: &mut [PgConnection], index: &str) -> Option<(String, bool)> {
+    for connection in connections.iter_mut() {
+        let column: Option<(String, bool)> = sqlx::query_as(
+            "SELECT a.attname::text, i.indpred IS NOT NULL FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indexrelid \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+             WHERE c.relname = $1",
+        )
+        .bind(index)
+        .fetch_optional(&mut *connection)
+        .await
+        .ok()
+        .flatten();
+        if column.is_some() {
+            return column;
+        }
+    }
+    None
+}
+
+/// Calls every RPC (most of them more than one way: filters, second pages)
+/// and runs the background jobs.
+async fn workload(t: &Suite) {
+    let mut meter_client = t.meter.clone();
+    let mut ledger_client = t.ledger.clone();
+    let mut invoicing = t.invoicing.clone();
+
+    // Meters.
+    let api_calls = t.meter("api_calls").await;
+    let spare = t.meter("spare").await;
+    CALLED.lock().unwrap().insert("CreateMeter");
+    rpc!(
+        "GetMeter",
+        meter_client.get_meter(authed(
+            KEY_A,
+            meter::GetMeterRequest {
+                id: api_calls.clone()
+            }
+        ))
+    );
+    let first = rpc!(
+        "ListMeters",
+        meter_client.list_meters(authed(
+            KEY_A,
+            meter::ListMetersRequest {
+                page_size: 1,
+                ..Default::default()
+            }
+        ))
+    );
+    rpc!(
+        "ListMeters",
+        meter_client.list_meters(authed(
+            KEY_A,
+            meter::ListMetersRequest {
+                page_size: 1,
+                page_token: first.next_page_token
+            }
+        ))
+    );
+    rpc!(
+        "UpdateMeter",
+        meter_client.update_meter(authed(
+            KEY_A,
+            meter::UpdateMeterRequest {
+                id: spare.clone(),
+                display_name: "Spare".into(),
+                ..Default::default()
+            }
+        ))
+    );
+    rpc!(
+        "DeactivateMeter",
+        meter_client.deactivate_meter(authed(
+            KEY_A,
+            meter::DeactivateMeterRequest {
+                id: spare.clone(),
+                ..Default::default()
+            }
+        ))
+    );
+    rpc!(
+        "ReactivateMeter",
+        meter_client.reactivate_meter(authed(
+            KEY_A,
+            meter::ReactivateMeterRequest {
+                id: spare.clone(),
+                ..Default::default()
+            }
+        ))
+    );
+
+    // Customers.
+    let customer = t.customer("Plan Co").await;
+    let other = t.customer("Other Co").await;
+    CALLED.lock().unwrap().insert("CreateCustomer");
+    rpc!(
+        "GetCustomer",
+        invoicing.get_customer(authed(
+            KEY_A,
+            pb::GetCustomerRequest {
+                id: customer.clone()
+            }
+        ))
+    );
+    let first = rpc!(
+        "ListCustomers",
+        invoicing.list_customers(authed(
+            KEY_A,
+            pb::ListCustomersRequest {
+                page_size: 1,
+                ..Default::default()
+            }
+        ))
+    );
+    rpc!(
+        "ListCustomers",
+        invoicing.list_customers(authed(
+            KEY_A,
+            pb::ListCustomersRequest {
+                page_size: 1,
+                page_token: first.next_page_token
+            }
+        ))
+    );
+    rpc!(
+        "UpdateCustomer",
+        invoicing.update_customer(authed(
+            KEY_A,
+            pb::UpdateCustomerRequest {
+                id: other.clone(),
+                name: Some("Other Inc".into()),
+                ..Default::default()
+            }
+        ))
+    );
+
+    // Usage.
+    let at = t0() + TimeDelta::hours(1);
+    t.usage(
+        "api_calls",
+        &customer,
+        at,
+        &[("e1", "5"), ("e2", "7"), ("e3", "11"), ("big", "100000")],
+    )
+    .await;
+    CALLED.lock().unwrap().insert("IngestEvents");
+    let event = |identifier: &str| meter::MeterEvent {
+        event_name: "api_calls".into(),
+        identifier: identifier.into(),
+        timestamp: ts(at),
+        payload: [
+            ("customer".to_owned(), customer.clone()),
+            ("value".to_owned(), "2".to_owned()),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let batches = vec![
+        meter::StreamEventsRequest {
+            events: vec![event("s1")],
+        },
+        meter::StreamEventsRequest {
+            events: vec![event("s2"), event("e1")],
+        },
+    ];
+    let mut acks = rpc!(
+        "StreamEvents",
+        meter_client.stream_events(authed(KEY_A, futures_util::stream::iter(batches)))
+    );
+    while acks.message().await.unwrap().is_some() {}
+    rpc!(
+        "CancelEvent",
+        meter_client.cancel_event(authed(
+            KEY_A,
+            meter::CancelEventRequest {
+                identifier: "e3".into()
+            }
+        ))
+    );
+    for window in [
+        meter::GroupingWindow::Unspecified,
+        meter::GroupingWindow::Hour,
+        meter::GroupingWindow::Day,
+    ] {
+        rpc!(
+            "GetUsage",
+            meter_client.get_usage(authed(
+                KEY_A,
+                meter::GetUsageRequest {
+                    customer: customer.clone(),
+                    meter: api_calls.clone(),
+                    start_time: ts(t0()),
+                    end_time: ts(t0() + TimeDelta::days(2)),
+                    grouping_window: window.into(),
+                }
+            ))
+        );
+    }
+
+    // Pricing units and prices.
+    let unit = rpc!(
+        "CreatePricingUnit",
+        ledger_client.create_pricing_unit(authed(
+            KEY_A,
+            ledger::CreatePricingUnitRequest {
+                display_name: "Tokens".into(),
+                scale: 2,
+                ..Default::default()
+            }
+        ))
+    )
+    .pricing_unit
+    .unwrap()
+    .id;
+    rpc!(
+        "GetPricingUnit",
+        ledger_client.get_pricing_unit(authed(KEY_A, ledger::GetPricingUnitRequest { id: unit }))
+    );
+    rpc!(
+        "ListPricingUnits",
+        ledger_client.list_pricing_units(authed(KEY_A, ledger::ListPricingUnitsRequest::default()))
+    );
+    let price = t.per_unit_price(&api_calls, "1.5").await;
+    let spare_price = t.per_unit_price(&spare, "2").await;
+    CALLED.lock().unwrap().insert("CreatePrice");
+    rpc!(
+        "GetPrice",
+        invoicing.get_price(authed(KEY_A, pb::GetPriceRequest { id: price.clone() }))
+    );
+    let first = rpc!(
+        "ListPrices",
+        invoicing.list_prices(authed(
+            KEY_A,
+            pb::ListPricesRequest {
+                page_size: 1,
+                ..Default::default()
+            }
+        ))
+    );
+    rpc!(
+        "ListPrices",
+        invoicing.list_prices(authed(
+            KEY_A,
+            pb::ListPricesRequest {
+                page_size: 1,
+                page_token: first.next_page_token
+            }
+        ))
+    );
+
+    // Subscriptions.
+    let subscription = t.subscribe(&customer, &[&price]).await.id;
+    let second = t.subscribe(&customer, &[&price]).await.id;
+    let cancelled = t.subscribe(&other, &[&spare_price]).await.id;
+    CALLED.lock().unwrap().insert("CreateSubscription");
+    rpc!(
+        "GetSubscription",
+        invoicing.get_subscription(authed(
+            KEY_A,
+            pb::GetSubscriptionRequest {
+                id: subscription.clone()
+            }
+        ))
+    );
+    for filter in [String::new(), customer.clone()] {
+        let first = rpc!(
+            "ListSubscriptions",
+            invoicing.list_subscriptions(authed(
+                KEY_A,
+                pb::ListSubscriptionsRequest {
+                    customer: filter.clone(),
+                    page_size: 1,
+                    ..Default::default()
+                }
+            ))
+        );
+        rpc!(
+            "ListSubscriptions",
+            invoicing.list_subscriptions(authed(
+                KEY_A,
+                pb::ListSubscriptionsRequest {
+                    customer: filter,
+                    page_size: 1,
+                    page_token: first.next_page_token
+                }
+            ))
+        );
+    }
+    rpc!(
+        "CancelSubscription",
+        invoicing.cancel_subscription(authed(
+            KEY_A,
+            pb::CancelSubscriptionRequest {
+                id: cancelled,
+                ..Default::default()
+            }
+        ))
+    );
+    rpc!(
+        "DeactivatePrice",
+        invoicing.deactivate_price(authed(
+            KEY_A,
+            pb::DeactivatePriceRequest {
+                id: spare_price,
+                ..Default::default()
+            }
+        ))
+    );
+
+    // Grants.
+    let grant = t
+        .grant(grant_request(&customer, "Prepaid", 10_000))
+        .await
+        .id;
+    let voided = t.grant(grant_request(&customer, "Promo", 500)).await.id;
+    let expired = t.grant(grant_request(&customer, "Trial", 300)).await.id;
+    CALLED.lock().unwrap().insert("CreateCreditGrant");
+    rpc!(
+        "GetCreditGrant",
+        ledger_client.get_credit_grant(authed(
+            KEY_A,
+            ledger::GetCreditGrantRequest { id: grant.clone() }
+        ))
+    );
+    for filter in [String::new(), customer.clone()] {
+        let first = rpc!(
+            "ListCreditGrants",
+            ledger_client.list_credit_grants(authed(
+                KEY_A,
+                ledger::ListCreditGrantsRequest {
+                    customer: filter.clone(),
+                    page_size: 1,
+                    ..Default::default()
+                }
+            ))
+        );
+        rpc!(
+            "ListCreditGrants",
+            ledger_client.list_credit_grants(authed(
+                KEY_A,
+                ledger::ListCreditGrantsRequest {
+                    customer: filter,
+                    page_size: 1,
+                    page_token: first.next_page_token
+                }
+            ))
+        );
+    }
+    rpc!(
+        "UpdateCreditGrant",
+        ledger_client.update_credit_grant(authed(
+            KEY_A,
+            ledger::UpdateCreditGrantRequest {
+                id: grant.clone(),
+                name: Some("Prepaid credits".into()),
+                ..Default::default()
+            }
+        ))
+    );
+    rpc!(
+        "VoidCreditGrant",
+        ledger_client.void_credit_grant(authed(
+            KEY_A,
+            ledger::VoidCreditGrantRequest {
+                id: voided,
+                ..Default::default()
+            }
+        ))
+    );
+    rpc!(
+        "ExpireCreditGrant",
+        ledger_client.expire_credit_grant(authed(
+            KEY_A,
+            ledger::ExpireCreditGrantRequest {
+                id: expired,
+                ..Default::default()
+            }
+        ))
+    );
+
+    // Direct application, preview and real, and its reversal.
+    let apply = |preview: bool| ledger::ApplyCreditsRequest {
+        customer: customer.clone(),
+        invoice: "in_direct".into(),
+        period_end: ts(t0() + TimeDelta::days(1)),
+        lines: vec![ledger::InvoiceLine {
+            invoice_line_item: "line_1".into(),
+            price: price.clone(),
+            amount: usd(250),
+        }],
+        preview,
+    };
+    rpc!(
+        "ApplyCredits",
+        ledger_client.apply_credits(authed(KEY_A_APPLY, apply(true)))
+    );
+    rpc!(
+        "ApplyCredits",
+        ledger_client.apply_credits(authed(KEY_A_APPLY, apply(false)))
+    );
+    rpc!(
+        "ApplyCredits",
+        ledger_client.apply_credits(authed(KEY_A_APPLY, apply(false)))
+    );
+    rpc!(
+        "ReverseCredits",
+        ledger_client.reverse_credits(authed(
+            KEY_A_APPLY,
+            ledger::ReverseCreditsRequest {
+                invoice: "in_direct".into()
+            }
+        ))
+    );
+
+    // Invoices: one paid, one voided, one closed by the worker.
+    rpc!(
+        "PreviewInvoice",
+        invoicing.preview_invoice(authed(
+            KEY_A,
+            pb::PreviewInvoiceRequest {
+                subscription: subscription.clone()
+            }
+        ))
+    );
+    t.advance_to(t0() + TimeDelta::days(32)).await;
+    let paid = t.create_invoice(&subscription).await.id;
+    CALLED.lock().unwrap().insert("CreateInvoice");
+    rpc!(
+        "GetInvoice",
+        invoicing.get_invoice(authed(KEY_A, pb::GetInvoiceRequest { id: paid.clone() }))
+    );
+    rpc!(
+        "FinalizeInvoice",
+        invoicing.finalize_invoice(authed(
+            KEY_A,
+            pb::FinalizeInvoiceRequest {
+                id: paid.clone(),
+                ..Default::default()
+            }
+        ))
+    );
+    rpc!(
+        "MarkInvoicePaid",
+        invoicing.mark_invoice_paid(authed(
+            KEY_A,
+            pb::MarkInvoicePaidRequest {
+                id: paid.clone(),
+                ..Default::default()
+            }
+        ))
+    );
+    let voided_invoice = t.create_invoice(&second).await.id;
+    rpc!(
+        "FinalizeInvoice",
+        invoicing.finalize_invoice(authed(
+            KEY_A,
+            pb::FinalizeInvoiceRequest {
+                id: voided_invoice.clone(),
+                ..Default::default()
+            }
+        ))
+    );
+    rpc!(
+        "VoidInvoice",
+        invoicing.void_invoice(authed(
+            KEY_A,
+            pb::VoidInvoiceRequest {
+                id: voided_invoice,
+                ..Default::default()
+            }
+        ))
+    );
+    // The worker's auto-finalize and the next period's close.
+    t.advance_to(t0() + TimeDelta::days(33)).await;
+    t.advance_to(t0() + TimeDelta::days(62)).await;
+    for (customer, subscription, status) in [
+        (String::new(), String::new(), pb::InvoiceStatus::Unspecified),
+        (
+            customer.clone(),
+            String::new(),
+            pb::InvoiceStatus::Unspecified,
+        ),
+        (
+            String::new(),
+            subscription.clone(),
+            pb::InvoiceStatus::Unspecified,
+        ),
+        (String::new(), String::new(), pb::InvoiceStatus::Paid),
+        (customer.clone(), String::new(), pb::InvoiceStatus::Draft),
+        (String::new(), subscription.clone(), pb::InvoiceStatus::Void),
+    ] {
+        let request = |page_token: String| pb::ListInvoicesRequest {
+            customer: customer.clone(),
+            subscription: subscription.clone(),
+            status: status.into(),
+            page_size: 1,
+            page_token,
+        };
+        let first = rpc!(
+            "ListInvoices",
+            invoicing.list_invoices(authed(KEY_A, request(String::new())))
+        );
+        rpc!(
+            "ListInvoices",
+            invoicing.list_invoices(authed(KEY_A, request(first.next_page_token)))
+        );
+    }
+    for (invoice, kind) in [
+        (String::new(), String::new()),
+        (paid.clone(), String::new()),
+        (String::new(), "invoice.finalized".to_owned()),
+    ] {
+        let request = |page_token: String| pb::ListInvoiceEventsRequest {
+            invoice: invoice.clone(),
+            r#type: kind.clone(),
+            page_size: 1,
+            page_token,
+        };
+        let first = rpc!(
+            "ListInvoiceEvents",
+            invoicing.list_invoice_events(authed(KEY_A, request(String::new())))
+        );
+        rpc!(
+            "ListInvoiceEvents",
+            invoicing.list_invoice_events(authed(KEY_A, request(first.next_page_token)))
+        );
+    }
+
+    // Balances after all of it.
+    for filter in [
+        None,
+        Some(ledger::credit_balance_filter::Kind::CreditGrant(
+            grant.clone(),
+        )),
+        Some(ledger::credit_balance_filter::Kind::ApplicabilityScope(
+            ledger::ApplicabilityScope {
+                price_type: ledger::PriceType::Metered.into(),
+                prices: vec![],
+            },
+        )),
+    ] {
+        rpc!(
+            "GetCreditBalanceSummary",
+            ledger_client.get_credit_balance_summary(authed(
+                KEY_A,
+                ledger::GetCreditBalanceSummaryRequest {
+                    customer: customer.clone(),
+                    filter: filter.map(|kind| ledger::CreditBalanceFilter { kind: Some(kind) }),
+                }
+            ))
+        );
+    }
+    for grant_filter in [String::new(), grant.clone()] {
+        let request = |page_token: String| ledger::ListCreditBalanceTransactionsRequest {
+            customer: customer.clone(),
+            credit_grant: grant_filter.clone(),
+            page_size: 1,
+            page_token,
+        };
+        let first = rpc!(
+            "ListCreditBalanceTransactions",
+            ledger_client.list_credit_balance_transactions(authed(KEY_A, request(String::new())))
+        );
+        rpc!(
+            "ListCreditBalanceTransactions",
+            ledger_client
+                .list_credit_balance_transactions(authed(KEY_A, request(first.next_page_token)))
+        );
+    }
+    rpc!(
+        "AuditLedger",
+        ledger_client.audit_ledger(authed(KEY_A, ledger::AuditLedgerRequest {}))
+    );
+}
