@@ -19,7 +19,7 @@ fuzz calls="2000" seed="1":
     FUZZ_CALLS={{calls}} FUZZ_SEED={{seed}} cargo test -p invoicing --test fuzz -- --nocapture
 
 # All benchmarks.
-bench: bench-ledger bench-ingest bench-finalize
+bench: bench-ledger bench-ingest bench-finalize bench-scale
 
 # Ledger throughput and balance-summary latency on SQLite and PostgreSQL.
 bench-ledger:
@@ -32,3 +32,7 @@ bench-ingest:
 # Finalizes/s and latency for 1,000 subscriptions through the three services (BENCH_INVOICES to change).
 bench-finalize:
     cargo bench -p invoicing --bench finalize
+
+# A customer's lists, balance and ApplyCredits p50/p99 in an account of 10,000 and of 1,000,000 rows (PostgreSQL).
+bench-scale:
+    cargo bench -p invoicing --bench scale
