@@ -4,7 +4,7 @@
 //! connect to `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), create a uniquely named
 //! database and drop it afterwards. Without a reachable server a PostgreSQL
-//! test prints a skip line and passes, except when `CI=true`, where it fails.
+//! test prints a skip line and passes, except in CI ([`in_ci`]), where it fails.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -12,6 +12,34 @@ use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor};
+
+/// Whether the tests run in CI: `CI` set to anything but empty, `false` or
+/// `0`. There, a test whose server or tool is missing fails instead of
+/// printing a skip line.
+pub fn in_ci() -> bool {
+    ci_value_means_ci(std::env::var("CI").ok().as_deref())
+}
+
+fn ci_value_means_ci(value: Option<&str>) -> bool {
+    value.is_some_and(|v| !matches!(v.trim(), "" | "false" | "0"))
+}
+
+/// Prints a skip line, and appends it to the file named by
+/// `BILLING_SKIP_LOG` when set: libtest hides a passing test's output, so
+/// `.ci/run` reads that file and fails when any test skipped.
+pub fn skip(message: &str) {
+    eprintln!("skipping: {message}");
+    if let Ok(path) = std::env::var("BILLING_SKIP_LOG") {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            use std::io::Write;
+            let _ = writeln!(file, "skipping: {message}");
+        }
+    }
+}
 
 /// The server tests use when `TEST_DATABASE_URL` is unset.
 pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -44,7 +72,7 @@ impl TestDatabase {
     /// server is reachable outside CI.
     ///
     /// # Panics
-    /// When the server is unreachable and `CI=true`: CI must run these tests.
+    /// When the server is unreachable in CI ([`in_ci`]): CI must run these tests.
     pub async fn postgres() -> Option<Self> {
         let admin_url = std::env::var("TEST_DATABASE_URL")
             .unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
@@ -54,11 +82,13 @@ impl TestDatabase {
                 url,
                 kind: Kind::Postgres { admin_url, name },
             }),
-            Err(error) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("CI=true but PostgreSQL at {admin_url} is not usable: {error}")
+            Err(error) if in_ci() => {
+                panic!("CI is set but PostgreSQL at {admin_url} is not usable: {error}")
             }
             Err(error) => {
-                eprintln!("skipping PostgreSQL test: {admin_url} is not usable ({error})");
+                skip(&format!(
+                    "PostgreSQL test: {admin_url} is not usable ({error})"
+                ));
                 None
             }
         }
@@ -116,4 +146,19 @@ async fn drop_postgres_database(admin_url: &str, name: &str) -> Result<(), sqlx:
         )))
         .await?;
     admin.close().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ci_value_means_ci;
+
+    #[test]
+    fn any_ci_value_but_empty_false_or_zero_means_ci() {
+        for value in ["true", "1", "yes", "TRUE", "github"] {
+            assert!(ci_value_means_ci(Some(value)), "{value}");
+        }
+        for value in [None, Some(""), Some("false"), Some("0"), Some(" ")] {
+            assert!(!ci_value_means_ci(value), "{value:?}");
+        }
+    }
 }

@@ -150,8 +150,12 @@ async fn grow(ledger_db: &PgPool, invoicing_db: &PgPool, from: u64, to: u64, sco
 async fn target(s: &Suite, invoicing_db: &PgPool, size: u64) -> String {
     let customer = s.customer(&format!("Target at {size}")).await;
     for n in 0..20 {
-        s.grant(grant_request(&customer, &format!("Grant {n}"), 1_000_000_000))
-            .await;
+        s.grant(grant_request(
+            &customer,
+            &format!("Grant {n}"),
+            1_000_000_000,
+        ))
+        .await;
     }
     let mut ledger_client = s.ledger.clone();
     for n in 0..200 {
@@ -229,7 +233,10 @@ async fn main() {
         grow(&ledger_db, &invoicing_db, grown, size, &scope).await;
         grown = size;
         let customer = target(&s, &invoicing_db, size).await;
-        eprintln!("{size} rows ready in {:.0} s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "{size} rows ready in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
 
         let report = |call: &str, (p50, p99): (Duration, Duration)| {
             println!("| {size} | {call} | {:.2} | {:.2} |", ms(p50), ms(p99));

@@ -88,11 +88,10 @@ pub fn require(what: &str, mut command: Command, hint: &str) -> bool {
     if command.output().is_ok_and(|o| o.status.success()) {
         return true;
     }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "CI=true but {what} is not available ({hint})"
+    assert!(
+        !billing_db::testing::in_ci(),
+        "CI is set but {what} is not available ({hint})"
     );
-    eprintln!("skipping: {what} not available ({hint})");
+    billing_db::testing::skip(&format!("{what} not available ({hint})"));
     false
 }

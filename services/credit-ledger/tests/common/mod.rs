@@ -84,7 +84,8 @@ impl Harness for TestLedger {
     /// Stops the server and drops the database.
     async fn stop(self) {
         let _ = self.stop.send(());
-        let _ = self.server.await;
+        // A server that failed or panicked fails the test that ran on it.
+        self.server.await.expect("the server task ended cleanly");
         self.db.drop_database().await;
     }
 }

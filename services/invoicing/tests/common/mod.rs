@@ -79,7 +79,8 @@ where
 impl Running {
     async fn stop(self) {
         let _ = self.stop.send(());
-        let _ = self.task.await;
+        // A server that failed or panicked fails the test that ran on it.
+        self.task.await.expect("the server task ended cleanly");
     }
 }
 

@@ -45,7 +45,8 @@ impl Harness for TestMeter {
 
     async fn stop(self) {
         let _ = self.stop.send(());
-        let _ = self.server.await;
+        // A server that failed or panicked fails the test that ran on it.
+        self.server.await.expect("the server task ended cleanly");
         self.db.drop_database().await;
     }
 }
