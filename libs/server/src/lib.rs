@@ -31,3 +31,4 @@ pub mod page;
 pub mod serve;
 pub mod status;
 pub mod time;
+pub mod unimplemented;

@@ -110,6 +110,13 @@ pub async fn serve(
         .layer(tower::util::MapResponseLayer::new(
             oversize_is_resource_exhausted::<tonic::body::Body>,
         ))
+        .layer(crate::unimplemented::NameServicesLayer::new(
+            &service_names
+                .iter()
+                .chain(INFRASTRUCTURE_SERVICES.iter())
+                .copied()
+                .collect::<Vec<_>>(),
+        ))
         .add_routes(routes)
         // TCP_NODELAY: without it small responses wait on delayed ACKs (~40 ms).
         .serve_with_incoming_shutdown(

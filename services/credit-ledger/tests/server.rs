@@ -54,4 +54,27 @@ async fn health_and_reflection_need_no_key(t: &TestLedger) {
     );
 }
 
-backends!(health_and_reflection_need_no_key);
+/// A call to a service or method this port does not serve names the
+/// services it does serve (tonic's own answer has no message).
+async fn unimplemented_names_the_services_of_the_port(t: &TestLedger) {
+    for path in [
+        "/billing.invoicing.v1.InvoicingService/ListInvoices",
+        "/billing.ledger.v1.LedgerService/NoSuchMethod",
+    ] {
+        let status = billing_testkit::raw::call(t.channel.clone(), path, KEY_A, Vec::new())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{path}");
+        assert!(
+            status.message().starts_with(path)
+                && status.message().contains(credit_ledger::SERVICE_NAME)
+                && status.message().contains("grpc.health.v1.Health"),
+            "{path}: {status:?}"
+        );
+    }
+}
+
+backends!(
+    health_and_reflection_need_no_key,
+    unimplemented_names_the_services_of_the_port
+);
