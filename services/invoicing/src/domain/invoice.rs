@@ -195,12 +195,20 @@ pub struct StepError {
     pub failed_at: DateTime<Utc>,
     /// Failed attempts since the step began.
     pub attempts: i64,
-    /// When the recovery worker tries again.
-    pub next_attempt_at: DateTime<Utc>,
+    /// When the recovery worker tries again; `None` when it does not (the
+    /// peer refused the request itself, so the invoice went back to `draft`
+    /// or `open` and waits for FinalizeInvoice or VoidInvoice).
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 /// A draft was created (a period closed).
 pub const INVOICE_CREATED: &str = "invoice.created";
+/// The ledger refused to apply credits (not a transient failure): nothing
+/// was applied and the invoice is a draft again.
+pub const INVOICE_FINALIZATION_FAILED: &str = "invoice.finalization_failed";
+/// The ledger refused to give credits back (not a transient failure): the
+/// invoice is open again.
+pub const INVOICE_VOID_FAILED: &str = "invoice.void_failed";
 /// Credits were applied; the invoice is open or paid.
 pub const INVOICE_FINALIZED: &str = "invoice.finalized";
 /// An open invoice was marked paid.
@@ -208,10 +216,12 @@ pub const INVOICE_PAID: &str = "invoice.paid";
 /// An open invoice was voided and its credits given back.
 pub const INVOICE_VOIDED: &str = "invoice.voided";
 /// Types of invoice events, in lifecycle order.
-pub const EVENT_TYPES: [&str; 4] = [
+pub const EVENT_TYPES: [&str; 6] = [
     INVOICE_CREATED,
+    INVOICE_FINALIZATION_FAILED,
     INVOICE_FINALIZED,
     INVOICE_PAID,
+    INVOICE_VOID_FAILED,
     INVOICE_VOIDED,
 ];
 

@@ -595,11 +595,13 @@ pub fn invoice(invoice: &Invoice) -> Result<pb::Invoice, InvoicingError> {
         message: e.message.clone(),
         failed_at: Some(to_proto(e.failed_at)),
         attempts: i32::try_from(e.attempts).unwrap_or(i32::MAX),
-        next_attempt_at: Some(to_proto(e.next_attempt_at)),
+        next_attempt_at: e.next_attempt_at.map(to_proto),
     });
+    // A draft or open invoice carries an error only after the ledger refused
+    // its finalize or void (which sent it back there).
     match invoice.status {
-        Status::Finalizing => out.last_finalization_error = step_error,
-        Status::Voiding => out.last_void_error = step_error,
+        Status::Finalizing | Status::Draft => out.last_finalization_error = step_error,
+        Status::Voiding | Status::Open => out.last_void_error = step_error,
         _ => {}
     }
     out.set_status(invoice_status(invoice.status));

@@ -18,6 +18,27 @@ pub fn to_status(error: InvoicingError) -> Status {
             ERROR_DOMAIN,
             format!("external_id {id:?} is already used by another customer"),
         ),
+        InvoicingError::Upstream { service, status } if status.code.is_key_refusal() => {
+            // Our configuration, not the caller's request: never hand the
+            // caller a PERMISSION_DENIED about a key it did not send.
+            tracing::error!(
+                service,
+                code = %status.code.name(),
+                message = %status.message,
+                "upstream refused invoicing's internal key: check INVOICING_INTERNAL_API_KEY \
+                 and the peer's BILLING_API_KEYS (the key needs the internal and apply_credits scopes)"
+            );
+            status::with_reason(
+                Code::Internal,
+                "UPSTREAM_KEY_REFUSED",
+                ERROR_DOMAIN,
+                format!(
+                    "{service} refused invoicing's internal key ({}); an operator must fix the \
+                     service keys; the refusal is logged",
+                    status.code.name()
+                ),
+            )
+        }
         InvoicingError::Upstream { service, status } => {
             tracing::warn!(service, code = %status.code.name(), message = %status.message, "upstream refused");
             Status::new(

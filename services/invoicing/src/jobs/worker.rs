@@ -6,15 +6,23 @@
 //! Every step is idempotent and conditional, so several replicas may run
 //! the worker at once; a step that fails is logged and retried: a saga step
 //! after its invoice's backoff delay, anything else next tick.
+//!
+//! Resuming is bounded: at most [`WorkerOptions::concurrency`] invoices at a
+//! time, and none started once the tick has run [`WorkerOptions::budget`],
+//! so invoices stuck on a hung ledger cost about one deadline per
+//! `concurrency` of them, and period closing still runs every tick.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::sync::{Mutex, watch};
+use tokio::time::Instant;
 
 use crate::domain::invoice::Status;
 use crate::error::InvoicingError;
 use crate::ops::Invoicing;
+use crate::store::WorkItem;
 
 /// Items handled per kind and tick.
 const BATCH: i64 = 200;
@@ -30,21 +38,48 @@ pub struct TickReport {
     pub sagas_resumed: usize,
     /// Steps that failed (logged; retried later).
     pub failures: usize,
+    /// Invoices due for resuming left for the next tick (the budget ran out).
+    pub sagas_deferred: usize,
+}
+
+/// How much one tick may spend resuming invoices.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerOptions {
+    /// Invoices resumed at once.
+    pub concurrency: usize,
+    /// No resume starts after the tick has run this long.
+    pub budget: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            budget: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The worker; [`Worker::tick`] runs one pass (tests and the test clock call it).
 #[derive(Debug, Clone)]
 pub struct Worker {
     invoicing: Invoicing,
+    options: WorkerOptions,
     /// One tick at a time per process.
     running: Arc<Mutex<()>>,
 }
 
 impl Worker {
-    /// A worker over the operations.
+    /// A worker over the operations, with the default options.
     pub fn new(invoicing: Invoicing) -> Self {
+        Self::with_options(invoicing, WorkerOptions::default())
+    }
+
+    /// A worker over the operations.
+    pub fn with_options(invoicing: Invoicing, options: WorkerOptions) -> Self {
         Self {
             invoicing,
+            options,
             running: Arc::new(Mutex::new(())),
         }
     }
@@ -74,34 +109,7 @@ impl Worker {
         // Resume first: a restarted process finishes what it left behind
         // before it starts new sagas.
         match store.unfinished(now, BATCH).await {
-            Ok(items) => {
-                for item in items {
-                    let (saga, result) = match item.status {
-                        Status::Voiding => (
-                            "void",
-                            self.invoicing
-                                .void(&item.account, &item.invoice, None)
-                                .await,
-                        ),
-                        _ => (
-                            "finalize",
-                            self.invoicing
-                                .finalize(&item.account, &item.invoice, None)
-                                .await,
-                        ),
-                    };
-                    if result.is_ok() {
-                        self.invoicing.count_recovery(saga);
-                    }
-                    count(
-                        &mut report.sagas_resumed,
-                        &mut report.failures,
-                        result,
-                        "resume",
-                        &item.invoice,
-                    );
-                }
-            }
+            Ok(items) => self.resume(items, &mut report).await,
             Err(error) => log_failure(&mut report.failures, "list unfinished invoices", &error),
         }
         match store.due_subscriptions(now, BATCH).await {
@@ -146,6 +154,55 @@ impl Worker {
             Err(error) => log_failure(&mut report.failures, "list due drafts", &error),
         }
         report
+    }
+}
+
+impl Worker {
+    /// Resumes `items` at most `concurrency` at a time, starting none once
+    /// the budget is spent (those are counted as deferred).
+    async fn resume(&self, items: Vec<WorkItem>, report: &mut TickReport) {
+        let started = Instant::now();
+        let budget = self.options.budget;
+        let outcomes: Vec<_> = futures_util::stream::iter(items)
+            .map(|item| async move {
+                if started.elapsed() >= budget {
+                    return None;
+                }
+                let (saga, result): (&str, _) = match item.status {
+                    Status::Voiding => (
+                        "void",
+                        self.invoicing
+                            .void(&item.account, &item.invoice, None)
+                            .await,
+                    ),
+                    _ => (
+                        "finalize",
+                        self.invoicing
+                            .finalize(&item.account, &item.invoice, None)
+                            .await,
+                    ),
+                };
+                Some((item.invoice, saga, result))
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        for outcome in outcomes {
+            let Some((invoice, saga, result)) = outcome else {
+                report.sagas_deferred += 1;
+                continue;
+            };
+            if result.is_ok() {
+                self.invoicing.count_recovery(saga);
+            }
+            count(
+                &mut report.sagas_resumed,
+                &mut report.failures,
+                result,
+                "resume",
+                &invoice,
+            );
+        }
     }
 }
 

@@ -18,7 +18,8 @@ use futures_util::future::try_join_all;
 
 use super::{Invoicing, failpoint};
 use crate::domain::invoice::{
-    INVOICE_PAID, INVOICE_VOIDED, Invoice, Status, StepError, retry_delay,
+    INVOICE_FINALIZATION_FAILED, INVOICE_PAID, INVOICE_VOID_FAILED, INVOICE_VOIDED, Invoice,
+    Status, StepError, retry_delay,
 };
 use crate::domain::price::Price;
 use crate::error::InvoicingError;
@@ -349,27 +350,30 @@ impl Invoicing {
 }
 
 impl Invoicing {
-    /// Records a failed attempt at completing `invoice` (shown on it, with
-    /// when the recovery worker tries again), then hands the error back.
-    /// Every failure is retried: the ledger is idempotent on the invoice,
-    /// and a permanent-looking one (PERMISSION_DENIED from a key without
-    /// the `apply_credits` scope) is usually fixed by configuration.
+    /// Records a failed attempt at completing `invoice` and hands the error
+    /// back. A transient failure (the peer unreachable, slow or failing on
+    /// its side) leaves the invoice mid-saga with a backoff after which the
+    /// recovery worker tries again: the ledger is idempotent on the invoice.
+    /// A refusal (the peer answered that this request, or our key, is
+    /// wrong) is not retried: nothing was applied or reversed, so the
+    /// invoice goes back to `draft` (or `open`) with the error on it and an
+    /// `invoice.finalization_failed` (`invoice.void_failed`) event, and
+    /// waits for FinalizeInvoice (VoidInvoice) to be called again.
     async fn step_failed(
         &self,
         account: &str,
         invoice: &Invoice,
         error: InvoicingError,
     ) -> InvoicingError {
-        let (code, message) = match &error {
-            InvoicingError::Unavailable { code, detail, .. } => (code.name(), detail.clone()),
-            InvoicingError::Upstream { status, .. } => (status.code.name(), status.message.clone()),
-            other => ("INTERNAL".to_owned(), other.to_string()),
+        let (code, message, retried) = match &error {
+            InvoicingError::Unavailable { code, detail, .. } => (code.name(), detail.clone(), true),
+            InvoicingError::Upstream { status, .. } => {
+                (status.code.name(), status.message.clone(), false)
+            }
+            other => ("INTERNAL".to_owned(), other.to_string(), true),
         };
-        let saga = if invoice.status == Status::Voiding {
-            "void"
-        } else {
-            "finalize"
-        };
+        let voiding = invoice.status == Status::Voiding;
+        let saga = if voiding { "void" } else { "finalize" };
         let attempts = invoice.step_error.as_ref().map_or(0, |e| e.attempts) + 1;
         let now = self.clock.now();
         let step_error = StepError {
@@ -377,22 +381,40 @@ impl Invoicing {
             message,
             failed_at: now,
             attempts,
-            next_attempt_at: now + retry_delay(attempts),
+            next_attempt_at: retried.then(|| now + retry_delay(attempts)),
         };
         tracing::warn!(
             invoice = %invoice.id,
             saga,
             code = %step_error.code,
             attempts,
-            next_attempt_at = %step_error.next_attempt_at,
+            retried,
+            next_attempt_at = ?step_error.next_attempt_at,
             "saga step failed: {error}"
         );
         self.count_step_failure(saga, &step_error.code);
-        if let Err(record) = self
-            .store
-            .record_step_error(account, &invoice.id, invoice.status, &step_error)
-            .await
-        {
+        let recorded = if retried {
+            self.store
+                .record_step_error(account, &invoice.id, invoice.status, &step_error)
+                .await
+        } else {
+            let (back, event) = if voiding {
+                (Status::Open, INVOICE_VOID_FAILED)
+            } else {
+                (Status::Draft, INVOICE_FINALIZATION_FAILED)
+            };
+            self.store
+                .return_refused(
+                    account,
+                    &invoice.id,
+                    (invoice.status, back),
+                    &step_error,
+                    event,
+                )
+                .await
+                .map(|_| ())
+        };
+        if let Err(record) = recorded {
             tracing::warn!(invoice = %invoice.id, "could not record the failed attempt: {record}");
         }
         saga_pending(error, &invoice.id)

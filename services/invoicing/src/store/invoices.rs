@@ -90,7 +90,7 @@ fn step_error(row: &AnyRow, first: usize) -> Result<Option<StepError>, Invoicing
             .unwrap_or_default(),
         failed_at: from_micros(required(first + 2)?),
         attempts: row.try_get(first + 3)?,
-        next_attempt_at: from_micros(required(first + 4)?),
+        next_attempt_at: row.try_get::<Option<i64>, _>(first + 4)?.map(from_micros),
     }))
 }
 
@@ -461,7 +461,7 @@ impl Store {
         .bind(&error.message)
         .bind(to_micros(error.failed_at))
         .bind(error.attempts)
-        .bind(to_micros(error.next_attempt_at))
+        .bind(error.next_attempt_at.map(to_micros))
         .bind(account)
         .bind(id)
         .bind(status.as_str())
@@ -469,6 +469,52 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Ends a saga the peer refused: `from` (`finalizing` or `voiding`) goes
+    /// back to `to` (`draft` or `open`) with the refusal recorded and no
+    /// automatic retry (a draft also loses its auto-finalize time), and the
+    /// `event` is written with the change. False when the invoice has moved
+    /// on meanwhile (another caller completed it).
+    pub async fn return_refused(
+        &self,
+        account: &str,
+        id: &str,
+        (from, to): (Status, Status),
+        error: &StepError,
+        event: &str,
+    ) -> Result<bool, InvoicingError> {
+        let now_us = to_micros(error.failed_at);
+        let mut tx = self.db.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE invoices SET status = $1, updated_us = $2, auto_finalize_at_us = NULL, \
+             step_error_code = $3, step_error_message = $4, step_failed_us = $2, \
+             step_attempts = $5, step_retry_at_us = NULL \
+             WHERE account = $6 AND id = $7 AND status = $8",
+        )
+        .bind(to.as_str())
+        .bind(now_us)
+        .bind(&error.code)
+        .bind(&error.message)
+        .bind(error.attempts)
+        .bind(account)
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let payload = serde_json::json!({
+            "invoice": id,
+            "status": to.as_str(),
+            "error": { "code": error.code, "message": error.message },
+        });
+        outbox(&mut tx, account, event, id, &payload, now_us).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Drafts (any account) due for automatic finalization.

@@ -19,7 +19,7 @@ pub use billing_db::StoreError;
 
 pub use events::EventFilter;
 use events::outbox;
-pub use invoices::InvoiceFilter;
+pub use invoices::{InvoiceFilter, WorkItem};
 pub use subscriptions::Closing;
 
 use crate::error::InvoicingError;

@@ -121,25 +121,76 @@ pub struct LineCredits {
     pub applications: Vec<CreditApplication>,
 }
 
-/// UNAVAILABLE-like answers are retried by the saga; others are the caller's.
+/// Sorts a failed call into what the saga retries and what it does not.
+///
+/// Retried (`Unavailable`): the peer unreachable, overloaded or failing on
+/// its own side — UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, UNKNOWN,
+/// RESOURCE_EXHAUSTED, ABORTED, INTERNAL — and every failure of the
+/// connection rather than of the call (an h2 GOAWAY or reset storm carries
+/// its h2 error as the status' source, whatever code tonic gave it). Our own
+/// deadline expiring is recorded as DEADLINE_EXCEEDED (tonic reports it as
+/// CANCELLED "Timeout expired").
+///
+/// Not retried (`Upstream`): the peer's considered refusal of this request
+/// (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, …) or of our key
+/// (UNAUTHENTICATED, PERMISSION_DENIED): repeating it changes nothing.
 fn upstream_error(service: &'static str, status: Status) -> InvoicingError {
-    let code = PeerCode(status.code() as i32);
-    match status.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
-            InvoicingError::Unavailable {
-                service,
-                code,
-                detail: status.message().to_owned(),
-                invoice: None,
-            }
-        }
-        _ => InvoicingError::Upstream {
-            service,
-            status: PeerStatus {
-                code,
-                message: status.message().to_owned(),
-            },
+    let unavailable = |code: Code, detail: String| InvoicingError::Unavailable {
+        service,
+        code: PeerCode(code as i32),
+        detail,
+        invoice: None,
+    };
+    if status.code() == Code::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string()
+    {
+        return unavailable(
+            Code::DeadlineExceeded,
+            format!("no answer within the deadline ({})", status.message()),
+        );
+    }
+    if let Some(source) = std::error::Error::source(&status) {
+        return unavailable(
+            Code::Unavailable,
+            format!(
+                "connection failed ({}): {source}",
+                PeerCode(status.code() as i32).name()
+            ),
+        );
+    }
+    if is_retryable(status.code()) {
+        return unavailable(status.code(), status.message().to_owned());
+    }
+    InvoicingError::Upstream {
+        service,
+        status: PeerStatus {
+            code: PeerCode(status.code() as i32),
+            message: status.message().to_owned(),
         },
+    }
+}
+
+/// Codes that say "try again later" rather than "this request is wrong".
+fn is_retryable(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Internal
+    )
+}
+
+impl PeerCode {
+    /// Whether the peer refused our credentials rather than the request:
+    /// an operator's problem, never the caller's.
+    pub fn is_key_refusal(self) -> bool {
+        matches!(
+            Code::from(self.0),
+            Code::Unauthenticated | Code::PermissionDenied
+        )
     }
 }
 
@@ -351,7 +402,41 @@ fn amount_value(amount: Option<&common::Amount>, asset: &Asset) -> Result<i64, I
 #[cfg(test)]
 mod tests {
     use super::PeerCode;
-    use tonic::Code;
+    use tonic::{Code, Status};
+
+    #[test]
+    fn retryable_and_refused_calls_are_told_apart() {
+        use super::{InvoicingError, upstream_error};
+        let code = |error: InvoicingError| match error {
+            InvoicingError::Unavailable { code, .. } => ("retried", code.name()),
+            InvoicingError::Upstream { status, .. } => ("refused", status.code.name()),
+            other => panic!("{other:?}"),
+        };
+        let timeout = Status::cancelled(tonic::TimeoutExpired(()).to_string());
+        assert_eq!(
+            code(upstream_error("x", timeout)),
+            ("retried", "DEADLINE_EXCEEDED".into())
+        );
+        assert_eq!(
+            code(upstream_error("x", Status::cancelled("peer went away"))),
+            ("retried", "CANCELLED".into())
+        );
+        assert_eq!(
+            code(upstream_error("x", Status::resource_exhausted("calm down"))),
+            ("retried", "RESOURCE_EXHAUSTED".into())
+        );
+        let connection = Status::from_error(Box::new(std::io::Error::other("GOAWAY")));
+        assert!(std::error::Error::source(&connection).is_some());
+        assert_eq!(code(upstream_error("x", connection)).0, "retried");
+        for refused in [
+            Status::invalid_argument("bad"),
+            Status::not_found("gone"),
+            Status::failed_precondition("no"),
+            Status::permission_denied("key"),
+        ] {
+            assert_eq!(code(upstream_error("x", refused)).0, "refused");
+        }
+    }
 
     #[test]
     fn code_names_are_the_grpc_names() {

@@ -46,7 +46,8 @@ pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
 }
 
-fn keys() -> ApiKeys {
+/// The keys every service of the suite accepts.
+pub fn keys() -> ApiKeys {
     let mut keys = ApiKeys::default();
     keys.insert_plain(KEY_A, "acct_a", &[]);
     keys.insert_plain(KEY_A_APPLY, "acct_a", &[Scope::ApplyCredits]);
@@ -103,9 +104,14 @@ pub struct Suite {
     invoicing_server: Running,
 }
 
-async fn start_ledger(url: &str, addr: SocketAddr, clock: &Clock) -> (SocketAddr, Running) {
+async fn start_ledger(
+    url: &str,
+    addr: SocketAddr,
+    clock: &Clock,
+    keys: ApiKeys,
+) -> (SocketAddr, Running) {
     let mut config = credit_ledger::Config::new(url, addr);
-    config.service.api_keys = keys();
+    config.service.api_keys = keys;
     config.service.db.postgres_max_connections = 8;
     let app = credit_ledger::App::build(config, clock.clone())
         .await
@@ -134,8 +140,13 @@ impl Harness for Suite {
         let invoicing_db = backend.database().await?;
         let clock = Clock::manual(t0());
 
-        let (ledger_addr, ledger_server) =
-            start_ledger(ledger_db.url(), "127.0.0.1:0".parse().unwrap(), &clock).await;
+        let (ledger_addr, ledger_server) = start_ledger(
+            ledger_db.url(),
+            "127.0.0.1:0".parse().unwrap(),
+            &clock,
+            keys(),
+        )
+        .await;
 
         let mut config = meter_ingest::Config::new(meter_db.url(), "127.0.0.1:0".parse().unwrap());
         config.service.api_keys = keys();
@@ -249,8 +260,29 @@ impl Suite {
 
     /// Starts the ledger again on the same port and database.
     pub async fn restart_ledger(&self) {
-        let (_, running) = start_ledger(self.ledger_db.url(), self.ledger_addr, &self.clock).await;
+        self.restart_ledger_with(keys()).await;
+    }
+
+    /// Starts the ledger again on the same port and database, accepting
+    /// `keys` (e.g. an internal key without a scope it needs).
+    pub async fn restart_ledger_with(&self, keys: ApiKeys) {
+        let (_, running) =
+            start_ledger(self.ledger_db.url(), self.ledger_addr, &self.clock, keys).await;
         *self.ledger_server.lock().await = Some(running);
+    }
+
+    /// Replaces the (stopped) ledger by a listener that accepts connections
+    /// and never answers: a hung peer. Dropping the task frees the port.
+    pub async fn hang_ledger(&self) -> JoinHandle<()> {
+        let listener = tokio::net::TcpListener::bind(self.ledger_addr)
+            .await
+            .expect("the ledger's port is free");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        })
     }
 
     /// Creates a meter (sum of `value`) as account A.
