@@ -29,15 +29,14 @@ fn ci_value_means_ci(value: Option<&str>) -> bool {
 /// `.ci/run` reads that file and fails when any test skipped.
 pub fn skip(message: &str) {
     eprintln!("skipping: {message}");
-    if let Ok(path) = std::env::var("BILLING_SKIP_LOG") {
-        if let Ok(mut file) = std::fs::OpenOptions::new()
+    if let Ok(path) = std::env::var("BILLING_SKIP_LOG")
+        && let Ok(mut file) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-        {
-            use std::io::Write;
-            let _ = writeln!(file, "skipping: {message}");
-        }
+    {
+        use std::io::Write;
+        let _ = writeln!(file, "skipping: {message}");
     }
 }
 

@@ -71,10 +71,11 @@ where
             let unimplemented = headers
                 .get("grpc-status")
                 .is_some_and(|status| status.as_bytes() == b"12");
-            if unimplemented && !headers.contains_key("grpc-message") {
-                if let Ok(message) = HeaderValue::from_str(&message(&path, &served)) {
-                    headers.insert("grpc-message", message);
-                }
+            if unimplemented
+                && !headers.contains_key("grpc-message")
+                && let Ok(message) = HeaderValue::from_str(&message(&path, &served))
+            {
+                headers.insert("grpc-message", message);
             }
             Ok(response)
         })

@@ -149,7 +149,8 @@ async fn a_refused_key_is_internal_and_a_refused_void_returns_to_open(t: &Suite)
 
     // The ledger now refuses invoicing's key for ReverseCredits.
     t.stop_ledger().await;
-    t.restart_ledger_with(keys_with_internal_key_unscoped()).await;
+    t.restart_ledger_with(keys_with_internal_key_unscoped())
+        .await;
     let error = t.void(&open.id).await.unwrap_err();
     assert_eq!(error.code(), Code::Internal, "{error:?}");
     assert_eq!(
