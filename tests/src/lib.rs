@@ -20,12 +20,15 @@ use tonic::transport::Channel;
 pub const ACCOUNT_KEY: &str = "sk_e2e_account";
 /// Invoicing's service key.
 pub const INTERNAL_KEY: &str = "sk_e2e_internal";
+/// The same account's key without the `test_clock` scope.
+pub const PLAIN_KEY: &str = "sk_e2e_plain";
 
 /// `BILLING_API_KEYS` for every process.
 pub fn api_keys() -> String {
     format!(
-        "acct_e2e:{}, _invoicing:{}:apply_credits+internal",
+        "acct_e2e:{}:test_clock, acct_e2e:{}, _invoicing:{}:apply_credits+internal",
         hash_hex(ACCOUNT_KEY),
+        hash_hex(PLAIN_KEY),
         hash_hex(INTERNAL_KEY)
     )
 }

@@ -23,6 +23,10 @@
 //!    holds `UPDATE credit_balance_transactions` or `DELETE FROM
 //!    credit_balance_transactions` (checked on the raw text, SQL included).
 //!
+//! 7. No deployment file (`k8s/`, `Dockerfile`) enables a development tool:
+//!    no `INVOICING_TEST_CLOCK`, `test_clock` scope, `test-clock` or
+//!    `failpoints` feature, `INVOICING_FAILPOINT` outside comments.
+//!
 //! A file is read up to its first `#[cfg(test)]`; comments and string
 //! literals are blanked first, so prose may name anything.
 
@@ -93,6 +97,7 @@ fn the_source_tree_keeps_its_boundaries() {
         violations.extend(check(&relative, &text, &crates));
     }
     violations.extend(append_only_history(&root));
+    violations.extend(no_development_tools_deployed(&root));
     assert!(
         violations.is_empty(),
         "architecture boundaries broken (see tests/tests/boundaries.rs and ARCHITECTURE.md):\n{}",
@@ -202,6 +207,56 @@ fn append_only_history(root: &Path) -> Vec<Violation> {
                     found: line.trim().to_owned(),
                 });
             }
+        }
+    }
+    out
+}
+
+/// Rule 7 over `k8s/` and the Dockerfile.
+fn no_development_tools_deployed(root: &Path) -> Vec<Violation> {
+    let mut files = vec![root.join("Dockerfile")];
+    let mut dirs = vec![root.join("k8s")];
+    while let Some(dir) = dirs.pop() {
+        for entry in read_dir(&dir) {
+            if entry.is_dir() {
+                dirs.push(entry);
+            } else {
+                files.push(entry);
+            }
+        }
+    }
+    assert!(
+        files.len() > 5,
+        "found only {} deployment files",
+        files.len()
+    );
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        out.extend(deployment_violations(&file.to_string_lossy(), &text));
+    }
+    out
+}
+
+fn deployment_violations(file: &str, text: &str) -> Vec<Violation> {
+    const TOOLS: [&str; 5] = [
+        "INVOICING_TEST_CLOCK",
+        "test_clock",
+        "test-clock",
+        "failpoints",
+        "INVOICING_FAILPOINT",
+    ];
+    let mut out = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        // Comments (YAML and Dockerfile) may explain what is left out.
+        let line = line.split_once('#').map_or(line, |(code, _)| code);
+        if let Some(tool) = TOOLS.iter().find(|tool| line.contains(*tool)) {
+            out.push(Violation {
+                file: file.to_owned(),
+                line: number + 1,
+                rule: "a development tool in a deployment file",
+                found: (*tool).to_owned(),
+            });
         }
     }
     out
@@ -556,4 +611,13 @@ fn each_rule_catches_what_it_forbids() {
             ),
         }
     }
+    let deployed = deployment_violations(
+        "k8s/overlays/dev/invoicing.yaml",
+        "  - name: INVOICING_TEST_CLOCK\n    value: \"true\"\n",
+    );
+    assert_eq!(deployed.len(), 1, "{deployed:?}");
+    assert!(
+        deployment_violations("k8s/base/x.yaml", "  - name: LEDGER_URL # not failpoints\n")
+            .is_empty()
+    );
 }

@@ -23,8 +23,12 @@ pub const ACCOUNT_METADATA_KEY: &str = "x-billing-account";
 pub enum Scope {
     /// ApplyCredits and ReverseCredits.
     ApplyCredits,
-    /// Acts for any account named in metadata; implies every other scope.
+    /// Acts for any account named in metadata; implies `apply_credits`
+    /// (never `test_clock`).
     Internal,
+    /// May move invoicing's test clock (a development tool; the process
+    /// must also be built to allow it).
+    TestClock,
 }
 
 impl Scope {
@@ -32,6 +36,7 @@ impl Scope {
         match text {
             "apply_credits" => Ok(Self::ApplyCredits),
             "internal" => Ok(Self::Internal),
+            "test_clock" => Ok(Self::TestClock),
             other => Err(AuthConfigError::UnknownScope(other.to_owned())),
         }
     }
@@ -47,7 +52,7 @@ pub enum AuthConfigError {
     #[error("invalid account name {0:?}: use 1-64 letters, digits, '_' or '-'")]
     BadAccount(String),
     /// A scope other than `apply_credits` or `internal`.
-    #[error("unknown API key scope {0:?}: expected apply_credits or internal")]
+    #[error("unknown API key scope {0:?}: expected apply_credits, internal or test_clock")]
     UnknownScope(String),
 }
 
@@ -56,6 +61,7 @@ struct KeyEntry {
     account: String,
     apply_credits: bool,
     internal: bool,
+    test_clock: bool,
 }
 
 /// Who is calling: the account every read and write is scoped to.
@@ -65,6 +71,9 @@ pub struct Principal {
     pub account: String,
     /// May call ApplyCredits / ReverseCredits.
     pub can_apply_credits: bool,
+    /// May move invoicing's process-wide test clock (the `test_clock`
+    /// scope; never implied by `internal`).
+    pub can_move_test_clock: bool,
 }
 
 /// The configured keys, by SHA-256 digest.
@@ -100,11 +109,13 @@ impl ApiKeys {
                 account: account.to_owned(),
                 apply_credits: false,
                 internal: false,
+                test_clock: false,
             };
             for scope in scopes.split('+').filter(|s| !s.is_empty()) {
                 match Scope::parse(scope)? {
                     Scope::ApplyCredits => key.apply_credits = true,
                     Scope::Internal => key.internal = true,
+                    Scope::TestClock => key.test_clock = true,
                 }
             }
             keys.by_hash.insert(digest, key);
@@ -120,6 +131,7 @@ impl ApiKeys {
                 account: account.to_owned(),
                 apply_credits: scopes.contains(&Scope::ApplyCredits),
                 internal: scopes.contains(&Scope::Internal),
+                test_clock: scopes.contains(&Scope::TestClock),
             },
         );
     }
@@ -158,6 +170,7 @@ impl ApiKeys {
             return Ok(Principal {
                 account: entry.account.clone(),
                 can_apply_credits: entry.apply_credits,
+                can_move_test_clock: entry.test_clock,
             });
         }
         let account = metadata
@@ -172,6 +185,7 @@ impl ApiKeys {
         Ok(Principal {
             account: account.to_owned(),
             can_apply_credits: true,
+            can_move_test_clock: false,
         })
     }
 }

@@ -63,7 +63,7 @@ enum ApiKeyCommand {
         /// The account the key belongs to (letters, digits, '_' or '-').
         #[arg(long)]
         account: String,
-        /// Extra scopes: apply_credits, internal.
+        /// Extra scopes: apply_credits, internal, test_clock (development only).
         #[arg(long = "scope")]
         scopes: Vec<String>,
     },

@@ -75,10 +75,23 @@ impl Config {
         }
         if let Some(value) = var("INVOICING_TEST_CLOCK") {
             config.test_clock = parse("INVOICING_TEST_CLOCK", &value)?;
+            if config.test_clock && !TEST_CLOCK_BUILT_IN {
+                return Err(ConfigError::Invalid {
+                    name: "INVOICING_TEST_CLOCK",
+                    problem: "the test clock is a development tool; this release build refuses it \
+                              (build with --features test-clock, or use a debug build)"
+                        .into(),
+                });
+            }
         }
         Ok(config)
     }
 }
+
+/// Whether this build may serve the test clock: debug builds (tests,
+/// `cargo run`) and builds with the `test-clock` feature. Release images
+/// are built without it, so no production pod can serve it.
+pub const TEST_CLOCK_BUILT_IN: bool = cfg!(any(debug_assertions, feature = "test-clock"));
 
 impl Settings for Config {
     fn service(&self) -> &ServiceConfig {
