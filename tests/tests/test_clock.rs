@@ -41,7 +41,7 @@ async fn only_a_test_clock_key_moves_the_clock() {
         assert_eq!(refused.code(), Code::PermissionDenied, "{who}: {refused:?}");
         assert!(refused.message().contains("test_clock"), "{who}");
     }
-    let mut later = now.clone().unwrap();
+    let mut later = now.unwrap();
     later.seconds += 3_600;
     let refused = clock
         .advance_test_clock(billing_testkit::authed(
