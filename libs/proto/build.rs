@@ -34,7 +34,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let set = <prost_types::FileDescriptorSet as prost::Message>::decode(descriptors.as_slice())?;
     std::fs::write(out_dir.join("strings.rs"), strings::generate(&set))?;
 
+    // The google.rpc error details, for reflection only (tonic-types has
+    // the Rust types): a descriptor set, no generated code.
+    let rpc_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("google-rpc");
+    let status = std::process::Command::new(protoc_bin_vendored::protoc_bin_path()?)
+        .arg(format!("--proto_path={}", rpc_root.display()))
+        .arg(format!(
+            "--descriptor_set_out={}",
+            out_dir.join("google_rpc_descriptor.bin").display()
+        ))
+        .arg("google/rpc/error_details.proto")
+        .status()?;
+    if !status.success() {
+        return Err("protoc failed on google/rpc/error_details.proto".into());
+    }
+
     println!("cargo:rerun-if-changed={}", proto_root.display());
+    println!("cargo:rerun-if-changed={}", rpc_root.display());
     Ok(())
 }
 

@@ -12,6 +12,12 @@ pub mod strings;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/billing_descriptor.bin"));
 
+/// Encoded `FileDescriptorSet` of the google.rpc error details the services
+/// send (`google.rpc.BadRequest`, `google.rpc.ErrorInfo`), for server
+/// reflection: a client such as `grpcurl -format-error` decodes them.
+pub const GOOGLE_RPC_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/google_rpc_descriptor.bin"));
+
 /// `billing.common.v1`: shared messages.
 pub mod common {
     /// Version 1.

