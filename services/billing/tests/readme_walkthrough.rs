@@ -59,8 +59,16 @@ fn readme_walkthrough_runs_verbatim() {
             .output()
             .unwrap()
     };
-    let output = run();
+    // Twice in a row: the second run reuses the meter and the price (found
+    // by their request_id) and bills a new customer the same way.
+    for round in ["first", "second"] {
+        check_run(round, &run());
+    }
+}
+
+fn check_run(round: &str, output: &std::process::Output) {
     let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{round} run");
     assert!(
         output.status.success(),
         "walkthrough failed:\n{stdout}\n{}",
