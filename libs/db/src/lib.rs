@@ -85,6 +85,19 @@ pub enum DbError {
     /// A migration failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database was migrated by another service (or another program).
+    #[error(
+        "this database holds another schema: its migration {version} is {found:?}, where this \
+         service's migration {version} is {expected:?}; give each service its own database"
+    )]
+    ForeignSchema {
+        /// The first version that differs.
+        version: i64,
+        /// Its description in the database.
+        found: String,
+        /// Its description in this service's migrations.
+        expected: String,
+    },
 }
 
 /// Pool options; explicit so that nothing depends on sqlx defaults.
@@ -166,9 +179,40 @@ impl Db {
         })
     }
 
-    /// Runs the service's embedded migrations for this database's backend.
+    /// Runs the service's embedded migrations for this database's backend,
+    /// after checking that the migrations already applied are this
+    /// service's (sqlx alone reports another schema as a checksum mismatch).
     pub async fn migrate(&self, migrations: &Migrations) -> Result<(), DbError> {
-        migrations.for_backend(self.backend).run(&self.pool).await?;
+        let migrator = migrations.for_backend(self.backend);
+        self.check_schema_owner(migrator).await?;
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn check_schema_owner(&self, migrator: &Migrator) -> Result<(), DbError> {
+        // No table yet: a fresh database.
+        let Ok(applied) = sqlx::query_as::<_, (i64, String)>(
+            "SELECT version, description FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        else {
+            return Ok(());
+        };
+        for (version, found) in applied {
+            // A version this binary does not know is a newer binary's
+            // migration: sqlx reports that one itself.
+            let Some(expected) = migrator.iter().find(|m| m.version == version) else {
+                continue;
+            };
+            if expected.description != found {
+                return Err(DbError::ForeignSchema {
+                    version,
+                    found,
+                    expected: expected.description.to_string(),
+                });
+            }
+        }
         Ok(())
     }
 

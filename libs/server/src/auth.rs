@@ -32,7 +32,8 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn parse(text: &str) -> Result<Self, AuthConfigError> {
+    /// The scope named `text` (`apply_credits`, `internal`, `test_clock`).
+    pub fn parse(text: &str) -> Result<Self, AuthConfigError> {
         match text {
             "apply_credits" => Ok(Self::ApplyCredits),
             "internal" => Ok(Self::Internal),
@@ -240,7 +241,9 @@ fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-fn valid_account(account: &str) -> bool {
+/// Whether `account` is a valid account name: 1 to 64 letters, digits, `_`
+/// or `-`.
+pub fn valid_account(account: &str) -> bool {
     (1..=64).contains(&account.len())
         && account
             .bytes()

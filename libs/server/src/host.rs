@@ -157,6 +157,9 @@ impl<S: Service> Host<S> {
         let shared = self.config.service();
         let auth = AuthInterceptor::new(Arc::new(shared.api_keys.clone()));
         let (routes, names) = S::routes(&self.state, &self.config, auth);
+        if let Ok(addr) = self.listener.local_addr() {
+            tracing::info!(service = S::NAME, %addr, services = ?names, "serving");
+        }
         let (stop_jobs, stop) = watch::channel(false);
         let jobs: Vec<_> = S::jobs(&self.state, &self.config, &stop)
             .into_iter()

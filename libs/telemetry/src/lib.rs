@@ -12,6 +12,7 @@
 
 mod layers;
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -42,15 +43,22 @@ impl Telemetry {
     }
 }
 
+/// The log filter without `RUST_LOG`: info, except PostgreSQL's notices
+/// (`relation "_sqlx_migrations" already exists, skipping` on every start),
+/// which are noise unless they are warnings.
+pub const DEFAULT_LOG: &str = "info,sqlx::postgres::notice=warn";
+
 /// Installs the global subscriber for `service_name`. Safe to call more than
 /// once (later calls are no-ops), so tests and `billing up` can both call it.
 /// Must run inside a Tokio runtime when OTLP export is configured.
 pub fn init(service_name: &str) -> Telemetry {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     // RUST_LOG filters the logs only: spans are exported whatever the log level.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
+        // Colour codes only for a person at a terminal, never in log files.
+        .with_ansi(std::io::stdout().is_terminal())
         .with_filter(filter);
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default();
     if endpoint.is_empty() {

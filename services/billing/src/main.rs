@@ -9,6 +9,7 @@
 
 mod up;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -28,8 +29,8 @@ enum Command {
     Up(up::UpArgs),
     /// Run the embedded migrations of a service against its database.
     Migrate {
-        /// Which service's schema.
-        #[arg(long, value_enum, default_value = "ledger")]
+        /// Which service's schema (required: each service has its own database).
+        #[arg(long, value_enum)]
         service: Service,
         /// The database (sqlite://… or postgres://…).
         #[arg(long, env = "DATABASE_URL")]
@@ -83,22 +84,35 @@ async fn main() -> anyhow::Result<()> {
             service,
             database_url,
         } => {
-            let db =
-                billing_db::Db::connect(&database_url, &billing_db::DbOptions::default()).await?;
+            let shown = redact_url(&database_url);
+            let db = billing_db::Db::connect(&database_url, &billing_db::DbOptions::default())
+                .await
+                .with_context(|| format!("cannot open the database at {shown}"))?;
             let migrations = match service {
                 Service::Ledger => &credit_ledger::MIGRATIONS,
                 Service::Meter => &meter_ingest::MIGRATIONS,
                 Service::Invoicing => &invoicing::MIGRATIONS,
             };
-            db.migrate(migrations).await?;
+            let migrated = db.migrate(migrations).await;
             db.close().await;
-            println!(
-                "migrated {service:?} schema at {}",
-                redact_url(&database_url)
-            );
+            migrated.with_context(|| {
+                format!("migrating the {service:?} schema at {shown} (is this the {service:?} database?)")
+            })?;
+            println!("migrated {service:?} schema at {shown}");
             Ok(())
         }
         Command::ApiKey(ApiKeyCommand::Create { account, scopes }) => {
+            if !billing_server::auth::valid_account(&account) {
+                anyhow::bail!(
+                    "--account {:?} is not a valid account name: use 1 to 64 letters, digits, \
+                     '_' or '-' (e.g. acct_acme)",
+                    billing_server::status::clip(&account, 64)
+                );
+            }
+            for scope in &scopes {
+                billing_server::auth::Scope::parse(scope)
+                    .with_context(|| format!("--scope {scope:?}"))?;
+            }
             let key = billing_server::auth::generate_key()?;
             let mut entry = format!("{account}:{}", billing_server::auth::hash_hex(&key));
             if !scopes.is_empty() {
@@ -121,12 +135,27 @@ async fn main() -> anyhow::Result<()> {
 async fn audit(ledger_url: String, api_key: String) -> anyhow::Result<()> {
     use billing_proto::ledger::v1::AuditLedgerRequest;
     use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
-    let mut client = LedgerServiceClient::connect(ledger_url).await?;
+    let mut client = LedgerServiceClient::connect(ledger_url.clone())
+        .await
+        .with_context(|| format!("cannot reach the ledger at {ledger_url} (--ledger-url)"))?;
     let mut request = tonic::Request::new(AuditLedgerRequest {});
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {api_key}").parse()?);
-    let report = client.audit_ledger(request).await?.into_inner();
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {api_key}")
+            .parse()
+            .context("the API key has characters a header cannot carry")?,
+    );
+    let report = client
+        .audit_ledger(request)
+        .await
+        .map_err(|status| {
+            anyhow::anyhow!(
+                "the ledger at {ledger_url} answered {:?}: {}",
+                status.code(),
+                status.message()
+            )
+        })?
+        .into_inner();
     println!(
         "checked {} grants and {} invoices: {} violations",
         report.grants_checked,

@@ -108,7 +108,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
 
     shutdown_signal().await;
-    tracing::info!("stopping");
+    tracing::info!("stopping (Ctrl-C again to stop at once)");
+    // A second Ctrl-C does not wait for the drain.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("second Ctrl-C: stopping now");
+            std::process::exit(130);
+        }
+    });
     // Nobody may be waiting: the services may already have stopped.
     let _ = stop.send(true);
     for service in running.into_iter().rev() {

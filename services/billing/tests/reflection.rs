@@ -59,6 +59,10 @@ fn each_port_lists_its_own_services_only() {
         expected.sort();
         assert_eq!(listed(addr), expected, "services listed on {addr}");
     }
+    // Its logs go to a pipe here: plain text, no terminal colour codes.
+    let output = up.output.lock().unwrap().clone();
+    assert!(output.iter().any(|l| l.contains("INFO")), "{output:?}");
+    assert!(!output.iter().any(|l| l.contains('\u{1b}')), "{output:?}");
 }
 
 /// `grpcurl -format-error` decodes the BadRequest and ErrorInfo details

@@ -18,6 +18,8 @@ pub struct Up {
     pub meter: String,
     /// invoicing's address.
     pub invoicing: String,
+    /// Every line it printed so far (stdout: its logs and its messages).
+    pub output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Up {
@@ -31,6 +33,11 @@ impl Drop for Up {
 impl Up {
     /// Starts it with `dev_key` as the development key and waits for the addresses.
     pub fn start(name: &str, dev_key: &str) -> Self {
+        Self::start_with(name, dev_key, &[])
+    }
+
+    /// Starts it with extra environment variables.
+    pub fn start_with(name: &str, dev_key: &str, env: &[(&str, &str)]) -> Self {
         let data_dir = std::env::temp_dir().join(format!("billing-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         let mut child = Command::new(env!("CARGO_BIN_EXE_billing"))
@@ -48,14 +55,19 @@ impl Up {
             .env_remove("LEDGER_DATABASE_URL")
             .env_remove("METER_DATABASE_URL")
             .env_remove("INVOICING_DATABASE_URL")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = output.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line.clone());
                 if let Some((service, addr)) = line.split_once(" listening on ") {
                     let _ = tx.send((service.to_owned(), addr.trim().to_owned()));
                 }
@@ -67,6 +79,7 @@ impl Up {
             ledger: String::new(),
             meter: String::new(),
             invoicing: String::new(),
+            output,
         };
         while up.ledger.is_empty() || up.meter.is_empty() || up.invoicing.is_empty() {
             let (service, addr) = rx
