@@ -16,23 +16,31 @@ const DEV_KEY: &str = "sk_python_example_key";
 #[test]
 fn python_client_ingests_grants_and_reads_the_balance() {
     let mut probe = Command::new("python3");
-    probe.args(["-c", "import grpc, grpc_tools"]);
+    probe.args(["-c", "import grpc, grpc_tools, grpc_status"]);
     if !require(
-        "python3 with grpcio and grpcio-tools",
+        "python3 with grpcio, grpcio-tools and grpcio-status",
         probe,
         "pip install -r examples/python/requirements.txt",
     ) {
         return;
     }
     let up = Up::start("python", DEV_KEY);
+    // Run where `billing up` keeps its data, without BILLING_API_KEY: the
+    // example falls back to data/dev_api_key.
+    let cwd = up.data_dir.join("python-cwd");
+    std::fs::create_dir_all(cwd.join("data")).unwrap();
+    std::fs::write(cwd.join("data/dev_api_key"), format!("{DEV_KEY}\n")).unwrap();
+    let stubs_before = stub_dirs();
     let output = Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../examples/python/billing_example.py"
         ))
-        .env("BILLING_API_KEY", DEV_KEY)
+        .current_dir(&cwd)
+        .env_remove("BILLING_API_KEY")
         .env("METER_ADDR", &up.meter)
         .env("LEDGER_ADDR", &up.ledger)
+        .env("INVOICING_ADDR", &up.invoicing)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -47,8 +55,37 @@ fn python_client_ingests_grants_and_reads_the_balance() {
     );
     assert!(stdout.contains("usage: 42.5"), "{stdout}");
     assert!(stdout.contains("available balance: 2500 usd"), "{stdout}");
+    // 42.5 units × 10¢, paid by the credits.
+    assert!(
+        stdout.contains(
+            "INVOICE_STATUS_PAID, subtotal 425, credits applied 425, amount due 0"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("available balance after the invoice: 2075 usd"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("invalid grant refused: INVALID_ARGUMENT"),
         "{stdout}"
     );
+    // The BadRequest details, decoded.
+    assert!(stdout.contains("  field amount: is required"), "{stdout}");
+    assert_eq!(stub_dirs(), stubs_before, "the generated stubs were removed");
+}
+
+/// The example's temporary stub directories.
+fn stub_dirs() -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("billing-stubs-"))
+        })
+        .collect();
+    dirs.sort();
+    dirs
 }
