@@ -57,9 +57,7 @@ fn python_client_ingests_grants_and_reads_the_balance() {
     assert!(stdout.contains("available balance: 2500 usd"), "{stdout}");
     // 42.5 units × 10¢, paid by the credits.
     assert!(
-        stdout.contains(
-            "INVOICE_STATUS_PAID, subtotal 425, credits applied 425, amount due 0"
-        ),
+        stdout.contains("INVOICE_STATUS_PAID, subtotal 425, credits applied 425, amount due 0"),
         "{stdout}"
     );
     assert!(
@@ -72,7 +70,11 @@ fn python_client_ingests_grants_and_reads_the_balance() {
     );
     // The BadRequest details, decoded.
     assert!(stdout.contains("  field amount: is required"), "{stdout}");
-    assert_eq!(stub_dirs(), stubs_before, "the generated stubs were removed");
+    assert_eq!(
+        stub_dirs(),
+        stubs_before,
+        "the generated stubs were removed"
+    );
 }
 
 /// The example's temporary stub directories.

@@ -1,4 +1,6 @@
-//! An acknowledged event survives `kill -9` of the service process.
+//! An acknowledged batch survives `kill -9` of the service process in the
+//! middle of ingestion load, a batch in flight is stored whole or not at
+//! all, and the aggregates count every stored event exactly once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -47,6 +49,37 @@ fn start(database_url: &str) -> (Process, String) {
     (Process(child), addr)
 }
 
+const CLIENTS: usize = 4;
+const BATCH: usize = 50;
+const CUSTOMERS: usize = 10;
+/// Acknowledged batches to wait for before the kill.
+const ACKED_BEFORE_KILL: usize = 40;
+
+/// Batch `n` of client `c`: BATCH events of value 1 over CUSTOMERS customers.
+fn batch(c: usize, n: usize, at: chrono::DateTime<Utc>) -> Vec<pb::MeterEvent> {
+    (0..BATCH)
+        .map(|i| {
+            let mut payload = std::collections::BTreeMap::new();
+            payload.insert("customer".to_owned(), format!("cus_{}", i % CUSTOMERS));
+            payload.insert("value".to_owned(), "1".to_owned());
+            pb::MeterEvent {
+                event_name: "durable".into(),
+                identifier: format!("c{c}-b{n}-e{i}"),
+                timestamp: Some(billing_server::time::to_proto(at)),
+                payload,
+            }
+        })
+        .collect()
+}
+
+/// What one client saw before the process died: the batches acknowledged,
+/// and the one in flight when the connection broke (if any).
+#[derive(Debug, Default)]
+struct Seen {
+    acked: Vec<usize>,
+    in_flight: Option<usize>,
+}
+
 async fn check(db: TestDatabase) {
     let (process, addr) = start(db.url());
     let mut client = MeterServiceClient::connect(format!("http://{addr}"))
@@ -68,49 +101,116 @@ async fn check(db: TestDatabase) {
         .meter
         .unwrap();
     let at = Utc::now() - TimeDelta::minutes(1);
-    let mut payload = std::collections::BTreeMap::new();
-    payload.insert("customer".to_owned(), "cus_1".to_owned());
-    payload.insert("value".to_owned(), "42.5".to_owned());
-    let event = pb::MeterEvent {
-        event_name: "durable".into(),
-        identifier: "kept".into(),
-        timestamp: Some(billing_server::time::to_proto(at)),
-        payload,
-    };
-    let ack = client
-        .ingest_events(authed(
-            KEY,
-            pb::IngestEventsRequest {
-                events: vec![event],
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(ack.accepted, 1);
 
-    // SIGKILL right after the acknowledgement: no graceful shutdown.
+    // Load: CLIENTS clients send batches back to back until the process dies.
+    let acked_total = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let mut client = client.clone();
+            let acked_total = acked_total.clone();
+            tokio::spawn(async move {
+                let mut seen = Seen::default();
+                for n in 0.. {
+                    let request = pb::IngestEventsRequest {
+                        events: batch(c, n, at),
+                    };
+                    match client.ingest_events(authed(KEY, request)).await {
+                        Ok(response) => {
+                            assert_eq!(response.into_inner().accepted as usize, BATCH);
+                            seen.acked.push(n);
+                            acked_total.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Err(_) => {
+                            seen.in_flight = Some(n);
+                            return seen;
+                        }
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    while acked_total.load(std::sync::atomic::Ordering::SeqCst) < ACKED_BEFORE_KILL {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // SIGKILL in the middle of the load: no graceful shutdown, batches in flight.
     drop(process);
+    let mut seen = Vec::new();
+    for client in clients {
+        seen.push(client.await.unwrap());
+    }
+    drop(client);
 
     let (_process, addr) = start(db.url());
     let mut client = MeterServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
-    let usage = client
-        .get_usage(authed(
-            KEY,
-            pb::GetUsageRequest {
-                customer: "cus_1".into(),
-                meter: meter.id,
-                start_time: Some(billing_server::time::to_proto(at - TimeDelta::hours(1))),
-                end_time: Some(billing_server::time::to_proto(at + TimeDelta::hours(1))),
-                grouping_window: 0,
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(usage.total.unwrap().value, "42.5");
+    eprintln!("before the kill: {seen:?}");
+    let mut stored = 0;
+    for (c, seen) in seen.iter().enumerate() {
+        // Every acknowledged batch is there in full: re-sent, all duplicates.
+        for &n in &seen.acked {
+            let again = client
+                .ingest_events(authed(
+                    KEY,
+                    pb::IngestEventsRequest {
+                        events: batch(c, n, at),
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                again.duplicate as usize, BATCH,
+                "client {c} batch {n} was acknowledged before the kill but is not all there"
+            );
+            stored += BATCH;
+        }
+        // The batch in flight is there entirely or not at all; re-sending
+        // completes it exactly once.
+        if let Some(n) = seen.in_flight {
+            let again = client
+                .ingest_events(authed(
+                    KEY,
+                    pb::IngestEventsRequest {
+                        events: batch(c, n, at),
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(
+                (again.duplicate as usize, again.accepted as usize) == (BATCH, 0)
+                    || (again.duplicate as usize, again.accepted as usize) == (0, BATCH),
+                "client {c} batch {n} in flight was half stored: {again:?}"
+            );
+            stored += BATCH;
+        }
+    }
+    assert!(stored >= ACKED_BEFORE_KILL * BATCH);
+    // The aggregates agree: every stored event counted once.
+    let mut total = 0_u64;
+    for customer in 0..CUSTOMERS {
+        let usage = client
+            .get_usage(authed(
+                KEY,
+                pb::GetUsageRequest {
+                    customer: format!("cus_{customer}"),
+                    meter: meter.id.clone(),
+                    start_time: Some(billing_server::time::to_proto(at - TimeDelta::hours(1))),
+                    end_time: Some(billing_server::time::to_proto(at + TimeDelta::hours(1))),
+                    grouping_window: 0,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        total += usage.total.unwrap().value.parse::<u64>().unwrap();
+    }
+    assert_eq!(
+        total as usize, stored,
+        "usage counts every stored event once"
+    );
     drop(client);
     db.drop_database().await;
 }
