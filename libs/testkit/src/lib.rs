@@ -5,6 +5,7 @@
 //! `async fn(&Harness)` into one `#[tokio::test]` per backend that always
 //! cleans up, even when the test panics.
 
+pub mod bench;
 pub mod fuzz;
 pub mod raw;
 

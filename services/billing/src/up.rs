@@ -76,11 +76,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     meter.service.api_keys = keys.clone();
     running.push(start::<meter_ingest::MeterIngest>(meter, &stopped).await?);
 
+    // The ledger asks invoicing about customers, and invoicing starts after
+    // it: fix invoicing's port first.
+    let invoicing_addr = reserve(args.invoicing_addr)?;
     let mut ledger = credit_ledger::Config::new(
         database(args.ledger_database_url, "ledger.db"),
         args.ledger_addr,
     );
     ledger.service.api_keys = keys.clone();
+    ledger.customers = Some(credit_ledger::upstream::CustomerCheckConfig {
+        invoicing_url: format!("http://{invoicing_addr}"),
+        internal_api_key: internal_key.clone(),
+        deadline: std::time::Duration::from_secs(5),
+    });
     running.push(start::<credit_ledger::LedgerService>(ledger, &stopped).await?);
 
     let upstream = invoicing::upstream::UpstreamConfig {
@@ -91,7 +99,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let mut invoicing = invoicing::Config::new(
         database(args.invoicing_database_url, "invoicing.db"),
-        args.invoicing_addr,
+        invoicing_addr,
         upstream,
     );
     invoicing.service.api_keys = keys;
@@ -152,6 +160,15 @@ async fn wait_for(mut stopped: watch::Receiver<bool>) {
             return;
         }
     }
+}
+
+/// `addr` itself, or for port 0 a free port chosen now (the listener is
+/// released at once and bound again moments later by the service).
+fn reserve(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    Ok(std::net::TcpListener::bind(addr)?.local_addr()?)
 }
 
 fn sqlite_url(path: &Path) -> String {

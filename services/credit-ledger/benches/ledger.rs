@@ -18,6 +18,7 @@ use billing_proto::ledger::v1 as pb;
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_server::auth::{ApiKeys, Scope};
 use billing_server::clock::Clock;
+use billing_testkit::bench::{ms, percentile};
 use billing_testkit::fixtures::usd;
 use credit_ledger::{App, Config};
 use tonic::transport::Channel;
@@ -31,14 +32,6 @@ const SUMMARY_CALLS: usize = 2_000;
 
 fn authed<T>(message: T) -> tonic::Request<T> {
     billing_testkit::authed(KEY, message)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
 }
 
 struct Throughput {
@@ -244,10 +237,6 @@ async fn bench(name: &str, db: TestDatabase, seconds: u64) {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     db.drop_database().await;
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1_000.0
 }
 
 #[tokio::main]

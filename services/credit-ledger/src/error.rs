@@ -23,6 +23,18 @@ pub enum LedgerError {
     /// that was not locked): the operation stopped, nothing was written.
     #[error("invariant: {0}")]
     Invariant(String),
+    /// Invoicing does not know the customer a grant names.
+    #[error("no customer with id {0:?}")]
+    UnknownCustomer(String),
+    /// Invoicing could not say whether the customer exists (unreachable,
+    /// or it refused the ledger's key): nothing was written.
+    #[error("invoicing could not confirm the customer ({detail})")]
+    CustomerCheckFailed {
+        /// Invoicing refused the ledger's internal key (an operator's fix).
+        key_refused: bool,
+        /// Its code and message.
+        detail: String,
+    },
     /// A stored record could not be read back.
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),

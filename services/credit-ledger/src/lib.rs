@@ -9,6 +9,7 @@
 //!   invariants); no I/O, no clock, no ids.
 //! - [`store`]: SQLite/PostgreSQL persistence; the only sqlx user.
 //! - [`jobs`]: the sweeper (expiries after the grace period, old keys).
+//! - [`upstream`]: asks invoicing whether a grant's customer exists.
 //! - [`config`], [`error`]: configuration and the service's error.
 //!
 //! [`LedgerService`] declares the service to the shared host; [`App`] is
@@ -21,6 +22,7 @@ pub(crate) mod grpc;
 pub mod jobs;
 pub(crate) mod ops;
 pub(crate) mod store;
+pub mod upstream;
 
 use billing_server::app::AppError;
 use billing_server::auth::AuthInterceptor;
@@ -45,9 +47,26 @@ impl Service for LedgerService {
     const NAME: &'static str = "credit-ledger";
     const MIGRATIONS: &'static billing_db::Migrations = &store::MIGRATIONS;
 
-    fn state(_: &Config, parts: Parts) -> Result<Ledger, AppError> {
-        let ledger = Ledger::new(store::Store::new(parts.db), parts.clock);
+    fn state(config: &Config, parts: Parts) -> Result<Ledger, AppError> {
+        let mut ledger = Ledger::new(store::Store::new(parts.db), parts.clock);
+        if let Some(customers) = &config.customers {
+            let customers =
+                upstream::Customers::new(customers).map_err(|e| AppError::Config(e.to_string()))?;
+            ledger = ledger.with_customers(customers);
+        }
         Ok(ledger.with_metrics(&parts.metrics))
+    }
+
+    fn warnings(config: &Config) -> Vec<&'static str> {
+        match &config.customers {
+            None => vec![
+                "LEDGER_INVOICING_URL is unset: grants are not checked against invoicing's customers",
+            ],
+            Some(customers) if customers.internal_api_key.is_empty() => {
+                vec!["LEDGER_INTERNAL_API_KEY is empty: every customer check will be refused"]
+            }
+            Some(_) => Vec::new(),
+        }
     }
 
     fn routes(ledger: &Ledger, config: &Config, auth: AuthInterceptor) -> Served {

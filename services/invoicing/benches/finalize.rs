@@ -19,12 +19,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use billing_proto::invoicing::v1 as pb;
 use billing_proto::ledger::v1 as ledger;
 use billing_proto::meter::v1 as meter;
 use billing_server::time::to_proto;
+use billing_testkit::bench::{ms, percentile};
 use billing_testkit::fixtures::usd;
 use billing_testkit::{Backend, Harness};
 use chrono::{Months, TimeDelta};
@@ -35,18 +36,6 @@ const SETUP_PARALLEL: usize = 16;
 
 fn authed<T>(message: T) -> tonic::Request<T> {
     billing_testkit::authed(KEY_A, message)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1_000.0
 }
 
 /// One customer: subscription to the 3 prices, 2 grants. Returns its id.

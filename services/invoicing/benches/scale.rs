@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use billing_proto::invoicing::v1 as pb;
 use billing_proto::ledger::v1 as ledger;
+use billing_testkit::bench::{ms, percentile};
 use billing_testkit::fixtures::{grant_request, ts, usd};
 use billing_testkit::{Backend, Harness};
 use chrono::TimeDelta;
@@ -32,18 +33,6 @@ use common::{KEY_A, KEY_A_APPLY, Suite, t0};
 use sqlx::postgres::PgPool;
 
 const ACCOUNT: &str = "acct_a";
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1_000.0
-}
 
 fn env_list(name: &str, default: &[u64]) -> Vec<u64> {
     std::env::var(name)

@@ -72,6 +72,23 @@ fn batch(c: usize, n: usize, at: chrono::DateTime<Utc>) -> Vec<pb::MeterEvent> {
         .collect()
 }
 
+/// Sends batch `n` of client `c` again.
+async fn resend(
+    client: &mut MeterServiceClient<tonic::transport::Channel>,
+    c: usize,
+    n: usize,
+    at: chrono::DateTime<Utc>,
+) -> pb::IngestEventsResponse {
+    let request = pb::IngestEventsRequest {
+        events: batch(c, n, at),
+    };
+    client
+        .ingest_events(authed(KEY, request))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// What one client saw before the process died: the batches acknowledged,
 /// and the one in flight when the connection broke (if any).
 #[derive(Debug, Default)]
@@ -150,16 +167,7 @@ async fn check(db: TestDatabase) {
     for (c, seen) in seen.iter().enumerate() {
         // Every acknowledged batch is there in full: re-sent, all duplicates.
         for &n in &seen.acked {
-            let again = client
-                .ingest_events(authed(
-                    KEY,
-                    pb::IngestEventsRequest {
-                        events: batch(c, n, at),
-                    },
-                ))
-                .await
-                .unwrap()
-                .into_inner();
+            let again = resend(&mut client, c, n, at).await;
             assert_eq!(
                 again.duplicate as usize, BATCH,
                 "client {c} batch {n} was acknowledged before the kill but is not all there"
@@ -169,16 +177,7 @@ async fn check(db: TestDatabase) {
         // The batch in flight is there entirely or not at all; re-sending
         // completes it exactly once.
         if let Some(n) = seen.in_flight {
-            let again = client
-                .ingest_events(authed(
-                    KEY,
-                    pb::IngestEventsRequest {
-                        events: batch(c, n, at),
-                    },
-                ))
-                .await
-                .unwrap()
-                .into_inner();
+            let again = resend(&mut client, c, n, at).await;
             assert!(
                 (again.duplicate as usize, again.accepted as usize) == (BATCH, 0)
                     || (again.duplicate as usize, again.accepted as usize) == (0, BATCH),

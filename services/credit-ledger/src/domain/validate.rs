@@ -74,6 +74,20 @@ pub fn check_reference(value: &str, field: &str, out: &mut Vec<FieldViolation>) 
     }
 }
 
+/// A customer id (`cus_…`, as invoicing makes them): a reference that is
+/// not an external id such as `acme`.
+pub fn check_customer_id(value: &str, field: &str, out: &mut Vec<FieldViolation>) {
+    let before = out.len();
+    check_reference(value, field, out);
+    if out.len() == before && !value.starts_with("cus_") {
+        out.push(FieldViolation::new(
+            field,
+            "must be a customer id (cus_…) from invoicing's CreateCustomer; an external id \
+             such as \"acme\" is not accepted here",
+        ));
+    }
+}
+
 /// An amount as the client sent it, before its pricing unit (if any) is looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AmountInput {

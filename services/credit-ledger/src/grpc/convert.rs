@@ -16,7 +16,9 @@ use crate::domain::grant::{
     Category, DEFAULT_PRIORITY, Grant, GrantChanges, GrantState, MAX_PRIORITY, Scope,
 };
 use crate::domain::transaction::{BalanceTransaction, TransactionKind};
-use crate::domain::validate::{AmountInput, check_metadata, check_name, check_reference};
+use crate::domain::validate::{
+    AmountInput, check_customer_id, check_metadata, check_name, check_reference,
+};
 use crate::ops::{ApplyInput, GrantInput, LineInput};
 use crate::store::{AuditReport, PricingUnit};
 
@@ -132,7 +134,7 @@ pub fn grant_input(
     request: &pb::CreateCreditGrantRequest,
 ) -> Result<GrantInput, Vec<FieldViolation>> {
     let mut out = Vec::new();
-    check_reference(&request.customer, "customer", &mut out);
+    check_customer_id(&request.customer, "customer", &mut out);
     check_name(&request.name, "name", false, &mut out);
     let amount = amount_input(request.amount.as_ref(), "amount")
         .map_err(|v| out.push(v))

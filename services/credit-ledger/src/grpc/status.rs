@@ -24,6 +24,36 @@ pub fn to_status(error: LedgerError) -> Status {
             Status::aborted("the ledger refused a write that would break an invariant; retry")
         }
         LedgerError::Storage(error) => status::storage_status(error, "ledger", ERROR_DOMAIN),
+        LedgerError::UnknownCustomer(id) => status::not_found("customer", &id),
+        LedgerError::CustomerCheckFailed {
+            key_refused: true,
+            detail,
+        } => {
+            tracing::error!(
+                detail,
+                "invoicing refused the ledger's internal key: check LEDGER_INTERNAL_API_KEY \
+                 and invoicing's BILLING_API_KEYS (the key needs the internal scope)"
+            );
+            status::with_reason(
+                Code::Internal,
+                "UPSTREAM_KEY_REFUSED",
+                ERROR_DOMAIN,
+                "invoicing refused the ledger's internal key, so the customer could not be \
+                 checked; nothing was written; an operator must fix the service keys",
+            )
+        }
+        LedgerError::CustomerCheckFailed { detail, .. } => {
+            tracing::warn!(detail, "customer check failed");
+            status::with_reason(
+                Code::Unavailable,
+                "UPSTREAM_UNAVAILABLE",
+                ERROR_DOMAIN,
+                format!(
+                    "invoicing could not confirm the customer ({}); nothing was written; retry",
+                    status::clip(&detail, 200)
+                ),
+            )
+        }
         other => {
             tracing::error!(error = %other, "internal error");
             Status::internal("internal error")

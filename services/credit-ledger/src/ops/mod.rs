@@ -80,6 +80,7 @@ pub struct Ledger {
     store: Store,
     clock: Clock,
     credits_applied: Option<Family<Labels, Counter>>,
+    customers: Option<crate::upstream::Customers>,
 }
 
 impl Ledger {
@@ -89,7 +90,14 @@ impl Ledger {
             store,
             clock,
             credits_applied: None,
+            customers: None,
         }
+    }
+
+    /// Checks every new grant's customer with invoicing.
+    pub fn with_customers(mut self, customers: crate::upstream::Customers) -> Self {
+        self.customers = Some(customers);
+        self
     }
 
     /// Counts applied credits in `metrics` (`ledger_credits_applied_total{asset}`,
@@ -153,6 +161,12 @@ impl Ledger {
         input: GrantInput,
         key: Option<&IdempotencyKey>,
     ) -> Result<Grant, LedgerError> {
+        // Money is only granted to a customer invoicing knows (checked
+        // before anything is written; a replayed request passes too, its
+        // customer having been checked the first time).
+        if let Some(customers) = &self.customers {
+            customers.check(account, &input.customer).await?;
+        }
         let now = self.clock.now();
         let scale = match input.amount.pricing_unit() {
             Some(id) => self.unit_scale(account, id).await?,

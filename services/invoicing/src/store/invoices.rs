@@ -431,16 +431,13 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        if changed == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        if let Some(event) = event {
-            let payload = serde_json::json!({ "invoice": id, "status": to.as_str() });
-            outbox(&mut tx, account, event, id, &payload, now_us).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        let event = event.map(|event| {
+            (
+                event,
+                serde_json::json!({ "invoice": id, "status": to.as_str() }),
+            )
+        });
+        commit_transition(tx, changed, account, id, event, now_us).await
     }
 
     /// Records a failed attempt at completing `status` (`finalizing` or
@@ -503,18 +500,12 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if changed == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
         let payload = serde_json::json!({
             "invoice": id,
             "status": to.as_str(),
             "error": { "code": error.code, "message": error.message },
         });
-        outbox(&mut tx, account, event, id, &payload, now_us).await?;
-        tx.commit().await?;
-        Ok(true)
+        commit_transition(tx, changed, account, id, Some((event, payload)), now_us).await
     }
 
     /// Drafts (any account) due for automatic finalization.
@@ -551,6 +542,28 @@ impl Store {
         .await?;
         rows.iter().map(work_item).collect()
     }
+}
+
+/// Ends a conditional status change: nothing changed (the invoice had
+/// moved on) rolls back and is false; else its event, if any, is written in
+/// the same transaction and it commits.
+async fn commit_transition(
+    mut tx: billing_db::Tx,
+    changed: u64,
+    account: &str,
+    id: &str,
+    event: Option<(&str, serde_json::Value)>,
+    now_us: i64,
+) -> Result<bool, InvoicingError> {
+    if changed == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    if let Some((event, payload)) = event {
+        outbox(&mut tx, account, event, id, &payload, now_us).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// One UPDATE of several lines of an invoice: `$1` account, `$2` invoice,

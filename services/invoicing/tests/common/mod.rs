@@ -96,12 +96,13 @@ pub struct Suite {
     pub ops: Invoicing,
     pub worker: Worker,
     ledger_addr: SocketAddr,
+    invoicing_addr: SocketAddr,
     ledger_db: TestDatabase,
     ledger_server: tokio::sync::Mutex<Option<Running>>,
     meter_db: TestDatabase,
     meter_server: Running,
     invoicing_db: TestDatabase,
-    invoicing_server: Running,
+    invoicing_server: tokio::sync::Mutex<Option<Running>>,
 }
 
 async fn start_ledger(
@@ -109,9 +110,15 @@ async fn start_ledger(
     addr: SocketAddr,
     clock: &Clock,
     keys: ApiKeys,
+    invoicing: SocketAddr,
 ) -> (SocketAddr, Running) {
     let mut config = credit_ledger::Config::new(url, addr);
     config.service.api_keys = keys;
+    config.customers = Some(credit_ledger::upstream::CustomerCheckConfig {
+        invoicing_url: format!("http://{invoicing}"),
+        internal_api_key: INTERNAL.into(),
+        deadline: Duration::from_secs(5),
+    });
     config.service.db.postgres_max_connections = 8;
     let app = credit_ledger::App::build(config, clock.clone())
         .await
@@ -139,12 +146,18 @@ impl Harness for Suite {
         let meter_db = backend.database().await?;
         let invoicing_db = backend.database().await?;
         let clock = Clock::manual(t0());
+        // The ledger asks invoicing about customers: fix invoicing's port first.
+        let invoicing_addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
 
         let (ledger_addr, ledger_server) = start_ledger(
             ledger_db.url(),
             "127.0.0.1:0".parse().unwrap(),
             &clock,
             keys(),
+            invoicing_addr,
         )
         .await;
 
@@ -169,8 +182,7 @@ impl Harness for Suite {
             internal_api_key: INTERNAL.into(),
             deadline: Duration::from_secs(5),
         };
-        let mut config =
-            invoicing::Config::new(invoicing_db.url(), "127.0.0.1:0".parse().unwrap(), upstream);
+        let mut config = invoicing::Config::new(invoicing_db.url(), invoicing_addr, upstream);
         config.service.api_keys = keys();
         config.service.db.postgres_max_connections = 16;
         // Tests tick the worker themselves.
@@ -178,7 +190,7 @@ impl Harness for Suite {
         let app = invoicing::App::build(config, clock.clone())
             .await
             .expect("invoicing starts");
-        let invoicing_addr = app.local_addr().unwrap();
+        assert_eq!(app.local_addr().unwrap(), invoicing_addr);
         let ops = app.state().invoicing.clone();
         let invoicing_server = spawn(|stopped| async move {
             app.run_until(async {
@@ -204,17 +216,20 @@ impl Harness for Suite {
             ops,
             clock,
             ledger_addr,
+            invoicing_addr,
             ledger_db,
             ledger_server: tokio::sync::Mutex::new(Some(ledger_server)),
             meter_db,
             meter_server,
             invoicing_db,
-            invoicing_server,
+            invoicing_server: tokio::sync::Mutex::new(Some(invoicing_server)),
         })
     }
 
     async fn stop(self) {
-        self.invoicing_server.stop().await;
+        if let Some(invoicing) = self.invoicing_server.lock().await.take() {
+            invoicing.stop().await;
+        }
         self.meter_server.stop().await;
         if let Some(ledger) = self.ledger_server.lock().await.take() {
             ledger.stop().await;
@@ -251,6 +266,13 @@ impl Suite {
         ]
     }
 
+    /// Stops invoicing (its port then refuses connections; not restarted).
+    pub async fn stop_invoicing(&self) {
+        if let Some(invoicing) = self.invoicing_server.lock().await.take() {
+            invoicing.stop().await;
+        }
+    }
+
     /// Stops the ledger (its port then refuses connections).
     pub async fn stop_ledger(&self) {
         if let Some(ledger) = self.ledger_server.lock().await.take() {
@@ -266,8 +288,14 @@ impl Suite {
     /// Starts the ledger again on the same port and database, accepting
     /// `keys` (e.g. an internal key without a scope it needs).
     pub async fn restart_ledger_with(&self, keys: ApiKeys) {
-        let (_, running) =
-            start_ledger(self.ledger_db.url(), self.ledger_addr, &self.clock, keys).await;
+        let (_, running) = start_ledger(
+            self.ledger_db.url(),
+            self.ledger_addr,
+            &self.clock,
+            keys,
+            self.invoicing_addr,
+        )
+        .await;
         *self.ledger_server.lock().await = Some(running);
     }
 
