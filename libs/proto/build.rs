@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "billing/meter/v1/meter.proto",
     "billing/invoicing/v1/invoicing.proto",
     "billing/invoicing/v1/test_clock.proto",
+    "billing/events/v1/events.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -18,6 +18,14 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub const GOOGLE_RPC_FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/google_rpc_descriptor.bin"));
 
+/// `billing.events.v1`: each service's event feed.
+pub mod events {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("billing.events.v1");
+    }
+}
+
 /// `billing.common.v1`: shared messages.
 pub mod common {
     /// Version 1.

@@ -20,6 +20,8 @@ pub struct Rpc {
     pub input: String,
     /// Client streaming (StreamEvents).
     pub client_streaming: bool,
+    /// Server streaming only (WatchEvents: it follows the feed forever).
+    pub server_streaming: bool,
 }
 
 /// xorshift64*: small, seedable, good enough to pick values.
@@ -79,6 +81,7 @@ impl Schema {
                         path: Box::leak(path.into_boxed_str()),
                         input: method.input_type().to_owned(),
                         client_streaming: method.client_streaming(),
+                        server_streaming: method.server_streaming() && !method.client_streaming(),
                     });
                 }
             }

@@ -26,6 +26,32 @@ pub async fn call(
         .map(tonic::Response::into_inner)
 }
 
+/// Opens a server stream to `path` with `body` and reads its first message,
+/// waiting at most `wait` for it (the stream may follow a feed forever):
+/// the message if one came, or the status the stream failed with.
+pub async fn first_of_stream(
+    channel: Channel,
+    path: &'static str,
+    key: &str,
+    body: Vec<u8>,
+    wait: std::time::Duration,
+) -> Result<Option<Vec<u8>>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let request = crate::authed(key, body);
+    let path = http::uri::PathAndQuery::from_static(path);
+    let mut inbound = grpc
+        .server_streaming(request, path, RawCodec)
+        .await?
+        .into_inner();
+    match tokio::time::timeout(wait, inbound.message()).await {
+        Ok(message) => message,
+        Err(_) => Ok(None),
+    }
+}
+
 /// Opens a bidirectional stream to `path`, sends `bodies` as its messages
 /// (valid encodings or garbage) and reads the answers: the raw messages
 /// received, then the status the stream ended with (None: ended OK).

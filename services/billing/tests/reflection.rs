@@ -47,13 +47,22 @@ fn each_port_lists_its_own_services_only() {
     }
     let up = Up::start("reflection", "sk_reflection_key");
     for (addr, own) in [
-        (&up.meter, "billing.meter.v1.MeterService"),
-        (&up.ledger, "billing.ledger.v1.LedgerService"),
-        (&up.invoicing, "billing.invoicing.v1.InvoicingService"),
+        (&up.meter, &["billing.meter.v1.MeterService"][..]),
+        (
+            &up.ledger,
+            &[
+                "billing.ledger.v1.LedgerService",
+                "billing.events.v1.EventService",
+            ][..],
+        ),
+        (
+            &up.invoicing,
+            &["billing.invoicing.v1.InvoicingService"][..],
+        ),
     ] {
         let mut expected: Vec<String> = INFRASTRUCTURE
             .iter()
-            .chain([own].iter())
+            .chain(own.iter())
             .map(|s| (*s).to_owned())
             .collect();
         expected.sort();

@@ -56,7 +56,20 @@ async fn hostile_input_never_hurts(t: &Suite) {
         for call in 0..calls {
             let key = if call % 2 == 0 { KEY_A } else { KEY_A_APPLY };
             let started = Instant::now();
-            if rpc.client_streaming {
+            if rpc.server_streaming {
+                let body = schema.body(rpc, &mut rng);
+                if let Err(status) = billing_testkit::raw::first_of_stream(
+                    channel.clone(),
+                    rpc.path,
+                    key,
+                    body,
+                    Duration::from_millis(100),
+                )
+                .await
+                {
+                    check(rpc.path, seed, &status);
+                }
+            } else if rpc.client_streaming {
                 let batches: Vec<Vec<u8>> = (0..1 + rng.below(3))
                     .map(|_| schema.body(rpc, &mut rng))
                     .collect();

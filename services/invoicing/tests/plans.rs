@@ -853,6 +853,37 @@ async fn workload(t: &Suite) {
                 .list_credit_balance_transactions(authed(KEY_A, request(first.next_page_token)))
         );
     }
+    // The ledger's event feed: pages with and without a type filter, and a
+    // watch from the start.
+    let mut feed = billing_proto::events::v1::event_service_client::EventServiceClient::new(
+        t.channels[1].1.clone(),
+    );
+    for types in [vec![], vec!["credit_balance.created".to_owned()]] {
+        let request = |page_token: String| billing_proto::events::v1::ListEventsRequest {
+            types: types.clone(),
+            page_size: 1,
+            page_token,
+        };
+        let first = rpc!(
+            "ListEvents",
+            feed.list_events(authed(KEY_A, request(String::new())))
+        );
+        rpc!(
+            "ListEvents",
+            feed.list_events(authed(KEY_A, request(first.next_page_token)))
+        );
+        let mut watch = rpc!(
+            "WatchEvents",
+            feed.watch_events(authed(
+                KEY_A,
+                billing_proto::events::v1::WatchEventsRequest {
+                    after_cursor: String::new(),
+                    types: types.clone(),
+                }
+            ))
+        );
+        assert!(watch.message().await.unwrap().is_some());
+    }
     rpc!(
         "AuditLedger",
         ledger_client.audit_ledger(authed(KEY_A, ledger::AuditLedgerRequest {}))

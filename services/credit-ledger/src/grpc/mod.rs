@@ -5,12 +5,14 @@
 //! the shared handler shape (`billing_server::handler`).
 
 pub mod convert;
+pub mod events;
 pub mod status;
 
 use billing_money::FieldViolation;
 use billing_proto::ledger::v1 as pb;
 use billing_proto::ledger::v1::ledger_service_server::{LedgerService, LedgerServiceServer};
 use billing_server::auth::{AuthInterceptor, Principal};
+use billing_server::events::{EVENT_SERVICE_NAME, EventFeed};
 use billing_server::handler::{Call, Reply, invalid, optional, page};
 use billing_server::host::{Routes, Served};
 use billing_telemetry::record_ids;
@@ -37,9 +39,11 @@ pub fn routes(ledger: &Ledger, max: usize, auth: AuthInterceptor) -> Served {
     })
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
+    let feed = EventFeed::new(ledger.db().clone(), events::LedgerEvents, "ledger").server(max);
     (
-        Routes::new(InterceptedService::new(service, auth)),
-        vec![SERVICE_NAME],
+        Routes::new(InterceptedService::new(service, auth.clone()))
+            .add_service(InterceptedService::new(feed, auth)),
+        vec![SERVICE_NAME, EVENT_SERVICE_NAME],
     )
 }
 

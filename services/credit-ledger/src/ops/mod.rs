@@ -94,6 +94,11 @@ impl Ledger {
         }
     }
 
+    /// The database, for the event feed (which reads the outbox directly).
+    pub fn db(&self) -> &billing_db::Db {
+        self.store.db()
+    }
+
     /// Checks every new grant's customer with invoicing.
     pub fn with_customers(mut self, customers: crate::upstream::Customers) -> Self {
         self.customers = Some(customers);

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use billing_db::Tx;
+use billing_db::events::Outbox;
 use billing_server::status::Refuse;
 use billing_server::time::to_micros;
 use chrono::{DateTime, Utc};
@@ -53,8 +54,9 @@ impl Store {
             .iter()
             .map(|a| a.credit_grant.as_str())
             .collect();
+        let mut outbox = Outbox::begin(&mut tx, self.db.backend(), account).await?;
         for grant in grants.iter().filter(|g| touched.contains(g.id.as_str())) {
-            grants::save_grant(&mut tx, account, grant).await?;
+            grants::save_grant(&mut tx, &mut outbox, account, grant).await?;
         }
         let inserted = sqlx::query(
             "INSERT INTO invoice_credit_applications (account, invoice, customer, fingerprint, outcome, created_us) \
@@ -144,8 +146,9 @@ impl Store {
         let (reversal, appended) =
             apply::reverse(&outcome, &mut grants, now, &mut transactions::new_id)?;
         transactions::append(&mut tx, account, &appended).await?;
+        let mut outbox = Outbox::begin(&mut tx, self.db.backend(), account).await?;
         for grant in &grants {
-            grants::save_grant(&mut tx, account, grant).await?;
+            grants::save_grant(&mut tx, &mut outbox, account, grant).await?;
         }
         sqlx::query(
             "UPDATE invoice_credit_applications SET reversal = $1, reversed_us = $2 WHERE account = $3 AND invoice = $4",

@@ -2,6 +2,7 @@
 //! by update, void, expire and the expiry sweeper.
 
 use billing_db::Tx;
+use billing_db::events::{NewEvent, Outbox};
 use billing_db::idempotency::IdempotencyKey;
 use billing_db::sql::Conditions;
 use billing_server::page::PageRequest;
@@ -88,6 +89,15 @@ impl Store {
         );
         transactions::append(&mut tx, account, &[credit]).await?;
         let now_us = to_micros(grant.created);
+        let mut outbox = Outbox::begin(&mut tx, self.db.backend(), account).await?;
+        grant_event(
+            &mut tx,
+            &mut outbox,
+            account,
+            CREDIT_BALANCE_CREATED,
+            &grant,
+        )
+        .await?;
         self.finish(tx, account, key, now_us, grant).await
     }
 
@@ -169,7 +179,8 @@ impl Store {
             .ok_or_else(|| LedgerError::not_found("credit grant", id))?;
         let appended = change(&mut grant, &mut transactions::new_id)?;
         transactions::append(&mut tx, account, &appended).await?;
-        save_grant(&mut tx, account, &grant).await?;
+        let mut outbox = Outbox::begin(&mut tx, self.db.backend(), account).await?;
+        save_grant(&mut tx, &mut outbox, account, &grant).await?;
         self.finish(tx, account, key, to_micros(now), grant).await
     }
 
@@ -215,9 +226,37 @@ impl Store {
     }
 }
 
-/// Writes a grant's mutable columns back.
+/// A grant was created.
+pub const CREDIT_BALANCE_CREATED: &str = "credit_balance.created";
+/// A grant changed (its available balance, expiry, name, or it was voided).
+pub const CREDIT_BALANCE_UPDATED: &str = "credit_balance.updated";
+
+/// Writes the event of `grant`'s new state with the change (`data`: the
+/// grant as stored, turned into a `CreditGrant` by the feed).
+pub(crate) async fn grant_event(
+    tx: &mut Tx,
+    outbox: &mut Outbox,
+    account: &str,
+    event_type: &str,
+    grant: &Grant,
+) -> Result<(), LedgerError> {
+    let event = NewEvent {
+        event_type,
+        subject: &grant.id,
+        data: serde_json::to_string(grant)?,
+    };
+    let id = billing_server::ids::new_id("evt");
+    outbox
+        .push(tx, account, &id, &event, to_micros(grant.updated))
+        .await?;
+    Ok(())
+}
+
+/// Writes a grant's mutable columns back, with its `credit_balance.updated`
+/// event.
 pub(crate) async fn save_grant(
     tx: &mut Tx,
+    outbox: &mut Outbox,
     account: &str,
     grant: &Grant,
 ) -> Result<(), LedgerError> {
@@ -240,5 +279,5 @@ pub(crate) async fn save_grant(
     .bind(&grant.id)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    grant_event(tx, outbox, account, CREDIT_BALANCE_UPDATED, grant).await
 }

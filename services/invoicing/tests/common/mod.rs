@@ -87,8 +87,9 @@ impl Running {
 
 /// The three services for one test.
 pub struct Suite {
-    /// Channels to the three services, for raw calls (fuzz).
-    pub channels: [(&'static str, Channel); 3],
+    /// Channels to the services by package, for raw calls (fuzz); the
+    /// event feed is the ledger's.
+    pub channels: [(&'static str, Channel); 4],
     pub invoicing: InvoicingServiceClient<Channel>,
     pub ledger: LedgerServiceClient<Channel>,
     pub meter: MeterServiceClient<Channel>,
@@ -208,6 +209,7 @@ impl Harness for Suite {
                 ("billing.invoicing.v1", invoicing_channel.clone()),
                 ("billing.ledger.v1", ledger_channel.clone()),
                 ("billing.meter.v1", meter_channel.clone()),
+                ("billing.events.v1", ledger_channel.clone()),
             ],
             invoicing: InvoicingServiceClient::new(invoicing_channel),
             ledger: LedgerServiceClient::new(ledger_channel),
