@@ -25,8 +25,8 @@
 //!   every transaction below that horizon has ended, so no event can appear
 //!   later below a cursor already handed out.
 //! - On SQLite writers are serialized (one writer connection, `BEGIN
-//!   IMMEDIATE`): `position` is one more than the largest so far, taken
-//!   inside the write transaction, so positions commit in order.
+//!   IMMEDIATE`): `position` is one more than the account's largest so
+//!   far, taken inside the write transaction, so positions commit in order.
 //!
 //! A cursor is `{position}_{seq}` of the last event seen; resuming returns
 //! the events after it in the same order every time.
@@ -49,64 +49,77 @@ pub struct NewEvent<'a> {
     pub data: String,
 }
 
-/// The events of one write transaction. Begin it inside the transaction,
-/// push every event of the change, and commit the transaction as usual.
-#[derive(Debug)]
+/// The events of one write transaction: pushed as the change is made,
+/// written with one statement before the transaction commits.
+#[derive(Debug, Default)]
+#[must_use = "an outbox writes nothing until `write` is called in the transaction"]
 pub struct Outbox {
-    position: i64,
-    next_seq: i64,
+    events: Vec<(String, String, String, String)>,
 }
 
 impl Outbox {
-    /// Takes the transaction's position in `account`'s feed.
-    pub async fn begin(tx: &mut Tx, backend: Backend, account: &str) -> Result<Self, StoreError> {
-        let position: i64 = match backend {
-            Backend::Postgres => {
-                sqlx::query_scalar("SELECT CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT)")
-                    .fetch_one(&mut **tx)
-                    .await?
-            }
-            // The single writer holds the database: nobody else can take
-            // the same position or commit a larger one first.
-            Backend::Sqlite => {
-                sqlx::query_scalar(
-                    "SELECT COALESCE(MAX(position), 0) + 1 FROM events WHERE account = $1",
-                )
-                .bind(account)
-                .fetch_one(&mut **tx)
-                .await?
-            }
-        };
-        Ok(Self {
-            position,
-            next_seq: 0,
-        })
+    /// An empty outbox.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Writes one event with its id (`evt_…`, made by the caller).
-    pub async fn push(
-        &mut self,
+    /// Adds an event with its id (`evt_…`, made by the caller).
+    pub fn push(&mut self, id: String, event: NewEvent<'_>) {
+        self.events.push((
+            id,
+            event.event_type.to_owned(),
+            event.subject.to_owned(),
+            event.data,
+        ));
+    }
+
+    /// Writes the events into `tx` (one INSERT; nothing when empty). Call
+    /// it last before the transaction commits.
+    ///
+    /// The position is computed by the statement itself, so writing costs
+    /// no extra round trip: the transaction id on PostgreSQL, the account's
+    /// largest position plus one on SQLite (whose single writer commits
+    /// positions in order).
+    pub async fn write(
+        self,
         tx: &mut Tx,
+        backend: Backend,
         account: &str,
-        id: &str,
-        event: &NewEvent<'_>,
         now_us: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let position = match backend {
+            Backend::Postgres => "CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT)",
+            Backend::Sqlite => {
+                "(SELECT COALESCE(MAX(position), 0) + 1 FROM events WHERE account = $1)"
+            }
+        };
+        let rows: Vec<String> = (0..self.events.len())
+            .map(|i| {
+                let n = 3 + i * 4;
+                format!(
+                    "($1, {position}, {i}, ${}, ${}, ${}, ${}, $2)",
+                    n,
+                    n + 1,
+                    n + 2,
+                    n + 3
+                )
+            })
+            .collect();
+        let sql = format!(
             "INSERT INTO events (account, position, seq, id, event_type, subject, data, created_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(account)
-        .bind(self.position)
-        .bind(self.next_seq)
-        .bind(id)
-        .bind(event.event_type)
-        .bind(event.subject)
-        .bind(&event.data)
-        .bind(now_us)
-        .execute(&mut **tx)
-        .await?;
-        self.next_seq += 1;
+             VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(now_us);
+        for (id, event_type, subject, data) in self.events {
+            query = query.bind(id).bind(event_type).bind(subject).bind(data);
+        }
+        query.execute(&mut **tx).await?;
         Ok(())
     }
 }

@@ -19,13 +19,14 @@ const SCHEMA: &str = "CREATE TABLE events (account TEXT NOT NULL, position BIGIN
 const INDEX: &str = "CREATE INDEX events_by_type ON events (account, event_type, position, seq)";
 
 async fn write(tx: &mut billing_db::Tx, db: &Db, id: &str) {
-    let mut outbox = Outbox::begin(tx, db.backend(), "acct").await.unwrap();
+    let mut outbox = Outbox::new();
     let event = NewEvent {
         event_type: "test.happened",
         subject: id,
         data: "{}".into(),
     };
-    outbox.push(tx, "acct", id, &event, 0).await.unwrap();
+    outbox.push(id.to_owned(), event);
+    outbox.write(tx, db.backend(), "acct", 0).await.unwrap();
 }
 
 async fn ids(db: &Db, after: Option<events::Cursor>) -> Vec<String> {

@@ -54,10 +54,13 @@ impl Store {
             .iter()
             .map(|a| a.credit_grant.as_str())
             .collect();
-        let mut outbox = Outbox::begin(&mut tx, self.db.backend(), account).await?;
+        let mut outbox = Outbox::new();
         for grant in grants.iter().filter(|g| touched.contains(g.id.as_str())) {
             grants::save_grant(&mut tx, &mut outbox, account, grant).await?;
         }
+        outbox
+            .write(&mut tx, self.db.backend(), account, to_micros(now))
+            .await?;
         let inserted = sqlx::query(
             "INSERT INTO invoice_credit_applications (account, invoice, customer, fingerprint, outcome, created_us) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account, invoice) DO NOTHING",
@@ -146,10 +149,13 @@ impl Store {
         let (reversal, appended) =
             apply::reverse(&outcome, &mut grants, now, &mut transactions::new_id)?;
         transactions::append(&mut tx, account, &appended).await?;
-        let mut outbox = Outbox::begin(&mut tx, self.db.backend(), account).await?;
+        let mut outbox = Outbox::new();
         for grant in &grants {
             grants::save_grant(&mut tx, &mut outbox, account, grant).await?;
         }
+        outbox
+            .write(&mut tx, self.db.backend(), account, to_micros(now))
+            .await?;
         sqlx::query(
             "UPDATE invoice_credit_applications SET reversal = $1, reversed_us = $2 WHERE account = $3 AND invoice = $4",
         )

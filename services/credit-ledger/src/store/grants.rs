@@ -89,15 +89,11 @@ impl Store {
         );
         transactions::append(&mut tx, account, &[credit]).await?;
         let now_us = to_micros(grant.created);
-        let mut outbox = Outbox::begin(&mut tx, self.db.backend(), account).await?;
-        grant_event(
-            &mut tx,
-            &mut outbox,
-            account,
-            CREDIT_BALANCE_CREATED,
-            &grant,
-        )
-        .await?;
+        let mut outbox = Outbox::new();
+        grant_event(&mut outbox, CREDIT_BALANCE_CREATED, &grant)?;
+        outbox
+            .write(&mut tx, self.db.backend(), account, now_us)
+            .await?;
         self.finish(tx, account, key, now_us, grant).await
     }
 
@@ -179,8 +175,11 @@ impl Store {
             .ok_or_else(|| LedgerError::not_found("credit grant", id))?;
         let appended = change(&mut grant, &mut transactions::new_id)?;
         transactions::append(&mut tx, account, &appended).await?;
-        let mut outbox = Outbox::begin(&mut tx, self.db.backend(), account).await?;
+        let mut outbox = Outbox::new();
         save_grant(&mut tx, &mut outbox, account, &grant).await?;
+        outbox
+            .write(&mut tx, self.db.backend(), account, to_micros(now))
+            .await?;
         self.finish(tx, account, key, to_micros(now), grant).await
     }
 
@@ -231,12 +230,10 @@ pub const CREDIT_BALANCE_CREATED: &str = "credit_balance.created";
 /// A grant changed (its available balance, expiry, name, or it was voided).
 pub const CREDIT_BALANCE_UPDATED: &str = "credit_balance.updated";
 
-/// Writes the event of `grant`'s new state with the change (`data`: the
-/// grant as stored, turned into a `CreditGrant` by the feed).
-pub(crate) async fn grant_event(
-    tx: &mut Tx,
+/// Adds the event of `grant`'s new state to the change's outbox (`data`:
+/// the grant as stored, turned into a `CreditGrant` by the feed).
+pub(crate) fn grant_event(
     outbox: &mut Outbox,
-    account: &str,
     event_type: &str,
     grant: &Grant,
 ) -> Result<(), LedgerError> {
@@ -245,15 +242,12 @@ pub(crate) async fn grant_event(
         subject: &grant.id,
         data: serde_json::to_string(grant)?,
     };
-    let id = billing_server::ids::new_id("evt");
-    outbox
-        .push(tx, account, &id, &event, to_micros(grant.updated))
-        .await?;
+    outbox.push(billing_server::ids::new_id("evt"), event);
     Ok(())
 }
 
-/// Writes a grant's mutable columns back, with its `credit_balance.updated`
-/// event.
+/// Writes a grant's mutable columns back, and adds its
+/// `credit_balance.updated` event to the outbox.
 pub(crate) async fn save_grant(
     tx: &mut Tx,
     outbox: &mut Outbox,
@@ -279,5 +273,5 @@ pub(crate) async fn save_grant(
     .bind(&grant.id)
     .execute(&mut **tx)
     .await?;
-    grant_event(tx, outbox, account, CREDIT_BALANCE_UPDATED, grant).await
+    grant_event(outbox, CREDIT_BALANCE_UPDATED, grant)
 }
