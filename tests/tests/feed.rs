@@ -101,7 +101,10 @@ async fn check(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(150)).await;
     first.kill();
     let acknowledged_before_kill = writer.await.unwrap();
-    eprintln!("{} grants acknowledged before the kill", acknowledged_before_kill.len());
+    eprintln!(
+        "{} grants acknowledged before the kill",
+        acknowledged_before_kill.len()
+    );
 
     // Restart on the same database and port; finish the writes (request ids
     // make the retried ones count once) and resume the consumer.

@@ -183,16 +183,57 @@ fn stored(row: &sqlx::any::AnyRow) -> Result<StoredEvent, StoreError> {
     })
 }
 
-/// `AND event_type IN ($n, …)` for `types` numbered from `start`, or nothing.
-fn types_condition(types: &[String], start: usize) -> String {
-    if types.is_empty() {
+/// The account's events on one side of a cursor, in one direction.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    /// After the cursor, oldest first, below the horizon.
+    After,
+    /// Before the cursor, newest first.
+    Before,
+}
+
+/// One page of the feed: `$1` account, `$2`/`$3` the cursor, `$4` the
+/// limit, then the types.
+async fn page(
+    db: &Db,
+    account: &str,
+    side: Side,
+    (position, seq): (i64, i64),
+    types: &[String],
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let (comparison, order) = match side {
+        Side::After => (">", "position, seq"),
+        Side::Before => ("<", "position DESC, seq DESC"),
+    };
+    // On PostgreSQL, only positions below the oldest running transaction:
+    // everything below it has ended (the module's doc).
+    let horizon = match (side, db.backend()) {
+        (Side::After, Backend::Postgres) => {
+            " AND position < CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)"
+        }
+        _ => "",
+    };
+    let types_condition = if types.is_empty() {
         String::new()
     } else {
-        format!(
-            " AND event_type IN ({})",
-            crate::sql::list(types.len(), start)
-        )
+        format!(" AND event_type IN ({})", crate::sql::list(types.len(), 5))
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE account = $1 \
+         AND (position, seq) {comparison} ($2, $3){horizon}{types_condition} \
+         ORDER BY {order} LIMIT $4"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(account)
+        .bind(position)
+        .bind(seq)
+        .bind(limit);
+    for event_type in types {
+        query = query.bind(event_type);
     }
+    let rows = query.fetch_all(db.pool()).await?;
+    rows.iter().map(stored).collect()
 }
 
 /// Up to `limit` of the account's events after `after` (from the start when
@@ -204,29 +245,8 @@ pub async fn after(
     types: &[String],
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let after = after.map_or((-1, -1), |c| (c.position, c.seq));
-    let horizon = match db.backend() {
-        Backend::Postgres => {
-            " AND position < CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)"
-        }
-        Backend::Sqlite => "",
-    };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM events WHERE account = $1 \
-         AND (position, seq) > ($2, $3){horizon}{} \
-         ORDER BY position, seq LIMIT $4",
-        types_condition(types, 5)
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(account)
-        .bind(after.0)
-        .bind(after.1)
-        .bind(limit);
-    for event_type in types {
-        query = query.bind(event_type);
-    }
-    let rows = query.fetch_all(db.pool()).await?;
-    rows.iter().map(stored).collect()
+    let cursor = after.map_or((-1, -1), |c| (c.position, c.seq));
+    page(db, account, Side::After, cursor, types, limit).await
 }
 
 /// Up to `limit` of the account's events before `before` (from the newest
@@ -238,23 +258,8 @@ pub async fn newest(
     types: &[String],
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let before = before.map_or((i64::MAX, i64::MAX), |c| (c.position, c.seq));
-    let sql = format!(
-        "SELECT {COLUMNS} FROM events WHERE account = $1 \
-         AND (position, seq) < ($2, $3){} \
-         ORDER BY position DESC, seq DESC LIMIT $4",
-        types_condition(types, 5)
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(account)
-        .bind(before.0)
-        .bind(before.1)
-        .bind(limit);
-    for event_type in types {
-        query = query.bind(event_type);
-    }
-    let rows = query.fetch_all(db.pool()).await?;
-    rows.iter().map(stored).collect()
+    let cursor = before.map_or((i64::MAX, i64::MAX), |c| (c.position, c.seq));
+    page(db, account, Side::Before, cursor, types, limit).await
 }
 
 #[cfg(test)]
