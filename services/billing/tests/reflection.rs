@@ -47,7 +47,13 @@ fn each_port_lists_its_own_services_only() {
     }
     let up = Up::start("reflection", "sk_reflection_key");
     for (addr, own) in [
-        (&up.meter, &["billing.meter.v1.MeterService"][..]),
+        (
+            &up.meter,
+            &[
+                "billing.meter.v1.MeterService",
+                "billing.events.v1.EventService",
+            ][..],
+        ),
         (
             &up.ledger,
             &[

@@ -5,6 +5,7 @@
 //! through the shared handler shape (`billing_server::handler`).
 
 pub mod convert;
+pub mod events;
 pub mod status;
 
 use billing_db::idempotency::IdempotencyKey;
@@ -12,6 +13,7 @@ use billing_money::FieldViolation;
 use billing_proto::meter::v1 as pb;
 use billing_proto::meter::v1::meter_service_server::{MeterService, MeterServiceServer};
 use billing_server::auth::{AuthInterceptor, principal};
+use billing_server::events::{EVENT_SERVICE_NAME, EventFeed};
 use billing_server::handler::{Call, Reply, invalid, page, required};
 use billing_server::host::{Routes, Served};
 use billing_server::time::{from_proto, to_proto};
@@ -39,9 +41,11 @@ pub fn routes(metering: &Metering, max: usize, auth: AuthInterceptor) -> Served 
     })
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
+    let feed = EventFeed::new(metering.db().clone(), events::MeterEvents, "meter").server(max);
     (
-        Routes::new(InterceptedService::new(service, auth)),
-        vec![SERVICE_NAME],
+        Routes::new(InterceptedService::new(service, auth.clone()))
+            .add_service(InterceptedService::new(feed, auth)),
+        vec![SERVICE_NAME, EVENT_SERVICE_NAME],
     )
 }
 

@@ -53,6 +53,11 @@ pub struct Metering {
 }
 
 impl Metering {
+    /// The database, for the event feed (which reads the outbox directly).
+    pub fn db(&self) -> &billing_db::Db {
+        self.store.db()
+    }
+
     /// Over a store, reading time from `clock`.
     pub fn new(store: Store, clock: Clock) -> Self {
         Self {

@@ -1,5 +1,6 @@
 //! Meters: create, read, list, change.
 
+use billing_db::events::{NewEvent, Outbox};
 use billing_db::idempotency::{self, Begun, IdempotencyKey};
 use billing_db::sql::Conditions;
 use billing_server::page::PageRequest;
@@ -74,6 +75,11 @@ impl Store {
         .await
         .map_err(|e| event_name_in_use(e, &meter.event_name))?;
         let now_us = to_micros(meter.created);
+        let mut outbox = Outbox::new();
+        meter_event(&mut outbox, METER_CREATED, &meter)?;
+        outbox
+            .write(&mut tx, self.db.backend(), account, now_us)
+            .await?;
         Ok(idempotency::finish(&self.db, tx, account, key, now_us, meter).await?)
     }
 
@@ -155,6 +161,7 @@ impl Store {
             .map(meter)
             .transpose()?
             .ok_or_else(|| MeterError::not_found("meter", id))?;
+        let was_active = found.active;
         change(&mut found)?;
         found.updated = now;
         sqlx::query("UPDATE meters SET display_name = $1, status = $2, updated_us = $3 WHERE account = $4 AND id = $5")
@@ -166,6 +173,37 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| event_name_in_use(e, &found.event_name))?;
+        let event_type = match (was_active, found.active) {
+            (true, false) => METER_DEACTIVATED,
+            (false, true) => METER_REACTIVATED,
+            _ => METER_UPDATED,
+        };
+        let mut outbox = Outbox::new();
+        meter_event(&mut outbox, event_type, &found)?;
+        outbox
+            .write(&mut tx, self.db.backend(), account, to_micros(now))
+            .await?;
         Ok(idempotency::finish(&self.db, tx, account, key, to_micros(now), found).await?)
     }
+}
+
+/// A meter was created.
+pub const METER_CREATED: &str = "meter.created";
+/// A meter's display name changed.
+pub const METER_UPDATED: &str = "meter.updated";
+/// A meter stopped accepting events.
+pub const METER_DEACTIVATED: &str = "meter.deactivated";
+/// A meter accepts events again.
+pub const METER_REACTIVATED: &str = "meter.reactivated";
+
+/// Adds the event of `meter`'s new state to the change's outbox (`data`:
+/// the meter as stored, turned into a `Meter` by the feed).
+fn meter_event(outbox: &mut Outbox, event_type: &str, meter: &Meter) -> Result<(), MeterError> {
+    let event = NewEvent {
+        event_type,
+        subject: &meter.id,
+        data: serde_json::to_string(meter)?,
+    };
+    outbox.push(billing_server::ids::new_id("evt"), event);
+    Ok(())
 }
