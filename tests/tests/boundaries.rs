@@ -621,3 +621,47 @@ fn each_rule_catches_what_it_forbids() {
             .is_empty()
     );
 }
+
+/// `billing_db::events` reads and writes one `events` table shape: every
+/// service's migration that creates it must create the same table.
+#[test]
+fn every_events_table_is_the_same() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the e2e crate sits in the workspace root")
+        .to_path_buf();
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("services")];
+    while let Some(dir) = dirs.pop() {
+        for entry in read_dir(&dir) {
+            if entry.is_dir() {
+                dirs.push(entry);
+            } else if entry.extension().is_some_and(|e| e == "sql") {
+                files.push(entry);
+            }
+        }
+    }
+    let tables: Vec<(PathBuf, String)> = files
+        .into_iter()
+        .filter_map(|file| {
+            let text = std::fs::read_to_string(&file).ok()?;
+            let start = text.find("CREATE TABLE events (")?;
+            // The table and its indexes, without comments or blank lines.
+            let body: Vec<&str> = text[start..]
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("--"))
+                .collect();
+            Some((file, body.join("\n")))
+        })
+        .collect();
+    assert!(tables.len() >= 3, "found {} events tables", tables.len());
+    for (file, table) in &tables[1..] {
+        assert_eq!(
+            table, &tables[0].1,
+            "{} creates another events table than {}",
+            file.display(),
+            tables[0].0.display()
+        );
+    }
+}
