@@ -658,7 +658,8 @@ fn every_events_table_is_the_same() {
     assert!(tables.len() >= 3, "found {} events tables", tables.len());
     for (file, table) in &tables[1..] {
         assert_eq!(
-            table, &tables[0].1,
+            table,
+            &tables[0].1,
             "{} creates another events table than {}",
             file.display(),
             tables[0].0.display()
