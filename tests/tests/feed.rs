@@ -150,3 +150,33 @@ async fn the_feed_resumes_after_the_ledger_is_killed_on_sqlite() {
 async fn the_feed_resumes_after_the_ledger_is_killed_on_postgres() {
     check(Backend::Postgres).await;
 }
+
+/// SIGTERM while a consumer is watching: the watch ends at once with
+/// UNAVAILABLE (resume from your cursor) instead of holding the drain, and
+/// the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_ends_when_the_ledger_shuts_down() {
+    let Some(dbs) = Databases::new(Backend::Sqlite).await else {
+        return;
+    };
+    let process = ledger(&dbs.ledger, "127.0.0.1:0");
+    let mut feed = EventServiceClient::new(process.channel());
+    let mut stream = feed
+        .watch_events(authed(ev::WatchEventsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &process.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ended = stream.message().await.unwrap_err();
+    assert_eq!(ended.code(), tonic::Code::Unavailable, "{ended:?}");
+    assert!(ended.message().contains("resume"), "{ended:?}");
+    let exit = tokio::task::spawn_blocking(move || process.wait_exit(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    dbs.drop_all().await;
+}

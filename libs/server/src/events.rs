@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::principal;
 use crate::handler::{check_strings, invalid, page};
+use crate::host::Stop;
 use crate::status::storage_status;
 use crate::time::to_proto;
 
@@ -36,16 +37,20 @@ pub struct EventFeed<D> {
     data: Arc<D>,
     service: &'static str,
     poll: Duration,
+    draining: Stop,
 }
 
 impl<D: EventData> EventFeed<D> {
-    /// The feed over `db`'s outbox; `service` names it in errors.
-    pub fn new(db: Db, data: D, service: &'static str) -> Self {
+    /// The feed over `db`'s outbox; `service` names it in errors. Watches
+    /// end with UNAVAILABLE when `draining` turns true (shutdown began), so
+    /// the drain does not wait on them and clients resume elsewhere.
+    pub fn new(db: Db, data: D, service: &'static str, draining: Stop) -> Self {
         Self {
             db,
             data: Arc::new(data),
             service,
             poll: Duration::from_millis(200),
+            draining,
         }
     }
 
@@ -168,6 +173,7 @@ impl<D: EventData> EventService for EventFeed<D> {
             data: Arc::clone(&self.data),
             service: self.service,
             poll: self.poll,
+            draining: self.draining.clone(),
             account,
             types: body.types,
             cursor,
@@ -187,6 +193,7 @@ struct Watch<D> {
     data: Arc<D>,
     service: &'static str,
     poll: Duration,
+    draining: Stop,
     account: String,
     types: Vec<String>,
     cursor: Option<Cursor>,
@@ -201,6 +208,12 @@ impl<D: EventData> Watch<D> {
             return None;
         }
         loop {
+            if *self.draining.borrow() {
+                self.failed = true;
+                return Some(Err(Status::unavailable(
+                    "the server is shutting down; resume from your last cursor",
+                )));
+            }
             let rows = match events::after(
                 &self.db,
                 &self.account,
@@ -217,7 +230,10 @@ impl<D: EventData> Watch<D> {
                 }
             };
             let Some(last) = rows.last() else {
-                tokio::time::sleep(self.poll).await;
+                tokio::select! {
+                    () = tokio::time::sleep(self.poll) => {}
+                    _ = self.draining.changed() => {}
+                }
                 continue;
             };
             self.cursor = Some(last.cursor);

@@ -50,6 +50,16 @@ pub struct Parts {
     pub metrics: Metrics,
 }
 
+/// What the routes of a port are built with.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// Authenticates every call; wrap each service in it.
+    pub auth: AuthInterceptor,
+    /// Turns true when shutdown begins (before the drain): long-lived
+    /// streams end then, so the drain does not wait on them.
+    pub draining: Stop,
+}
+
 /// What a service adds to the host.
 pub trait Service: Sized + Send + Sync + 'static {
     /// Its whole configuration.
@@ -75,8 +85,8 @@ pub trait Service: Sized + Send + Sync + 'static {
     /// Builds the state over a migrated database.
     fn state(config: &Self::Config, parts: Parts) -> Result<Self::State, AppError>;
 
-    /// The gRPC routes of this port, each wrapped in `auth`.
-    fn routes(state: &Self::State, config: &Self::Config, auth: AuthInterceptor) -> Served;
+    /// The gRPC routes of this port, each wrapped in `serving.auth`.
+    fn routes(state: &Self::State, config: &Self::Config, serving: &Serving) -> Served;
 
     /// Background loops, started when serving starts and stopped after the drain.
     fn jobs(_state: &Self::State, _config: &Self::Config, _stop: &Stop) -> Vec<Job> {
@@ -155,8 +165,12 @@ impl<S: Service> Host<S> {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
         let shared = self.config.service();
-        let auth = AuthInterceptor::new(Arc::new(shared.api_keys.clone()));
-        let (routes, names) = S::routes(&self.state, &self.config, auth);
+        let (start_draining, draining) = watch::channel(false);
+        let serving = Serving {
+            auth: AuthInterceptor::new(Arc::new(shared.api_keys.clone())),
+            draining,
+        };
+        let (routes, names) = S::routes(&self.state, &self.config, &serving);
         if let Ok(addr) = self.listener.local_addr() {
             tracing::info!(service = S::NAME, %addr, services = ?names, "serving");
         }
@@ -172,7 +186,11 @@ impl<S: Service> Host<S> {
             &shared.server,
             &self.metrics,
             self.metrics_listener,
-            shutdown,
+            async move {
+                shutdown.await;
+                // Nobody may be listening: no stream is open.
+                let _ = start_draining.send(true);
+            },
         )
         .await;
         // Nobody may be listening any more: that is fine, the jobs are stopping.

@@ -25,8 +25,7 @@ pub(crate) mod store;
 pub mod upstream;
 
 use billing_server::app::AppError;
-use billing_server::auth::AuthInterceptor;
-use billing_server::host::{Host, Job, Parts, Served, Service, Stop};
+use billing_server::host::{Host, Job, Parts, Served, Service, Serving, Stop};
 
 pub use config::Config;
 pub use error::LedgerError;
@@ -69,8 +68,8 @@ impl Service for LedgerService {
         }
     }
 
-    fn routes(ledger: &Ledger, config: &Config, auth: AuthInterceptor) -> Served {
-        grpc::routes(ledger, config.service.server.max_message_bytes, auth)
+    fn routes(ledger: &Ledger, config: &Config, serving: &Serving) -> Served {
+        grpc::routes(ledger, config.service.server.max_message_bytes, serving)
     }
 
     /// The expiry sweeper.

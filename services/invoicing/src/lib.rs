@@ -28,9 +28,8 @@ pub(crate) mod store;
 pub mod upstream;
 
 use billing_server::app::AppError;
-use billing_server::auth::AuthInterceptor;
 use billing_server::clock::Clock;
-use billing_server::host::{Host, Job, Parts, Served, Service, Stop};
+use billing_server::host::{Host, Job, Parts, Served, Service, Serving, Stop};
 
 pub use config::Config;
 pub use error::InvoicingError;
@@ -94,8 +93,8 @@ impl Service for InvoicingService {
         Ok(State { invoicing, worker })
     }
 
-    fn routes(state: &State, config: &Config, auth: AuthInterceptor) -> Served {
-        grpc::routes(state, config, auth)
+    fn routes(state: &State, config: &Config, serving: &Serving) -> Served {
+        grpc::routes(state, config, serving.auth.clone())
     }
 
     /// The worker, on its timer.

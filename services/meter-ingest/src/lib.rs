@@ -22,8 +22,7 @@ pub(crate) mod ops;
 pub(crate) mod store;
 
 use billing_server::app::AppError;
-use billing_server::auth::AuthInterceptor;
-use billing_server::host::{Host, Parts, Served, Service};
+use billing_server::host::{Host, Parts, Served, Service, Serving};
 
 pub use config::Config;
 pub use error::MeterError;
@@ -44,9 +43,9 @@ impl Service for MeterIngest {
     type Config = Config;
     type State = Metering;
 
-    fn routes(metering: &Metering, config: &Config, auth: AuthInterceptor) -> Served {
+    fn routes(metering: &Metering, config: &Config, serving: &Serving) -> Served {
         let max = config.service.server.max_message_bytes;
-        grpc::routes(metering, max, auth)
+        grpc::routes(metering, max, serving)
     }
 
     fn state(_: &Config, Parts { db, clock, metrics }: Parts) -> Result<Metering, AppError> {

@@ -11,10 +11,10 @@ pub mod status;
 use billing_money::FieldViolation;
 use billing_proto::ledger::v1 as pb;
 use billing_proto::ledger::v1::ledger_service_server::{LedgerService, LedgerServiceServer};
-use billing_server::auth::{AuthInterceptor, Principal};
+use billing_server::auth::Principal;
 use billing_server::events::{EVENT_SERVICE_NAME, EventFeed};
 use billing_server::handler::{Call, Reply, invalid, optional, page};
-use billing_server::host::{Routes, Served};
+use billing_server::host::{Routes, Served, Serving};
 use billing_telemetry::record_ids;
 use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
@@ -33,16 +33,22 @@ pub struct LedgerGrpc {
 pub const SERVICE_NAME: &str = "billing.ledger.v1.LedgerService";
 
 /// The routes of the ledger's port, behind `auth`, and the services they serve.
-pub fn routes(ledger: &Ledger, max: usize, auth: AuthInterceptor) -> Served {
+pub fn routes(ledger: &Ledger, max: usize, serving: &Serving) -> Served {
     let service = LedgerServiceServer::new(LedgerGrpc {
         ledger: ledger.clone(),
     })
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
-    let feed = EventFeed::new(ledger.db().clone(), events::LedgerEvents, "ledger").server(max);
+    let feed = EventFeed::new(
+        ledger.db().clone(),
+        events::LedgerEvents,
+        "ledger",
+        serving.draining.clone(),
+    )
+    .server(max);
     (
-        Routes::new(InterceptedService::new(service, auth.clone()))
-            .add_service(InterceptedService::new(feed, auth)),
+        Routes::new(InterceptedService::new(service, serving.auth.clone()))
+            .add_service(InterceptedService::new(feed, serving.auth.clone())),
         vec![SERVICE_NAME, EVENT_SERVICE_NAME],
     )
 }

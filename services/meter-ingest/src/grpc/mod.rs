@@ -12,10 +12,10 @@ use billing_db::idempotency::IdempotencyKey;
 use billing_money::FieldViolation;
 use billing_proto::meter::v1 as pb;
 use billing_proto::meter::v1::meter_service_server::{MeterService, MeterServiceServer};
-use billing_server::auth::{AuthInterceptor, principal};
+use billing_server::auth::principal;
 use billing_server::events::{EVENT_SERVICE_NAME, EventFeed};
 use billing_server::handler::{Call, Reply, invalid, page, required};
-use billing_server::host::{Routes, Served};
+use billing_server::host::{Routes, Served, Serving};
 use billing_server::time::{from_proto, to_proto};
 use billing_telemetry::record_ids;
 use chrono::{DateTime, Utc};
@@ -35,16 +35,22 @@ const STREAM_ACKS_BUFFERED: usize = 8;
 pub const SERVICE_NAME: &str = "billing.meter.v1.MeterService";
 
 /// The routes of meter-ingest's port, behind `auth`, and the services they serve.
-pub fn routes(metering: &Metering, max: usize, auth: AuthInterceptor) -> Served {
+pub fn routes(metering: &Metering, max: usize, serving: &Serving) -> Served {
     let service = MeterServiceServer::new(MeterGrpc {
         metering: metering.clone(),
     })
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
-    let feed = EventFeed::new(metering.db().clone(), events::MeterEvents, "meter").server(max);
+    let feed = EventFeed::new(
+        metering.db().clone(),
+        events::MeterEvents,
+        "meter",
+        serving.draining.clone(),
+    )
+    .server(max);
     (
-        Routes::new(InterceptedService::new(service, auth.clone()))
-            .add_service(InterceptedService::new(feed, auth)),
+        Routes::new(InterceptedService::new(service, serving.auth.clone()))
+            .add_service(InterceptedService::new(feed, serving.auth.clone())),
         vec![SERVICE_NAME, EVENT_SERVICE_NAME],
     )
 }
