@@ -258,7 +258,62 @@ async fn a_hung_ledger_is_a_deadline_and_recovery_is_bounded(t: &Suite) {
     hung.abort();
 }
 
+/// Eight concurrent finalizes the ledger refuses: every caller gets a
+/// refusal (never INTERNAL, even one that reads the invoice after another
+/// put it back to draft), nothing is applied, the invoice ends a draft.
+async fn concurrent_refused_finalizes_are_all_refusals(t: &Suite) {
+    let (customer, sub) = billed_customer(t, "calls").await;
+    t.advance_to(month_end()).await;
+    let draft = t.create_invoice(&sub).await;
+    t.ledger
+        .clone()
+        .apply_credits(authed(
+            KEY_A_APPLY,
+            ledger::ApplyCreditsRequest {
+                customer: customer.clone(),
+                invoice: draft.id.clone(),
+                period_end: ts(month_end()),
+                lines: vec![ledger::InvoiceLine {
+                    invoice_line_item: "elsewhere".into(),
+                    price: "price_elsewhere".into(),
+                    amount: usd(1),
+                }],
+                preview: false,
+            },
+        ))
+        .await
+        .unwrap();
+    let before = t.available_usd(&customer).await;
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let mut client = t.invoicing.clone();
+            let id = draft.id.clone();
+            tokio::spawn(async move {
+                client
+                    .finalize_invoice(authed(
+                        KEY_A,
+                        pb::FinalizeInvoiceRequest {
+                            id,
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        let error = call.await.unwrap().unwrap_err();
+        assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+    }
+    assert_eq!(
+        t.invoice(&draft.id).await.status(),
+        pb::InvoiceStatus::Draft
+    );
+    assert_eq!(t.available_usd(&customer).await, before, "nothing applied");
+}
+
 backends!(
+    concurrent_refused_finalizes_are_all_refusals,
     a_refused_finalize_returns_the_invoice_to_draft,
     a_refused_key_is_internal_and_a_refused_void_returns_to_open,
     a_hung_ledger_is_a_deadline_and_recovery_is_bounded,

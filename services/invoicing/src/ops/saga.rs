@@ -152,11 +152,9 @@ impl Invoicing {
                     format!("invoice {id} is void and cannot be finalized"),
                 ));
             }
-            Status::Draft => {
-                return Err(InvoicingError::Corrupt(format!(
-                    "invoice {id} is still a draft"
-                )));
-            }
+            // Another caller froze it, the ledger refused, and it went back
+            // to draft between our freeze attempt and our read.
+            Status::Draft => return Err(refused_meanwhile(&invoice, "finalize")),
         };
         self.remember(account, key, done).await
     }
@@ -226,11 +224,8 @@ impl Invoicing {
                     format!("invoice {id} is not finalized; only open invoices can be voided"),
                 ));
             }
-            Status::Open => {
-                return Err(InvoicingError::Corrupt(format!(
-                    "invoice {id} is still open"
-                )));
-            }
+            // Likewise for a concurrent void the ledger refused.
+            Status::Open => return Err(refused_meanwhile(&invoice, "void")),
         };
         self.remember(account, key, done).await
     }
@@ -419,6 +414,24 @@ impl Invoicing {
         }
         saga_pending(error, &invoice.id)
     }
+}
+
+/// A concurrent attempt at the same saga was refused by the ledger and put
+/// the invoice back (draft or open) while this call waited: the refusal is
+/// this call's answer too (calling again tries again).
+fn refused_meanwhile(invoice: &Invoice, saga: &str) -> InvoicingError {
+    let why = invoice.step_error.as_ref().map_or_else(
+        || "the ledger refused it".to_owned(),
+        |e| format!("the ledger refused it: {} {}", e.code, e.message),
+    );
+    InvoicingError::conflict(
+        "LEDGER_REFUSED",
+        format!(
+            "a concurrent {saga} of invoice {} was refused and the invoice is {} again; {why}",
+            invoice.id,
+            invoice.status.as_str()
+        ),
+    )
 }
 
 /// An unreachable peer during steps 2–3: the saga state is saved.
