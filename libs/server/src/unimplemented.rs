@@ -62,7 +62,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = clip(request.uri().path(), ECHO_CHARS_MAX);
+        // A clone of the URI shares its bytes: nothing is allocated unless
+        // the answer is UNIMPLEMENTED.
+        let uri = request.uri().clone();
         let served = Arc::clone(&self.served);
         let future = self.inner.call(request);
         Box::pin(async move {
@@ -73,7 +75,8 @@ where
                 .is_some_and(|status| status.as_bytes() == b"12");
             if unimplemented
                 && !headers.contains_key("grpc-message")
-                && let Ok(message) = HeaderValue::from_str(&message(&path, &served))
+                && let Ok(message) =
+                    HeaderValue::from_str(&message(&clip(uri.path(), ECHO_CHARS_MAX), &served))
             {
                 headers.insert("grpc-message", message);
             }

@@ -15,10 +15,7 @@ pub async fn call(
     key: &str,
     body: Vec<u8>,
 ) -> Result<Vec<u8>, Status> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let mut grpc = ready(channel).await?;
     let request = crate::authed(key, body);
     let path = http::uri::PathAndQuery::from_static(path);
     grpc.unary(request, path, RawCodec)
@@ -36,10 +33,7 @@ pub async fn first_of_stream(
     body: Vec<u8>,
     wait: std::time::Duration,
 ) -> Result<Option<Vec<u8>>, Status> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let mut grpc = ready(channel).await?;
     let request = crate::authed(key, body);
     let path = http::uri::PathAndQuery::from_static(path);
     let mut inbound = grpc
@@ -61,10 +55,10 @@ pub async fn stream(
     key: &str,
     bodies: Vec<Vec<u8>>,
 ) -> (Vec<Vec<u8>>, Option<Status>) {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    if let Err(error) = grpc.ready().await {
-        return (Vec::new(), Some(Status::unavailable(error.to_string())));
-    }
+    let mut grpc = match ready(channel).await {
+        Ok(grpc) => grpc,
+        Err(status) => return (Vec::new(), Some(status)),
+    };
     let request = crate::authed(key, futures_util::stream::iter(bodies));
     let path = http::uri::PathAndQuery::from_static(path);
     let mut inbound = match grpc.streaming(request, path, RawCodec).await {
@@ -79,6 +73,15 @@ pub async fn stream(
             Err(status) => return (received, Some(status)),
         }
     }
+}
+
+/// A raw client once the channel is ready (UNAVAILABLE when it cannot be).
+async fn ready(channel: Channel) -> Result<tonic::client::Grpc<Channel>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    Ok(grpc)
 }
 
 /// Bytes in, bytes out.
