@@ -29,6 +29,7 @@ pub mod idempotent;
 pub mod ids;
 pub mod metrics;
 pub mod page;
+pub mod peer;
 pub mod serve;
 pub mod status;
 pub mod time;

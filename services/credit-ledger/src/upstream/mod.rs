@@ -13,11 +13,8 @@ use std::time::Duration;
 
 use billing_proto::invoicing::v1 as invoicing;
 use billing_proto::invoicing::v1::invoicing_service_client::InvoicingServiceClient;
-use billing_server::auth::ACCOUNT_METADATA_KEY;
-use billing_telemetry::{ClientTrace, ClientTraceLayer};
-use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request};
+use billing_server::peer::{self, InternalCaller, PeerChannel};
+use tonic::Code;
 
 use crate::error::LedgerError;
 
@@ -49,9 +46,8 @@ pub enum CustomerCheckConfigError {
 /// Asks invoicing whether customers exist.
 #[derive(Debug, Clone)]
 pub struct Customers {
-    client: InvoicingServiceClient<ClientTrace<Channel>>,
-    authorization: AsciiMetadataValue,
-    deadline: Duration,
+    client: InvoicingServiceClient<PeerChannel>,
+    caller: InternalCaller,
     known: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
@@ -59,16 +55,10 @@ impl Customers {
     /// A client that connects on first use (the ledger starts while
     /// invoicing is still down).
     pub fn new(config: &CustomerCheckConfig) -> Result<Self, CustomerCheckConfigError> {
-        let channel = Endpoint::from_shared(config.invoicing_url.clone())?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy();
-        let authorization = MetadataValue::try_from(format!("Bearer {}", config.internal_api_key))
-            .map_err(|_| CustomerCheckConfigError::Key)?;
         Ok(Self {
-            client: InvoicingServiceClient::new(tower::Layer::layer(&ClientTraceLayer, channel)),
-            authorization,
-            deadline: config.deadline,
+            client: InvoicingServiceClient::new(peer::channel(&config.invoicing_url)?),
+            caller: InternalCaller::new(&config.internal_api_key, config.deadline)
+                .ok_or(CustomerCheckConfigError::Key)?,
             known: Arc::default(),
         })
     }
@@ -80,18 +70,15 @@ impl Customers {
         if self.known().contains(&entry) {
             return Ok(());
         }
-        let mut request = Request::new(invoicing::GetCustomerRequest {
-            id: customer.to_owned(),
-        });
-        request
-            .metadata_mut()
-            .insert("authorization", self.authorization.clone());
-        let account_value = MetadataValue::try_from(account)
-            .map_err(|_| LedgerError::Corrupt(format!("account {account:?}")))?;
-        request
-            .metadata_mut()
-            .insert(ACCOUNT_METADATA_KEY, account_value);
-        request.set_timeout(self.deadline);
+        let request = self
+            .caller
+            .request(
+                account,
+                invoicing::GetCustomerRequest {
+                    id: customer.to_owned(),
+                },
+            )
+            .ok_or_else(|| LedgerError::Corrupt(format!("account {account:?}")))?;
         match self.client.clone().get_customer(request).await {
             // GetCustomer also accepts external ids: only a `cus_…` answer
             // for the same id proves the customer.

@@ -11,13 +11,10 @@ use billing_proto::ledger::v1 as ledger;
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_proto::meter::v1 as meter;
 use billing_proto::meter::v1::meter_service_client::MeterServiceClient;
-use billing_server::auth::ACCOUNT_METADATA_KEY;
+use billing_server::peer::{self, InternalCaller, PeerChannel};
 use billing_server::status::Refuse;
 use billing_server::time::to_proto;
-use billing_telemetry::{ClientTrace, ClientTraceLayer};
 use chrono::{DateTime, Utc};
-use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 use crate::domain::invoice::{CreditApplication, Invoice};
@@ -60,25 +57,13 @@ pub enum UpstreamConfigError {
 /// Clients of the ledger and meter-ingest.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    ledger: LedgerServiceClient<Traced>,
-    meter: MeterServiceClient<Traced>,
-    authorization: AsciiMetadataValue,
-    deadline: Duration,
+    ledger: LedgerServiceClient<PeerChannel>,
+    meter: MeterServiceClient<PeerChannel>,
+    caller: InternalCaller,
 }
 
-/// A channel whose calls are client spans carrying `traceparent`.
-type Traced = ClientTrace<Channel>;
-
-fn endpoint(name: &'static str, url: &str) -> Result<Traced, UpstreamConfigError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|source| UpstreamConfigError::Url { name, source })?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2));
-    // Lazy: invoicing starts (and serves reads) while a peer is still down.
-    Ok(tower::Layer::layer(
-        &ClientTraceLayer,
-        endpoint.connect_lazy(),
-    ))
+fn endpoint(name: &'static str, url: &str) -> Result<PeerChannel, UpstreamConfigError> {
+    peer::channel(url).map_err(|source| UpstreamConfigError::Url { name, source })
 }
 
 /// A peer's gRPC status code, kept as its number so that no layer above
@@ -197,26 +182,18 @@ impl PeerCode {
 impl Upstream {
     /// Clients that connect on first use.
     pub fn new(config: &UpstreamConfig) -> Result<Self, UpstreamConfigError> {
-        let authorization = MetadataValue::try_from(format!("Bearer {}", config.internal_api_key))
-            .map_err(|_| UpstreamConfigError::Key)?;
         Ok(Self {
             ledger: LedgerServiceClient::new(endpoint("LEDGER_URL", &config.ledger_url)?),
             meter: MeterServiceClient::new(endpoint("METER_URL", &config.meter_url)?),
-            authorization,
-            deadline: config.deadline,
+            caller: InternalCaller::new(&config.internal_api_key, config.deadline)
+                .ok_or(UpstreamConfigError::Key)?,
         })
     }
 
     fn request<T>(&self, account: &str, message: T) -> Result<Request<T>, InvoicingError> {
-        let mut request = Request::new(message);
-        request
-            .metadata_mut()
-            .insert("authorization", self.authorization.clone());
-        let account = MetadataValue::try_from(account)
-            .map_err(|_| InvoicingError::Corrupt(format!("account {account:?}")))?;
-        request.metadata_mut().insert(ACCOUNT_METADATA_KEY, account);
-        request.set_timeout(self.deadline);
-        Ok(request)
+        self.caller
+            .request(account, message)
+            .ok_or_else(|| InvoicingError::Corrupt(format!("account {account:?}")))
     }
 
     /// Checks that a meter exists in the account and is active.
