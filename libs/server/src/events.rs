@@ -135,12 +135,15 @@ impl<D: EventData> EventService for EventFeed<D> {
         let rows = events::newest(&self.db, &account, before, &body.types, page.fetch_limit())
             .await
             .map_err(|e| storage_status(e, self.service, "events.billing"))?;
-        let cursors: Vec<String> = rows.iter().map(|e| e.cursor.to_string()).collect();
-        let (rows, next_page_token) =
-            page.finish(rows.into_iter().zip(cursors).collect(), |(_, c)| c);
+        // Paired with its cursor, the token of the page's last event.
+        let rows = rows
+            .into_iter()
+            .map(|e| (e.cursor.to_string(), e))
+            .collect();
+        let (rows, next_page_token) = page.finish(rows, |(cursor, _)| cursor.as_str());
         let events = rows
             .into_iter()
-            .map(|(event, _)| to_event(self.data.as_ref(), event))
+            .map(|(_, event)| to_event(self.data.as_ref(), event))
             .collect::<Result<_, _>>()?;
         Ok(Response::new(pb::ListEventsResponse {
             events,
