@@ -72,20 +72,17 @@ fn keys_with_internal_key_unscoped() -> ApiKeys {
     keys
 }
 
-async fn a_refused_finalize_returns_the_invoice_to_draft(t: &Suite) {
-    let (customer, sub) = billed_customer(t, "calls").await;
-    t.advance_to(month_end()).await;
-    let draft = t.create_invoice(&sub).await;
-    assert!(draft.auto_finalize_at.is_some());
-    // Someone already applied credits under this invoice's id with other
-    // lines: the ledger refuses the finalize's ApplyCredits for good.
+/// Applies credits under `invoice`'s id with other lines, directly in the
+/// ledger: from then on the ledger refuses the finalize's ApplyCredits for
+/// good (FAILED_PRECONDITION).
+async fn use_invoice_id_elsewhere(t: &Suite, customer: &str, invoice: &str) {
     t.ledger
         .clone()
         .apply_credits(authed(
             KEY_A_APPLY,
             ledger::ApplyCreditsRequest {
-                customer: customer.clone(),
-                invoice: draft.id.clone(),
+                customer: customer.into(),
+                invoice: invoice.into(),
                 period_end: ts(month_end()),
                 lines: vec![ledger::InvoiceLine {
                     invoice_line_item: "elsewhere".into(),
@@ -97,6 +94,16 @@ async fn a_refused_finalize_returns_the_invoice_to_draft(t: &Suite) {
         ))
         .await
         .unwrap();
+}
+
+async fn a_refused_finalize_returns_the_invoice_to_draft(t: &Suite) {
+    let (customer, sub) = billed_customer(t, "calls").await;
+    t.advance_to(month_end()).await;
+    let draft = t.create_invoice(&sub).await;
+    assert!(draft.auto_finalize_at.is_some());
+    // Someone already applied credits under this invoice's id with other
+    // lines: the ledger refuses the finalize's ApplyCredits for good.
+    use_invoice_id_elsewhere(t, &customer, &draft.id).await;
     let before = t.available_usd(&customer).await;
 
     let error = t.finalize(&draft.id).await.unwrap_err();
@@ -265,24 +272,7 @@ async fn concurrent_refused_finalizes_are_all_refusals(t: &Suite) {
     let (customer, sub) = billed_customer(t, "calls").await;
     t.advance_to(month_end()).await;
     let draft = t.create_invoice(&sub).await;
-    t.ledger
-        .clone()
-        .apply_credits(authed(
-            KEY_A_APPLY,
-            ledger::ApplyCreditsRequest {
-                customer: customer.clone(),
-                invoice: draft.id.clone(),
-                period_end: ts(month_end()),
-                lines: vec![ledger::InvoiceLine {
-                    invoice_line_item: "elsewhere".into(),
-                    price: "price_elsewhere".into(),
-                    amount: usd(1),
-                }],
-                preview: false,
-            },
-        ))
-        .await
-        .unwrap();
+    use_invoice_id_elsewhere(t, &customer, &draft.id).await;
     let before = t.available_usd(&customer).await;
     let calls: Vec<_> = (0..8)
         .map(|_| {
