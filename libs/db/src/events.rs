@@ -74,7 +74,9 @@ impl Outbox {
     }
 
     /// Writes the events into `tx` (one INSERT; nothing when empty). Call
-    /// it last before the transaction commits.
+    /// it once per transaction, last before it commits: events are numbered
+    /// within their transaction, so a second outbox in the same transaction
+    /// would collide with the first.
     ///
     /// The position is computed by the statement itself, so writing costs
     /// no extra round trip: the transaction id on PostgreSQL, the account's
@@ -193,13 +195,13 @@ enum Side {
 }
 
 /// One page of the feed: `$1` account, `$2`/`$3` the cursor, `$4` the
-/// limit, then the types.
+/// limit, then the subject, if any, then the types.
 async fn page(
     db: &Db,
     account: &str,
     side: Side,
     (position, seq): (i64, i64),
-    types: &[String],
+    (subject, types): (Option<&str>, &[String]),
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let (comparison, order) = match side {
@@ -214,14 +216,23 @@ async fn page(
         }
         _ => "",
     };
+    let subject_condition = if subject.is_some() {
+        " AND subject = $5"
+    } else {
+        ""
+    };
+    let first_type = if subject.is_some() { 6 } else { 5 };
     let types_condition = if types.is_empty() {
         String::new()
     } else {
-        format!(" AND event_type IN ({})", crate::sql::list(types.len(), 5))
+        format!(
+            " AND event_type IN ({})",
+            crate::sql::list(types.len(), first_type)
+        )
     };
     let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE account = $1 \
-         AND (position, seq) {comparison} ($2, $3){horizon}{types_condition} \
+         AND (position, seq) {comparison} ($2, $3){horizon}{subject_condition}{types_condition} \
          ORDER BY {order} LIMIT $4"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -229,6 +240,9 @@ async fn page(
         .bind(position)
         .bind(seq)
         .bind(limit);
+    if let Some(subject) = subject {
+        query = query.bind(subject);
+    }
     for event_type in types {
         query = query.bind(event_type);
     }
@@ -246,7 +260,7 @@ pub async fn after(
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let cursor = after.map_or((-1, -1), |c| (c.position, c.seq));
-    page(db, account, Side::After, cursor, types, limit).await
+    page(db, account, Side::After, cursor, (None, types), limit).await
 }
 
 /// Up to `limit` of the account's events before `before` (from the newest
@@ -259,7 +273,29 @@ pub async fn newest(
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let cursor = before.map_or((i64::MAX, i64::MAX), |c| (c.position, c.seq));
-    page(db, account, Side::Before, cursor, types, limit).await
+    page(db, account, Side::Before, cursor, (None, types), limit).await
+}
+
+/// Like [`newest`], only the events about `subject` (the service needs an
+/// index on `(account, subject, position, seq)` to serve it).
+pub async fn newest_about(
+    db: &Db,
+    account: &str,
+    subject: &str,
+    before: Option<Cursor>,
+    types: &[String],
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let cursor = before.map_or((i64::MAX, i64::MAX), |c| (c.position, c.seq));
+    page(
+        db,
+        account,
+        Side::Before,
+        cursor,
+        (Some(subject), types),
+        limit,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -63,7 +63,10 @@ fn each_port_lists_its_own_services_only() {
         ),
         (
             &up.invoicing,
-            &["billing.invoicing.v1.InvoicingService"][..],
+            &[
+                "billing.invoicing.v1.InvoicingService",
+                "billing.events.v1.EventService",
+            ][..],
         ),
     ] {
         let mut expected: Vec<String> = INFRASTRUCTURE

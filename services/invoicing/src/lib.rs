@@ -94,7 +94,7 @@ impl Service for InvoicingService {
     }
 
     fn routes(state: &State, config: &Config, serving: &Serving) -> Served {
-        grpc::routes(state, config, serving.auth.clone())
+        grpc::routes(state, config, serving)
     }
 
     /// The worker, on its timer.

@@ -1,5 +1,6 @@
-//! ListInvoiceEvents: the outbox read back newest first, per invoice and
-//! type, paged, and only the caller's account.
+//! Invoicing's events: ListInvoiceEvents (newest first, per invoice and
+//! type, paged, only the caller's account) and the EventService feed with
+//! each object after its change.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,7 +10,10 @@ use billing_proto::invoicing::v1 as pb;
 use chrono::{Months, TimeDelta};
 use common::*;
 
-backends!(events_follow_the_invoice_lifecycle_newest_first);
+backends!(
+    events_follow_the_invoice_lifecycle_newest_first,
+    the_feed_carries_each_object_after_its_change
+);
 
 async fn list(
     t: &Suite,
@@ -112,4 +116,75 @@ async fn events_follow_the_invoice_lifecycle_newest_first(t: &Suite) {
     .await
     .unwrap_err();
     assert_eq!(billing_testkit::bad_request_fields(&error), ["type"]);
+}
+
+async fn the_feed_carries_each_object_after_its_change(t: &Suite) {
+    use billing_proto::events::v1::{WatchEventsRequest, event::Data};
+    let meter = t.meter("calls").await;
+    let price = t.per_unit_price(&meter, "2").await;
+    let customer = t.customer("Acme").await;
+    let sub = t.subscribe(&customer, &[&price]).await.id;
+    t.usage(
+        "calls",
+        &customer,
+        t0() + TimeDelta::days(1),
+        &[("c-1", "10")],
+    )
+    .await;
+    t.advance_to(t0().checked_add_months(Months::new(1)).unwrap())
+        .await;
+    let draft = t.create_invoice(&sub).await;
+    t.finalize(&draft.id).await.unwrap();
+
+    let mut feed = billing_proto::events::v1::event_service_client::EventServiceClient::new(
+        t.channels[0].1.clone(),
+    );
+    let request = WatchEventsRequest::default();
+    let mut watch = feed
+        .watch_events(authed(KEY_A, request))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        seen.extend(watch.message().await.unwrap().unwrap().events);
+    }
+    let types: Vec<&str> = seen.iter().map(|e| e.r#type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "customer.created",
+            "subscription.created",
+            "invoice.created",
+            "subscription.updated",
+            "invoice.finalized",
+        ]
+    );
+    match &seen[0].data {
+        Some(Data::Customer(c)) => assert_eq!(c.id, customer),
+        other => panic!("customer.created carries {other:?}"),
+    }
+    match &seen[3].data {
+        // The period closed: the subscription is in its second period.
+        Some(Data::Subscription(s)) => {
+            assert_eq!(s.id, sub);
+            assert_eq!(s.latest_invoice, draft.id);
+        }
+        other => panic!("subscription.updated carries {other:?}"),
+    }
+    match &seen[4].data {
+        Some(Data::Invoice(invoice)) => {
+            assert_eq!(invoice.id, draft.id);
+            assert_eq!(invoice.status, pb::InvoiceStatus::Open as i32);
+            assert_eq!(invoice.lines.len(), 1);
+        }
+        other => panic!("invoice.finalized carries {other:?}"),
+    }
+    // Another account's feed is empty.
+    let foreign = feed
+        .list_events(authed(KEY_B, Default::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(foreign.events.is_empty());
 }

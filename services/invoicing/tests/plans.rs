@@ -66,7 +66,12 @@ async fn every_query_uses_an_index_prefix() {
         .collect();
     assert!(missed.is_empty(), "the workload never called {missed:?}");
 
-    let (explained, failures) = plan_check::check_recorded(&t.database_urls()).await;
+    let (explained, failures) = {
+        // Invoicing's database first: its events table has every index the
+        // others' have and `events_by_subject`, which only its statements use.
+        let [ledger, meter, invoicing] = t.database_urls();
+        plan_check::check_recorded(&[invoicing, ledger, meter]).await
+    };
     println!("{explained} distinct statements explained");
     t.stop().await;
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

@@ -11,6 +11,11 @@ pub const TEXT_MAX: usize = 200;
 /// Most metadata keys.
 pub const METADATA_KEYS_MAX: usize = 50;
 
+/// A customer was created.
+pub const CUSTOMER_CREATED: &str = "customer.created";
+/// A customer's name, e-mail or metadata changed.
+pub const CUSTOMER_UPDATED: &str = "customer.updated";
+
 /// A customer of an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Customer {

@@ -13,6 +13,14 @@ pub const ITEMS_MAX: usize = 20;
 /// How far back a subscription may start.
 pub const BACKDATE_MAX_DAYS: i64 = 400;
 
+/// A subscription was created.
+pub const SUBSCRIPTION_CREATED: &str = "subscription.created";
+/// A subscription changed: set to cancel at period end, or a period closed
+/// and the next began.
+pub const SUBSCRIPTION_UPDATED: &str = "subscription.updated";
+/// A subscription ended (its last period closed).
+pub const SUBSCRIPTION_CANCELED: &str = "subscription.canceled";
+
 /// Billing period length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Interval {

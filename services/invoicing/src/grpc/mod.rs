@@ -6,6 +6,7 @@
 //! the shared handler shape (`billing_server::handler`).
 
 pub mod convert;
+pub mod events;
 pub mod status;
 pub mod test_clock;
 
@@ -15,9 +16,9 @@ use billing_proto::invoicing::v1::invoicing_service_server::{
     InvoicingService, InvoicingServiceServer,
 };
 use billing_proto::invoicing::v1::test_clock_service_server::TestClockServiceServer;
-use billing_server::auth::AuthInterceptor;
+use billing_server::events::{EVENT_SERVICE_NAME, EventFeed};
 use billing_server::handler::{Call, Reply, invalid, optional, page};
-use billing_server::host::{Routes, Served};
+use billing_server::host::{Routes, Served, Serving};
 use billing_telemetry::record_ids;
 use tonic::service::interceptor::InterceptedService;
 
@@ -31,18 +32,27 @@ pub const SERVICE_NAME: &str = "billing.invoicing.v1.InvoicingService";
 /// The fully qualified name of the test clock service.
 pub const TEST_CLOCK_SERVICE_NAME: &str = "billing.invoicing.v1.TestClockService";
 
-/// The routes of invoicing's port, behind `auth`, and the services they
-/// serve: `InvoicingService`, and `TestClockService` only when the test
-/// clock is configured.
-pub fn routes(state: &crate::State, config: &crate::Config, auth: AuthInterceptor) -> Served {
+/// The routes of invoicing's port, behind the port's auth, and the services
+/// they serve: `InvoicingService`, its `EventService`, and
+/// `TestClockService` only when the test clock is configured.
+pub fn routes(state: &crate::State, config: &crate::Config, serving: &Serving) -> Served {
     let max = config.service.server.max_message_bytes;
+    let auth = serving.auth.clone();
     let service = InvoicingServiceServer::new(InvoicingGrpc {
         invoicing: state.invoicing.clone(),
     })
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
-    let mut routes = Routes::new(InterceptedService::new(service, auth.clone()));
-    let mut names = vec![SERVICE_NAME];
+    let feed = EventFeed::new(
+        state.invoicing.store().db().clone(),
+        events::InvoicingEvents,
+        "invoicing",
+        serving.draining.clone(),
+    )
+    .server(max);
+    let mut routes = Routes::new(InterceptedService::new(service, auth.clone()))
+        .add_service(InterceptedService::new(feed, auth.clone()));
+    let mut names = vec![SERVICE_NAME, EVENT_SERVICE_NAME];
     if config.test_clock {
         let clock = state.invoicing.clock().clone();
         let clock = test_clock::TestClockGrpc::new(clock, state.worker.clone());

@@ -191,7 +191,8 @@ impl Invoicing {
         let sub = self.subscription(account, id).await?;
         if sub.active {
             if at_period_end {
-                self.store.cancel_at_period_end(account, id).await?;
+                let now = self.clock.now();
+                self.store.cancel_at_period_end(account, id, now).await?;
             } else {
                 let now = self.clock.now();
                 let draft = if now > sub.period_start {

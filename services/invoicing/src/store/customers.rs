@@ -10,7 +10,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::Store;
-use crate::domain::customer::{Customer, CustomerChanges};
+use super::events::write_one;
+use crate::domain::customer::{CUSTOMER_CREATED, CUSTOMER_UPDATED, Customer, CustomerChanges};
 use crate::error::InvoicingError;
 
 const COLUMNS: &str = "id, external_id, name, email, metadata, created_us";
@@ -63,6 +64,16 @@ impl Store {
         .await
         .map_err(|e| external_id_in_use(e, customer.external_id.as_deref()))?;
         let now_us = to_micros(customer.created);
+        let event = (CUSTOMER_CREATED, customer.id.as_str());
+        write_one(
+            &mut tx,
+            self.db.backend(),
+            account,
+            event,
+            &customer,
+            now_us,
+        )
+        .await?;
         Ok(idempotency::finish(&self.db, tx, account, key, now_us, customer).await?)
     }
 
@@ -146,6 +157,9 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        Ok(idempotency::finish(&self.db, tx, account, key, to_micros(now), found).await?)
+        let now_us = to_micros(now);
+        let event = (CUSTOMER_UPDATED, found.id.as_str());
+        write_one(&mut tx, self.db.backend(), account, event, &found, now_us).await?;
+        Ok(idempotency::finish(&self.db, tx, account, key, now_us, found).await?)
     }
 }

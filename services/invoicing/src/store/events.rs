@@ -1,13 +1,15 @@
-//! The outbox: every invoice change writes its event in the change's own
-//! transaction; `ListInvoiceEvents` reads it back newest first.
+//! Invoicing's events (DESIGN.md §9): written to the shared `events` table
+//! (`billing_db::events`) in the change's own transaction, with the object
+//! after the change as data; `ListInvoiceEvents` and `EventService` read
+//! them back.
 
-use billing_db::sql::Conditions;
+use billing_db::events::{self, Cursor, NewEvent, Outbox};
 use billing_server::page::PageRequest;
+use billing_server::status::Refusal;
 use billing_server::time::from_micros;
-use sqlx::Row;
 
 use super::Store;
-use crate::domain::invoice::InvoiceEvent;
+use crate::domain::invoice::{Invoice, InvoiceEvent};
 use crate::error::InvoicingError;
 
 /// Which events to list.
@@ -19,26 +21,51 @@ pub struct EventFilter {
     pub event_type: Option<String>,
 }
 
-/// Appends an outbox event in the caller's transaction.
-pub(super) async fn outbox(
+/// Adds one event about `subject` with `data` (the object after the
+/// change, in its stored serde form) to the transaction's outbox.
+pub(super) fn push(
+    outbox: &mut Outbox,
+    (event_type, subject): (&str, &str),
+    data: &impl serde::Serialize,
+) -> Result<(), InvoicingError> {
+    outbox.push(
+        billing_server::ids::new_id("evt"),
+        NewEvent {
+            event_type,
+            subject,
+            data: serde_json::to_string(data)?,
+        },
+    );
+    Ok(())
+}
+
+/// Adds `event_type` about the invoice `id` as it stands in `tx` (after the
+/// change the transaction made).
+pub(super) async fn push_invoice(
     tx: &mut billing_db::Tx,
+    outbox: &mut Outbox,
     account: &str,
-    event_type: &str,
-    subject: &str,
-    payload: &impl serde::Serialize,
+    (event_type, id): (&str, &str),
+) -> Result<(), InvoicingError> {
+    let invoice: Invoice = super::invoices::load(tx, account, id)
+        .await?
+        .ok_or_else(|| InvoicingError::Corrupt(format!("invoice {id} vanished in its change")))?;
+    push(outbox, (event_type, id), &invoice)
+}
+
+/// Writes a transaction's one event: the outbox must be written once per
+/// transaction (its events are numbered within it).
+pub(super) async fn write_one(
+    tx: &mut billing_db::Tx,
+    backend: billing_db::Backend,
+    account: &str,
+    event: (&str, &str),
+    data: &impl serde::Serialize,
     now_us: i64,
 ) -> Result<(), InvoicingError> {
-    sqlx::query(
-        "INSERT INTO outbox (id, account, event_type, subject, payload, created_us) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(billing_server::ids::new_id("evt"))
-    .bind(account)
-    .bind(event_type)
-    .bind(subject)
-    .bind(serde_json::to_string(payload)?)
-    .bind(now_us)
-    .execute(&mut **tx)
-    .await?;
+    let mut outbox = Outbox::new();
+    push(&mut outbox, event, data)?;
+    outbox.write(tx, backend, account, now_us).await?;
     Ok(())
 }
 
@@ -50,28 +77,41 @@ impl Store {
         filter: &EventFilter,
         page: &PageRequest,
     ) -> Result<(Vec<InvoiceEvent>, String), InvoicingError> {
-        let rows = Conditions::new("account", account)
-            .eq("subject", filter.invoice.as_deref())
-            .eq("event_type", filter.event_type.as_deref())
-            .newest_first(
-                "SELECT id, event_type, subject, created_us FROM outbox",
-                "id",
-                page.before_id.as_deref(),
-                page.fetch_limit(),
-            )
-            .fetch_all(self.db.pool())
-            .await?;
-        let events = rows
-            .iter()
+        let before = match &page.before_id {
+            Some(token) => Some(Cursor::parse(token).ok_or_else(|| {
+                Refusal::invalid("page_token", "is not a token returned by this list")
+            })?),
+            None => None,
+        };
+        let types: Vec<String> = match &filter.event_type {
+            Some(t) => vec![t.clone()],
+            // Only the invoice events: the feed also holds customers' and
+            // subscriptions'.
+            None => crate::domain::invoice::EVENT_TYPES
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect(),
+        };
+        let limit = page.fetch_limit();
+        let rows = match &filter.invoice {
+            Some(invoice) => {
+                events::newest_about(&self.db, account, invoice, before, &types, limit).await?
+            }
+            None => events::newest(&self.db, account, before, &types, limit).await?,
+        };
+        let rows: Vec<(String, InvoiceEvent)> = rows
+            .into_iter()
             .map(|row| {
-                Ok(InvoiceEvent {
-                    id: row.try_get(0)?,
-                    event_type: row.try_get(1)?,
-                    invoice: row.try_get(2)?,
-                    created: from_micros(row.try_get(3)?),
-                })
+                let event = InvoiceEvent {
+                    id: row.id,
+                    event_type: row.event_type,
+                    invoice: row.subject,
+                    created: from_micros(row.created_us),
+                };
+                (row.cursor.to_string(), event)
             })
-            .collect::<Result<Vec<_>, InvoicingError>>()?;
-        Ok(page.finish(events, |e| &e.id))
+            .collect();
+        let (rows, token) = page.finish(rows, |(cursor, _)| cursor.as_str());
+        Ok((rows.into_iter().map(|(_, e)| e).collect(), token))
     }
 }

@@ -10,11 +10,13 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, decimal, outbox};
+use super::events::push_invoice;
+use super::{Store, decimal};
 use crate::domain::invoice::{
     BillingReason, CreditApplication, INVOICE_FINALIZED, Invoice, Line, Status, StepError,
 };
 use crate::error::InvoicingError;
+use billing_db::events::Outbox;
 
 const COLUMNS: &str = "id, customer, subscription, status, billing_reason, period_start_us, period_end_us, \
     auto_finalize_at_us, finalized_us, paid_us, voided_us, created_us, step_error_code, step_error_message, \
@@ -173,6 +175,78 @@ pub(super) async fn insert(
     Ok(())
 }
 
+/// Loads the lines and applications of `invoices` (two queries).
+async fn fill(
+    conn: &mut sqlx::AnyConnection,
+    account: &str,
+    invoices: &mut [Invoice],
+) -> Result<(), InvoicingError> {
+    if invoices.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = invoices.iter().map(|i| i.id.clone()).collect();
+    let list = billing_db::sql::list(ids.len(), 2);
+    let sql = format!(
+        "SELECT {LINE_COLUMNS} FROM invoice_lines WHERE account = $1 AND invoice IN ({list}) ORDER BY invoice, position"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account);
+    for id in &ids {
+        query = query.bind(id.as_str());
+    }
+    let mut lines: HashMap<String, Vec<Line>> = HashMap::new();
+    for row in query.fetch_all(&mut *conn).await? {
+        let (invoice, line) = line(&row)?;
+        lines.entry(invoice).or_default().push(line);
+    }
+    let sql = format!(
+        "SELECT invoice, line, credit_grant, amount, credit_balance_transaction FROM invoice_credit_applications \
+         WHERE account = $1 AND invoice IN ({list}) ORDER BY invoice, position"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account);
+    for id in &ids {
+        query = query.bind(id.as_str());
+    }
+    let mut applications: HashMap<(String, String), Vec<CreditApplication>> = HashMap::new();
+    for row in query.fetch_all(&mut *conn).await? {
+        applications
+            .entry((row.try_get(0)?, row.try_get(1)?))
+            .or_default()
+            .push(CreditApplication {
+                credit_grant: row.try_get(2)?,
+                amount: row.try_get(3)?,
+                credit_balance_transaction: row.try_get(4)?,
+            });
+    }
+    for invoice in invoices.iter_mut() {
+        invoice.lines = lines.remove(&invoice.id).unwrap_or_default();
+        for line in &mut invoice.lines {
+            line.applications = applications
+                .remove(&(invoice.id.clone(), line.id.clone()))
+                .unwrap_or_default();
+        }
+    }
+    Ok(())
+}
+
+/// One invoice with its lines and applications, read on `tx` (so it shows
+/// the transaction's own changes).
+pub(super) async fn load(
+    tx: &mut billing_db::Tx,
+    account: &str,
+    id: &str,
+) -> Result<Option<Invoice>, InvoicingError> {
+    let sql = format!("SELECT {COLUMNS} FROM invoices WHERE account = $1 AND id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut invoices = vec![header(&row)?];
+    fill(tx, account, &mut invoices).await?;
+    Ok(invoices.pop())
+}
+
 impl Store {
     /// One invoice with its lines and applications.
     pub async fn invoice(
@@ -217,53 +291,13 @@ impl Store {
         Ok((invoices, token))
     }
 
-    /// Loads the lines and applications of `invoices` (two queries).
+    /// Loads the lines and applications of `invoices`.
     async fn fill(&self, account: &str, invoices: &mut [Invoice]) -> Result<(), InvoicingError> {
         if invoices.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = invoices.iter().map(|i| i.id.clone()).collect();
-        let list = billing_db::sql::list(ids.len(), 2);
-        let sql = format!(
-            "SELECT {LINE_COLUMNS} FROM invoice_lines WHERE account = $1 AND invoice IN ({list}) ORDER BY invoice, position"
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account);
-        for id in &ids {
-            query = query.bind(id.as_str());
-        }
-        let mut lines: HashMap<String, Vec<Line>> = HashMap::new();
-        for row in query.fetch_all(self.db.pool()).await? {
-            let (invoice, line) = line(&row)?;
-            lines.entry(invoice).or_default().push(line);
-        }
-        let sql = format!(
-            "SELECT invoice, line, credit_grant, amount, credit_balance_transaction FROM invoice_credit_applications \
-             WHERE account = $1 AND invoice IN ({list}) ORDER BY invoice, position"
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account);
-        for id in &ids {
-            query = query.bind(id.as_str());
-        }
-        let mut applications: HashMap<(String, String), Vec<CreditApplication>> = HashMap::new();
-        for row in query.fetch_all(self.db.pool()).await? {
-            applications
-                .entry((row.try_get(0)?, row.try_get(1)?))
-                .or_default()
-                .push(CreditApplication {
-                    credit_grant: row.try_get(2)?,
-                    amount: row.try_get(3)?,
-                    credit_balance_transaction: row.try_get(4)?,
-                });
-        }
-        for invoice in invoices.iter_mut() {
-            invoice.lines = lines.remove(&invoice.id).unwrap_or_default();
-            for line in &mut invoice.lines {
-                line.applications = applications
-                    .remove(&(invoice.id.clone(), line.id.clone()))
-                    .unwrap_or_default();
-            }
-        }
-        Ok(())
+        let mut conn = self.db.pool().acquire().await?;
+        fill(&mut conn, account, invoices).await
     }
 
     /// Saga step 1: `draft → finalizing` with these (re-priced) lines frozen.
@@ -385,17 +419,17 @@ impl Store {
             }
             query.execute(&mut *tx).await?;
         }
-        let mut finalized = invoice.clone();
-        finalized.status = status;
-        outbox(
+        let mut outbox = Outbox::new();
+        push_invoice(
             &mut tx,
+            &mut outbox,
             account,
-            INVOICE_FINALIZED,
-            &invoice.id,
-            &finalized,
-            now_us,
+            (INVOICE_FINALIZED, &invoice.id),
         )
         .await?;
+        outbox
+            .write(&mut tx, self.db.backend(), account, now_us)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -431,13 +465,8 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let event = event.map(|event| {
-            (
-                event,
-                serde_json::json!({ "invoice": id, "status": to.as_str() }),
-            )
-        });
-        commit_transition(tx, changed, account, id, event, now_us).await
+        let backend = self.db.backend();
+        commit_transition(tx, backend, changed, (account, id), event, now_us).await
     }
 
     /// Records a failed attempt at completing `status` (`finalizing` or
@@ -500,12 +529,8 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let payload = serde_json::json!({
-            "invoice": id,
-            "status": to.as_str(),
-            "error": { "code": error.code, "message": error.message },
-        });
-        commit_transition(tx, changed, account, id, Some((event, payload)), now_us).await
+        let backend = self.db.backend();
+        commit_transition(tx, backend, changed, (account, id), Some(event), now_us).await
     }
 
     /// Drafts (any account) due for automatic finalization.
@@ -549,18 +574,20 @@ impl Store {
 /// the same transaction and it commits.
 async fn commit_transition(
     mut tx: billing_db::Tx,
+    backend: billing_db::Backend,
     changed: u64,
-    account: &str,
-    id: &str,
-    event: Option<(&str, serde_json::Value)>,
+    (account, id): (&str, &str),
+    event: Option<&str>,
     now_us: i64,
 ) -> Result<bool, InvoicingError> {
     if changed == 0 {
         tx.rollback().await?;
         return Ok(false);
     }
-    if let Some((event, payload)) = event {
-        outbox(&mut tx, account, event, id, &payload, now_us).await?;
+    if let Some(event) = event {
+        let mut outbox = Outbox::new();
+        push_invoice(&mut tx, &mut outbox, account, (event, id)).await?;
+        outbox.write(&mut tx, backend, account, now_us).await?;
     }
     tx.commit().await?;
     Ok(true)

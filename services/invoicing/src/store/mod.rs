@@ -1,4 +1,4 @@
-//! Persistence of customers, prices, subscriptions, invoices and the outbox:
+//! Persistence of customers, prices, subscriptions, invoices and their events:
 //! the only sqlx user. One SQL text serves SQLite and PostgreSQL.
 //!
 //! Saga transitions are conditional updates (`… WHERE status = 'draft'`):
@@ -18,7 +18,6 @@ use billing_db::{Db, Migrations};
 pub use billing_db::StoreError;
 
 pub use events::EventFilter;
-use events::outbox;
 pub use invoices::{InvoiceFilter, WorkItem};
 pub use subscriptions::Closing;
 

@@ -10,10 +10,14 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, outbox};
+use super::Store;
+use super::events::{push, write_one};
 use crate::domain::invoice::{INVOICE_CREATED, Invoice};
-use crate::domain::subscription::{Interval, Subscription};
+use crate::domain::subscription::{
+    Interval, SUBSCRIPTION_CANCELED, SUBSCRIPTION_CREATED, SUBSCRIPTION_UPDATED, Subscription,
+};
 use crate::error::InvoicingError;
+use billing_db::events::Outbox;
 
 const COLUMNS: &str = "id, customer, status, currency, billing_interval, anchor_us, start_us, \
     period_start_us, period_end_us, cancel_at_period_end, ended_us, latest_invoice, items, created_us";
@@ -42,6 +46,22 @@ fn subscription(row: &AnyRow) -> Result<Subscription, InvoicingError> {
         items: serde_json::from_str(&items)?,
         created: from_micros(row.try_get(13)?),
     })
+}
+
+/// Adds `event_type` about subscription `id` as it stands in `tx`.
+async fn push_subscription(
+    tx: &mut billing_db::Tx,
+    outbox: &mut Outbox,
+    account: &str,
+    (event_type, id): (&str, &str),
+) -> Result<(), InvoicingError> {
+    let sql = format!("SELECT {COLUMNS} FROM subscriptions WHERE account = $1 AND id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(account)
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+    push(outbox, (event_type, id), &subscription(&row)?)
 }
 
 /// How a period close leaves the subscription.
@@ -89,6 +109,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let now_us = to_micros(sub.created);
+        let event = (SUBSCRIPTION_CREATED, sub.id.as_str());
+        write_one(&mut tx, self.db.backend(), account, event, &sub, now_us).await?;
         Ok(idempotency::finish(&self.db, tx, account, key, now_us, sub).await?)
     }
 
@@ -150,21 +172,31 @@ impl Store {
             .collect()
     }
 
-    /// Sets `cancel_at_period_end` on an active subscription.
+    /// Sets `cancel_at_period_end` on an active subscription (with its
+    /// `subscription.updated` event when it changed).
     pub async fn cancel_at_period_end(
         &self,
         account: &str,
         id: &str,
+        now: DateTime<Utc>,
     ) -> Result<bool, InvoicingError> {
         let mut tx = self.db.begin_write().await?;
         let changed = sqlx::query(
-            "UPDATE subscriptions SET cancel_at_period_end = 1 WHERE account = $1 AND id = $2 AND status = 'active'",
+            "UPDATE subscriptions SET cancel_at_period_end = 1 WHERE account = $1 AND id = $2 \
+             AND status = 'active' AND cancel_at_period_end = 0",
         )
         .bind(account)
         .bind(id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        if changed == 1 {
+            let mut outbox = Outbox::new();
+            push_subscription(&mut tx, &mut outbox, account, (SUBSCRIPTION_UPDATED, id)).await?;
+            outbox
+                .write(&mut tx, self.db.backend(), account, to_micros(now))
+                .await?;
+        }
         tx.commit().await?;
         Ok(changed == 1)
     }
@@ -197,22 +229,20 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
+        let mut outbox = Outbox::new();
         if let Some(draft) = draft {
             super::invoices::insert(&mut tx, account, draft).await?;
-            let created_us = to_micros(draft.created);
-            outbox(
-                &mut tx,
-                account,
-                INVOICE_CREATED,
-                &draft.id,
-                draft,
-                created_us,
-            )
-            .await?;
+            push(&mut outbox, (INVOICE_CREATED, draft.id.as_str()), draft)?;
         }
-        let (status, start, end, ended) = match closing {
-            Closing::Advance { start, end } => ("active", start, end, None),
-            Closing::End(at) => ("canceled", period_start, at, Some(to_micros(at))),
+        let (status, start, end, ended, event) = match closing {
+            Closing::Advance { start, end } => ("active", start, end, None, SUBSCRIPTION_UPDATED),
+            Closing::End(at) => (
+                "canceled",
+                period_start,
+                at,
+                Some(to_micros(at)),
+                SUBSCRIPTION_CANCELED,
+            ),
         };
         sqlx::query(
             "UPDATE subscriptions SET status = $1, period_start_us = $2, period_end_us = $3, ended_us = $4, \
@@ -227,6 +257,13 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        // The change happens at the clock's now: the draft's creation, or,
+        // for a cancel without a draft, the end it was given.
+        let at = draft.map_or(end, |d| d.created);
+        push_subscription(&mut tx, &mut outbox, account, (event, id)).await?;
+        outbox
+            .write(&mut tx, self.db.backend(), account, to_micros(at))
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
