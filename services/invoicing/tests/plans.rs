@@ -368,6 +368,57 @@ async fn workload(t: &Suite) {
         ))
     );
 
+    // Balance alerts: one of the customer's (so every later balance change
+    // evaluates it) and one of every customer.
+    let alert = |customer: &str, value: i64| ledger::CreateBalanceAlertRequest {
+        customer: customer.to_owned(),
+        threshold: billing_testkit::fixtures::usd(value),
+        ..Default::default()
+    };
+    let watched = rpc!(
+        "CreateBalanceAlert",
+        ledger_client.create_balance_alert(authed(KEY_A, alert(&customer, 9_000)))
+    )
+    .balance_alert
+    .unwrap()
+    .id;
+    let everyone = rpc!(
+        "CreateBalanceAlert",
+        ledger_client.create_balance_alert(authed(KEY_A, alert("", 100)))
+    )
+    .balance_alert
+    .unwrap()
+    .id;
+    rpc!(
+        "GetBalanceAlert",
+        ledger_client.get_balance_alert(authed(
+            KEY_A,
+            ledger::GetBalanceAlertRequest { id: watched }
+        ))
+    );
+    for filter in [String::new(), customer.clone()] {
+        let request = |page_token: String| ledger::ListBalanceAlertsRequest {
+            customer: filter.clone(),
+            page_size: 1,
+            page_token,
+        };
+        let first = rpc!(
+            "ListBalanceAlerts",
+            ledger_client.list_balance_alerts(authed(KEY_A, request(String::new())))
+        );
+        rpc!(
+            "ListBalanceAlerts",
+            ledger_client.list_balance_alerts(authed(KEY_A, request(first.next_page_token)))
+        );
+    }
+    rpc!(
+        "DeleteBalanceAlert",
+        ledger_client.delete_balance_alert(authed(
+            KEY_A,
+            ledger::DeleteBalanceAlertRequest { id: everyone }
+        ))
+    );
+
     // Grants.
     let grant = t
         .grant(grant_request(&customer, "Prepaid", 10_000))

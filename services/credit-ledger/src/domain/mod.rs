@@ -4,6 +4,7 @@
 //!
 //! Everything here is tested without a database.
 
+pub mod alert;
 pub mod apply;
 pub mod balance;
 pub mod error;

@@ -366,6 +366,7 @@ pub fn balances(balances: &[Balance]) -> Vec<pb::CreditBalance> {
         .map(|b| pb::CreditBalance {
             available_balance: Some(amount(&b.asset, b.available)),
             ledger_balance: Some(amount(&b.asset, b.ledger)),
+            alerts: None,
         })
         .collect()
 }

@@ -1,10 +1,12 @@
-//! The ledger's event feed: its stored grants as `CreditGrant` messages.
+//! The ledger's event feed: its stored grants as `CreditGrant` messages,
+//! balance alert crossings as `CreditBalanceAlertEvent`s.
 
 use billing_db::events::StoredEvent;
 use billing_proto::events::v1::event;
 use billing_server::events::EventData;
 use billing_server::time::from_micros;
 
+use crate::domain::alert::AlertEvent;
 use crate::domain::grant::Grant;
 
 /// Turns the ledger's stored event data into proto messages.
@@ -13,6 +15,12 @@ pub struct LedgerEvents;
 
 impl EventData for LedgerEvents {
     fn data(&self, event: &StoredEvent) -> Result<Option<event::Data>, String> {
+        if event.event_type.starts_with("customer.credit_balance_") {
+            let alert: AlertEvent = serde_json::from_str(&event.data).map_err(|e| e.to_string())?;
+            return Ok(Some(event::Data::CreditBalanceAlert(
+                super::alerts::alert_event(&alert),
+            )));
+        }
         if !event.event_type.starts_with("credit_balance.") {
             return Err(format!("unknown ledger event type {:?}", event.event_type));
         }

@@ -4,6 +4,7 @@
 //! errors mapped in [`status`], and each handler calls one use case through
 //! the shared handler shape (`billing_server::handler`).
 
+pub mod alerts;
 pub mod convert;
 pub mod events;
 pub mod status;
@@ -80,9 +81,11 @@ billing_server::unary_service! {
         get_pricing_unit list_pricing_units get_credit_grant list_credit_grants
         get_credit_balance_summary list_credit_balance_transactions
         apply_credits reverse_credits audit_ledger
+        get_balance_alert list_balance_alerts delete_balance_alert
     } mutations {
         create_pricing_unit create_credit_grant update_credit_grant
         void_credit_grant expire_credit_grant
+        create_balance_alert
     };
 }
 
@@ -231,7 +234,18 @@ impl LedgerGrpc {
             .ledger
             .balance_summary(call.account(), customer, &filter)
             .await?;
-        let balances = convert::balances(&balances);
+        let mut shown = convert::balances(&balances);
+        // The alert state belongs to the whole balance, not to a filtered part.
+        if filter == crate::domain::balance::BalanceFilter::All {
+            let statuses = self.ledger.alert_status(call.account(), customer).await?;
+            for (balance, out) in balances.iter().zip(shown.iter_mut()) {
+                out.alerts = statuses
+                    .iter()
+                    .find(|s| s.asset == balance.asset)
+                    .map(alerts::status);
+            }
+        }
+        let balances = shown;
         Ok(pb::GetCreditBalanceSummaryResponse {
             customer: customer.to_owned(),
             balances,

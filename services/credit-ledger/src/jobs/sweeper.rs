@@ -1,4 +1,5 @@
-//! The background worker that records expiries and forgets old idempotency keys.
+//! The background worker that records expiries, evaluates the balance
+//! alerts of changes caused by time alone, and forgets old idempotency keys.
 //!
 //! A grant's credits stop counting in `available_balance` at `expires_at`, but
 //! the `credits_expired` debit is recorded only after a grace period (default
@@ -41,6 +42,8 @@ impl Default for SweeperOptions {
 pub struct SweepReport {
     /// Grants whose expiry was recorded.
     pub grants_expired: usize,
+    /// Balances re-evaluated because a grant became effective or expired.
+    pub balances_evaluated: usize,
     /// Idempotency keys deleted.
     pub keys_purged: u64,
 }
@@ -73,6 +76,12 @@ pub async fn sweep_once(
             .await?;
         report.grants_expired += 1;
     }
+    // Balances moved by time alone (a grant became effective or passed
+    // `expires_at`): their alerts fire within one interval of the change.
+    for due in ledger.store().balances_due(now, options.batch_max).await? {
+        ledger.store().reevaluate(&due, now).await?;
+        report.balances_evaluated += 1;
+    }
     let cutoff = now - TimeDelta::days(billing_db::idempotency::RETENTION_DAYS);
     report.keys_purged = ledger
         .store()
@@ -85,9 +94,14 @@ pub async fn sweep_once(
 pub async fn run(ledger: Ledger, options: SweeperOptions, mut stop: watch::Receiver<bool>) {
     loop {
         match sweep_once(&ledger, &options).await {
-            Ok(report) if report.grants_expired > 0 || report.keys_purged > 0 => {
+            Ok(report)
+                if report.grants_expired > 0
+                    || report.balances_evaluated > 0
+                    || report.keys_purged > 0 =>
+            {
                 tracing::info!(
                     grants_expired = report.grants_expired,
+                    balances_evaluated = report.balances_evaluated,
                     keys_purged = report.keys_purged,
                     "sweep"
                 );

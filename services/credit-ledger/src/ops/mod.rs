@@ -4,6 +4,10 @@
 //! they are completed with what needs the database or the clock (pricing
 //! unit scales, defaults relative to now) and handed to the store.
 
+mod alerts;
+
+pub use alerts::AlertInput;
+
 use std::collections::{BTreeMap, HashMap};
 
 use billing_db::idempotency::IdempotencyKey;

@@ -55,9 +55,14 @@ impl Store {
             .map(|a| a.credit_grant.as_str())
             .collect();
         let mut outbox = Outbox::new();
+        let mut assets = Vec::new();
         for grant in grants.iter().filter(|g| touched.contains(g.id.as_str())) {
             grants::save_grant(&mut tx, &mut outbox, account, grant).await?;
+            assets.push(&grant.asset);
         }
+        let owner = (account, request.customer.as_str());
+        self.evaluate_alerts(&mut tx, &mut outbox, owner, &assets, now)
+            .await?;
         outbox
             .write(&mut tx, self.db.backend(), account, to_micros(now))
             .await?;
@@ -152,6 +157,13 @@ impl Store {
         let mut outbox = Outbox::new();
         for grant in &grants {
             grants::save_grant(&mut tx, &mut outbox, account, grant).await?;
+        }
+        // The grants of one invoice are all the invoice's customer's.
+        if let Some(first) = grants.first() {
+            let assets: Vec<_> = grants.iter().map(|g| &g.asset).collect();
+            let owner = (account, first.customer.as_str());
+            self.evaluate_alerts(&mut tx, &mut outbox, owner, &assets, now)
+                .await?;
         }
         outbox
             .write(&mut tx, self.db.backend(), account, to_micros(now))

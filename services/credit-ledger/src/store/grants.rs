@@ -91,6 +91,9 @@ impl Store {
         let now_us = to_micros(grant.created);
         let mut outbox = Outbox::new();
         grant_event(&mut outbox, CREDIT_BALANCE_CREATED, &grant)?;
+        let owner = (account, grant.customer.as_str());
+        self.evaluate_alerts(&mut tx, &mut outbox, owner, &[&grant.asset], grant.created)
+            .await?;
         outbox
             .write(&mut tx, self.db.backend(), account, now_us)
             .await?;
@@ -177,6 +180,9 @@ impl Store {
         transactions::append(&mut tx, account, &appended).await?;
         let mut outbox = Outbox::new();
         save_grant(&mut tx, &mut outbox, account, &grant).await?;
+        let owner = (account, grant.customer.as_str());
+        self.evaluate_alerts(&mut tx, &mut outbox, owner, &[&grant.asset], now)
+            .await?;
         outbox
             .write(&mut tx, self.db.backend(), account, to_micros(now))
             .await?;

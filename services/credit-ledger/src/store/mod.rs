@@ -5,6 +5,7 @@
 //! SQLite's `BEGIN IMMEDIATE` writer lock), so concurrent writers for one
 //! customer serialise and can never overdraw.
 
+mod alerts;
 mod apply;
 mod audit;
 mod grants;
@@ -27,6 +28,7 @@ impl From<sqlx::Error> for LedgerError {
     }
 }
 
+pub use alerts::AlertStatus;
 pub use audit::AuditReport;
 pub use pricing_units::PricingUnit;
 

@@ -14,7 +14,8 @@ pub(crate) const GRANT_COLUMNS: &str = "id, customer, name, asset, asset_scale, 
     applied_total, reinstated_total, expired_total, voided_total, scope, category, priority, \
     effective_at_us, expires_at_us, voided_at_us, metadata, created_us, updated_us";
 
-fn asset(key: &str, scale: i64) -> Result<Asset, LedgerError> {
+/// An asset from its stored key and scale.
+pub(crate) fn asset(key: &str, scale: i64) -> Result<Asset, LedgerError> {
     let scale = u32::try_from(scale).map_err(|_| LedgerError::Corrupt(format!("scale {scale}")))?;
     Ok(Asset::from_key(key, scale)?)
 }
