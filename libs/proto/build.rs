@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "billing/invoicing/v1/invoicing.proto",
     "billing/invoicing/v1/test_clock.proto",
     "billing/events/v1/events.proto",
+    "billing/webhooks/v1/webhooks.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

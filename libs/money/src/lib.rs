@@ -14,7 +14,7 @@
 //! Every amount stored or summed is an `i64` in the asset's smallest unit;
 //! arithmetic is checked and overflow is an error, never a wrap.
 
-mod field;
+pub mod field;
 
 use std::fmt;
 use std::str::FromStr;

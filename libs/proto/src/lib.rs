@@ -6,6 +6,7 @@
 #![allow(missing_docs, clippy::doc_markdown, clippy::large_enum_variant)]
 
 pub mod codec;
+pub mod json;
 pub mod strings;
 
 /// Encoded `FileDescriptorSet` of every billing proto, for server reflection.
@@ -58,6 +59,14 @@ pub mod invoicing {
     }
 }
 
+/// `billing.webhooks.v1`: webhook endpoints and deliveries (the notifier).
+pub mod webhooks {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("billing.webhooks.v1");
+    }
+}
+
 /// A request message with an AIP-155 `request_id` field.
 pub trait HasRequestId: prost::Message + Clone + Sized {
     /// Names the method in the request fingerprint, so one key cannot serve two methods.
@@ -103,4 +112,7 @@ has_request_id!(
     invoicing::v1::VoidInvoiceRequest,
     invoicing::v1::MarkInvoicePaidRequest,
     invoicing::v1::DeactivatePriceRequest,
+    webhooks::v1::CreateWebhookEndpointRequest,
+    webhooks::v1::UpdateWebhookEndpointRequest,
+    webhooks::v1::RotateWebhookEndpointSecretRequest,
 );

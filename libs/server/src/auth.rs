@@ -137,6 +137,21 @@ impl ApiKeys {
         );
     }
 
+    /// The accounts of the configured account keys (not the internal
+    /// ones), sorted, each once: the accounts a cross-account consumer
+    /// such as the notifier follows.
+    pub fn accounts(&self) -> Vec<String> {
+        let mut accounts: Vec<String> = self
+            .by_hash
+            .values()
+            .filter(|k| !k.internal)
+            .map(|k| k.account.clone())
+            .collect();
+        accounts.sort();
+        accounts.dedup();
+        accounts
+    }
+
     /// How many keys are configured.
     pub fn len(&self) -> usize {
         self.by_hash.len()

@@ -49,13 +49,20 @@ impl InternalCaller {
     /// deadline. `None` when the account cannot be carried in metadata
     /// (account names are validated long before, so that is corruption).
     pub fn request<T>(&self, account: &str, message: T) -> Option<Request<T>> {
+        let mut request = self.stream_request(account, message)?;
+        request.set_timeout(self.deadline);
+        Some(request)
+    }
+
+    /// Like [`InternalCaller::request`] without the deadline: for a
+    /// server stream that follows a feed for as long as it runs.
+    pub fn stream_request<T>(&self, account: &str, message: T) -> Option<Request<T>> {
         let mut request = Request::new(message);
         request
             .metadata_mut()
             .insert("authorization", self.authorization.clone());
         let account = MetadataValue::try_from(account).ok()?;
         request.metadata_mut().insert(ACCOUNT_METADATA_KEY, account);
-        request.set_timeout(self.deadline);
         Some(request)
     }
 }

@@ -3,49 +3,14 @@
 //! Each returns the violations it found (with the field path), so a request
 //! with several bad fields reports all of them at once.
 
-use std::collections::BTreeMap;
-
 use billing_money::FieldViolation;
+pub use billing_money::field::check_metadata;
 use billing_money::{Asset, Currency, MoneyError};
 
-/// Most metadata keys on one object (as Stripe).
-pub const METADATA_KEYS_MAX: usize = 50;
-/// Longest metadata key.
-pub const METADATA_KEY_CHARS_MAX: usize = 40;
-/// Longest metadata value.
-pub const METADATA_VALUE_CHARS_MAX: usize = 500;
 /// Longest grant or pricing unit name.
 pub const NAME_CHARS_MAX: usize = 100;
 /// Longest reference id (customer, invoice, line item, price) the ledger accepts.
 pub const REFERENCE_CHARS_MAX: usize = 100;
-
-/// Metadata limits (Stripe's).
-pub fn check_metadata(
-    metadata: &BTreeMap<String, String>,
-    field: &str,
-    out: &mut Vec<FieldViolation>,
-) {
-    if metadata.len() > METADATA_KEYS_MAX {
-        out.push(FieldViolation::new(
-            field,
-            format!("at most {METADATA_KEYS_MAX} keys"),
-        ));
-    }
-    for (key, value) in metadata {
-        if key.is_empty() || key.chars().count() > METADATA_KEY_CHARS_MAX {
-            out.push(FieldViolation::new(
-                format!("{field}[{key}]"),
-                format!("keys must be 1 to {METADATA_KEY_CHARS_MAX} characters"),
-            ));
-        }
-        if value.chars().count() > METADATA_VALUE_CHARS_MAX {
-            out.push(FieldViolation::new(
-                format!("{field}[{key}]"),
-                format!("values must be at most {METADATA_VALUE_CHARS_MAX} characters"),
-            ));
-        }
-    }
-}
 
 /// A name of at most 100 characters (may be empty when optional).
 pub fn check_name(name: &str, field: &str, required: bool, out: &mut Vec<FieldViolation>) {

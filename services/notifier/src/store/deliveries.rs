@@ -1,0 +1,458 @@
+//! Deliveries: created with the events, claimed by the delivery worker
+//! with a lease, and recorded attempt by attempt.
+
+use billing_db::Backend;
+use billing_db::events::{NewEvent, Outbox};
+use billing_db::sql::Conditions;
+use billing_server::page::PageRequest;
+use billing_server::status::Refuse;
+use billing_server::time::{from_micros, to_micros};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::Store;
+use super::endpoints::{Secrets, secrets};
+use crate::domain::endpoint::{ENDPOINT_DISABLED, FAILING_DISABLE_AFTER};
+use crate::domain::schedule::RetrySchedule;
+use crate::error::NotifierError;
+
+/// A delivery as `ListWebhookDeliveries` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// `whdel_…`
+    pub id: String,
+    /// The endpoint.
+    pub endpoint: String,
+    /// The event.
+    pub event: String,
+    /// Its type.
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// HTTP status of the last attempt (0: no answer).
+    pub last_http_status: i64,
+    /// Why the last attempt failed.
+    pub last_error: String,
+    /// When it is tried next.
+    pub next_attempt: Option<DateTime<Utc>>,
+    /// Creation.
+    pub created: DateTime<Utc>,
+    /// When a 2xx answer came.
+    pub delivered: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, endpoint, event, event_type, status, attempts, last_http_status, last_error, \
+    next_attempt_us, created_us, delivered_us";
+
+fn delivery(row: &AnyRow) -> Result<Delivery, NotifierError> {
+    Ok(Delivery {
+        id: row.try_get(0)?,
+        endpoint: row.try_get(1)?,
+        event: row.try_get(2)?,
+        event_type: row.try_get(3)?,
+        status: row.try_get(4)?,
+        attempts: row.try_get(5)?,
+        last_http_status: row.try_get(6)?,
+        last_error: row.try_get(7)?,
+        next_attempt: row.try_get::<Option<i64>, _>(8)?.map(from_micros),
+        created: from_micros(row.try_get(9)?),
+        delivered: row.try_get::<Option<i64>, _>(10)?.map(from_micros),
+    })
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this endpoint's.
+    pub endpoint: Option<String>,
+    /// Only this event's.
+    pub event: Option<String>,
+    /// Only in this status.
+    pub status: Option<&'static str>,
+}
+
+/// A delivery the worker claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// Its account.
+    pub account: String,
+    /// `whdel_…`
+    pub id: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// What a claimed delivery is sent with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The endpoint's id.
+    pub endpoint: String,
+    /// Its URL.
+    pub url: String,
+    /// The secrets that sign.
+    pub secrets: Secrets,
+    /// Why the endpoint is disabled, when it is.
+    pub disabled_reason: Option<String>,
+    /// The event id (`webhook-id`).
+    pub event: String,
+    /// The body.
+    pub body: String,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx answer.
+    Delivered {
+        /// Its status.
+        status: u16,
+    },
+    /// HTTP 410: the endpoint is gone and is disabled.
+    Gone,
+    /// Anything else: an error status, a timeout, a refused address.
+    Failed {
+        /// The status, 0 without an answer.
+        status: u16,
+        /// Why.
+        error: String,
+    },
+    /// Not sent: the endpoint was disabled or deleted meanwhile.
+    Dropped {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Inserts a pending delivery due now; false when the endpoint already has
+/// one for the event.
+pub(super) async fn insert(
+    tx: &mut billing_db::Tx,
+    account: &str,
+    endpoint: &str,
+    (event, event_type): (&str, &str),
+    now_us: i64,
+) -> Result<bool, NotifierError> {
+    let inserted = sqlx::query(
+        "INSERT INTO webhook_deliveries (account, id, endpoint, event, event_type, status, attempts, \
+         last_http_status, last_error, next_attempt_us, created_us, updated_us, delivered_us) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, 0, '', $6, $6, $6, NULL) \
+         ON CONFLICT (account, endpoint, event) DO NOTHING",
+    )
+    .bind(account)
+    .bind(billing_server::ids::new_id("whdel"))
+    .bind(endpoint)
+    .bind(event)
+    .bind(event_type)
+    .bind(now_us)
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+impl Store {
+    /// Claims up to `limit` due deliveries for `lease`: their next attempt
+    /// moves to the lease's end, so another worker (or this one after a
+    /// crash) takes them only when the lease runs out. On PostgreSQL rows
+    /// another worker is claiming are skipped; SQLite has one writer.
+    pub async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+        limit: i64,
+    ) -> Result<Vec<Claimed>, NotifierError> {
+        let skip_locked = match self.db.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE webhook_deliveries SET next_attempt_us = $1 WHERE status = 'pending' AND (account, id) IN \
+             (SELECT account, id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_us <= $2 \
+             ORDER BY next_attempt_us LIMIT $3{skip_locked}) RETURNING account, id, attempts"
+        );
+        let mut tx = self.db.begin_write().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to_micros(now + lease))
+            .bind(to_micros(now))
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Claimed {
+                    account: row.try_get(0)?,
+                    id: row.try_get(1)?,
+                    attempts: row.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// What a claimed delivery is sent with; `None` when its endpoint is gone.
+    pub async fn target(
+        &self,
+        claimed: &Claimed,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Target>, NotifierError> {
+        let row = sqlx::query(
+            "SELECT e.id, e.url, e.secret, e.old_secret, e.old_secret_expires_us, e.disabled_reason, d.event, i.body \
+             FROM webhook_deliveries d \
+             JOIN webhook_endpoints e ON e.account = d.account AND e.id = d.endpoint \
+             JOIN inbox i ON i.account = d.account AND i.id = d.event \
+             WHERE d.account = $1 AND d.id = $2",
+        )
+        .bind(&claimed.account)
+        .bind(&claimed.id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        row.map(|row| {
+            Ok(Target {
+                endpoint: row.try_get(0)?,
+                url: row.try_get(1)?,
+                secrets: secrets(&row, 2, now)?,
+                disabled_reason: row.try_get(5)?,
+                event: row.try_get(6)?,
+                body: row.try_get(7)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records an attempt's outcome on the delivery and its endpoint, in one
+    /// transaction: delivered; or retried on the schedule; or failed (the
+    /// schedule ran out, 410, dropped). A 410 disables the endpoint; an
+    /// endpoint failing for [`FAILING_DISABLE_AFTER`] is disabled with a
+    /// `webhook_endpoint.disabled` event.
+    pub async fn record(
+        &self,
+        claimed: &Claimed,
+        endpoint: Option<&str>,
+        outcome: &Outcome,
+        schedule: &RetrySchedule,
+        now: DateTime<Utc>,
+    ) -> Result<(), NotifierError> {
+        let now_us = to_micros(now);
+        let attempts = claimed.attempts + i64::from(!matches!(outcome, Outcome::Dropped { .. }));
+        let (status, http, error, next, delivered) = match outcome {
+            Outcome::Delivered { status } => {
+                ("delivered", *status, String::new(), None, Some(now_us))
+            }
+            Outcome::Gone => (
+                "failed",
+                410,
+                "the endpoint answered 410 Gone".to_owned(),
+                None,
+                None,
+            ),
+            Outcome::Dropped { reason } => ("failed", 0, reason.clone(), None, None),
+            Outcome::Failed { status, error } => {
+                let retry = u32::try_from(attempts)
+                    .ok()
+                    .and_then(|n| schedule.after(n))
+                    .map(|delay| to_micros(now + delay));
+                let state = if retry.is_some() { "pending" } else { "failed" };
+                (state, *status, error.clone(), retry, None)
+            }
+        };
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = $1, attempts = $2, last_http_status = $3, last_error = $4, \
+             next_attempt_us = $5, delivered_us = $6, updated_us = $7 WHERE account = $8 AND id = $9",
+        )
+        .bind(status)
+        .bind(attempts)
+        .bind(i64::from(http))
+        .bind(billing_server::status::clip(&error, 500))
+        .bind(next)
+        .bind(delivered)
+        .bind(now_us)
+        .bind(&claimed.account)
+        .bind(&claimed.id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(endpoint) = endpoint {
+            self.endpoint_outcome(&mut tx, (&claimed.account, endpoint), outcome, now)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The endpoint's side of an attempt: its failure record, and disabling.
+    async fn endpoint_outcome(
+        &self,
+        tx: &mut billing_db::Tx,
+        (account, endpoint): (&str, &str),
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), NotifierError> {
+        let now_us = to_micros(now);
+        let disable = match outcome {
+            Outcome::Dropped { .. } => return Ok(()),
+            Outcome::Delivered { .. } => {
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET failing_since_us = NULL WHERE account = $1 AND id = $2 \
+                     AND failing_since_us IS NOT NULL",
+                )
+                .bind(account)
+                .bind(endpoint)
+                .execute(&mut **tx)
+                .await?;
+                return Ok(());
+            }
+            Outcome::Gone => Some("the endpoint answered 410 Gone".to_owned()),
+            Outcome::Failed { .. } => {
+                let since: Option<i64> = sqlx::query_scalar(
+                    "UPDATE webhook_endpoints SET failing_since_us = COALESCE(failing_since_us, $1) \
+                     WHERE account = $2 AND id = $3 RETURNING failing_since_us",
+                )
+                .bind(now_us)
+                .bind(account)
+                .bind(endpoint)
+                .fetch_optional(&mut **tx)
+                .await?
+                .flatten();
+                since
+                    .filter(|since| {
+                        now_us - since
+                            >= FAILING_DISABLE_AFTER.num_microseconds().unwrap_or(i64::MAX)
+                    })
+                    .map(|_| "every delivery failed for 3 days".to_owned())
+            }
+        };
+        let Some(reason) = disable else { return Ok(()) };
+        let sql = format!(
+            "UPDATE webhook_endpoints SET disabled_reason = $1, updated_us = $2 WHERE account = $3 AND id = $4 \
+             AND disabled_reason IS NULL RETURNING {}",
+            super::endpoints::COLUMNS
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&reason)
+            .bind(now_us)
+            .bind(account)
+            .bind(endpoint)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(row) = row {
+            // Disabled now (not before): its event, with the endpoint as data.
+            let disabled = super::endpoints::endpoint(&row)?;
+            let mut outbox = Outbox::new();
+            outbox.push(
+                billing_server::ids::new_id("evt"),
+                NewEvent {
+                    event_type: ENDPOINT_DISABLED,
+                    subject: endpoint,
+                    data: serde_json::to_string(&disabled)?,
+                },
+            );
+            outbox.write(tx, self.db.backend(), account, now_us).await?;
+        }
+        Ok(())
+    }
+
+    /// A page of deliveries, newest first.
+    pub async fn list_deliveries(
+        &self,
+        account: &str,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> Result<(Vec<Delivery>, String), NotifierError> {
+        let rows = Conditions::new("account", account)
+            .eq("endpoint", filter.endpoint.as_deref())
+            .eq("event", filter.event.as_deref())
+            .eq("status", filter.status)
+            .newest_first(
+                &format!("SELECT {COLUMNS} FROM webhook_deliveries"),
+                "id",
+                page.before_id.as_deref(),
+                page.fetch_limit(),
+            )
+            .fetch_all(self.db.pool())
+            .await?;
+        let found = rows.iter().map(delivery).collect::<Result<Vec<_>, _>>()?;
+        Ok(page.finish(found, |d| &d.id))
+    }
+
+    /// One delivery.
+    pub async fn delivery(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<Delivery>, NotifierError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM webhook_deliveries WHERE account = $1 AND id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.as_ref().map(delivery).transpose()
+    }
+
+    /// Makes a delivery pending again with its next attempt now.
+    pub async fn retry(
+        &self,
+        account: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Delivery, NotifierError> {
+        let now_us = to_micros(now);
+        let sql = format!(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_us = $1, updated_us = $1 \
+             WHERE account = $2 AND id = $3 RETURNING {COLUMNS}"
+        );
+        let mut tx = self.db.begin_write().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_us)
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let found = row
+            .as_ref()
+            .map(delivery)
+            .transpose()?
+            .ok_or_else(|| NotifierError::not_found("webhook delivery", id))?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    /// Stores a test event and its one delivery to `endpoint`, due now.
+    pub async fn test_delivery(
+        &self,
+        account: &str,
+        endpoint: &str,
+        (event, event_type, body): (&str, &str, &str),
+        now: DateTime<Utc>,
+    ) -> Result<Delivery, NotifierError> {
+        let now_us = to_micros(now);
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO inbox (account, id, source, event_type, body, created_us, received_us, published_us) \
+             VALUES ($1, $2, 'notifier', $3, $4, $5, $5, $5)",
+        )
+        .bind(account)
+        .bind(event)
+        .bind(event_type)
+        .bind(body)
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
+        insert(&mut tx, account, endpoint, (event, event_type), now_us).await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM webhook_deliveries WHERE account = $1 AND endpoint = $2 AND event = $3"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(endpoint)
+            .bind(event)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        delivery(&row)
+    }
+}
