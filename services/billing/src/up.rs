@@ -42,6 +42,15 @@ pub struct UpArgs {
     /// invoicing's database; default a SQLite file in the data directory.
     #[arg(long, env = "INVOICING_DATABASE_URL")]
     invoicing_database_url: Option<String>,
+    /// Where the notifier listens.
+    #[arg(long, env = "NOTIFIER_LISTEN_ADDR", default_value = "127.0.0.1:50054")]
+    notifier_addr: SocketAddr,
+    /// The notifier's database; default a SQLite file in the data directory.
+    #[arg(long, env = "NOTIFIER_DATABASE_URL")]
+    notifier_database_url: Option<String>,
+    /// Also publish every event to this NATS JetStream server.
+    #[arg(long, env = "NOTIFIER_NATS_URL")]
+    nats_url: Option<String>,
     /// Development key to accept (default: generated once, saved in the data directory).
     #[arg(long, env = "BILLING_DEV_API_KEY")]
     dev_api_key: Option<String>,
@@ -94,7 +103,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let upstream = invoicing::upstream::UpstreamConfig {
         ledger_url: format!("http://{}", running[1].addr),
         meter_url: format!("http://{}", running[0].addr),
-        internal_api_key: internal_key,
+        internal_api_key: internal_key.clone(),
         deadline: std::time::Duration::from_secs(5),
     };
     let mut invoicing = invoicing::Config::new(
@@ -102,8 +111,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         invoicing_addr,
         upstream,
     );
-    invoicing.service.api_keys = keys;
+    invoicing.service.api_keys = keys.clone();
     running.push(start::<invoicing::InvoicingService>(invoicing, &stopped).await?);
+
+    // The notifier follows the three feeds of every account with a key, and
+    // (development) may deliver to http:// and private addresses such as
+    // a receiver on localhost.
+    let sources = [("meter", 0), ("ledger", 1), ("invoicing", 2)]
+        .into_iter()
+        .map(|(name, i)| notifier::config::Source {
+            name,
+            url: format!("http://{}", running[i].addr),
+        })
+        .collect();
+    let mut notifier = notifier::Config::new(
+        database(args.notifier_database_url, "notifier.db"),
+        args.notifier_addr,
+        sources,
+    );
+    notifier.accounts = keys.accounts();
+    notifier.service.api_keys = keys;
+    notifier.internal_api_key = internal_key;
+    notifier.allow_insecure_urls = true;
+    notifier.allow_private_urls = true;
+    notifier.nats_url = args.nats_url;
+    running.push(start::<notifier::NotifierService>(notifier, &stopped).await?);
 
     for service in &running {
         println!("{} listening on {}", service.name, service.addr);

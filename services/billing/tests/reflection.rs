@@ -68,6 +68,13 @@ fn each_port_lists_its_own_services_only() {
                 "billing.events.v1.EventService",
             ][..],
         ),
+        (
+            &up.notifier,
+            &[
+                "billing.webhooks.v1.WebhookService",
+                "billing.events.v1.EventService",
+            ][..],
+        ),
     ] {
         let mut expected: Vec<String> = INFRASTRUCTURE
             .iter()

@@ -18,6 +18,8 @@ pub struct Up {
     pub meter: String,
     /// invoicing's address.
     pub invoicing: String,
+    /// the notifier's address.
+    pub notifier: String,
     /// Every line it printed so far (stdout: its logs and its messages).
     pub output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -48,13 +50,16 @@ impl Up {
                 "--meter-addr",
                 "127.0.0.1:0",
             ])
-            .args(["--invoicing-addr", "127.0.0.1:0", "--data-dir"])
+            .args(["--invoicing-addr", "127.0.0.1:0"])
+            .args(["--notifier-addr", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .env("BILLING_DEV_API_KEY", dev_key)
             .env_remove("BILLING_API_KEYS")
             .env_remove("LEDGER_DATABASE_URL")
             .env_remove("METER_DATABASE_URL")
             .env_remove("INVOICING_DATABASE_URL")
+            .env_remove("NOTIFIER_DATABASE_URL")
+            .env_remove("NOTIFIER_NATS_URL")
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -79,9 +84,14 @@ impl Up {
             ledger: String::new(),
             meter: String::new(),
             invoicing: String::new(),
+            notifier: String::new(),
             output,
         };
-        while up.ledger.is_empty() || up.meter.is_empty() || up.invoicing.is_empty() {
+        while up.ledger.is_empty()
+            || up.meter.is_empty()
+            || up.invoicing.is_empty()
+            || up.notifier.is_empty()
+        {
             let (service, addr) = rx
                 .recv_timeout(Duration::from_secs(60))
                 .expect("billing up did not report its addresses");
@@ -89,6 +99,7 @@ impl Up {
                 "credit-ledger" => up.ledger = addr,
                 "meter-ingest" => up.meter = addr,
                 "invoicing" => up.invoicing = addr,
+                "notifier" => up.notifier = addr,
                 _ => {}
             }
         }
