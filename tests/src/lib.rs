@@ -267,6 +267,23 @@ pub fn invoicing_with(
     Service::start("invoicing", &env)
 }
 
+/// Starts the notifier following `ledger`'s feed (the other feeds point
+/// nowhere) with extra environment variables.
+pub fn notifier_with(db: &TestDatabase, ledger: SocketAddr, extra: &[(&str, String)]) -> Service {
+    let mut env = vec![
+        ("DATABASE_URL", db.url().to_owned()),
+        ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ("LEDGER_URL", format!("http://{ledger}")),
+        ("METER_URL", "http://127.0.0.1:9".to_owned()),
+        ("INVOICING_URL", "http://127.0.0.1:9".to_owned()),
+        ("NOTIFIER_INTERNAL_API_KEY", INTERNAL_KEY.to_owned()),
+        ("NOTIFIER_ALLOW_INSECURE_URLS", "true".to_owned()),
+        ("NOTIFIER_ALLOW_PRIVATE_URLS", "true".to_owned()),
+    ];
+    env.extend_from_slice(extra);
+    Service::start("notifier", &env)
+}
+
 /// Wraps a message with the account key.
 pub fn authed<T>(message: T) -> tonic::Request<T> {
     billing_testkit::authed(ACCOUNT_KEY, message)

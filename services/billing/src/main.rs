@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run all services locally on embedded SQLite (Ctrl-C to stop).
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Run the embedded migrations of a service against its database.
     Migrate {
         /// Which service's schema (required: each service has its own database).
@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => {
             let telemetry = billing_telemetry::init("billing");
-            let result = up::run(args).await;
+            let result = up::run(*args).await;
             telemetry.shutdown().await;
             result
         }

@@ -134,6 +134,8 @@ impl AmountInput {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]

@@ -153,6 +153,8 @@ impl Running {
 /// A ledger and a notifier following it.
 pub struct TestNotifier {
     pub ledger: LedgerServiceClient<Channel>,
+    /// The ledger's channel (its event feed).
+    pub ledger_channel: Channel,
     pub webhooks: WebhookServiceClient<Channel>,
     pub notifier: notifier::State,
     pub notifier_addr: SocketAddr,
@@ -241,8 +243,10 @@ impl TestNotifier {
             .unwrap();
         });
         let notifier_server = Running { stop, task };
+        let ledger_channel = channel(ledger_addr).await;
         Some(Self {
-            ledger: LedgerServiceClient::new(channel(ledger_addr).await),
+            ledger: LedgerServiceClient::new(ledger_channel.clone()),
+            ledger_channel,
             webhooks: WebhookServiceClient::new(channel(notifier_addr).await),
             notifier: state,
             notifier_addr,
@@ -284,6 +288,27 @@ impl TestNotifier {
             .credit_grant
             .unwrap()
             .id
+    }
+
+    /// Account A's events on the ledger's feed, oldest first.
+    pub async fn ledger_events(&self) -> Vec<billing_proto::events::v1::Event> {
+        let mut feed = billing_proto::events::v1::event_service_client::EventServiceClient::new(
+            self.ledger_channel.clone(),
+        );
+        let mut events = feed
+            .list_events(authed(
+                KEY_A,
+                billing_proto::events::v1::ListEventsRequest {
+                    page_size: 100,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        events.reverse();
+        events
     }
 
     /// Account A's deliveries of an endpoint.
