@@ -55,6 +55,7 @@ enum Service {
     Ledger,
     Meter,
     Invoicing,
+    Notifier,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
                 Service::Ledger => &credit_ledger::MIGRATIONS,
                 Service::Meter => &meter_ingest::MIGRATIONS,
                 Service::Invoicing => &invoicing::MIGRATIONS,
+                Service::Notifier => &notifier::store::MIGRATIONS,
             };
             let migrated = db.migrate(migrations).await;
             db.close().await;

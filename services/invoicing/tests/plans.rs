@@ -1,4 +1,5 @@
-//! Every query the three services run costs in proportion to the object it
+//! Every query the three services run (the notifier's: its own plan test)
+//! costs in proportion to the object it
 //! touches, never to the account's whole table (issue 11, item 11).
 //!
 //! The test drives every RPC of every service (and the worker and the
@@ -61,6 +62,8 @@ async fn every_query_uses_an_index_prefix() {
     let missed: Vec<&str> = schema
         .rpcs
         .iter()
+        // The notifier's RPCs have their own plan test (services/notifier/tests/plans.rs).
+        .filter(|rpc| !rpc.path.starts_with("/billing.webhooks."))
         .map(|rpc| rpc.path.rsplit('/').next().unwrap_or(rpc.path))
         .filter(|name| !name.ends_with("TestClock") && !called.contains(name))
         .collect();

@@ -25,9 +25,3 @@ impl From<serde_json::Error> for NotifierError {
         Self::Corrupt(error.to_string())
     }
 }
-
-impl From<sqlx::Error> for NotifierError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Storage(crate::store::StoreError::from(error))
-    }
-}

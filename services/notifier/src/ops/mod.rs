@@ -134,9 +134,7 @@ impl Notifier {
         account: &str,
         id: &str,
     ) -> Result<Endpoint, NotifierError> {
-        self.store
-            .delete_endpoint(account, id, self.clock.now())
-            .await
+        self.store.delete_endpoint(account, id).await
     }
 
     /// Rotates an endpoint's secret; returns the new one.

@@ -127,15 +127,16 @@ pub enum Outcome {
     },
 }
 
-/// Inserts a pending delivery due now; false when the endpoint already has
-/// one for the event.
+/// Inserts a pending delivery due now; returns its id, or `None` when the
+/// endpoint already has one for the event.
 pub(super) async fn insert(
     tx: &mut billing_db::Tx,
     account: &str,
     endpoint: &str,
     (event, event_type): (&str, &str),
     now_us: i64,
-) -> Result<bool, NotifierError> {
+) -> Result<Option<String>, NotifierError> {
+    let id = billing_server::ids::new_id("whdel");
     let inserted = sqlx::query(
         "INSERT INTO webhook_deliveries (account, id, endpoint, event, event_type, status, attempts, \
          last_http_status, last_error, next_attempt_us, created_us, updated_us, delivered_us) \
@@ -143,14 +144,14 @@ pub(super) async fn insert(
          ON CONFLICT (account, endpoint, event) DO NOTHING",
     )
     .bind(account)
-    .bind(billing_server::ids::new_id("whdel"))
+    .bind(&id)
     .bind(endpoint)
     .bind(event)
     .bind(event_type)
     .bind(now_us)
     .execute(&mut **tx)
     .await?;
-    Ok(inserted.rows_affected() == 1)
+    Ok((inserted.rows_affected() == 1).then_some(id))
 }
 
 impl Store {
@@ -442,14 +443,16 @@ impl Store {
         .bind(now_us)
         .execute(&mut *tx)
         .await?;
-        insert(&mut tx, account, endpoint, (event, event_type), now_us).await?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM webhook_deliveries WHERE account = $1 AND endpoint = $2 AND event = $3"
-        );
+        let id = insert(&mut tx, account, endpoint, (event, event_type), now_us)
+            .await?
+            .ok_or_else(|| {
+                NotifierError::Corrupt(format!("test event {event} already delivered"))
+            })?;
+        let sql =
+            format!("SELECT {COLUMNS} FROM webhook_deliveries WHERE account = $1 AND id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account)
-            .bind(endpoint)
-            .bind(event)
+            .bind(&id)
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;

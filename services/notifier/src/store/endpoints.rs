@@ -165,12 +165,12 @@ impl Store {
         Ok(idempotency::finish(&self.db, tx, account, key, to_micros(now), found).await?)
     }
 
-    /// Deletes an endpoint; its pending deliveries fail.
+    /// Deletes an endpoint. Its pending deliveries fail, unsent, when the
+    /// worker next takes them (it finds no endpoint).
     pub async fn delete_endpoint(
         &self,
         account: &str,
         id: &str,
-        now: DateTime<Utc>,
     ) -> Result<Endpoint, NotifierError> {
         let mut tx = self.db.begin_write().await?;
         let sql = format!(
@@ -186,16 +186,6 @@ impl Store {
             .map(endpoint)
             .transpose()?
             .ok_or_else(|| NotifierError::not_found("webhook endpoint", id))?;
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'failed', next_attempt_us = NULL, \
-             last_error = 'the endpoint was deleted', updated_us = $1 \
-             WHERE account = $2 AND endpoint = $3 AND status = 'pending'",
-        )
-        .bind(to_micros(now))
-        .bind(account)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(deleted)
     }

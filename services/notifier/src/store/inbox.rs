@@ -1,6 +1,7 @@
 //! Events received from the feeds, the feeds' cursors, and the JetStream
 //! sink's progress.
 
+use billing_db::events::Cursor;
 use billing_server::time::to_micros;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -103,19 +104,36 @@ impl Store {
                     now_us,
                 )
                 .await?;
-                created += usize::from(inserted);
+                created += usize::from(inserted.is_some());
             }
         }
-        sqlx::query(
-            "INSERT INTO feed_cursors (account, source, cursor, updated_us) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (account, source) DO UPDATE SET cursor = excluded.cursor, updated_us = excluded.updated_us",
-        )
-        .bind(account)
-        .bind(source)
-        .bind(cursor)
-        .bind(now_us)
-        .execute(&mut *tx)
-        .await?;
+        // The cursor only moves forward: a second replica that read the same
+        // batch later (or an older one) leaves it where it is.
+        let sql = format!(
+            "SELECT cursor FROM feed_cursors WHERE account = $1 AND source = $2{}",
+            self.db.for_update()
+        );
+        let current: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(source)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let newer = match current.as_deref().and_then(Cursor::parse) {
+            Some(current) => Cursor::parse(cursor).is_some_and(|new| new > current),
+            None => true,
+        };
+        if newer {
+            sqlx::query(
+                "INSERT INTO feed_cursors (account, source, cursor, updated_us) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (account, source) DO UPDATE SET cursor = excluded.cursor, updated_us = excluded.updated_us",
+            )
+            .bind(account)
+            .bind(source)
+            .bind(cursor)
+            .bind(now_us)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(created)
     }

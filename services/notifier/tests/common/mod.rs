@@ -160,8 +160,10 @@ pub struct TestNotifier {
     pub notifier_addr: SocketAddr,
     /// The notifier's clock.
     pub clock: Clock,
-    ledger_db: TestDatabase,
-    notifier_db: TestDatabase,
+    /// The ledger's database.
+    pub ledger_db: TestDatabase,
+    /// The notifier's database.
+    pub notifier_db: TestDatabase,
     ledger_server: Running,
     notifier_server: Running,
 }
