@@ -21,6 +21,7 @@ pub mod app;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod customers;
 pub mod events;
 pub mod fingerprint;
 pub mod handler;

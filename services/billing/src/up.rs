@@ -78,26 +78,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let mut running = Vec::new();
 
+    // The ledger and meter-ingest ask invoicing about customers, and
+    // invoicing starts after them: fix invoicing's port first.
+    let invoicing_addr = reserve(args.invoicing_addr)?;
+    let directory = billing_server::customers::DirectoryConfig {
+        invoicing_url: format!("http://{invoicing_addr}"),
+        internal_api_key: internal_key.clone(),
+        deadline: std::time::Duration::from_secs(5),
+    };
     let mut meter = meter_ingest::Config::new(
         database(args.meter_database_url, "meter.db"),
         args.meter_addr,
     );
     meter.service.api_keys = keys.clone();
+    meter.customers = Some(directory.clone());
     running.push(start::<meter_ingest::MeterIngest>(meter, &stopped).await?);
 
-    // The ledger asks invoicing about customers, and invoicing starts after
-    // it: fix invoicing's port first.
-    let invoicing_addr = reserve(args.invoicing_addr)?;
     let mut ledger = credit_ledger::Config::new(
         database(args.ledger_database_url, "ledger.db"),
         args.ledger_addr,
     );
     ledger.service.api_keys = keys.clone();
-    ledger.customers = Some(credit_ledger::upstream::CustomerCheckConfig {
-        invoicing_url: format!("http://{invoicing_addr}"),
-        internal_api_key: internal_key.clone(),
-        deadline: std::time::Duration::from_secs(5),
-    });
+    ledger.customers = Some(directory);
     running.push(start::<credit_ledger::LedgerService>(ledger, &stopped).await?);
 
     let upstream = invoicing::upstream::UpstreamConfig {

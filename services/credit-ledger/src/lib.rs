@@ -49,8 +49,11 @@ impl Service for LedgerService {
     fn state(config: &Config, parts: Parts) -> Result<Ledger, AppError> {
         let mut ledger = Ledger::new(store::Store::new(parts.db), parts.clock);
         if let Some(customers) = &config.customers {
-            let customers =
-                upstream::Customers::new(customers).map_err(|e| AppError::Config(e.to_string()))?;
+            let customers = upstream::Customers::new(customers).map_err(|e| {
+                AppError::Config(format!(
+                    "LEDGER_INVOICING_URL, LEDGER_INTERNAL_API_KEY: {e}"
+                ))
+            })?;
             ledger = ledger.with_customers(customers);
         }
         Ok(ledger.with_metrics(&parts.metrics))

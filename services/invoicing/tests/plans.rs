@@ -713,6 +713,18 @@ async fn workload(t: &Suite) {
         );
         assert!(watch.message().await.unwrap().is_some());
     }
+    // meter-ingest's attribution job, with usage of an unknown customer.
+    t.usage(
+        "api_calls",
+        "cus_unknown_plan",
+        t.clock.now(),
+        &[("plan-unknown", "1")],
+    )
+    .await;
+    let directory = t.meter_state.customers.as_ref().unwrap();
+    meter_ingest::jobs::attribution::run_once(&t.meter_state.metering, directory)
+        .await
+        .unwrap();
     rpc!(
         "AuditLedger",
         ledger_client.audit_ledger(authed(KEY_A, ledger::AuditLedgerRequest {}))

@@ -96,6 +96,8 @@ pub struct Suite {
     pub clock: Clock,
     pub ops: Invoicing,
     pub worker: Worker,
+    /// meter-ingest's state (its attribution job, run by tests).
+    pub meter_state: meter_ingest::State,
     ledger_addr: SocketAddr,
     invoicing_addr: SocketAddr,
     ledger_db: TestDatabase,
@@ -165,10 +167,18 @@ impl Harness for Suite {
         let mut config = meter_ingest::Config::new(meter_db.url(), "127.0.0.1:0".parse().unwrap());
         config.service.api_keys = keys();
         config.service.db.postgres_max_connections = 8;
+        config.customers = Some(billing_server::customers::DirectoryConfig {
+            invoicing_url: format!("http://{invoicing_addr}"),
+            internal_api_key: INTERNAL.into(),
+            deadline: Duration::from_secs(5),
+        });
+        // Tests run the attribution job themselves.
+        config.attribution_interval = Duration::from_secs(3_600);
         let app = meter_ingest::App::build(config, clock.clone())
             .await
             .expect("meter starts");
         let meter_addr = app.local_addr().unwrap();
+        let meter_state = app.state().clone();
         let meter_server = spawn(|stopped| async move {
             app.run_until(async {
                 let _ = stopped.await;
@@ -216,6 +226,7 @@ impl Harness for Suite {
             meter: MeterServiceClient::new(meter_channel),
             worker: Worker::new(ops.clone()),
             ops,
+            meter_state,
             clock,
             ledger_addr,
             invoicing_addr,

@@ -81,6 +81,11 @@ impl Metering {
         &self.store
     }
 
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// Creates a meter.
     pub async fn create_meter(
         &self,

@@ -6,6 +6,7 @@
 //! with `NUMERIC` arithmetic in SQL (safe under concurrent batches);
 //! SQLite, whose single writer serialises batches, merges buckets in Rust.
 
+mod attribution;
 mod cancel;
 mod ingest;
 mod meters;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use billing_db::{Backend, Db, Migrations};
 
+pub use attribution::{DAY_US, USAGE_UNATTRIBUTED, UnattributedUsage};
 pub use billing_db::StoreError;
 
 use crate::error::MeterError;

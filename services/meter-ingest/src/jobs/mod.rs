@@ -1,0 +1,3 @@
+//! meter-ingest's background work.
+
+pub mod attribution;
