@@ -20,7 +20,7 @@ fuzz calls="2000" seed="1":
     FUZZ_CALLS={{calls}} FUZZ_SEED={{seed}} FUZZ_MAX_MS=1000 cargo test -p invoicing --test fuzz -- --nocapture
 
 # All benchmarks.
-bench: bench-ledger bench-ingest bench-finalize bench-scale
+bench: bench-ledger bench-ingest bench-finalize bench-scale bench-notifier
 
 # Ledger throughput and balance-summary latency on SQLite and PostgreSQL.
 bench-ledger:
@@ -37,3 +37,7 @@ bench-finalize:
 # A customer's lists, balance and ApplyCredits p50/p99 in an account of 10,000 and of 1,000,000 rows (PostgreSQL).
 bench-scale:
     cargo bench -p invoicing --bench scale
+
+# Events per second from a feed to a local webhook receiver.
+bench-notifier:
+    cargo bench -p notifier --bench deliver

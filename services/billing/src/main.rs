@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
                 Service::Ledger => &credit_ledger::MIGRATIONS,
                 Service::Meter => &meter_ingest::MIGRATIONS,
                 Service::Invoicing => &invoicing::MIGRATIONS,
-                Service::Notifier => &notifier::store::MIGRATIONS,
+                Service::Notifier => &notifier::MIGRATIONS,
             };
             let migrated = db.migrate(migrations).await;
             db.close().await;

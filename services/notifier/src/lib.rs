@@ -14,12 +14,12 @@
 //! - [`config`], [`error`]: configuration and the service's error.
 
 pub mod config;
-pub mod domain;
+pub(crate) mod domain;
 pub(crate) mod error;
 pub(crate) mod grpc;
 pub mod jobs;
-pub mod ops;
-pub mod store;
+pub(crate) mod ops;
+pub(crate) mod store;
 pub(crate) mod upstream;
 
 use std::sync::Arc;
@@ -28,9 +28,11 @@ use billing_server::app::AppError;
 use billing_server::host::{Host, Job, Parts, Served, Service, Serving, Stop};
 
 pub use config::Config;
+pub use domain::schedule::RetrySchedule;
 pub use error::NotifierError;
 pub use grpc::SERVICE_NAME;
 pub use ops::Notifier;
+pub use store::MIGRATIONS;
 
 use jobs::Wakers;
 use jobs::deliver::Deliverer;

@@ -10,7 +10,7 @@ use billing_db::{Db, Migrations};
 pub use billing_db::StoreError;
 pub use deliveries::{Claimed, Delivery, DeliveryFilter, Outcome, Target};
 pub use endpoints::{EndpointChanges, Secrets};
-pub use inbox::{Received, Unpublished};
+pub use inbox::Received;
 
 impl From<sqlx::Error> for crate::error::NotifierError {
     fn from(error: sqlx::Error) -> Self {

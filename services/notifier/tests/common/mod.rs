@@ -180,8 +180,7 @@ pub fn notifier_config(url: &str, ledger: SocketAddr) -> notifier::Config {
     config.accounts = vec!["acct_a".into(), "acct_b".into()];
     config.allow_insecure_urls = true;
     config.allow_private_urls = true;
-    config.retry_schedule =
-        notifier::domain::schedule::RetrySchedule::parse("50ms,50ms,50ms").unwrap();
+    config.retry_schedule = notifier::RetrySchedule::parse("50ms,50ms,50ms").unwrap();
     config.delivery_interval = Duration::from_millis(20);
     config.service.db.postgres_max_connections = 8;
     config
