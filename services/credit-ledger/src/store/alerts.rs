@@ -100,12 +100,15 @@ impl Store {
     ) -> Result<(), LedgerError> {
         let key = asset.key();
         // Locks the row (creating it on first use) and reads the balance the
-        // previous evaluation stored.
-        let before: Option<i64> = sqlx::query_scalar(
+        // previous evaluation stored, and whether any configured alert
+        // watches it (most balances have none: their crossings need no
+        // third statement).
+        let row = sqlx::query(
             "INSERT INTO customer_balances (account, customer, asset, asset_scale, available, evaluated_us, \
              next_change_us) VALUES ($1, $2, $3, $4, NULL, NULL, NULL) \
              ON CONFLICT (account, customer, asset) DO UPDATE SET asset_scale = excluded.asset_scale \
-             RETURNING available",
+             RETURNING available, (SELECT COUNT(*) FROM balance_alerts WHERE account = $1 AND asset = $3 \
+             AND customer IN ($2, ''))",
         )
         .bind(account)
         .bind(customer)
@@ -113,6 +116,8 @@ impl Store {
         .bind(i64::from(asset.scale()))
         .fetch_one(&mut **tx)
         .await?;
+        let before: Option<i64> = row.try_get(0)?;
+        let watched: i64 = row.try_get(1)?;
         // The balance now, and when time alone changes it next: the first
         // future effective_at of a grant, or expires_at of an effective one.
         let after: i64 = sqlx::query_scalar(
@@ -134,19 +139,11 @@ impl Store {
         if before.is_none_or(|b| b == after) {
             return Ok(());
         }
-        let sql = format!(
-            "SELECT {ALERT_COLUMNS} FROM balance_alerts WHERE account = $1 AND asset = $2 \
-             AND customer IN ($3, '') ORDER BY id"
-        );
-        let alerts = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(&key)
-            .bind(customer)
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(alert)
-            .collect::<Result<Vec<_>, _>>()?;
+        let alerts = if watched == 0 {
+            Vec::new()
+        } else {
+            self.alerts_of(tx, (account, customer), &key).await?
+        };
         for (event_type, crossed) in crossings(before, after, &alerts) {
             let data = AlertEvent {
                 customer: customer.to_owned(),
@@ -162,6 +159,28 @@ impl Store {
             outbox.push(billing_server::ids::new_id("evt"), event);
         }
         Ok(())
+    }
+
+    /// The alerts watching `customer`'s balance of the asset `key`.
+    async fn alerts_of(
+        &self,
+        tx: &mut Tx,
+        (account, customer): (&str, &str),
+        key: &str,
+    ) -> Result<Vec<BalanceAlert>, LedgerError> {
+        let sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM balance_alerts WHERE account = $1 AND asset = $2 \
+             AND customer IN ($3, '') ORDER BY id"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(key)
+            .bind(customer)
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(alert)
+            .collect()
     }
 
     /// Balances (any account) whose time-driven change is due by `now`.
