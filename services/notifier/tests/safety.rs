@@ -88,8 +88,16 @@ async fn an_endpoint_failing_for_three_days_is_disabled_with_an_event() {
     let (endpoint, _) = t.endpoint(&url, &["credit_balance.created"]).await;
     t.grant("cus_failing", 1).await;
     receiver.wait_for(1).await;
-    let failing = t.get_endpoint(&endpoint.id).await;
-    assert!(failing.failing_since.is_some());
+    // The attempt's outcome is recorded just after the receiver answered.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let failing = loop {
+        let found = t.get_endpoint(&endpoint.id).await;
+        if found.failing_since.is_some() {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "never marked failing");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(failing.status, pb::WebhookEndpointStatus::Enabled as i32);
 
     // Three days later the next failure disables it.

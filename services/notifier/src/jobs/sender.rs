@@ -71,7 +71,7 @@ impl Sender {
             .redirect(reqwest::redirect::Policy::none())
             .https_only(!allow_insecure)
             .user_agent(concat!("billing-notifier/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(8);
+            .pool_max_idle_per_host(64);
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(Guard));
         }

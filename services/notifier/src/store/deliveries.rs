@@ -97,6 +97,8 @@ pub struct Target {
     pub secrets: Secrets,
     /// Why the endpoint is disabled, when it is.
     pub disabled_reason: Option<String>,
+    /// Whether the endpoint has a failure record to clear on success.
+    pub failing: bool,
     /// The event id (`webhook-id`).
     pub event: String,
     /// The body.
@@ -125,6 +127,201 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+}
+
+/// One attempt, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The delivery.
+    pub claimed: Claimed,
+    /// Its endpoint, when it still exists.
+    pub endpoint: Option<String>,
+    /// Whether that endpoint had a failure record when the attempt began.
+    pub endpoint_failing: bool,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Delivered attempts (the endpoint has no failure record to clear): one
+/// UPDATE per account and HTTP status, stamped with the batch's latest time.
+async fn record_delivered(
+    tx: &mut billing_db::Tx,
+    attempts: &[&Attempt],
+) -> Result<(), NotifierError> {
+    let mut groups: std::collections::BTreeMap<(&str, u16), Vec<&str>> =
+        std::collections::BTreeMap::new();
+    for attempt in attempts {
+        if let Outcome::Delivered { status } = attempt.outcome {
+            groups
+                .entry((attempt.claimed.account.as_str(), status))
+                .or_default()
+                .push(attempt.claimed.id.as_str());
+        }
+    }
+    let at_us = attempts.iter().map(|a| to_micros(a.at)).max().unwrap_or(0);
+    for ((account, status), ids) in groups {
+        let sql = format!(
+            "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
+             last_http_status = $1, last_error = '', next_attempt_us = NULL, delivered_us = $2, \
+             updated_us = $2 WHERE account = $3 AND id IN ({})",
+            billing_db::sql::list(ids.len(), 4)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(status))
+            .bind(at_us)
+            .bind(account);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The delivery's side of an attempt.
+async fn record_delivery(
+    tx: &mut billing_db::Tx,
+    attempt: &Attempt,
+    schedule: &RetrySchedule,
+) -> Result<(), NotifierError> {
+    let now = attempt.at;
+    let now_us = to_micros(now);
+    let attempts = attempt.claimed.attempts
+        + i64::from(!matches!(attempt.outcome, Outcome::Dropped { .. }));
+    let (status, http, error, next, delivered) = match &attempt.outcome {
+        Outcome::Delivered { status } => ("delivered", *status, String::new(), None, Some(now_us)),
+        Outcome::Gone => ("failed", 410, "the endpoint answered 410 Gone".to_owned(), None, None),
+        Outcome::Dropped { reason } => ("failed", 0, reason.clone(), None, None),
+        Outcome::Failed { status, error } => {
+            let retry = u32::try_from(attempts)
+                .ok()
+                .and_then(|n| schedule.after(n))
+                .map(|delay| to_micros(now + delay));
+            let state = if retry.is_some() { "pending" } else { "failed" };
+            (state, *status, error.clone(), retry, None)
+        }
+    };
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status = $1, attempts = $2, last_http_status = $3, last_error = $4, \
+         next_attempt_us = $5, delivered_us = $6, updated_us = $7 WHERE account = $8 AND id = $9",
+    )
+    .bind(status)
+    .bind(attempts)
+    .bind(i64::from(http))
+    .bind(billing_server::status::clip(&error, 500))
+    .bind(next)
+    .bind(delivered)
+    .bind(now_us)
+    .bind(&attempt.claimed.account)
+    .bind(&attempt.claimed.id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The endpoint's side of an attempt: its failure record, and disabling.
+/// Returns the endpoint when this attempt disabled it.
+async fn endpoint_outcome(
+    tx: &mut billing_db::Tx,
+    (account, endpoint): (&str, &str),
+    outcome: &Outcome,
+    now: DateTime<Utc>,
+) -> Result<Option<crate::domain::endpoint::Endpoint>, NotifierError> {
+    let now_us = to_micros(now);
+    let disable = match outcome {
+        Outcome::Dropped { .. } => return Ok(None),
+        Outcome::Delivered { .. } => {
+            sqlx::query(
+                "UPDATE webhook_endpoints SET failing_since_us = NULL WHERE account = $1 AND id = $2 \
+                 AND failing_since_us IS NOT NULL",
+            )
+            .bind(account)
+            .bind(endpoint)
+            .execute(&mut **tx)
+            .await?;
+            return Ok(None);
+        }
+        Outcome::Gone => Some("the endpoint answered 410 Gone".to_owned()),
+        Outcome::Failed { .. } => {
+            let since: Option<i64> = sqlx::query_scalar(
+                "UPDATE webhook_endpoints SET failing_since_us = COALESCE(failing_since_us, $1) \
+                 WHERE account = $2 AND id = $3 RETURNING failing_since_us",
+            )
+            .bind(now_us)
+            .bind(account)
+            .bind(endpoint)
+            .fetch_optional(&mut **tx)
+            .await?
+            .flatten();
+            let limit = FAILING_DISABLE_AFTER.num_microseconds().unwrap_or(i64::MAX);
+            since
+                .filter(|since| now_us - since >= limit)
+                .map(|_| "every delivery failed for 3 days".to_owned())
+        }
+    };
+    let Some(reason) = disable else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "UPDATE webhook_endpoints SET disabled_reason = $1, updated_us = $2 WHERE account = $3 AND id = $4 \
+         AND disabled_reason IS NULL RETURNING {}",
+        super::endpoints::COLUMNS
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&reason)
+        .bind(now_us)
+        .bind(account)
+        .bind(endpoint)
+        .fetch_optional(&mut **tx)
+        .await?;
+    // Disabled now, not before: its event, with the endpoint as data.
+    row.as_ref().map(super::endpoints::endpoint).transpose()
+}
+
+/// Inserts pending deliveries due now, one per (endpoint, event), skipping
+/// those that exist; returns how many were created.
+pub(super) async fn insert_many(
+    tx: &mut billing_db::Tx,
+    account: &str,
+    pairs: &[(&str, &super::Received)],
+    now_us: i64,
+) -> Result<usize, NotifierError> {
+    if pairs.is_empty() {
+        return Ok(0);
+    }
+    // `$1` the account, `$2` the time, then five values per delivery.
+    let rows: Vec<String> = (0..pairs.len())
+        .map(|i| {
+            let n = 3 + i * 4;
+            format!(
+                "($1, ${}, ${}, ${}, ${}, 'pending', 0, 0, '', $2, $2, $2, NULL)",
+                n,
+                n + 1,
+                n + 2,
+                n + 3
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO webhook_deliveries (account, id, endpoint, event, event_type, status, attempts, \
+         last_http_status, last_error, next_attempt_us, created_us, updated_us, delivered_us) \
+         VALUES {} ON CONFLICT (account, endpoint, event) DO NOTHING",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(account)
+        .bind(now_us);
+    for (endpoint, event) in pairs {
+        query = query
+            .bind(billing_server::ids::new_id("whdel"))
+            .bind(*endpoint)
+            .bind(&event.id)
+            .bind(&event.event_type);
+    }
+    let inserted = query.execute(&mut **tx).await?.rows_affected();
+    Ok(usize::try_from(inserted).unwrap_or(usize::MAX))
 }
 
 /// Inserts a pending delivery due now; returns its id, or `None` when the
@@ -200,7 +397,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<Target>, NotifierError> {
         let row = sqlx::query(
-            "SELECT e.id, e.url, e.secret, e.old_secret, e.old_secret_expires_us, e.disabled_reason, d.event, i.body \
+            "SELECT e.id, e.url, e.secret, e.old_secret, e.old_secret_expires_us, e.disabled_reason, d.event, i.body, \
+             e.failing_since_us \
              FROM webhook_deliveries d \
              JOIN webhook_endpoints e ON e.account = d.account AND e.id = d.endpoint \
              JOIN inbox i ON i.account = d.account AND i.id = d.event \
@@ -216,6 +414,7 @@ impl Store {
                 url: row.try_get(1)?,
                 secrets: secrets(&row, 2, now)?,
                 disabled_reason: row.try_get(5)?,
+                failing: row.try_get::<Option<i64>, _>(8)?.is_some(),
                 event: row.try_get(6)?,
                 body: row.try_get(7)?,
             })
@@ -223,135 +422,69 @@ impl Store {
         .transpose()
     }
 
-    /// Records an attempt's outcome on the delivery and its endpoint, in one
-    /// transaction: delivered; or retried on the schedule; or failed (the
-    /// schedule ran out, 410, dropped). A 410 disables the endpoint; an
-    /// endpoint failing for [`FAILING_DISABLE_AFTER`] is disabled with a
+    /// Records attempts' outcomes on their deliveries and endpoints, all in
+    /// one transaction (one commit for a batch): delivered; or retried on
+    /// the schedule; or failed (the schedule ran out, 410, dropped). A 410
+    /// disables the endpoint; an endpoint failing for
+    /// [`FAILING_DISABLE_AFTER`] is disabled with a
     /// `webhook_endpoint.disabled` event.
     pub async fn record(
         &self,
-        claimed: &Claimed,
-        endpoint: Option<&str>,
-        outcome: &Outcome,
+        attempts: &[Attempt],
         schedule: &RetrySchedule,
-        now: DateTime<Utc>,
     ) -> Result<(), NotifierError> {
-        let now_us = to_micros(now);
-        let attempts = claimed.attempts + i64::from(!matches!(outcome, Outcome::Dropped { .. }));
-        let (status, http, error, next, delivered) = match outcome {
-            Outcome::Delivered { status } => {
-                ("delivered", *status, String::new(), None, Some(now_us))
-            }
-            Outcome::Gone => (
-                "failed",
-                410,
-                "the endpoint answered 410 Gone".to_owned(),
-                None,
-                None,
-            ),
-            Outcome::Dropped { reason } => ("failed", 0, reason.clone(), None, None),
-            Outcome::Failed { status, error } => {
-                let retry = u32::try_from(attempts)
-                    .ok()
-                    .and_then(|n| schedule.after(n))
-                    .map(|delay| to_micros(now + delay));
-                let state = if retry.is_some() { "pending" } else { "failed" };
-                (state, *status, error.clone(), retry, None)
-            }
-        };
-        let mut tx = self.db.begin_write().await?;
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = $1, attempts = $2, last_http_status = $3, last_error = $4, \
-             next_attempt_us = $5, delivered_us = $6, updated_us = $7 WHERE account = $8 AND id = $9",
-        )
-        .bind(status)
-        .bind(attempts)
-        .bind(i64::from(http))
-        .bind(billing_server::status::clip(&error, 500))
-        .bind(next)
-        .bind(delivered)
-        .bind(now_us)
-        .bind(&claimed.account)
-        .bind(&claimed.id)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(endpoint) = endpoint {
-            self.endpoint_outcome(&mut tx, (&claimed.account, endpoint), outcome, now)
-                .await?;
+        if attempts.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// The endpoint's side of an attempt: its failure record, and disabling.
-    async fn endpoint_outcome(
-        &self,
-        tx: &mut billing_db::Tx,
-        (account, endpoint): (&str, &str),
-        outcome: &Outcome,
-        now: DateTime<Utc>,
-    ) -> Result<(), NotifierError> {
-        let now_us = to_micros(now);
-        let disable = match outcome {
-            Outcome::Dropped { .. } => return Ok(()),
-            Outcome::Delivered { .. } => {
-                sqlx::query(
-                    "UPDATE webhook_endpoints SET failing_since_us = NULL WHERE account = $1 AND id = $2 \
-                     AND failing_since_us IS NOT NULL",
-                )
-                .bind(account)
-                .bind(endpoint)
-                .execute(&mut **tx)
-                .await?;
-                return Ok(());
+        let mut tx = self.db.begin_write().await?;
+        let mut outbox = Outbox::new();
+        let mut disabled_in_batch = Vec::new();
+        // The common case, delivered to an endpoint without a failure
+        // record, is one UPDATE per account and HTTP status for the batch.
+        let (plain, others): (Vec<&Attempt>, Vec<&Attempt>) = attempts.iter().partition(|a| {
+            matches!(a.outcome, Outcome::Delivered { .. }) && !a.endpoint_failing
+        });
+        record_delivered(&mut tx, &plain).await?;
+        for attempt in others {
+            record_delivery(&mut tx, attempt, schedule).await?;
+            if let Some(endpoint) = &attempt.endpoint {
+                let owner = (attempt.claimed.account.as_str(), endpoint.as_str());
+                if let Some(disabled) =
+                    endpoint_outcome(&mut tx, owner, &attempt.outcome, attempt.at).await?
+                {
+                    disabled_in_batch.push((attempt.claimed.account.clone(), disabled));
+                }
             }
-            Outcome::Gone => Some("the endpoint answered 410 Gone".to_owned()),
-            Outcome::Failed { .. } => {
-                let since: Option<i64> = sqlx::query_scalar(
-                    "UPDATE webhook_endpoints SET failing_since_us = COALESCE(failing_since_us, $1) \
-                     WHERE account = $2 AND id = $3 RETURNING failing_since_us",
-                )
-                .bind(now_us)
-                .bind(account)
-                .bind(endpoint)
-                .fetch_optional(&mut **tx)
-                .await?
-                .flatten();
-                since
-                    .filter(|since| {
-                        now_us - since
-                            >= FAILING_DISABLE_AFTER.num_microseconds().unwrap_or(i64::MAX)
-                    })
-                    .map(|_| "every delivery failed for 3 days".to_owned())
+        }
+        // The notifier's own events, one outbox per account (an outbox is
+        // written once per transaction and account).
+        disabled_in_batch.sort_by(|a, b| a.0.cmp(&b.0));
+        let now_us = attempts.iter().map(|a| to_micros(a.at)).max().unwrap_or(0);
+        let mut current: Option<String> = None;
+        for (account, endpoint) in disabled_in_batch {
+            if current.as_deref() != Some(account.as_str()) {
+                if let Some(previous) = current.take() {
+                    std::mem::take(&mut outbox)
+                        .write(&mut tx, self.db.backend(), &previous, now_us)
+                        .await?;
+                }
+                current = Some(account.clone());
             }
-        };
-        let Some(reason) = disable else { return Ok(()) };
-        let sql = format!(
-            "UPDATE webhook_endpoints SET disabled_reason = $1, updated_us = $2 WHERE account = $3 AND id = $4 \
-             AND disabled_reason IS NULL RETURNING {}",
-            super::endpoints::COLUMNS
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&reason)
-            .bind(now_us)
-            .bind(account)
-            .bind(endpoint)
-            .fetch_optional(&mut **tx)
-            .await?;
-        if let Some(row) = row {
-            // Disabled now (not before): its event, with the endpoint as data.
-            let disabled = super::endpoints::endpoint(&row)?;
-            let mut outbox = Outbox::new();
             outbox.push(
                 billing_server::ids::new_id("evt"),
                 NewEvent {
                     event_type: ENDPOINT_DISABLED,
-                    subject: endpoint,
-                    data: serde_json::to_string(&disabled)?,
+                    subject: &endpoint.id,
+                    data: serde_json::to_string(&endpoint)?,
                 },
             );
-            outbox.write(tx, self.db.backend(), account, now_us).await?;
         }
+        if let Some(account) = current {
+            outbox
+                .write(&mut tx, self.db.backend(), &account, now_us)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

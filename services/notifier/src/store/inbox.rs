@@ -36,6 +36,56 @@ pub struct Unpublished {
     pub body: String,
 }
 
+/// Rows of one multi-row INSERT at most (bounded parameters on both backends).
+const ROWS_PER_INSERT: usize = 500;
+
+/// Inserts the events and a delivery per event and endpoint that receives
+/// it, a few statements per batch; returns the deliveries created.
+async fn insert_batch(
+    tx: &mut billing_db::Tx,
+    account: &str,
+    source: &str,
+    events: &[Received],
+    (sink, now_us): (bool, i64),
+    endpoints: &[crate::domain::endpoint::Endpoint],
+) -> Result<usize, NotifierError> {
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO inbox (account, id, source, event_type, body, created_us, received_us, published_us) \
+             VALUES {} ON CONFLICT (account, id) DO NOTHING",
+            billing_db::sql::values_rows(chunk.len(), 8, 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for event in chunk {
+            query = query
+                .bind(account)
+                .bind(&event.id)
+                .bind(source)
+                .bind(&event.event_type)
+                .bind(&event.body)
+                .bind(to_micros(event.created))
+                .bind(now_us)
+                .bind((!sink).then_some(now_us));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    // Endpoints receive the events created from their own creation on.
+    let pairs: Vec<(&str, &Received)> = events
+        .iter()
+        .flat_map(|event| {
+            endpoints
+                .iter()
+                .filter(|e| e.receives(&event.event_type) && e.created <= event.created)
+                .map(move |e| (e.id.as_str(), event))
+        })
+        .collect();
+    let mut created = 0;
+    for chunk in pairs.chunks(ROWS_PER_INSERT) {
+        created += super::deliveries::insert_many(tx, account, chunk, now_us).await?;
+    }
+    Ok(created)
+}
+
 impl Store {
     /// Where the account's feed of `source` was read to (empty: from the start).
     pub async fn cursor(&self, account: &str, source: &str) -> Result<String, NotifierError> {
@@ -76,37 +126,7 @@ impl Store {
             .iter()
             .map(endpoint)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut created = 0;
-        for event in events {
-            sqlx::query(
-                "INSERT INTO inbox (account, id, source, event_type, body, created_us, received_us, published_us) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (account, id) DO NOTHING",
-            )
-            .bind(account)
-            .bind(&event.id)
-            .bind(source)
-            .bind(&event.event_type)
-            .bind(&event.body)
-            .bind(to_micros(event.created))
-            .bind(now_us)
-            .bind((!sink).then_some(now_us))
-            .execute(&mut *tx)
-            .await?;
-            for target in endpoints
-                .iter()
-                .filter(|e| e.receives(&event.event_type) && e.created <= event.created)
-            {
-                let inserted = super::deliveries::insert(
-                    &mut tx,
-                    account,
-                    &target.id,
-                    (&event.id, &event.event_type),
-                    now_us,
-                )
-                .await?;
-                created += usize::from(inserted.is_some());
-            }
-        }
+        let created = insert_batch(&mut tx, account, source, events, (sink, now_us), &endpoints).await?;
         // The cursor only moves forward: a second replica that read the same
         // batch later (or an older one) leaves it where it is.
         let sql = format!(

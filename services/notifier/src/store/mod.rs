@@ -8,7 +8,7 @@ mod inbox;
 use billing_db::{Db, Migrations};
 
 pub use billing_db::StoreError;
-pub use deliveries::{Claimed, Delivery, DeliveryFilter, Outcome, Target};
+pub use deliveries::{Attempt, Claimed, Delivery, DeliveryFilter, Outcome, Target};
 pub use endpoints::{EndpointChanges, Secrets};
 pub use inbox::Received;
 
