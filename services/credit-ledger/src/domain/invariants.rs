@@ -19,6 +19,31 @@ pub struct Violation {
     pub detail: String,
 }
 
+/// The alert evaluation's stored balance of a customer and asset equals
+/// the sum of its grants' available credits at the evaluation's time (every
+/// change that moves a balance re-evaluates it, in its transaction).
+pub fn check_evaluated_balance(
+    (customer, asset): (&str, &str),
+    (stored, evaluated_at): (i64, chrono::DateTime<chrono::Utc>),
+    grants: &[&super::grant::Grant],
+    out: &mut Vec<Violation>,
+) {
+    let sum = grants
+        .iter()
+        .filter(|g| g.is_available_at(evaluated_at))
+        .try_fold(0_i64, |sum, g| sum.checked_add(g.available));
+    if sum != Some(stored) {
+        out.push(Violation {
+            subject: format!("{customer}/{asset}"),
+            invariant: "EVALUATED_BALANCE_MATCHES_GRANTS",
+            detail: format!(
+                "the alert state holds {stored} but the grants available at {} hold {sum:?}",
+                evaluated_at.to_rfc3339()
+            ),
+        });
+    }
+}
+
 /// Σ of each transaction kind of one grant, recomputed from its history.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HistoryTotals {

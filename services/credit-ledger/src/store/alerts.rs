@@ -136,13 +136,34 @@ impl Store {
         .bind(to_micros(now))
         .fetch_one(&mut **tx)
         .await?;
+        self.fire(
+            tx,
+            outbox,
+            (account, customer),
+            asset,
+            (before, after, watched),
+        )
+        .await
+    }
+
+    /// Adds the events of the move `before → after` of a balance watched by
+    /// `watched` configured alerts.
+    async fn fire(
+        &self,
+        tx: &mut Tx,
+        outbox: &mut Outbox,
+        (account, customer): (&str, &str),
+        asset: &Asset,
+        (before, after, watched): (Option<i64>, i64, i64),
+    ) -> Result<(), LedgerError> {
         if before.is_none_or(|b| b == after) {
             return Ok(());
         }
         let alerts = if watched == 0 {
             Vec::new()
         } else {
-            self.alerts_of(tx, (account, customer), &key).await?
+            self.alerts_of(tx, (account, customer), &asset.key())
+                .await?
         };
         for (event_type, crossed) in crossings(before, after, &alerts) {
             let data = AlertEvent {
@@ -157,6 +178,61 @@ impl Store {
                 data: serde_json::to_string(&data)?,
             };
             outbox.push(billing_server::ids::new_id("evt"), event);
+        }
+        Ok(())
+    }
+
+    /// Like [`Store::evaluate_alerts`] after a change that took `debits`
+    /// (per asset, from grants available now) from the balance and changed
+    /// nothing else: ApplyCredits. When the stored balance is current (no
+    /// change by time alone is due), the new balance is the stored one less
+    /// the debit, in one statement that locks and updates the row; else
+    /// the full evaluation.
+    pub(crate) async fn debit_alerts(
+        &self,
+        tx: &mut Tx,
+        outbox: &mut Outbox,
+        (account, customer): (&str, &str),
+        debits: &[(&Asset, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        let mut debits = debits.to_vec();
+        debits.sort_by_key(|(asset, _)| asset.key());
+        for (asset, debit) in debits {
+            let row = sqlx::query(
+                "UPDATE customer_balances SET available = available - $4, evaluated_us = $5 \
+                 WHERE account = $1 AND customer = $2 AND asset = $3 AND available >= $4 \
+                 AND (next_change_us IS NULL OR next_change_us > $5) \
+                 RETURNING available, (SELECT COUNT(*) FROM balance_alerts WHERE account = $1 \
+                 AND asset = $3 AND customer IN ($2, ''))",
+            )
+            .bind(account)
+            .bind(customer)
+            .bind(asset.key())
+            .bind(debit)
+            .bind(to_micros(now))
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(row) = row else {
+                // No row yet, a time-driven change due, or a stored value
+                // that does not cover the debit: evaluate from the grants.
+                self.evaluate_one(tx, outbox, (account, customer), asset, now)
+                    .await?;
+                continue;
+            };
+            let after: i64 = row.try_get(0)?;
+            let watched: i64 = row.try_get(1)?;
+            let before = after
+                .checked_add(debit)
+                .ok_or_else(|| LedgerError::Corrupt("balance past 64 bits".into()))?;
+            self.fire(
+                tx,
+                outbox,
+                (account, customer),
+                asset,
+                (Some(before), after, watched),
+            )
+            .await?;
         }
         Ok(())
     }

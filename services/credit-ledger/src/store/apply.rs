@@ -55,13 +55,27 @@ impl Store {
             .map(|a| a.credit_grant.as_str())
             .collect();
         let mut outbox = Outbox::new();
-        let mut assets = Vec::new();
         for grant in grants.iter().filter(|g| touched.contains(g.id.as_str())) {
             grants::save_grant(&mut tx, &mut outbox, account, grant).await?;
-            assets.push(&grant.asset);
+        }
+        // What the applications took from the balance available now.
+        let mut debits: Vec<(&billing_money::Asset, i64)> = Vec::new();
+        for application in &outcome.applications {
+            let counts = grants
+                .iter()
+                .any(|g| g.id == application.credit_grant && g.is_available_at(now));
+            let amount = if counts { application.amount } else { 0 };
+            match debits.iter_mut().find(|(a, _)| **a == application.asset) {
+                Some((_, sum)) => {
+                    *sum = sum.checked_add(amount).ok_or_else(|| {
+                        LedgerError::Corrupt("applied credits past 64 bits".into())
+                    })?;
+                }
+                None => debits.push((&application.asset, amount)),
+            }
         }
         let owner = (account, request.customer.as_str());
-        self.evaluate_alerts(&mut tx, &mut outbox, owner, &assets, now)
+        self.debit_alerts(&mut tx, &mut outbox, owner, &debits, now)
             .await?;
         outbox
             .write(&mut tx, self.db.backend(), account, to_micros(now))

@@ -35,10 +35,33 @@ impl Store {
             .fetch_all(self.db.pool())
             .await?;
         let mut violations = Vec::new();
+        let mut grants = Vec::with_capacity(grant_rows.len());
         for row in &grant_rows {
             let grant = rows::grant(row)?;
             let recomputed = history.get(&grant.id).copied().unwrap_or_default();
             invariants::check_grant(&grant, Some(&recomputed), &mut violations);
+            grants.push(grant);
+        }
+        let balances = sqlx::query(
+            "SELECT customer, asset, available, evaluated_us FROM customer_balances \
+             WHERE account = $1 AND available IS NOT NULL",
+        )
+        .bind(account)
+        .fetch_all(self.db.pool())
+        .await?;
+        for row in &balances {
+            let (customer, asset): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            let evaluated: Option<i64> = row.try_get(3)?;
+            let Some(evaluated) = evaluated else { continue };
+            let of: Vec<&crate::domain::grant::Grant> = grants
+                .iter()
+                .filter(|g| g.customer == customer && g.asset.key() == asset)
+                .collect();
+            let stored = (
+                row.try_get(2)?,
+                billing_server::time::from_micros(evaluated),
+            );
+            invariants::check_evaluated_balance((&customer, &asset), stored, &of, &mut violations);
         }
         let outcomes =
             sqlx::query("SELECT outcome FROM invoice_credit_applications WHERE account = $1")

@@ -188,11 +188,17 @@ async fn record_delivery(
 ) -> Result<(), NotifierError> {
     let now = attempt.at;
     let now_us = to_micros(now);
-    let attempts = attempt.claimed.attempts
-        + i64::from(!matches!(attempt.outcome, Outcome::Dropped { .. }));
+    let attempts =
+        attempt.claimed.attempts + i64::from(!matches!(attempt.outcome, Outcome::Dropped { .. }));
     let (status, http, error, next, delivered) = match &attempt.outcome {
         Outcome::Delivered { status } => ("delivered", *status, String::new(), None, Some(now_us)),
-        Outcome::Gone => ("failed", 410, "the endpoint answered 410 Gone".to_owned(), None, None),
+        Outcome::Gone => (
+            "failed",
+            410,
+            "the endpoint answered 410 Gone".to_owned(),
+            None,
+            None,
+        ),
         Outcome::Dropped { reason } => ("failed", 0, reason.clone(), None, None),
         Outcome::Failed { status, error } => {
             let retry = u32::try_from(attempts)
@@ -441,9 +447,9 @@ impl Store {
         let mut disabled_in_batch = Vec::new();
         // The common case, delivered to an endpoint without a failure
         // record, is one UPDATE per account and HTTP status for the batch.
-        let (plain, others): (Vec<&Attempt>, Vec<&Attempt>) = attempts.iter().partition(|a| {
-            matches!(a.outcome, Outcome::Delivered { .. }) && !a.endpoint_failing
-        });
+        let (plain, others): (Vec<&Attempt>, Vec<&Attempt>) = attempts
+            .iter()
+            .partition(|a| matches!(a.outcome, Outcome::Delivered { .. }) && !a.endpoint_failing);
         record_delivered(&mut tx, &plain).await?;
         for attempt in others {
             record_delivery(&mut tx, attempt, schedule).await?;

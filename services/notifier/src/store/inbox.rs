@@ -126,7 +126,8 @@ impl Store {
             .iter()
             .map(endpoint)
             .collect::<Result<Vec<_>, _>>()?;
-        let created = insert_batch(&mut tx, account, source, events, (sink, now_us), &endpoints).await?;
+        let created =
+            insert_batch(&mut tx, account, source, events, (sink, now_us), &endpoints).await?;
         // The cursor only moves forward: a second replica that read the same
         // batch later (or an older one) leaves it where it is.
         let sql = format!(
