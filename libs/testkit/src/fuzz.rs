@@ -249,3 +249,20 @@ fn mutate(body: &mut Vec<u8>, rng: &mut Rng) {
         _ => body.extend_from_slice(&[0x0f, 0xff, 0x01]),
     }
 }
+
+/// Fails when an answer to hostile input is our fault (INTERNAL or
+/// UNKNOWN) or its message passes 1 KiB; names the RPC and the seed.
+///
+/// # Panics
+/// On either (that is the check).
+pub fn check_answer(path: &str, seed: u64, status: &tonic::Status) {
+    assert!(
+        !matches!(status.code(), tonic::Code::Internal | tonic::Code::Unknown),
+        "seed {seed}: {path} answered {status:?}"
+    );
+    assert!(
+        status.message().len() <= 1024,
+        "seed {seed}: {path} answered a {}-byte message",
+        status.message().len()
+    );
+}

@@ -22,10 +22,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[macro_use]
 mod plan_check;
-
-use std::collections::BTreeSet;
-use std::sync::{LazyLock, Mutex};
 
 use billing_proto::invoicing::v1 as pb;
 use billing_proto::ledger::v1 as ledger;
@@ -36,18 +34,6 @@ use common::*;
 use plan_check::Recorder;
 use tracing_subscriber::layer::SubscriberExt;
 
-/// RPCs the workload called successfully.
-static CALLED: LazyLock<Mutex<BTreeSet<&'static str>>> = LazyLock::new(Mutex::default);
-
-/// Awaits one RPC, requires success, records its name.
-macro_rules! rpc {
-    ($name:literal, $call:expr) => {{
-        let response = $call.await.expect($name).into_inner();
-        CALLED.lock().unwrap().insert($name);
-        response
-    }};
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_query_uses_an_index_prefix() {
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Recorder))
@@ -57,16 +43,11 @@ async fn every_query_uses_an_index_prefix() {
     };
     workload(&t).await;
 
-    let schema = billing_testkit::fuzz::Schema::load();
-    let called = CALLED.lock().unwrap().clone();
-    let missed: Vec<&str> = schema
-        .rpcs
-        .iter()
-        // The notifier's RPCs have their own plan test (services/notifier/tests/plans.rs).
-        .filter(|rpc| !rpc.path.starts_with("/billing.webhooks."))
-        .map(|rpc| rpc.path.rsplit('/').next().unwrap_or(rpc.path))
-        .filter(|name| !name.ends_with("TestClock") && !called.contains(name))
-        .collect();
+    // The notifier's RPCs have their own plan test
+    // (services/notifier/tests/plans.rs); the test clock is not a product RPC.
+    let missed = plan_check::missed(|path| {
+        !path.starts_with("/billing.webhooks.") && !path.ends_with("TestClock")
+    });
     assert!(missed.is_empty(), "the workload never called {missed:?}");
 
     let (explained, failures) = {
@@ -91,7 +72,7 @@ async fn workload(t: &Suite) {
     // Meters.
     let api_calls = t.meter("api_calls").await;
     let spare = t.meter("spare").await;
-    CALLED.lock().unwrap().insert("CreateMeter");
+    plan_check::CALLED.lock().unwrap().insert("CreateMeter");
     rpc!(
         "GetMeter",
         meter_client.get_meter(authed(
@@ -156,7 +137,7 @@ async fn workload(t: &Suite) {
     // Customers.
     let customer = t.customer("Plan Co").await;
     let other = t.customer("Other Co").await;
-    CALLED.lock().unwrap().insert("CreateCustomer");
+    plan_check::CALLED.lock().unwrap().insert("CreateCustomer");
     rpc!(
         "GetCustomer",
         invoicing.get_customer(authed(
@@ -207,7 +188,7 @@ async fn workload(t: &Suite) {
         &[("e1", "5"), ("e2", "7"), ("e3", "11"), ("big", "100000")],
     )
     .await;
-    CALLED.lock().unwrap().insert("IngestEvents");
+    plan_check::CALLED.lock().unwrap().insert("IngestEvents");
     let event = |identifier: &str| meter::MeterEvent {
         event_name: "api_calls".into(),
         identifier: identifier.into(),
@@ -286,7 +267,7 @@ async fn workload(t: &Suite) {
     );
     let price = t.per_unit_price(&api_calls, "1.5").await;
     let spare_price = t.per_unit_price(&spare, "2").await;
-    CALLED.lock().unwrap().insert("CreatePrice");
+    plan_check::CALLED.lock().unwrap().insert("CreatePrice");
     rpc!(
         "GetPrice",
         invoicing.get_price(authed(KEY_A, pb::GetPriceRequest { id: price.clone() }))
@@ -316,7 +297,10 @@ async fn workload(t: &Suite) {
     let subscription = t.subscribe(&customer, &[&price]).await.id;
     let second = t.subscribe(&customer, &[&price]).await.id;
     let cancelled = t.subscribe(&other, &[&spare_price]).await.id;
-    CALLED.lock().unwrap().insert("CreateSubscription");
+    plan_check::CALLED
+        .lock()
+        .unwrap()
+        .insert("CreateSubscription");
     rpc!(
         "GetSubscription",
         invoicing.get_subscription(authed(
@@ -429,7 +413,10 @@ async fn workload(t: &Suite) {
         .id;
     let voided = t.grant(grant_request(&customer, "Promo", 500)).await.id;
     let expired = t.grant(grant_request(&customer, "Trial", 300)).await.id;
-    CALLED.lock().unwrap().insert("CreateCreditGrant");
+    plan_check::CALLED
+        .lock()
+        .unwrap()
+        .insert("CreateCreditGrant");
     rpc!(
         "GetCreditGrant",
         ledger_client.get_credit_grant(authed(
@@ -539,7 +526,7 @@ async fn workload(t: &Suite) {
     );
     t.advance_to(t0() + TimeDelta::days(32)).await;
     let paid = t.create_invoice(&subscription).await.id;
-    CALLED.lock().unwrap().insert("CreateInvoice");
+    plan_check::CALLED.lock().unwrap().insert("CreateInvoice");
     rpc!(
         "GetInvoice",
         invoicing.get_invoice(authed(KEY_A, pb::GetInvoiceRequest { id: paid.clone() }))

@@ -9,26 +9,14 @@
 
 mod common;
 #[path = "../../invoicing/tests/plan_check/mod.rs"]
+#[macro_use]
 mod plan_check;
-
-use std::collections::BTreeSet;
-use std::sync::{LazyLock, Mutex};
 
 use billing_proto::webhooks::v1 as pb;
 use billing_testkit::{Backend, Harness};
 use common::*;
 use plan_check::Recorder;
 use tracing_subscriber::layer::SubscriberExt;
-
-static CALLED: LazyLock<Mutex<BTreeSet<&'static str>>> = LazyLock::new(Mutex::default);
-
-macro_rules! rpc {
-    ($name:literal, $call:expr) => {{
-        let response = $call.await.expect($name).into_inner();
-        CALLED.lock().unwrap().insert($name);
-        response
-    }};
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_query_uses_an_index_prefix() {
@@ -39,15 +27,7 @@ async fn every_query_uses_an_index_prefix() {
     };
     workload(&t).await;
 
-    let schema = billing_testkit::fuzz::Schema::load();
-    let called = CALLED.lock().unwrap().clone();
-    let missed: Vec<&str> = schema
-        .rpcs
-        .iter()
-        .filter(|rpc| rpc.path.starts_with("/billing.webhooks."))
-        .map(|rpc| rpc.path.rsplit('/').next().unwrap_or(rpc.path))
-        .filter(|name| !called.contains(name))
-        .collect();
+    let missed = plan_check::missed(|path| path.starts_with("/billing.webhooks."));
     assert!(missed.is_empty(), "the workload never called {missed:?}");
 
     let (explained, failures) =

@@ -11,6 +11,32 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 
+/// RPCs the workload called successfully.
+pub static CALLED: LazyLock<Mutex<BTreeSet<&'static str>>> = LazyLock::new(Mutex::default);
+
+/// Awaits one RPC, requires success, records its name in [`CALLED`].
+macro_rules! rpc {
+    ($name:literal, $call:expr) => {{
+        let response = $call.await.expect($name).into_inner();
+        plan_check::CALLED.lock().unwrap().insert($name);
+        response
+    }};
+}
+
+/// The RPCs of the descriptors whose path `covered` accepts that the
+/// workload never called.
+pub fn missed(covered: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    let schema = billing_testkit::fuzz::Schema::load();
+    let called = CALLED.lock().unwrap().clone();
+    schema
+        .rpcs
+        .iter()
+        .filter(|rpc| covered(rpc.path))
+        .map(|rpc| rpc.path.rsplit('/').next().unwrap_or(rpc.path))
+        .filter(|name| !called.contains(name))
+        .collect()
+}
+
 /// Every statement sqlx logged while the test ran.
 pub static STATEMENTS: LazyLock<Mutex<BTreeSet<String>>> = LazyLock::new(Mutex::default);
 
