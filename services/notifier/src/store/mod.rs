@@ -1,14 +1,16 @@
 //! Persistence of endpoints, received events, feed cursors and deliveries:
 //! the only sqlx user. One SQL text serves SQLite and PostgreSQL.
 
+mod attempts;
 mod deliveries;
 mod endpoints;
 mod inbox;
 
 use billing_db::{Db, Migrations};
 
+pub use attempts::{Attempt, Outcome};
 pub use billing_db::StoreError;
-pub use deliveries::{Attempt, Claimed, Delivery, DeliveryFilter, Outcome, Target};
+pub use deliveries::{Claimed, Delivery, DeliveryFilter, Target};
 pub use endpoints::{EndpointChanges, Secrets};
 pub use inbox::Received;
 
