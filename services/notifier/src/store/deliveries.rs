@@ -193,6 +193,16 @@ impl Store {
              (SELECT account, id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_us <= $2 \
              ORDER BY next_attempt_us LIMIT $3{skip_locked}) RETURNING account, id, attempts"
         );
+        // Idle most of the time: look before taking the writer.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_us <= $1 LIMIT 1",
+        )
+        .bind(to_micros(now))
+        .fetch_optional(self.db.pool())
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.db.begin_write().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(to_micros(now + lease))
