@@ -12,7 +12,7 @@ use billing_money::FieldViolation;
 use billing_proto::webhooks::v1 as pb;
 use billing_proto::webhooks::v1::webhook_service_server::{WebhookService, WebhookServiceServer};
 use billing_server::events::{EVENT_SERVICE_NAME, EventFeed};
-use billing_server::handler::{Call, Reply, invalid, optional, page};
+use billing_server::handler::{Call, Reply, invalid, optional, page, required};
 use billing_server::host::{Routes, Served, Serving};
 use billing_telemetry::record_ids;
 use tonic::service::interceptor::InterceptedService;
@@ -53,9 +53,7 @@ pub fn routes(notifier: &Notifier, max: usize, serving: &Serving) -> Served {
 /// An id the request must carry (present, at most 100 characters).
 fn id<'a>(value: &'a str, field: &'static str) -> Reply<&'a str> {
     record_ids(&[(field, value)]);
-    if value.is_empty() {
-        return Err(invalid(vec![FieldViolation::new(field, "is required")]));
-    }
+    required(value, field)?;
     if value.len() > 100 {
         return Err(invalid(vec![FieldViolation::new(
             field,

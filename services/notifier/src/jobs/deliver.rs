@@ -16,7 +16,7 @@ use super::sender::Sender;
 use crate::domain::schedule::RetrySchedule;
 use crate::error::NotifierError;
 use crate::ops::Notifier;
-use crate::store::{Attempt, Claimed, Outcome};
+use crate::store::{Attempt, Claimed, Outcome, Target};
 
 /// How long a claimed delivery is someone's: longer than an attempt can take.
 pub const LEASE: TimeDelta = TimeDelta::seconds(60);
@@ -41,11 +41,10 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    /// One attempt at a claimed delivery (not yet recorded).
-    async fn attempt(&self, claimed: Claimed) -> Result<Attempt, NotifierError> {
-        let store = self.notifier.store();
+    /// One attempt at a claimed delivery with what it is sent with (loaded
+    /// when it was claimed), not yet recorded.
+    async fn attempt(&self, claimed: Claimed, target: Option<Target>) -> Attempt {
         let clock = self.notifier.clock();
-        let target = store.target(&claimed, clock.now()).await?;
         let (endpoint, outcome, endpoint_failing) = match target {
             None => (
                 None,
@@ -64,13 +63,30 @@ impl Deliverer {
                 (Some(target.endpoint), outcome, target.failing)
             }
         };
-        Ok(Attempt {
+        Attempt {
             claimed,
             endpoint,
             endpoint_failing,
             outcome,
             at: clock.now(),
-        })
+        }
+    }
+
+    /// Claims up to `limit` due deliveries and loads what each is sent
+    /// with, in bulk. (A change to an endpoint after this, such as a
+    /// disable, reaches deliveries claimed later.)
+    async fn claim(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<(Claimed, Option<Target>)>, NotifierError> {
+        let store = self.notifier.store();
+        let claimed = store.claim_due(now, LEASE, limit).await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let targets = store.targets(&claimed, now).await?;
+        Ok(claimed.into_iter().zip(targets).collect())
     }
 
     /// Records outcomes as they come, a batch per transaction.
@@ -93,7 +109,8 @@ impl Deliverer {
         let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let (outcomes, received) = mpsc::channel(RECORD_BATCH * 2);
         let recorder = tokio::spawn(self.clone().record(received));
-        let mut queue: std::collections::VecDeque<Claimed> = std::collections::VecDeque::new();
+        let mut queue: std::collections::VecDeque<(Claimed, Option<Target>)> =
+            std::collections::VecDeque::new();
         let mut purged_at = None;
         loop {
             if *stop.borrow() {
@@ -113,12 +130,12 @@ impl Deliverer {
             let width = self.concurrency.max(1);
             if queue.len() < width {
                 let limit = i64::try_from(2 * width - queue.len()).unwrap_or(1);
-                match self.notifier.store().claim_due(now, LEASE, limit).await {
+                match self.claim(now, limit).await {
                     Ok(claimed) => queue.extend(claimed),
                     Err(error) => tracing::warn!(%error, "claiming deliveries failed; retrying"),
                 }
             }
-            let Some(claimed) = queue.pop_front() else {
+            let Some((claimed, target)) = queue.pop_front() else {
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
                     () = self.wakers.deliveries.notified() => {}
@@ -132,14 +149,8 @@ impl Deliverer {
             let worker = self.clone();
             let outcomes = outcomes.clone();
             tokio::spawn(async move {
-                match worker.attempt(claimed).await {
-                    Ok(attempt) => {
-                        let _ = outcomes.send(attempt).await;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "delivery attempt failed before sending");
-                    }
-                }
+                let attempt = worker.attempt(claimed, target).await;
+                let _ = outcomes.send(attempt).await;
                 drop(slot);
             });
         }

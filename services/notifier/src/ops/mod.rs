@@ -95,6 +95,19 @@ impl Notifier {
             .ok_or_else(|| NotifierError::not_found("webhook endpoint", id))
     }
 
+    /// The endpoint, which must be enabled to be sent anything
+    /// (FAILED_PRECONDITION `ENDPOINT_DISABLED` otherwise).
+    async fn enabled_endpoint(&self, account: &str, id: &str) -> Result<Endpoint, NotifierError> {
+        let endpoint = self.endpoint(account, id).await?;
+        match &endpoint.disabled_reason {
+            None => Ok(endpoint),
+            Some(reason) => Err(NotifierError::conflict(
+                "ENDPOINT_DISABLED",
+                format!("webhook endpoint {id} is disabled ({reason}); enable it first"),
+            )),
+        }
+    }
+
     /// A page of endpoints.
     pub async fn list_endpoints(
         &self,
@@ -167,16 +180,7 @@ impl Notifier {
             .delivery(account, id)
             .await?
             .ok_or_else(|| NotifierError::not_found("webhook delivery", id))?;
-        let endpoint = self.endpoint(account, &delivery.endpoint).await?;
-        if let Some(reason) = endpoint.disabled_reason {
-            return Err(NotifierError::conflict(
-                "ENDPOINT_DISABLED",
-                format!(
-                    "webhook endpoint {} is disabled ({reason}); enable it first",
-                    endpoint.id
-                ),
-            ));
-        }
+        self.enabled_endpoint(account, &delivery.endpoint).await?;
         self.store.retry(account, id, self.clock.now()).await
     }
 
@@ -192,13 +196,7 @@ impl Notifier {
         endpoint: &str,
         (event, body): (&str, &str),
     ) -> Result<Delivery, NotifierError> {
-        let target = self.endpoint(account, endpoint).await?;
-        if let Some(reason) = target.disabled_reason {
-            return Err(NotifierError::conflict(
-                "ENDPOINT_DISABLED",
-                format!("webhook endpoint {endpoint} is disabled ({reason}); enable it first"),
-            ));
-        }
+        self.enabled_endpoint(account, endpoint).await?;
         self.store
             .test_delivery(
                 account,

@@ -222,36 +222,55 @@ impl Store {
             .collect()
     }
 
-    /// What a claimed delivery is sent with; `None` when its endpoint is gone.
-    pub async fn target(
+    /// What each claimed delivery is sent with (`None` where its endpoint
+    /// is gone), in the order given: one query per account of the batch,
+    /// not one per delivery.
+    pub async fn targets(
         &self,
-        claimed: &Claimed,
+        claimed: &[Claimed],
         now: DateTime<Utc>,
-    ) -> Result<Option<Target>, NotifierError> {
-        let row = sqlx::query(
-            "SELECT e.id, e.url, e.secret, e.old_secret, e.old_secret_expires_us, e.disabled_reason, d.event, i.body, \
-             e.failing_since_us \
-             FROM webhook_deliveries d \
-             JOIN webhook_endpoints e ON e.account = d.account AND e.id = d.endpoint \
-             JOIN inbox i ON i.account = d.account AND i.id = d.event \
-             WHERE d.account = $1 AND d.id = $2",
-        )
-        .bind(&claimed.account)
-        .bind(&claimed.id)
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.map(|row| {
-            Ok(Target {
-                endpoint: row.try_get(0)?,
-                url: row.try_get(1)?,
-                secrets: secrets(&row, 2, now)?,
-                disabled_reason: row.try_get(5)?,
-                failing: row.try_get::<Option<i64>, _>(8)?.is_some(),
-                event: row.try_get(6)?,
-                body: row.try_get(7)?,
-            })
-        })
-        .transpose()
+    ) -> Result<Vec<Option<Target>>, NotifierError> {
+        let mut found: std::collections::HashMap<(String, String), Target> =
+            std::collections::HashMap::new();
+        let mut accounts: Vec<&str> = claimed.iter().map(|c| c.account.as_str()).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        for account in accounts {
+            let ids: Vec<&str> = claimed
+                .iter()
+                .filter(|c| c.account == account)
+                .map(|c| c.id.as_str())
+                .collect();
+            let sql = format!(
+                "SELECT d.id, e.id, e.url, e.secret, e.old_secret, e.old_secret_expires_us, e.disabled_reason, \
+                 d.event, i.body, e.failing_since_us \
+                 FROM webhook_deliveries d \
+                 JOIN webhook_endpoints e ON e.account = d.account AND e.id = d.endpoint \
+                 JOIN inbox i ON i.account = d.account AND i.id = d.event \
+                 WHERE d.account = $1 AND d.id IN ({})",
+                billing_db::sql::list(ids.len(), 2)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account);
+            for id in ids {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(self.db.pool()).await? {
+                let target = Target {
+                    endpoint: row.try_get(1)?,
+                    url: row.try_get(2)?,
+                    secrets: secrets(&row, 3, now)?,
+                    disabled_reason: row.try_get(6)?,
+                    failing: row.try_get::<Option<i64>, _>(9)?.is_some(),
+                    event: row.try_get(7)?,
+                    body: row.try_get(8)?,
+                };
+                found.insert((account.to_owned(), row.try_get(0)?), target);
+            }
+        }
+        Ok(claimed
+            .iter()
+            .map(|c| found.remove(&(c.account.clone(), c.id.clone())))
+            .collect())
     }
 
     /// A page of deliveries, newest first.
