@@ -6,11 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderMap;
 use billing_e2e::scenario::usd;
 use billing_e2e::*;
 use billing_proto::events::v1 as ev;
@@ -33,26 +31,6 @@ fn grant(n: usize) -> ledger::CreateCreditGrantRequest {
         }),
         ..Default::default()
     }
-}
-
-/// Counts every hit per `webhook-id`.
-async fn receive(listener: tokio::net::TcpListener, hits: Arc<Mutex<BTreeMap<String, usize>>>) {
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap| {
-            let hits = hits.clone();
-            async move {
-                let id = headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                *hits.lock().unwrap().entry(id).or_default() += 1;
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    axum::serve(listener, app).await.unwrap();
 }
 
 async fn pending(channel: tonic::transport::Channel) -> usize {
@@ -123,11 +101,10 @@ async fn check(backend: Backend) {
             .await
             .unwrap();
     }
-    let hits = Arc::new(Mutex::new(BTreeMap::new()));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
-    let receiver = tokio::spawn(receive(listener, hits.clone()));
+    let (receiver, _, receiver_task) = billing_testkit::webhook::Receiver::start_on(listener);
     let second = notifier_with(&notifier_db, ledger_process.addr, &env);
 
     let expected: BTreeSet<String> = EventServiceClient::new(ledger_process.channel())
@@ -146,7 +123,7 @@ async fn check(backend: Backend) {
     assert_eq!(expected.len(), 40);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let seen: BTreeSet<String> = hits.lock().unwrap().keys().cloned().collect();
+        let seen: BTreeSet<String> = receiver.distinct_ids().into_iter().collect();
         if seen == expected {
             break;
         }
@@ -159,9 +136,9 @@ async fn check(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let total: usize = hits.lock().unwrap().values().sum();
+    let total = receiver.hits().len();
     eprintln!("{} events, {total} deliveries received", expected.len());
-    receiver.abort();
+    receiver_task.abort();
     drop(second);
     drop(ledger_process);
     notifier_db.drop_database().await;

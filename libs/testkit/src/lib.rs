@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod fuzz;
 pub mod raw;
+pub mod webhook;
 
 pub use billing_db::testing::TestDatabase;
 pub use futures_util;

@@ -12,9 +12,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_arithmetic)]
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
@@ -43,31 +41,6 @@ async fn channel(addr: SocketAddr) -> Channel {
         .connect()
         .await
         .unwrap()
-}
-
-/// A receiver counting distinct `webhook-id`s.
-async fn receiver() -> (String, Arc<Mutex<HashSet<String>>>) {
-    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let state = seen.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap| {
-            let state = state.clone();
-            async move {
-                let id = headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                state.lock().unwrap().insert(id);
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/hook"), seen)
 }
 
 struct Running(oneshot::Sender<()>, tokio::task::JoinHandle<()>);
@@ -125,7 +98,7 @@ async fn run(backend: Backend, events: usize) {
             .unwrap();
     });
     let ledger_server = Running(stop, ledger_task);
-    let (url, seen) = receiver().await;
+    let (receiver, url, _task) = billing_testkit::webhook::Receiver::start().await;
 
     // The endpoint, then the events while the notifier is stopped.
     let (addr, first) = start_notifier(&notifier_db, ledger_addr).await;
@@ -167,7 +140,7 @@ async fn run(backend: Backend, events: usize) {
     // Measured: from the notifier's start to the last delivery.
     let started = Instant::now();
     let (_, second) = start_notifier(&notifier_db, ledger_addr).await;
-    while seen.lock().unwrap().len() < events {
+    while receiver.hits.lock().unwrap().len() < events {
         assert!(started.elapsed() < Duration::from_secs(600), "stalled");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -4,13 +4,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_proto::webhooks::v1 as pb;
 use billing_proto::webhooks::v1::webhook_service_client::WebhookServiceClient;
@@ -40,86 +36,8 @@ pub fn keys() -> ApiKeys {
     keys
 }
 
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-pub struct Hit {
-    /// `webhook-id`.
-    pub id: String,
-    /// `webhook-timestamp`.
-    pub timestamp: String,
-    /// `webhook-signature`.
-    pub signature: String,
-    /// The body, as received.
-    pub body: String,
-}
-
-/// A webhook receiver on loopback.
-#[derive(Clone, Default)]
-pub struct Receiver {
-    /// What it received, in order.
-    pub hits: Arc<Mutex<Vec<Hit>>>,
-    /// Statuses to answer with, in order; 200 once empty.
-    pub script: Arc<Mutex<VecDeque<u16>>>,
-}
-
-impl Receiver {
-    /// Starts one; returns it and its URL.
-    pub async fn start() -> (Self, String, JoinHandle<()>) {
-        let receiver = Self::default();
-        let state = receiver.clone();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                let state = state.clone();
-                async move {
-                    let header = |name: &str| {
-                        headers
-                            .get(name)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_owned()
-                    };
-                    state.hits.lock().unwrap().push(Hit {
-                        id: header("webhook-id"),
-                        timestamp: header("webhook-timestamp"),
-                        signature: header("webhook-signature"),
-                        body: String::from_utf8_lossy(&body).into_owned(),
-                    });
-                    let status = state.script.lock().unwrap().pop_front().unwrap_or(200);
-                    StatusCode::from_u16(status).unwrap()
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        (receiver, format!("http://{addr}/hook"), task)
-    }
-
-    /// The hits so far.
-    pub fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().unwrap().clone()
-    }
-
-    /// Waits until `n` hits arrived (at most 30 s).
-    pub async fn wait_for(&self, n: usize) -> Vec<Hit> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let hits = self.hits();
-            if hits.len() >= n {
-                return hits;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} webhooks arrived",
-                hits.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
+#[allow(unused_imports)]
+pub use billing_testkit::webhook::{Hit, Receiver};
 
 /// Verifies a Standard Webhooks signature header the way a receiver does,
 /// with its own HMAC (not the notifier's code): true when one of the
