@@ -26,6 +26,8 @@
 //! 7. No deployment file (`k8s/`, `Dockerfile`) enables a development tool:
 //!    no `INVOICING_TEST_CLOCK`, `test_clock` scope, `test-clock` or
 //!    `failpoints` feature, `INVOICING_FAILPOINT` outside comments.
+//! 8. Channels to other services are made only by `billing_server::peer`
+//!    (no `from_shared` or `connect_lazy` elsewhere).
 //!
 //! A file is read up to its first `#[cfg(test)]`; comments and string
 //! literals are blanked first, so prose may name anything.
@@ -119,6 +121,24 @@ fn check(path: &str, text: &str, crates: &BTreeSet<String>) -> Vec<Violation> {
     let in_service = path.starts_with("services/") && !path.starts_with("services/billing/");
     let layer = service_layer(path);
     let mut out = Vec::new();
+    if path != "libs/server/src/peer.rs" {
+        // Rule 8: channels to peers come from `billing_server::peer` (lazy,
+        // traced, with a connect timeout); words, since `.connect_lazy()` is
+        // a method call.
+        for (number, text) in code.lines().enumerate() {
+            let word = text
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .find(|w| *w == "connect_lazy" || *w == "from_shared");
+            if let Some(word) = word {
+                out.push(Violation {
+                    file: path.to_owned(),
+                    line: number + 1,
+                    rule: "a peer channel made outside billing_server::peer",
+                    found: word.to_owned(),
+                });
+            }
+        }
+    }
     if !path.starts_with("libs/money/") {
         // Method calls (`.round_dp(2)`) are not paths: scan the words.
         for (number, text) in code.lines().enumerate() {
@@ -492,6 +512,16 @@ fn each_rule_catches_what_it_forbids() {
     .collect();
     let cases: &[(&str, &str, Option<&str>)] = &[
         ("services/x/src/store/a.rs", "use sqlx::Row;", None),
+        (
+            "services/x/src/upstream/a.rs",
+            "let channel = Endpoint::from_shared(url)?.connect_lazy();",
+            Some("a peer channel made outside billing_server::peer"),
+        ),
+        (
+            "libs/server/src/peer.rs",
+            "let channel = Endpoint::from_shared(url)?.connect_lazy();",
+            None,
+        ),
         (
             "services/x/src/ops/a.rs",
             "use sqlx::Row;",
