@@ -20,8 +20,10 @@ pub mod idempotency;
 pub mod sql;
 mod store_error;
 pub mod testing;
+mod tx;
 
 pub use store_error::StoreError;
+pub use tx::Tx;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -58,9 +60,6 @@ impl Migrations {
         }
     }
 }
-
-/// A transaction on either backend.
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// Which database engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,10 +129,9 @@ impl Default for DbOptions {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
-    /// SQLite only: a one-connection pool every write transaction goes
-    /// through, so writers queue in order instead of spinning in SQLite's
-    /// busy handler (which sleeps up to 100 ms between retries).
-    sqlite_writer: Option<AnyPool>,
+    /// SQLite only: the connection every write transaction goes through
+    /// (see [`tx`]).
+    sqlite_writer: Option<tx::SqliteWriter>,
     backend: Backend,
     native_postgres: Option<sqlx::PgPool>,
 }
@@ -154,11 +152,9 @@ impl Db {
             .connect_with(connect_options.clone())
             .await?;
         let sqlite_writer = match backend {
-            Backend::Sqlite => Some(
-                pool_options(backend, 1, options)
-                    .connect_with(connect_options)
-                    .await?,
-            ),
+            Backend::Sqlite => {
+                Some(tx::SqliteWriter::connect(connect_options, options.acquire_timeout).await?)
+            }
             Backend::Postgres => None,
         };
         let native_postgres = if backend == Backend::Postgres && options.native_postgres {
@@ -254,12 +250,18 @@ impl Db {
     /// Starts a transaction that will write.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => {
-                let writer = self.sqlite_writer.as_ref().unwrap_or(&self.pool);
-                writer.begin_with("BEGIN IMMEDIATE").await
-            }
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => match &self.sqlite_writer {
+                Some(writer) => writer.begin().await,
+                None => Err(sqlx::Error::PoolClosed),
+            },
+            Backend::Postgres => self.pool.begin().await.map(Tx::pooled),
         }
+    }
+
+    /// Starts a transaction that only reads (any pooled connection; on
+    /// SQLite it does not wait for the writer).
+    pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
+        self.pool.begin().await.map(Tx::pooled)
     }
 
     /// Closes the pool, waiting for connections to be returned.
@@ -274,6 +276,11 @@ impl Db {
     }
 }
 
+/// Every SQLite connection's settings. synchronous=FULL: an acknowledged
+/// commit survives power loss.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+
 fn pool_options(backend: Backend, max_connections: u32, options: &DbOptions) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
@@ -281,12 +288,7 @@ fn pool_options(backend: Backend, max_connections: u32, options: &DbOptions) -> 
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
-                    // synchronous=FULL: an acknowledged commit survives power loss.
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                    )
-                    .await?;
+                    conn.execute(SQLITE_PRAGMAS).await?;
                 }
                 Ok(())
             })

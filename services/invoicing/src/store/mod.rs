@@ -59,7 +59,7 @@ impl Store {
         key: Option<&IdempotencyKey>,
     ) -> Result<Option<T>, InvoicingError> {
         let Some(key) = key else { return Ok(None) };
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_read().await?;
         let prior = idempotency::lookup(&mut tx, account, key).await?;
         tx.rollback().await?;
         match prior {

@@ -1,0 +1,101 @@
+//! Write transactions on both backends: what is not committed is never
+//! seen, whether the transaction was rolled back, dropped after an error or
+//! cancelled mid-statement; on SQLite the one writer connection comes back
+//! clean for the next transaction every time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use billing_db::testing::TestDatabase;
+use billing_db::{Db, DbOptions};
+
+async fn count(db: &Db) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM items")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+async fn insert(tx: &mut billing_db::Tx, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO items (id) VALUES ($1)")
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
+
+async fn uncommitted_work_is_never_seen(test_db: TestDatabase) {
+    let db = Db::connect(test_db.url(), &DbOptions::default())
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE items (id TEXT PRIMARY KEY)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+
+    // Committed.
+    let mut tx = db.begin_write().await.unwrap();
+    insert(&mut tx, "a").await.unwrap();
+    tx.commit().await.unwrap();
+
+    // Rolled back.
+    let mut tx = db.begin_write().await.unwrap();
+    insert(&mut tx, "b").await.unwrap();
+    tx.rollback().await.unwrap();
+
+    // Dropped after a failed statement (an early `?` return).
+    let mut tx = db.begin_write().await.unwrap();
+    insert(&mut tx, "c").await.unwrap();
+    assert!(insert(&mut tx, "a").await.is_err(), "duplicate key");
+    drop(tx);
+
+    // Dropped while open, with no error: a cancelled request.
+    let mut tx = db.begin_write().await.unwrap();
+    insert(&mut tx, "d").await.unwrap();
+    drop(tx);
+
+    // Cancelled in the middle of a statement.
+    let mut tx = db.begin_write().await.unwrap();
+    let cancelled = tokio::time::timeout(std::time::Duration::ZERO, insert(&mut tx, "e")).await;
+    drop(cancelled);
+    drop(tx);
+
+    // The next transaction starts clean and commits only its own work.
+    let mut tx = db.begin_write().await.unwrap();
+    insert(&mut tx, "f").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(count(&db).await, 2, "a and f only");
+
+    // Many writers queue; none is lost.
+    let mut writers = Vec::new();
+    for i in 0..32 {
+        let db = db.clone();
+        writers.push(tokio::spawn(async move {
+            let mut tx = db.begin_write().await.unwrap();
+            insert(&mut tx, &format!("w{i}")).await.unwrap();
+            if i % 2 == 0 {
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(count(&db).await, 18, "a, f and the 16 even writers");
+
+    db.close().await;
+    assert!(db.begin_write().await.is_err(), "closed");
+    test_db.drop_database().await;
+}
+
+#[tokio::test]
+async fn uncommitted_work_is_never_seen_on_sqlite() {
+    uncommitted_work_is_never_seen(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn uncommitted_work_is_never_seen_on_postgres() {
+    let Some(test_db) = TestDatabase::postgres().await else {
+        return;
+    };
+    uncommitted_work_is_never_seen(test_db).await;
+}
