@@ -102,6 +102,8 @@ impl std::fmt::Debug for Writer {
 #[derive(Debug)]
 struct WriterTx {
     guard: OwnedMutexGuard<Writer>,
+    /// The lock itself, to roll back a transaction dropped open.
+    writer: Arc<Mutex<Writer>>,
 }
 
 impl WriterTx {
@@ -114,10 +116,23 @@ impl WriterTx {
 
 impl Drop for WriterTx {
     fn drop(&mut self) {
-        // `finish` clears the flag only once its statement succeeded; a
-        // failed COMMIT leaves it set, and the next writer rolls back.
-        if self.guard.open {
-            tracing::debug!("SQLite write transaction dropped open: rolled back on next use");
+        // `finish` clears the flag only once its statement succeeded. A
+        // transaction dropped open (an early error return, a cancelled
+        // request, a failed COMMIT) still holds SQLite's write lock: roll it
+        // back as soon as the lock is free, so that nothing outside this
+        // writer (a pool connection's write) waits on it. Whoever takes the
+        // writer first rolls back; the other finds nothing open.
+        if !self.guard.open {
+            return;
+        }
+        let writer = self.writer.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut guard = writer.lock_owned().await;
+                if guard.open && guard.conn.execute("ROLLBACK").await.is_ok() {
+                    guard.open = false;
+                }
+            });
         }
     }
 }
@@ -169,7 +184,10 @@ impl SqliteWriter {
         guard.conn.execute("BEGIN IMMEDIATE").await?;
         guard.open = true;
         Ok(Tx {
-            inner: Inner::Writer(WriterTx { guard }),
+            inner: Inner::Writer(WriterTx {
+                guard,
+                writer: self.writer.clone(),
+            }),
         })
     }
 

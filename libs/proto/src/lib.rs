@@ -97,6 +97,7 @@ has_request_id!(
     ledger::v1::UpdateCreditGrantRequest,
     ledger::v1::VoidCreditGrantRequest,
     ledger::v1::ExpireCreditGrantRequest,
+    ledger::v1::RolloverCreditGrantsRequest,
     ledger::v1::CreateBalanceAlertRequest,
     meter::v1::CreateMeterRequest,
     meter::v1::UpdateMeterRequest,

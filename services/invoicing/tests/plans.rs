@@ -297,6 +297,22 @@ async fn workload(t: &Suite) {
     let subscription = t.subscribe(&customer, &[&price]).await.id;
     let second = t.subscribe(&customer, &[&price]).await.id;
     let cancelled = t.subscribe(&other, &[&spare_price]).await.id;
+    // Allocations: a grant per period, a rollover once the first period's
+    // invoice has finalized (the worker's ticks below), a cancel expiry.
+    let allocation = pb::CreditAllocation {
+        amount: usd(1_000),
+        rollover_max_amount: usd(300),
+        ..Default::default()
+    };
+    let allocated_customer = t.customer("Allocated").await;
+    let allocated = t
+        .subscribe_with_allocations(&allocated_customer, &[&price], vec![allocation])
+        .await
+        .id;
+    plan_check::CALLED
+        .lock()
+        .unwrap()
+        .insert("RolloverCreditGrants");
     plan_check::CALLED
         .lock()
         .unwrap()
@@ -575,6 +591,38 @@ async fn workload(t: &Suite) {
     // The worker's auto-finalize and the next period's close.
     t.advance_to(t0() + TimeDelta::days(33)).await;
     t.advance_to(t0() + TimeDelta::days(62)).await;
+    // The first period's invoice finalized at day 33; its rollover ran at
+    // day 62. Cancel the allocation's subscription: its grants expire.
+    let grants = ledger_client
+        .list_credit_grants(authed(
+            KEY_A,
+            ledger::ListCreditGrantsRequest {
+                customer: allocated_customer,
+                page_size: 100,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .credit_grants;
+    assert!(
+        grants.iter().any(|g| g
+            .source
+            .as_ref()
+            .is_some_and(|s| s.r#type() == ledger::CreditGrantSourceType::Rollover)),
+        "the workload rolled an allocation over"
+    );
+    invoicing
+        .cancel_subscription(authed(
+            KEY_A,
+            pb::CancelSubscriptionRequest {
+                id: allocated,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
     for (customer, subscription, status) in [
         (String::new(), String::new(), pb::InvoiceStatus::Unspecified),
         (

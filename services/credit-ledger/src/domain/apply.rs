@@ -361,6 +361,7 @@ mod tests {
             metadata: BTreeMap::new(),
             created: t0,
             updated: t0,
+            source: None,
         }
     }
 
@@ -462,6 +463,7 @@ mod tests {
                         metadata: BTreeMap::new(),
                         created: t0,
                         updated: t0,
+                        source: None,
                     }
                 },
             )

@@ -61,6 +61,29 @@ impl Category {
     }
 }
 
+/// What created a grant, when not a client (DESIGN.md section 11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// Allocation or rollover.
+    pub kind: SourceKind,
+    /// The subscription (`sub_…`).
+    pub subscription: String,
+    /// The allocation's position on the subscription.
+    pub allocation: u32,
+    /// The start of the period the credits are for.
+    pub period_start: DateTime<Utc>,
+}
+
+/// The kinds of [`Source`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A recurring allocation's grant for one period.
+    Allocation,
+    /// An allocation's remainder carried into the next period.
+    Rollover,
+}
+
 /// Derived state (never stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantState {
@@ -124,6 +147,8 @@ pub struct Grant {
     pub created: DateTime<Utc>,
     /// Last changed.
     pub updated: DateTime<Utc>,
+    /// What created it; `None` for a client's CreateCreditGrant.
+    pub source: Option<Source>,
 }
 
 impl Grant {

@@ -10,5 +10,6 @@ pub mod balance;
 pub mod error;
 pub mod grant;
 pub mod invariants;
+pub mod rollover;
 pub mod transaction;
 pub mod validate;

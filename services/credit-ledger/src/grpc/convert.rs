@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use crate::domain::apply::{ApplyOutcome, LINES_MAX, Reversal};
 use crate::domain::balance::{Balance, BalanceFilter};
 use crate::domain::grant::{
-    Category, DEFAULT_PRIORITY, Grant, GrantChanges, GrantState, MAX_PRIORITY, Scope,
+    Category, DEFAULT_PRIORITY, Grant, GrantChanges, GrantState, MAX_PRIORITY, Scope, Source,
+    SourceKind,
 };
 use crate::domain::transaction::{BalanceTransaction, TransactionKind};
 use crate::domain::validate::{
@@ -173,6 +174,10 @@ pub fn grant_input(
         ));
     }
     check_metadata(&request.metadata, "metadata", &mut out);
+    let source = request
+        .source
+        .as_ref()
+        .and_then(|s| source_input(s, "source", &mut out));
     match (amount, scope) {
         (Some(amount), Some(scope)) if out.is_empty() => Ok(GrantInput {
             customer: request.customer.clone(),
@@ -184,8 +189,57 @@ pub fn grant_input(
             effective_at,
             expires_at,
             metadata: request.metadata.clone(),
+            source,
         }),
         _ => Err(out),
+    }
+}
+
+fn source_input(
+    source: &pb::CreditGrantSource,
+    field: &str,
+    out: &mut Vec<FieldViolation>,
+) -> Option<Source> {
+    let kind = match pb::CreditGrantSourceType::try_from(source.r#type) {
+        Ok(pb::CreditGrantSourceType::Allocation) => Some(SourceKind::Allocation),
+        Ok(pb::CreditGrantSourceType::Rollover) => Some(SourceKind::Rollover),
+        _ => {
+            out.push(FieldViolation::new(
+                format!("{field}.type"),
+                "must be ALLOCATION or ROLLOVER",
+            ));
+            None
+        }
+    };
+    check_reference(&source.subscription, &format!("{field}.subscription"), out);
+    let period_start = match &source.period_start {
+        Some(t) => optional_time(Some(t), &format!("{field}.period_start"), out),
+        None => {
+            out.push(FieldViolation::new(
+                format!("{field}.period_start"),
+                "is required",
+            ));
+            None
+        }
+    };
+    Some(Source {
+        kind: kind?,
+        subscription: source.subscription.clone(),
+        allocation: source.allocation,
+        period_start: period_start?,
+    })
+}
+
+fn source_output(source: &Source) -> pb::CreditGrantSource {
+    pb::CreditGrantSource {
+        r#type: match source.kind {
+            SourceKind::Allocation => pb::CreditGrantSourceType::Allocation,
+            SourceKind::Rollover => pb::CreditGrantSourceType::Rollover,
+        }
+        .into(),
+        subscription: source.subscription.clone(),
+        allocation: source.allocation,
+        period_start: Some(to_proto(source.period_start)),
     }
 }
 
@@ -356,6 +410,7 @@ pub fn grant(grant: &Grant, now: DateTime<Utc>) -> pb::CreditGrant {
         updated: Some(to_proto(grant.updated)),
         state: state.into(),
         available: Some(amount(&grant.asset, grant.available)),
+        source: grant.source.as_ref().map(source_output),
     }
 }
 

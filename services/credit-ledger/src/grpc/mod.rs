@@ -23,6 +23,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::domain::validate::{check_name, check_reference};
 use crate::error::LedgerError;
 use crate::ops::Ledger;
+use crate::store::ROLLOVER_GRANTS_MAX;
 
 /// The gRPC face of the ledger.
 #[derive(Debug, Clone)]
@@ -84,7 +85,7 @@ billing_server::unary_service! {
         get_balance_alert list_balance_alerts delete_balance_alert
     } mutations {
         create_pricing_unit create_credit_grant update_credit_grant
-        void_credit_grant expire_credit_grant
+        void_credit_grant expire_credit_grant rollover_credit_grants
         create_balance_alert
     };
 }
@@ -147,10 +148,58 @@ impl LedgerGrpc {
         call: Call<pb::CreateCreditGrantRequest>,
     ) -> Reply<pb::CreateCreditGrantResponse> {
         record_ids(&[("customer", call.body.customer.as_str())]);
+        if call.body.source.is_some() {
+            // A source claims the credits came from a subscription.
+            may_apply(&call.caller, "CreateCreditGrant with a source")?;
+        }
         let input = convert::grant_input(&call.body).map_err(invalid)?;
         let grant = self.ledger.create_grant(call.account(), input, call.key());
         Ok(pb::CreateCreditGrantResponse {
             credit_grant: Some(self.grant(&grant.await?)),
+        })
+    }
+
+    async fn rollover_credit_grants(
+        &self,
+        call: Call<pb::RolloverCreditGrantsRequest>,
+    ) -> Reply<pb::RolloverCreditGrantsResponse> {
+        may_apply(&call.caller, "RolloverCreditGrants")?;
+        let mut out = Vec::new();
+        if call.key.is_none() {
+            out.push(FieldViolation::new(
+                "request_id",
+                "is required: a retried rollover is recognised by it",
+            ));
+        }
+        let ids = &call.body.credit_grants;
+        if ids.is_empty() || ids.len() > ROLLOVER_GRANTS_MAX {
+            out.push(FieldViolation::new(
+                "credit_grants",
+                format!("must list 1 to {ROLLOVER_GRANTS_MAX} grants"),
+            ));
+        }
+        for (i, id) in ids.iter().take(ROLLOVER_GRANTS_MAX).enumerate() {
+            check_reference(id, &format!("credit_grants[{i}]"), &mut out);
+        }
+        let carried = match &call.body.carried {
+            None => {
+                out.push(FieldViolation::new("carried", "is required"));
+                None
+            }
+            Some(carried) => convert::grant_input(carried)
+                .map_err(|v| out.extend(v.into_iter().map(|f| f.under("carried"))))
+                .ok(),
+        };
+        let Some(carried) = carried.filter(|_| out.is_empty()) else {
+            return Err(invalid(out));
+        };
+        let (grants, carried) = self
+            .ledger
+            .rollover(call.account(), ids, carried, call.key())
+            .await?;
+        Ok(pb::RolloverCreditGrantsResponse {
+            expired: grants.iter().map(|g| self.grant(g)).collect(),
+            carried: carried.as_ref().map(|g| self.grant(g)),
         })
     }
 

@@ -23,11 +23,11 @@ use prometheus_client::metrics::family::Family;
 use crate::domain::apply::{ApplyOutcome, ApplyRequest, Line, Reversal};
 use crate::domain::balance::{self, Balance, BalanceFilter};
 use crate::domain::error::RuleError;
-use crate::domain::grant::{Category, Grant, GrantChanges, GrantTotals, Scope};
+use crate::domain::grant::{Category, Grant, GrantChanges, GrantTotals, Scope, Source};
 use crate::domain::transaction::{BalanceTransaction, NewId};
 use crate::domain::validate::AmountInput;
 use crate::error::LedgerError;
-use crate::store::{AuditReport, PricingUnit, Store};
+use crate::store::{AuditReport, PricingUnit, RolledOver, Store};
 
 /// CreateCreditGrant after field checks.
 #[derive(Debug, Clone)]
@@ -50,6 +50,8 @@ pub struct GrantInput {
     pub expires_at: Option<DateTime<Utc>>,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
+    /// Set by invoicing (the gRPC layer checks the caller's scope).
+    pub source: Option<Source>,
 }
 
 /// One ApplyCredits line after field checks.
@@ -176,17 +178,44 @@ impl Ledger {
         if let Some(customers) = &self.customers {
             customers.check(account, &input.customer).await?;
         }
+        let grant = self.new_grant(account, input, "").await?;
+        self.store.create_grant(account, grant, key).await
+    }
+
+    /// Expires what is left of the grants `ids` and grants it again, at most
+    /// `carried`'s amount, as `carried`, in one transaction.
+    pub async fn rollover(
+        &self,
+        account: &str,
+        ids: &[String],
+        carried: GrantInput,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<RolledOver, LedgerError> {
+        let carried = self.new_grant(account, carried, "carried.").await?;
+        let now = carried.created;
+        self.store.rollover(account, ids, carried, key, now).await
+    }
+
+    /// A new grant from checked input: the amount resolved against its
+    /// pricing unit, defaults relative to the clock's now.
+    /// Violations name fields under `prefix` (`carried.` in a rollover).
+    async fn new_grant(
+        &self,
+        account: &str,
+        input: GrantInput,
+        prefix: &str,
+    ) -> Result<Grant, LedgerError> {
         let now = self.clock.now();
         let scale = match input.amount.pricing_unit() {
             Some(id) => self.unit_scale(account, id).await?,
             None => None,
         };
         let mut violations = Vec::new();
-        let resolved = input.amount.resolve("amount", scale);
+        let resolved = input.amount.resolve(&format!("{prefix}amount"), scale);
         let effective_at = input.effective_at.unwrap_or(now);
         if input.expires_at.is_some_and(|at| at <= effective_at) {
             violations.push(FieldViolation::new(
-                "expires_at",
+                format!("{prefix}expires_at"),
                 "must be after effective_at",
             ));
         }
@@ -215,8 +244,9 @@ impl Ledger {
             metadata: input.metadata,
             created: now,
             updated: now,
+            source: input.source,
         };
-        self.store.create_grant(account, grant, key).await
+        Ok(grant)
     }
 
     /// One grant.

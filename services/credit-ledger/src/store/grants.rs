@@ -57,40 +57,9 @@ impl Store {
                 "would take the customer's balance in this asset past 9223372036854775807 smallest units",
             ));
         }
-        sqlx::query(
-            "INSERT INTO credit_grants (account, id, customer, name, asset, asset_scale, amount, available, \
-             scope, category, priority, effective_at_us, expires_at_us, voided_at_us, metadata, created_us, \
-             updated_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, $14, $15, $16)",
-        )
-        .bind(account)
-        .bind(&grant.id)
-        .bind(&grant.customer)
-        .bind(&grant.name)
-        .bind(grant.asset.key())
-        .bind(i64::from(grant.asset.scale()))
-        .bind(grant.amount)
-        .bind(grant.available)
-        .bind(serde_json::to_string(&grant.scope)?)
-        .bind(grant.category.as_str())
-        .bind(i64::from(grant.priority))
-        .bind(to_micros(grant.effective_at))
-        .bind(grant.expires_at.map(to_micros))
-        .bind(serde_json::to_string(&grant.metadata)?)
-        .bind(to_micros(grant.created))
-        .bind(to_micros(grant.updated))
-        .execute(&mut *tx)
-        .await?;
-        let credit = grant.transaction(
-            transactions::new_id(),
-            TransactionKind::CreditsGranted,
-            grant.amount,
-            grant.effective_at,
-            grant.created,
-        );
-        transactions::append(&mut tx, account, &[credit]).await?;
-        let now_us = to_micros(grant.created);
         let mut outbox = Outbox::new();
-        grant_event(&mut outbox, CREDIT_BALANCE_CREATED, &grant)?;
+        insert_grant(&mut tx, &mut outbox, account, &grant).await?;
+        let now_us = to_micros(grant.created);
         let owner = (account, grant.customer.as_str());
         self.evaluate_alerts(&mut tx, &mut outbox, owner, &[&grant.asset], grant.created)
             .await?;
@@ -250,6 +219,50 @@ pub(crate) fn grant_event(
     };
     outbox.push(billing_server::ids::new_id("evt"), event);
     Ok(())
+}
+
+/// Inserts a new grant with its `credits_granted` credit, and adds its
+/// `credit_balance.created` event to the outbox.
+pub(crate) async fn insert_grant(
+    tx: &mut Tx,
+    outbox: &mut Outbox,
+    account: &str,
+    grant: &Grant,
+) -> Result<(), LedgerError> {
+    sqlx::query(
+        "INSERT INTO credit_grants (account, id, customer, name, asset, asset_scale, amount, available, \
+         scope, category, priority, effective_at_us, expires_at_us, voided_at_us, metadata, created_us, \
+         updated_us, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, $14, $15, \
+         $16, $17)",
+    )
+    .bind(account)
+    .bind(&grant.id)
+    .bind(&grant.customer)
+    .bind(&grant.name)
+    .bind(grant.asset.key())
+    .bind(i64::from(grant.asset.scale()))
+    .bind(grant.amount)
+    .bind(grant.available)
+    .bind(serde_json::to_string(&grant.scope)?)
+    .bind(grant.category.as_str())
+    .bind(i64::from(grant.priority))
+    .bind(to_micros(grant.effective_at))
+    .bind(grant.expires_at.map(to_micros))
+    .bind(serde_json::to_string(&grant.metadata)?)
+    .bind(to_micros(grant.created))
+    .bind(to_micros(grant.updated))
+    .bind(grant.source.as_ref().map(serde_json::to_string).transpose()?)
+    .execute(&mut **tx)
+    .await?;
+    let credit = grant.transaction(
+        transactions::new_id(),
+        TransactionKind::CreditsGranted,
+        grant.amount,
+        grant.effective_at,
+        grant.created,
+    );
+    transactions::append(tx, account, &[credit]).await?;
+    grant_event(outbox, CREDIT_BALANCE_CREATED, grant)
 }
 
 /// Writes a grant's mutable columns back, and adds its

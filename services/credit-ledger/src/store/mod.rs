@@ -10,6 +10,7 @@ mod apply;
 mod audit;
 mod grants;
 mod pricing_units;
+mod rollover;
 mod rows;
 mod transactions;
 
@@ -31,6 +32,7 @@ impl From<sqlx::Error> for LedgerError {
 pub use alerts::AlertStatus;
 pub use audit::AuditReport;
 pub use pricing_units::PricingUnit;
+pub use rollover::{ROLLOVER_GRANTS_MAX, RolledOver};
 
 /// The ledger's migrations, embedded in the binary.
 pub static MIGRATIONS: Migrations = Migrations::Shared(&MIGRATOR);

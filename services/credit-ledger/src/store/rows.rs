@@ -12,7 +12,7 @@ use crate::error::LedgerError;
 /// The columns [`grant`] reads, in order.
 pub(crate) const GRANT_COLUMNS: &str = "id, customer, name, asset, asset_scale, amount, available, \
     applied_total, reinstated_total, expired_total, voided_total, scope, category, priority, \
-    effective_at_us, expires_at_us, voided_at_us, metadata, created_us, updated_us";
+    effective_at_us, expires_at_us, voided_at_us, metadata, created_us, updated_us, source";
 
 /// An asset from its stored key and scale.
 pub(crate) fn asset(key: &str, scale: i64) -> Result<Asset, LedgerError> {
@@ -26,6 +26,7 @@ pub(crate) fn grant(row: &AnyRow) -> Result<Grant, LedgerError> {
     let scope: String = row.try_get(11)?;
     let metadata: String = row.try_get(17)?;
     let priority: i64 = row.try_get(13)?;
+    let source: Option<String> = row.try_get(20)?;
     Ok(Grant {
         id: row.try_get(0)?,
         customer: row.try_get(1)?,
@@ -50,6 +51,7 @@ pub(crate) fn grant(row: &AnyRow) -> Result<Grant, LedgerError> {
         metadata: serde_json::from_str(&metadata)?,
         created: from_micros(row.try_get(18)?),
         updated: from_micros(row.try_get(19)?),
+        source: source.as_deref().map(serde_json::from_str).transpose()?,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Invoicing rules, free of I/O.
 
+pub mod allocation;
 pub mod customer;
 pub mod invoice;
 pub mod price;

@@ -5,6 +5,8 @@
 //! anchor stays at month end: Jan 31 → Feb 28 → Mar 31, like Stripe.
 
 use billing_money::Currency;
+
+use super::allocation::Allocation;
 use chrono::{DateTime, Months, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +99,9 @@ pub struct Subscription {
     pub latest_invoice: Option<String>,
     /// Creation time.
     pub created: DateTime<Utc>,
+    /// Credits granted every period.
+    #[serde(default)]
+    pub credit_allocations: Vec<Allocation>,
 }
 
 /// `anchor + k intervals`, clamped to the month's last day; None past year 9999.
@@ -137,6 +142,12 @@ impl YearMonth for DateTime<Utc> {
 }
 
 impl Subscription {
+    /// The start of the whole interval that ends at `end` (a short first
+    /// period's proration compares against it).
+    pub fn interval_start(&self, end: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        end.checked_sub_months(Months::new(self.interval.months()))
+    }
+
     /// The period after the current one, or None when the subscription ends
     /// with the current period.
     pub fn next_period(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {

@@ -372,6 +372,8 @@ pub fn new_subscription(
         "billing_cycle_anchor",
     );
     let start = time(request.start_date.as_ref(), "start_date");
+    let credit_allocations =
+        super::allocations::allocation_inputs(&request.credit_allocations, &mut out);
     match interval {
         Some(interval) if out.is_empty() => Ok(NewSubscription {
             customer: request.customer.clone(),
@@ -379,6 +381,7 @@ pub fn new_subscription(
             interval,
             anchor,
             start,
+            credit_allocations,
         }),
         _ => Err(out),
     }
@@ -470,6 +473,11 @@ pub fn subscription(sub: &Subscription) -> pb::Subscription {
         ended_at: sub.ended_at.map(to_proto),
         latest_invoice: sub.latest_invoice.clone().unwrap_or_default(),
         created: Some(to_proto(sub.created)),
+        credit_allocations: sub
+            .credit_allocations
+            .iter()
+            .map(super::allocations::allocation)
+            .collect(),
         ..Default::default()
     };
     out.set_status(if sub.active {

@@ -5,6 +5,7 @@
 //! errors mapped in [`status`], and each handler calls one use case through
 //! the shared handler shape (`billing_server::handler`).
 
+mod allocations;
 pub mod convert;
 pub mod events;
 pub mod status;

@@ -20,9 +20,10 @@ use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
 use crate::domain::invoice::Status;
+use crate::domain::subscription::Subscription;
 use crate::error::InvoicingError;
-use crate::ops::Invoicing;
-use crate::store::WorkItem;
+use crate::ops::{Invoicing, Progress};
+use crate::store::{AllocationPeriod, WorkItem};
 
 /// Items handled per kind and tick.
 const BATCH: i64 = 200;
@@ -40,6 +41,8 @@ pub struct TickReport {
     pub failures: usize,
     /// Invoices due for resuming left for the next tick (the budget ran out).
     pub sagas_deferred: usize,
+    /// Allocation periods moved (a grant made, a rollover, a cancel expiry).
+    pub allocations_moved: usize,
 }
 
 /// How much one tick may spend resuming invoices.
@@ -127,6 +130,10 @@ impl Worker {
             }
             Err(error) => log_failure(&mut report.failures, "list due subscriptions", &error),
         }
+        match store.open_allocation_periods(BATCH).await {
+            Ok(rows) => self.allocations(rows, &mut report).await,
+            Err(error) => log_failure(&mut report.failures, "list allocation periods", &error),
+        }
         // request_id keys are kept RETENTION_DAYS (DESIGN.md: at least 30 days).
         let cutoff = now - chrono::TimeDelta::days(billing_db::idempotency::RETENTION_DAYS);
         if let Err(error) = store
@@ -158,6 +165,50 @@ impl Worker {
 }
 
 impl Worker {
+    /// Moves allocation periods, in period order per subscription and
+    /// allocation; after a failure the rest of that allocation waits for the
+    /// next tick (a later period's rollover needs the earlier one's).
+    async fn allocations(&self, rows: Vec<AllocationPeriod>, report: &mut TickReport) {
+        let mut sub: Option<Subscription> = None;
+        let mut blocked: Option<(String, String, u32)> = None;
+        for row in rows {
+            let line = (
+                row.account.clone(),
+                row.subscription.clone(),
+                row.allocation,
+            );
+            if blocked.as_ref() == Some(&line) {
+                continue;
+            }
+            if sub.as_ref().is_none_or(|s| s.id != row.subscription) {
+                match self
+                    .invoicing
+                    .subscription(&row.account, &row.subscription)
+                    .await
+                {
+                    Ok(found) => sub = Some(found),
+                    Err(error) => {
+                        log_failure(&mut report.failures, "read subscription", &error);
+                        blocked = Some(line);
+                        continue;
+                    }
+                }
+            }
+            let Some(current) = sub.as_ref() else {
+                continue;
+            };
+            match self.invoicing.advance_allocation(current, &row).await {
+                Ok(Progress::Moved) => report.allocations_moved += 1,
+                Ok(Progress::Waiting) => blocked = Some(line),
+                Err(error) => {
+                    report.failures += 1;
+                    tracing::warn!(%error, subscription = %row.subscription, "allocation step failed; retried next tick");
+                    blocked = Some(line);
+                }
+            }
+        }
+    }
+
     /// Resumes `items` at most `concurrency` at a time, starting none once
     /// the budget is spent (those are counted as deferred).
     async fn resume(&self, items: Vec<WorkItem>, report: &mut TickReport) {

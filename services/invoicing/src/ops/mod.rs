@@ -4,6 +4,7 @@
 //! - [`subscriptions`]: subscriptions, closing periods into drafts, cancel.
 //! - [`saga`]: finalize, void, mark paid, preview (DESIGN.md section 6).
 
+mod allocations;
 mod catalog;
 mod saga;
 mod subscriptions;
@@ -17,6 +18,7 @@ use chrono::TimeDelta;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
+pub use allocations::{AllocationInput, AmountInput, Progress};
 pub use catalog::{NewCustomer, NewPrice, PriceAsset};
 pub use subscriptions::NewSubscription;
 

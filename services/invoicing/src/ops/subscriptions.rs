@@ -9,6 +9,7 @@ use billing_server::status::Refuse;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::Invoicing;
+use super::allocations::AllocationInput;
 use crate::domain::invoice::{BillingReason, Invoice, Line, Status};
 use crate::domain::price::Price;
 use crate::domain::subscription::{
@@ -33,6 +34,8 @@ pub struct NewSubscription {
     pub anchor: Option<DateTime<Utc>>,
     /// Default: now.
     pub start: Option<DateTime<Utc>>,
+    /// Recurring credit allocations, their pricing units not yet resolved.
+    pub credit_allocations: Vec<AllocationInput>,
 }
 
 impl Invoicing {
@@ -90,6 +93,14 @@ impl Invoicing {
                 }
             }
         }
+        let credit_allocations = self
+            .resolve_allocations(
+                account,
+                new.credit_allocations,
+                &new.prices,
+                &mut violations,
+            )
+            .await?;
         if !violations.is_empty() {
             return Err(InvoicingError::fields(violations));
         }
@@ -117,6 +128,7 @@ impl Invoicing {
             ended_at: None,
             latest_invoice: None,
             created: now,
+            credit_allocations,
         };
         let sub = self.store.create_subscription(account, sub, key).await?;
         self.close_periods(account, &sub.id).await?;
@@ -149,6 +161,13 @@ impl Invoicing {
     /// advancing it (or ending it when it was set to cancel at period end).
     /// Safe to run concurrently: each close is conditional on the period.
     pub async fn close_periods(&self, account: &str, id: &str) -> Result<(), InvoicingError> {
+        self.close_ended_periods(account, id).await?;
+        // Grants for the periods that began, rollovers of those that ended.
+        self.try_allocations_of(account, id).await;
+        Ok(())
+    }
+
+    async fn close_ended_periods(&self, account: &str, id: &str) -> Result<(), InvoicingError> {
         for _ in 0..CLOSE_MAX {
             let now = self.clock.now();
             let sub = self.subscription(account, id).await?;
@@ -214,6 +233,7 @@ impl Invoicing {
                     .await?;
             }
         }
+        self.try_allocations_of(account, id).await;
         let sub = self.subscription(account, id).await?;
         let invoice = match (&sub.latest_invoice, sub.active) {
             (Some(invoice), false) => self.store.invoice(account, invoice).await?,

@@ -6,6 +6,7 @@
 //! changed and reads the winner's result. No lock is held across a call to
 //! another service.
 
+mod allocations;
 mod customers;
 mod events;
 mod invoices;
@@ -17,6 +18,7 @@ use billing_db::{Db, Migrations};
 
 pub use billing_db::StoreError;
 
+pub use allocations::AllocationPeriod;
 pub use events::EventFilter;
 pub use invoices::{InvoiceFilter, WorkItem};
 pub use subscriptions::Closing;

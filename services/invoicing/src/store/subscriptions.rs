@@ -11,6 +11,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::Store;
+use super::allocations;
 use super::events::{push, write_one};
 use crate::domain::invoice::{INVOICE_CREATED, Invoice};
 use crate::domain::subscription::{
@@ -20,7 +21,8 @@ use crate::error::InvoicingError;
 use billing_db::events::Outbox;
 
 const COLUMNS: &str = "id, customer, status, currency, billing_interval, anchor_us, start_us, \
-    period_start_us, period_end_us, cancel_at_period_end, ended_us, latest_invoice, items, created_us";
+    period_start_us, period_end_us, cancel_at_period_end, ended_us, latest_invoice, items, created_us, \
+    credit_allocations";
 
 fn subscription(row: &AnyRow) -> Result<Subscription, InvoicingError> {
     let status: String = row.try_get(2)?;
@@ -29,6 +31,7 @@ fn subscription(row: &AnyRow) -> Result<Subscription, InvoicingError> {
     let cancel: i64 = row.try_get(9)?;
     let ended: Option<i64> = row.try_get(10)?;
     let items: String = row.try_get(12)?;
+    let allocations: String = row.try_get(14)?;
     Ok(Subscription {
         id: row.try_get(0)?,
         customer: row.try_get(1)?,
@@ -45,6 +48,7 @@ fn subscription(row: &AnyRow) -> Result<Subscription, InvoicingError> {
         latest_invoice: row.try_get(11)?,
         items: serde_json::from_str(&items)?,
         created: from_micros(row.try_get(13)?),
+        credit_allocations: serde_json::from_str(&allocations)?,
     })
 }
 
@@ -92,8 +96,8 @@ impl Store {
         };
         sqlx::query(
             "INSERT INTO subscriptions (account, id, customer, status, currency, billing_interval, anchor_us, start_us, \
-             period_start_us, period_end_us, cancel_at_period_end, ended_us, latest_invoice, items, created_us) \
-             VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8, $9, 0, NULL, NULL, $10, $11)",
+             period_start_us, period_end_us, cancel_at_period_end, ended_us, latest_invoice, items, created_us, \
+             credit_allocations) VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8, $9, 0, NULL, NULL, $10, $11, $12)",
         )
         .bind(account)
         .bind(&sub.id)
@@ -106,8 +110,11 @@ impl Store {
         .bind(to_micros(sub.period_end))
         .bind(serde_json::to_string(&sub.items)?)
         .bind(to_micros(sub.created))
+        .bind(serde_json::to_string(&sub.credit_allocations)?)
         .execute(&mut *tx)
         .await?;
+        let first = (sub.period_start, sub.period_end);
+        allocations::start_period(&mut tx, account, &sub, first, true).await?;
         let now_us = to_micros(sub.created);
         let event = (SUBSCRIPTION_CREATED, sub.id.as_str());
         write_one(&mut tx, self.db.backend(), account, event, &sub, now_us).await?;
@@ -244,6 +251,30 @@ impl Store {
                 SUBSCRIPTION_CANCELED,
             ),
         };
+        let sub = {
+            let sql = format!("SELECT {COLUMNS} FROM subscriptions WHERE account = $1 AND id = $2");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(account)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            subscription(&row)?
+        };
+        let canceled = match closing {
+            Closing::End(at) => Some(at),
+            Closing::Advance { .. } => None,
+        };
+        allocations::close_period(
+            &mut tx,
+            account,
+            &sub,
+            draft.map(|d| d.id.as_str()),
+            canceled,
+        )
+        .await?;
+        if let Closing::Advance { start, end } = closing {
+            allocations::start_period(&mut tx, account, &sub, (start, end), false).await?;
+        }
         sqlx::query(
             "UPDATE subscriptions SET status = $1, period_start_us = $2, period_end_us = $3, ended_us = $4, \
              latest_invoice = COALESCE($5, latest_invoice) WHERE account = $6 AND id = $7",

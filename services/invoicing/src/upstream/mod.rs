@@ -17,6 +17,10 @@ use billing_server::time::to_proto;
 use chrono::{DateTime, Utc};
 use tonic::{Code, Request, Status};
 
+mod grants;
+
+pub use grants::{GrantSource, GrantSpec};
+
 use crate::domain::invoice::{CreditApplication, Invoice};
 use crate::error::InvoicingError;
 

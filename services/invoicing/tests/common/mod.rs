@@ -429,6 +429,17 @@ impl Suite {
 
     /// A monthly subscription starting now, as account A.
     pub async fn subscribe(&self, customer: &str, prices: &[&str]) -> pb::Subscription {
+        self.subscribe_with_allocations(customer, prices, Vec::new())
+            .await
+    }
+
+    /// A monthly subscription with recurring credit allocations, as account A.
+    pub async fn subscribe_with_allocations(
+        &self,
+        customer: &str,
+        prices: &[&str],
+        credit_allocations: Vec<pb::CreditAllocation>,
+    ) -> pb::Subscription {
         self.invoicing
             .clone()
             .create_subscription(authed(
@@ -440,6 +451,7 @@ impl Suite {
                         .map(|p| pb::SubscriptionItemInput { price: (*p).into() })
                         .collect(),
                     billing_interval: pb::BillingInterval::Month.into(),
+                    credit_allocations,
                     ..Default::default()
                 },
             ))
