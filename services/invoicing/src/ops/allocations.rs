@@ -209,6 +209,8 @@ impl Invoicing {
                     .upstream
                     .create_grant(account, &request_id, &spec)
                     .await?;
+                // The ledger has the grant; invoicing has not recorded it.
+                super::failpoint("after_allocation_grant");
                 self.store
                     .record_allocation_grant(row.key(), &grant)
                     .await?;
@@ -260,6 +262,7 @@ impl Invoicing {
             .upstream
             .rollover_grants(account, &request_id, grants, &spec)
             .await?;
+        super::failpoint("after_rollover");
         self.store
             .record_rollover(row.key(), next_start, carried.as_deref())
             .await?;
