@@ -588,6 +588,88 @@ async fn workload(t: &Suite) {
             }
         ))
     );
+    // Credit purchases: one paid (its grant activated), one voided.
+    let mut purchases = Vec::new();
+    for request_id in ["purchase-paid", "purchase-voided"] {
+        let purchase = rpc!(
+            "CreateCreditPurchase",
+            invoicing.create_credit_purchase(authed(
+                KEY_A,
+                pb::CreateCreditPurchaseRequest {
+                    request_id: request_id.into(),
+                    customer: customer.clone(),
+                    credits: usd(1_000),
+                    currency: "usd".into(),
+                    unit_amount_decimal: "1".into(),
+                    ..Default::default()
+                }
+            ))
+        )
+        .credit_purchase
+        .unwrap();
+        purchases.push(purchase);
+    }
+    invoicing
+        .mark_invoice_paid(authed(
+            KEY_A,
+            pb::MarkInvoicePaidRequest {
+                id: purchases[0].invoice.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    invoicing
+        .void_invoice(authed(
+            KEY_A,
+            pb::VoidInvoiceRequest {
+                id: purchases[1].invoice.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let paid_purchase = rpc!(
+        "GetCreditPurchase",
+        invoicing.get_credit_purchase(authed(
+            KEY_A,
+            pb::GetCreditPurchaseRequest {
+                id: purchases[0].id.clone()
+            }
+        ))
+    )
+    .credit_purchase
+    .unwrap();
+    assert_eq!(paid_purchase.status(), pb::CreditPurchaseStatus::Active);
+    plan_check::CALLED
+        .lock()
+        .unwrap()
+        .insert("ActivateCreditGrant");
+    for filter in [String::new(), customer.clone()] {
+        let first = rpc!(
+            "ListCreditPurchases",
+            invoicing.list_credit_purchases(authed(
+                KEY_A,
+                pb::ListCreditPurchasesRequest {
+                    customer: filter.clone(),
+                    page_size: 1,
+                    ..Default::default()
+                }
+            ))
+        );
+        rpc!(
+            "ListCreditPurchases",
+            invoicing.list_credit_purchases(authed(
+                KEY_A,
+                pb::ListCreditPurchasesRequest {
+                    customer: filter,
+                    page_size: 1,
+                    page_token: first.next_page_token
+                }
+            ))
+        );
+    }
+
     // The worker's auto-finalize and the next period's close.
     t.advance_to(t0() + TimeDelta::days(33)).await;
     t.advance_to(t0() + TimeDelta::days(62)).await;

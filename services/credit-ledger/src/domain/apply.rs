@@ -362,6 +362,8 @@ mod tests {
             created: t0,
             updated: t0,
             source: None,
+            cost_basis: None,
+            pending_payment: false,
         }
     }
 
@@ -464,6 +466,8 @@ mod tests {
                         created: t0,
                         updated: t0,
                         source: None,
+                        cost_basis: None,
+                        pending_payment: false,
                     }
                 },
             )

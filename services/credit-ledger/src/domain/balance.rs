@@ -41,6 +41,8 @@ pub struct Balance {
     pub available: i64,
     /// Every recorded transaction.
     pub ledger: i64,
+    /// Grants pending payment (not voided).
+    pub pending: i64,
 }
 
 /// Sums the running balances of the selected grants, one entry per asset;
@@ -50,20 +52,24 @@ pub fn summarize(
     filter: &BalanceFilter,
     now: DateTime<Utc>,
 ) -> Result<Vec<Balance>, RuleError> {
-    let mut by_asset: BTreeMap<Asset, (i64, i64)> = BTreeMap::new();
+    let mut by_asset: BTreeMap<Asset, (i64, i64, i64)> = BTreeMap::new();
     for grant in grants.iter().filter(|g| filter.selects(g)) {
         let entry = by_asset.entry(grant.asset.clone()).or_default();
         entry.1 = add(entry.1, grant.available, "ledger balance")?;
         if grant.is_available_at(now) {
             entry.0 = add(entry.0, grant.available, "available balance")?;
         }
+        if grant.pending_payment && grant.voided_at.is_none() {
+            entry.2 = add(entry.2, grant.available, "pending balance")?;
+        }
     }
     Ok(by_asset
         .into_iter()
-        .map(|(asset, (available, ledger))| Balance {
+        .map(|(asset, (available, ledger, pending))| Balance {
             asset,
             available,
             ledger,
+            pending,
         })
         .collect())
 }

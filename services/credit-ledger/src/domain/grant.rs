@@ -64,14 +64,32 @@ impl Category {
 /// What created a grant, when not a client (DESIGN.md section 11).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
-    /// Allocation or rollover.
+    /// Allocation, rollover or purchase.
     pub kind: SourceKind,
-    /// The subscription (`sub_…`).
+    /// The subscription (`sub_…`) of an allocation or rollover.
+    #[serde(default)]
     pub subscription: String,
     /// The allocation's position on the subscription.
+    #[serde(default)]
     pub allocation: u32,
-    /// The start of the period the credits are for.
-    pub period_start: DateTime<Utc>,
+    /// The start of the period the credits are for (allocation, rollover).
+    #[serde(default)]
+    pub period_start: Option<DateTime<Utc>>,
+    /// The purchase (`cpur_…`).
+    #[serde(default)]
+    pub credit_purchase: String,
+    /// The purchase's invoice.
+    #[serde(default)]
+    pub invoice: String,
+}
+
+/// What each credit of a bought grant cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostBasis {
+    /// The currency.
+    pub currency: billing_money::Currency,
+    /// Minor units of the currency per whole credit.
+    pub unit_amount: billing_money::Decimal,
 }
 
 /// The kinds of [`Source`].
@@ -82,6 +100,8 @@ pub enum SourceKind {
     Allocation,
     /// An allocation's remainder carried into the next period.
     Rollover,
+    /// A credit purchase.
+    Purchase,
 }
 
 /// Derived state (never stored).
@@ -97,6 +117,8 @@ pub enum GrantState {
     Expired,
     /// Voided.
     Voided,
+    /// Bought; its invoice is not paid yet.
+    PendingPayment,
 }
 
 /// Totals of each kind of movement, kept on the grant row.
@@ -149,6 +171,12 @@ pub struct Grant {
     pub updated: DateTime<Utc>,
     /// What created it; `None` for a client's CreateCreditGrant.
     pub source: Option<Source>,
+    /// What the credits cost, when bought.
+    #[serde(default)]
+    pub cost_basis: Option<CostBasis>,
+    /// Bought, invoice not paid yet: in the ledger balance only.
+    #[serde(default)]
+    pub pending_payment: bool,
 }
 
 impl Grant {
@@ -156,6 +184,8 @@ impl Grant {
     pub fn state(&self, now: DateTime<Utc>) -> GrantState {
         if self.voided_at.is_some() {
             GrantState::Voided
+        } else if self.pending_payment {
+            GrantState::PendingPayment
         } else if self.expires_at.is_some_and(|at| at <= now) {
             GrantState::Expired
         } else if self.effective_at > now {
@@ -170,6 +200,7 @@ impl Grant {
     /// Whether the grant counts in the available balance at `now`.
     pub fn is_available_at(&self, now: DateTime<Utc>) -> bool {
         self.voided_at.is_none()
+            && !self.pending_payment
             && self.effective_at <= now
             && self.expires_at.is_none_or(|at| now < at)
     }
@@ -179,6 +210,7 @@ impl Grant {
     /// `effective_at <= period_end < expires_at`).
     pub fn is_eligible(&self, asset: &Asset, price: &str, period_end: DateTime<Utc>) -> bool {
         self.voided_at.is_none()
+            && !self.pending_payment
             && self.available > 0
             && &self.asset == asset
             && self.effective_at <= period_end
@@ -252,6 +284,7 @@ impl Grant {
             invoice_line_item: None,
             effective_at,
             created: now,
+            cost_basis: self.cost_basis.clone(),
         }
     }
 
@@ -288,6 +321,26 @@ impl Grant {
         self.voided_at = Some(now);
         self.updated = now;
         Ok(out)
+    }
+
+    /// Makes a grant bought pending payment usable (its invoice was paid).
+    /// An active grant stays as it is; a voided one cannot be activated.
+    pub fn activate(
+        &mut self,
+        now: DateTime<Utc>,
+        _new_id: NewId<'_>,
+    ) -> Result<Vec<BalanceTransaction>, RuleError> {
+        if self.voided_at.is_some() {
+            return Err(RuleError::conflict(
+                ConflictReason::GrantVoided,
+                "the grant is voided (its purchase invoice was voided)",
+            ));
+        }
+        if self.pending_payment {
+            self.pending_payment = false;
+            self.updated = now;
+        }
+        Ok(Vec::new())
     }
 
     /// Expires the remainder now; the expiry moves to `now` if it was later.

@@ -77,6 +77,8 @@ mod tests {
             created: at,
             updated: at,
             source: None,
+            cost_basis: None,
+            pending_payment: false,
         }
     }
 

@@ -81,4 +81,6 @@ pub struct BalanceTransaction {
     pub effective_at: DateTime<Utc>,
     /// When it was recorded.
     pub created: DateTime<Utc>,
+    /// The grant's cost basis (shown with the transaction; not stored on it).
+    pub cost_basis: Option<super::grant::CostBasis>,
 }

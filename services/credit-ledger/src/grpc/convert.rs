@@ -13,8 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::apply::{ApplyOutcome, LINES_MAX, Reversal};
 use crate::domain::balance::{Balance, BalanceFilter};
 use crate::domain::grant::{
-    Category, DEFAULT_PRIORITY, Grant, GrantChanges, GrantState, MAX_PRIORITY, Scope, Source,
-    SourceKind,
+    Category, DEFAULT_PRIORITY, Grant, GrantChanges, GrantState, MAX_PRIORITY, Scope,
 };
 use crate::domain::transaction::{BalanceTransaction, TransactionKind};
 use crate::domain::validate::{
@@ -22,6 +21,8 @@ use crate::domain::validate::{
 };
 use crate::ops::{ApplyInput, GrantInput, LineInput};
 use crate::store::{AuditReport, PricingUnit};
+
+use super::provenance;
 
 /// Most prices a grant's scope may list.
 const SCOPE_PRICES_MAX: usize = 100;
@@ -177,7 +178,11 @@ pub fn grant_input(
     let source = request
         .source
         .as_ref()
-        .and_then(|s| source_input(s, "source", &mut out));
+        .and_then(|s| provenance::source_input(s, "source", &mut out));
+    let cost_basis = request
+        .cost_basis
+        .as_ref()
+        .and_then(|c| provenance::cost_basis_input(c, "cost_basis", &mut out));
     match (amount, scope) {
         (Some(amount), Some(scope)) if out.is_empty() => Ok(GrantInput {
             customer: request.customer.clone(),
@@ -190,56 +195,10 @@ pub fn grant_input(
             expires_at,
             metadata: request.metadata.clone(),
             source,
+            cost_basis,
+            pending_payment: request.pending_payment,
         }),
         _ => Err(out),
-    }
-}
-
-fn source_input(
-    source: &pb::CreditGrantSource,
-    field: &str,
-    out: &mut Vec<FieldViolation>,
-) -> Option<Source> {
-    let kind = match pb::CreditGrantSourceType::try_from(source.r#type) {
-        Ok(pb::CreditGrantSourceType::Allocation) => Some(SourceKind::Allocation),
-        Ok(pb::CreditGrantSourceType::Rollover) => Some(SourceKind::Rollover),
-        _ => {
-            out.push(FieldViolation::new(
-                format!("{field}.type"),
-                "must be ALLOCATION or ROLLOVER",
-            ));
-            None
-        }
-    };
-    check_reference(&source.subscription, &format!("{field}.subscription"), out);
-    let period_start = match &source.period_start {
-        Some(t) => optional_time(Some(t), &format!("{field}.period_start"), out),
-        None => {
-            out.push(FieldViolation::new(
-                format!("{field}.period_start"),
-                "is required",
-            ));
-            None
-        }
-    };
-    Some(Source {
-        kind: kind?,
-        subscription: source.subscription.clone(),
-        allocation: source.allocation,
-        period_start: period_start?,
-    })
-}
-
-fn source_output(source: &Source) -> pb::CreditGrantSource {
-    pb::CreditGrantSource {
-        r#type: match source.kind {
-            SourceKind::Allocation => pb::CreditGrantSourceType::Allocation,
-            SourceKind::Rollover => pb::CreditGrantSourceType::Rollover,
-        }
-        .into(),
-        subscription: source.subscription.clone(),
-        allocation: source.allocation,
-        period_start: Some(to_proto(source.period_start)),
     }
 }
 
@@ -389,6 +348,7 @@ pub fn grant(grant: &Grant, now: DateTime<Utc>) -> pb::CreditGrant {
         GrantState::Depleted => pb::CreditGrantState::Depleted,
         GrantState::Expired => pb::CreditGrantState::Expired,
         GrantState::Voided => pb::CreditGrantState::Voided,
+        GrantState::PendingPayment => pb::CreditGrantState::PendingPayment,
     };
     pb::CreditGrant {
         id: grant.id.clone(),
@@ -410,7 +370,9 @@ pub fn grant(grant: &Grant, now: DateTime<Utc>) -> pb::CreditGrant {
         updated: Some(to_proto(grant.updated)),
         state: state.into(),
         available: Some(amount(&grant.asset, grant.available)),
-        source: grant.source.as_ref().map(source_output),
+        source: grant.source.as_ref().map(provenance::source_output),
+        cost_basis: grant.cost_basis.as_ref().map(provenance::cost_basis_output),
+        pending_payment: grant.pending_payment,
     }
 }
 
@@ -422,6 +384,7 @@ pub fn balances(balances: &[Balance]) -> Vec<pb::CreditBalance> {
             available_balance: Some(amount(&b.asset, b.available)),
             ledger_balance: Some(amount(&b.asset, b.ledger)),
             alerts: None,
+            pending_balance: Some(amount(&b.asset, b.pending)),
         })
         .collect()
 }
@@ -472,6 +435,7 @@ pub fn transaction(item: &BalanceTransaction) -> pb::CreditBalanceTransaction {
         created: Some(to_proto(item.created)),
         credit,
         debit,
+        cost_basis: item.cost_basis.as_ref().map(provenance::cost_basis_output),
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod convert;
 pub mod events;
+mod provenance;
 pub mod status;
 
 use billing_money::FieldViolation;
@@ -85,7 +86,7 @@ billing_server::unary_service! {
         get_balance_alert list_balance_alerts delete_balance_alert
     } mutations {
         create_pricing_unit create_credit_grant update_credit_grant
-        void_credit_grant expire_credit_grant rollover_credit_grants
+        void_credit_grant expire_credit_grant rollover_credit_grants activate_credit_grant
         create_balance_alert
     };
 }
@@ -148,9 +149,13 @@ impl LedgerGrpc {
         call: Call<pb::CreateCreditGrantRequest>,
     ) -> Reply<pb::CreateCreditGrantResponse> {
         record_ids(&[("customer", call.body.customer.as_str())]);
-        if call.body.source.is_some() {
-            // A source claims the credits came from a subscription.
-            may_apply(&call.caller, "CreateCreditGrant with a source")?;
+        if call.body.source.is_some() || call.body.pending_payment {
+            // A source claims where the credits came from; a pending grant
+            // waits for an activation only invoicing makes.
+            may_apply(
+                &call.caller,
+                "CreateCreditGrant with a source or pending payment",
+            )?;
         }
         let input = convert::grant_input(&call.body).map_err(invalid)?;
         let grant = self.ledger.create_grant(call.account(), input, call.key());
@@ -200,6 +205,18 @@ impl LedgerGrpc {
         Ok(pb::RolloverCreditGrantsResponse {
             expired: grants.iter().map(|g| self.grant(g)).collect(),
             carried: carried.as_ref().map(|g| self.grant(g)),
+        })
+    }
+
+    async fn activate_credit_grant(
+        &self,
+        call: Call<pb::ActivateCreditGrantRequest>,
+    ) -> Reply<pb::ActivateCreditGrantResponse> {
+        may_apply(&call.caller, "ActivateCreditGrant")?;
+        let id = reference(&call.body.id, "id")?;
+        let grant = self.ledger.activate_grant(call.account(), id, call.key());
+        Ok(pb::ActivateCreditGrantResponse {
+            credit_grant: Some(self.grant(&grant.await?)),
         })
     }
 

@@ -23,7 +23,7 @@ use prometheus_client::metrics::family::Family;
 use crate::domain::apply::{ApplyOutcome, ApplyRequest, Line, Reversal};
 use crate::domain::balance::{self, Balance, BalanceFilter};
 use crate::domain::error::RuleError;
-use crate::domain::grant::{Category, Grant, GrantChanges, GrantTotals, Scope, Source};
+use crate::domain::grant::{Category, CostBasis, Grant, GrantChanges, GrantTotals, Scope, Source};
 use crate::domain::transaction::{BalanceTransaction, NewId};
 use crate::domain::validate::AmountInput;
 use crate::error::LedgerError;
@@ -52,6 +52,10 @@ pub struct GrantInput {
     pub metadata: BTreeMap<String, String>,
     /// Set by invoicing (the gRPC layer checks the caller's scope).
     pub source: Option<Source>,
+    /// What the credits cost.
+    pub cost_basis: Option<CostBasis>,
+    /// Usable only once activated (the gRPC layer checks the caller's scope).
+    pub pending_payment: bool,
 }
 
 /// One ApplyCredits line after field checks.
@@ -245,6 +249,8 @@ impl Ledger {
             created: now,
             updated: now,
             source: input.source,
+            cost_basis: input.cost_basis,
+            pending_payment: input.pending_payment,
         };
         Ok(grant)
     }
@@ -289,6 +295,16 @@ impl Ledger {
         key: Option<&IdempotencyKey>,
     ) -> Result<Grant, LedgerError> {
         self.change(account, id, key, Grant::void).await
+    }
+
+    /// Activates a grant bought pending payment.
+    pub async fn activate_grant(
+        &self,
+        account: &str,
+        id: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Grant, LedgerError> {
+        self.change(account, id, key, Grant::activate).await
     }
 
     /// Expires a grant's remainder now.

@@ -127,7 +127,7 @@ impl Store {
              MIN(CASE WHEN effective_at_us > $4 THEN effective_at_us \
              WHEN expires_at_us > $4 THEN expires_at_us END) \
              FROM credit_grants WHERE account = $1 AND customer = $2 AND asset = $3 AND available > 0 \
-             AND voided_at_us IS NULL), evaluated_us = $4 \
+             AND voided_at_us IS NULL AND pending_payment = 0), evaluated_us = $4 \
              WHERE account = $1 AND customer = $2 AND asset = $3 RETURNING available",
         )
         .bind(account)

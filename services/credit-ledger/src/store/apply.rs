@@ -231,7 +231,7 @@ impl Store {
         let assets = request.assets();
         let sql = format!(
             "SELECT {} FROM credit_grants WHERE account = $1 AND customer = $2 AND available > 0 \
-             AND voided_at_us IS NULL AND effective_at_us <= $3 \
+             AND voided_at_us IS NULL AND pending_payment = 0 AND effective_at_us <= $3 \
              AND (expires_at_us IS NULL OR expires_at_us > $3) AND asset IN ({}) ORDER BY id{}",
             rows::GRANT_COLUMNS,
             billing_db::sql::list(assets.len(), 4),

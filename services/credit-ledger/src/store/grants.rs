@@ -232,8 +232,8 @@ pub(crate) async fn insert_grant(
     sqlx::query(
         "INSERT INTO credit_grants (account, id, customer, name, asset, asset_scale, amount, available, \
          scope, category, priority, effective_at_us, expires_at_us, voided_at_us, metadata, created_us, \
-         updated_us, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, $14, $15, \
-         $16, $17)",
+         updated_us, source, cost_basis, pending_payment) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+         $11, $12, $13, NULL, $14, $15, $16, $17, $18, $19)",
     )
     .bind(account)
     .bind(&grant.id)
@@ -252,6 +252,8 @@ pub(crate) async fn insert_grant(
     .bind(to_micros(grant.created))
     .bind(to_micros(grant.updated))
     .bind(grant.source.as_ref().map(serde_json::to_string).transpose()?)
+    .bind(grant.cost_basis.as_ref().map(serde_json::to_string).transpose()?)
+    .bind(i64::from(grant.pending_payment))
     .execute(&mut **tx)
     .await?;
     let credit = grant.transaction(
@@ -276,7 +278,7 @@ pub(crate) async fn save_grant(
     sqlx::query(
         "UPDATE credit_grants SET name = $1, available = $2, applied_total = $3, reinstated_total = $4, \
          expired_total = $5, voided_total = $6, expires_at_us = $7, voided_at_us = $8, metadata = $9, \
-         updated_us = $10 WHERE account = $11 AND id = $12",
+         updated_us = $10, pending_payment = $13 WHERE account = $11 AND id = $12",
     )
     .bind(&grant.name)
     .bind(grant.available)
@@ -290,6 +292,7 @@ pub(crate) async fn save_grant(
     .bind(to_micros(grant.updated))
     .bind(account)
     .bind(&grant.id)
+    .bind(i64::from(grant.pending_payment))
     .execute(&mut **tx)
     .await?;
     grant_event(outbox, CREDIT_BALANCE_UPDATED, grant)

@@ -12,7 +12,8 @@ use crate::error::LedgerError;
 /// The columns [`grant`] reads, in order.
 pub(crate) const GRANT_COLUMNS: &str = "id, customer, name, asset, asset_scale, amount, available, \
     applied_total, reinstated_total, expired_total, voided_total, scope, category, priority, \
-    effective_at_us, expires_at_us, voided_at_us, metadata, created_us, updated_us, source";
+    effective_at_us, expires_at_us, voided_at_us, metadata, created_us, updated_us, source, cost_basis, \
+    pending_payment";
 
 /// An asset from its stored key and scale.
 pub(crate) fn asset(key: &str, scale: i64) -> Result<Asset, LedgerError> {
@@ -27,6 +28,8 @@ pub(crate) fn grant(row: &AnyRow) -> Result<Grant, LedgerError> {
     let metadata: String = row.try_get(17)?;
     let priority: i64 = row.try_get(13)?;
     let source: Option<String> = row.try_get(20)?;
+    let cost_basis: Option<String> = row.try_get(21)?;
+    let pending_payment: i64 = row.try_get(22)?;
     Ok(Grant {
         id: row.try_get(0)?,
         customer: row.try_get(1)?,
@@ -52,12 +55,17 @@ pub(crate) fn grant(row: &AnyRow) -> Result<Grant, LedgerError> {
         created: from_micros(row.try_get(18)?),
         updated: from_micros(row.try_get(19)?),
         source: source.as_deref().map(serde_json::from_str).transpose()?,
+        cost_basis: cost_basis
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()?,
+        pending_payment: pending_payment != 0,
     })
 }
 
 /// The columns [`transaction`] reads; `t` is the transactions table, `g` the grants.
 pub(crate) const TRANSACTION_COLUMNS: &str = "t.id, t.customer, t.credit_grant, t.kind, g.asset, \
-    g.asset_scale, t.amount, t.invoice, t.invoice_line_item, t.effective_at_us, t.created_us";
+    g.asset_scale, t.amount, t.invoice, t.invoice_line_item, t.effective_at_us, t.created_us, g.cost_basis";
 
 /// A balance transaction from a row selected with [`TRANSACTION_COLUMNS`].
 pub(crate) fn transaction(row: &AnyRow) -> Result<BalanceTransaction, LedgerError> {
@@ -73,5 +81,10 @@ pub(crate) fn transaction(row: &AnyRow) -> Result<BalanceTransaction, LedgerErro
         invoice_line_item: row.try_get(8)?,
         effective_at: from_micros(row.try_get(9)?),
         created: from_micros(row.try_get(10)?),
+        cost_basis: row
+            .try_get::<Option<String>, _>(11)?
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()?,
     })
 }

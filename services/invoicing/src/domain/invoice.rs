@@ -57,6 +57,8 @@ pub enum BillingReason {
     SubscriptionCycle,
     /// Canceled mid-period.
     SubscriptionCancel,
+    /// Credits were bought: credits never pay it.
+    CreditPurchase,
 }
 
 impl BillingReason {
@@ -65,6 +67,7 @@ impl BillingReason {
         match self {
             Self::SubscriptionCycle => "subscription_cycle",
             Self::SubscriptionCancel => "subscription_cancel",
+            Self::CreditPurchase => "credit_purchase",
         }
     }
 
@@ -73,6 +76,7 @@ impl BillingReason {
         match text {
             "subscription_cycle" => Some(Self::SubscriptionCycle),
             "subscription_cancel" => Some(Self::SubscriptionCancel),
+            "credit_purchase" => Some(Self::CreditPurchase),
             _ => None,
         }
     }
@@ -276,7 +280,10 @@ impl Invoice {
     /// The lines credits can pay: those with a positive amount. ApplyCredits
     /// is called only when there is at least one.
     pub fn chargeable_lines(&self) -> impl Iterator<Item = &Line> {
-        self.lines.iter().filter(|l| l.amount > 0)
+        let credits_pay = self.reason != BillingReason::CreditPurchase;
+        self.lines
+            .iter()
+            .filter(move |l| credits_pay && l.amount > 0)
     }
 
     /// Status after credits: paid when nothing is due in any asset.

@@ -5,4 +5,5 @@ pub mod customer;
 pub mod invoice;
 pub mod price;
 pub mod pricing;
+pub mod purchase;
 pub mod subscription;

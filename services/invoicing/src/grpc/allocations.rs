@@ -107,7 +107,7 @@ pub fn allocation_inputs(
     inputs
 }
 
-fn amount_input(
+pub(super) fn amount_input(
     amount: Option<&common::Amount>,
     field: &str,
     out: &mut Vec<FieldViolation>,

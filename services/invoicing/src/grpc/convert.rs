@@ -616,6 +616,7 @@ pub fn invoice(invoice: &Invoice) -> Result<pb::Invoice, InvoicingError> {
     out.set_billing_reason(match invoice.reason {
         BillingReason::SubscriptionCycle => pb::BillingReason::SubscriptionCycle,
         BillingReason::SubscriptionCancel => pb::BillingReason::SubscriptionCancel,
+        BillingReason::CreditPurchase => pb::BillingReason::CreditPurchase,
     });
     Ok(out)
 }

@@ -7,6 +7,7 @@ use billing_server::events::EventData;
 
 use crate::domain::customer::Customer;
 use crate::domain::invoice::Invoice;
+use crate::domain::purchase::CreditPurchase;
 use crate::domain::subscription::Subscription;
 
 /// Turns invoicing's stored event data into proto messages.
@@ -31,6 +32,11 @@ impl EventData for InvoicingEvents {
             }
             "subscription" => {
                 event::Data::Subscription(super::convert::subscription(&parse::<Subscription>(
+                    &event.data,
+                )?))
+            }
+            "credit_purchase" => {
+                event::Data::CreditPurchase(super::purchases::purchase(&parse::<CreditPurchase>(
                     &event.data,
                 )?))
             }

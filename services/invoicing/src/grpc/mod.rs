@@ -8,6 +8,7 @@
 mod allocations;
 pub mod convert;
 pub mod events;
+mod purchases;
 pub mod status;
 pub mod test_clock;
 
@@ -92,10 +93,12 @@ billing_server::unary_service! {
     impl InvoicingService for InvoicingGrpc, pb {
         get_customer list_customers get_price list_prices get_subscription list_subscriptions
         preview_invoice get_invoice list_invoices list_invoice_events
+        get_credit_purchase list_credit_purchases
     } mutations {
         create_customer update_customer create_price deactivate_price
         create_subscription cancel_subscription
         create_invoice finalize_invoice void_invoice mark_invoice_paid
+        create_credit_purchase
     };
 }
 

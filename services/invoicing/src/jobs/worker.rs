@@ -43,6 +43,8 @@ pub struct TickReport {
     pub sagas_deferred: usize,
     /// Allocation periods moved (a grant made, a rollover, a cancel expiry).
     pub allocations_moved: usize,
+    /// Purchases whose saga was resumed.
+    pub purchases_moved: usize,
 }
 
 /// How much one tick may spend resuming invoices.
@@ -129,6 +131,21 @@ impl Worker {
                 }
             }
             Err(error) => log_failure(&mut report.failures, "list due subscriptions", &error),
+        }
+        match store.open_purchases(BATCH).await {
+            Ok(purchases) => {
+                for (account, id) in purchases {
+                    let result = self.invoicing.complete_purchase(&account, &id).await;
+                    count(
+                        &mut report.purchases_moved,
+                        &mut report.failures,
+                        result,
+                        "complete purchase",
+                        &id,
+                    );
+                }
+            }
+            Err(error) => log_failure(&mut report.failures, "list open purchases", &error),
         }
         match store.open_allocation_periods(BATCH).await {
             Ok(rows) => self.allocations(rows, &mut report).await,

@@ -22,7 +22,7 @@ use crate::domain::allocation::{Allocation, Expiry, OnCancel};
 use crate::domain::subscription::Subscription;
 use crate::error::InvoicingError;
 use crate::store::AllocationPeriod;
-use crate::upstream::{GrantSource, GrantSpec};
+use crate::upstream::{GrantKind, GrantSource, GrantSpec};
 
 /// An amount as the request gave it, its pricing unit not yet resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ impl Invoicing {
         Ok(allocations)
     }
 
-    async fn resolve_amount(
+    pub(super) async fn resolve_amount(
         &self,
         account: &str,
         input: &AmountInput,
@@ -247,7 +247,7 @@ impl Invoicing {
                 .ok_or_else(|| InvoicingError::Corrupt("period past year 9999".into()))?;
         let mut spec = self.grant_spec(sub, allocation, row.allocation, (next_start, next_end))?;
         spec.amount = cap;
-        spec.source.rollover = true;
+        spec.source.kind = GrantKind::Rollover;
         spec.name = format!("Rollover of allocation {} of {}", row.allocation, sub.id);
         spec.metadata.insert("source".into(), "rollover".into());
         let mut grants = vec![grant];
@@ -317,11 +317,16 @@ impl Invoicing {
             expires_at: window.expires_at,
             metadata,
             source: GrantSource {
-                rollover: false,
+                kind: GrantKind::Allocation,
                 subscription: sub.id.clone(),
                 allocation: index,
-                period_start: start,
+                period_start: Some(start),
+                credit_purchase: String::new(),
+                invoice: String::new(),
             },
+            paid: false,
+            cost_basis: None,
+            pending_payment: false,
         })
     }
 }

@@ -6,6 +6,7 @@
 
 mod allocations;
 mod catalog;
+mod purchases;
 mod saga;
 mod subscriptions;
 
@@ -20,6 +21,7 @@ use prometheus_client::metrics::family::Family;
 
 pub use allocations::{AllocationInput, AmountInput, Progress};
 pub use catalog::{NewCustomer, NewPrice, PriceAsset};
+pub use purchases::NewPurchase;
 pub use subscriptions::NewSubscription;
 
 use crate::domain::invoice::InvoiceEvent;

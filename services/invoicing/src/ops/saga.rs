@@ -252,7 +252,10 @@ impl Invoicing {
                 now,
             )
             .await?;
-        self.invoice(account, &invoice.id).await
+        let invoice = self.invoice(account, &invoice.id).await?;
+        // An unpaid purchase's credits go with its invoice.
+        self.settle_purchase_of(account, &invoice).await;
+        Ok(invoice)
     }
 
     /// Records an out-of-band payment of an open invoice.
@@ -286,6 +289,9 @@ impl Invoicing {
                 ),
             ));
         }
+        // A purchase's credits become usable. A second MarkInvoicePaid
+        // (without request_id) runs this again: the activation is keyed.
+        self.settle_purchase_of(account, &invoice).await;
         self.remember(account, key, invoice).await
     }
 

@@ -131,7 +131,7 @@ pub(super) async fn insert(
     sqlx::query(
         "INSERT INTO invoices (account, id, customer, subscription, status, billing_reason, period_start_us, \
          period_end_us, auto_finalize_at_us, finalized_us, paid_us, voided_us, created_us, updated_us) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, $10)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, NULL, $10, $10)",
     )
     .bind(account)
     .bind(&invoice.id)
@@ -143,6 +143,8 @@ pub(super) async fn insert(
     .bind(to_micros(invoice.period_end))
     .bind(invoice.auto_finalize_at.map(to_micros))
     .bind(to_micros(invoice.created))
+    .bind(invoice.finalized_at.map(to_micros))
+    .bind(invoice.paid_at.map(to_micros))
     .execute(&mut **tx)
     .await?;
     if invoice.lines.is_empty() {

@@ -11,6 +11,7 @@ mod customers;
 mod events;
 mod invoices;
 mod prices;
+mod purchases;
 mod subscriptions;
 
 use billing_db::idempotency::{self, IdempotencyKey, Prior};

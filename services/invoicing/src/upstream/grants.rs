@@ -4,26 +4,42 @@
 
 use std::collections::BTreeMap;
 
-use billing_money::Asset;
+use billing_money::{Asset, Currency, Decimal};
 use billing_proto::ledger::v1 as ledger;
 use billing_server::time::{from_proto, to_proto};
 use chrono::{DateTime, Utc};
 use tonic::Code;
+use tonic_types::StatusExt;
 
 use super::{LEDGER, Upstream, upstream_error};
 use crate::error::InvoicingError;
 
-/// What a subscription's grant is for.
+/// What created a grant invoicing asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantKind {
+    /// A period's allocation.
+    Allocation,
+    /// A period's rollover.
+    Rollover,
+    /// A credit purchase.
+    Purchase,
+}
+
+/// Where a grant invoicing asks for comes from.
 #[derive(Debug, Clone)]
 pub struct GrantSource {
-    /// Allocation or rollover.
-    pub rollover: bool,
-    /// `sub_…`
+    /// What created it.
+    pub kind: GrantKind,
+    /// `sub_…` (allocation, rollover).
     pub subscription: String,
     /// Position of the allocation.
     pub allocation: u32,
-    /// Start of the period.
-    pub period_start: DateTime<Utc>,
+    /// Start of the period (allocation, rollover).
+    pub period_start: Option<DateTime<Utc>>,
+    /// `cpur_…` (purchase).
+    pub credit_purchase: String,
+    /// The purchase's invoice.
+    pub invoice: String,
 }
 
 /// A grant invoicing asks the ledger for.
@@ -49,6 +65,12 @@ pub struct GrantSpec {
     pub metadata: BTreeMap<String, String>,
     /// Where it comes from.
     pub source: GrantSource,
+    /// Paid (a purchase) rather than promotional.
+    pub paid: bool,
+    /// The currency and minor units per whole credit of bought credits.
+    pub cost_basis: Option<(Currency, Decimal)>,
+    /// Usable only once activated.
+    pub pending_payment: bool,
 }
 
 impl GrantSpec {
@@ -70,22 +92,37 @@ impl GrantSpec {
             name: self.name.clone(),
             amount: Some(billing_server::amount::to_proto(&self.asset, self.amount)),
             applicability_config: Some(ledger::ApplicabilityConfig { scope: Some(scope) }),
-            category: ledger::CreditGrantCategory::Promotional.into(),
+            category: if self.paid {
+                ledger::CreditGrantCategory::Paid
+            } else {
+                ledger::CreditGrantCategory::Promotional
+            }
+            .into(),
             effective_at: Some(to_proto(self.effective_at)),
             expires_at: self.expires_at.map(to_proto),
             priority: Some(self.priority),
             metadata: self.metadata.clone(),
             source: Some(ledger::CreditGrantSource {
-                r#type: if self.source.rollover {
-                    ledger::CreditGrantSourceType::Rollover
-                } else {
-                    ledger::CreditGrantSourceType::Allocation
+                r#type: match self.source.kind {
+                    GrantKind::Allocation => ledger::CreditGrantSourceType::Allocation,
+                    GrantKind::Rollover => ledger::CreditGrantSourceType::Rollover,
+                    GrantKind::Purchase => ledger::CreditGrantSourceType::Purchase,
                 }
                 .into(),
                 subscription: self.source.subscription.clone(),
                 allocation: self.source.allocation,
-                period_start: Some(to_proto(self.source.period_start)),
+                period_start: self.source.period_start.map(to_proto),
+                credit_purchase: self.source.credit_purchase.clone(),
+                invoice: self.source.invoice.clone(),
             }),
+            cost_basis: self
+                .cost_basis
+                .as_ref()
+                .map(|(currency, unit_amount)| ledger::CostBasis {
+                    currency: currency.code().to_owned(),
+                    unit_amount_decimal: unit_amount.normalize().to_string(),
+                }),
+            pending_payment: self.pending_payment,
         }
     }
 }
@@ -134,6 +171,71 @@ impl Upstream {
             .map_err(|s| upstream_error(LEDGER, s))?
             .into_inner();
         Ok(response.carried.map(|g| g.id))
+    }
+
+    /// ActivateCreditGrant under `request_id`.
+    pub async fn activate_grant(
+        &self,
+        account: &str,
+        request_id: &str,
+        grant: &str,
+    ) -> Result<(), InvoicingError> {
+        let request = self.request(
+            account,
+            ledger::ActivateCreditGrantRequest {
+                request_id: request_id.to_owned(),
+                id: grant.to_owned(),
+            },
+        )?;
+        self.ledger
+            .clone()
+            .activate_credit_grant(request)
+            .await
+            .map_err(|s| upstream_error(LEDGER, s))?;
+        Ok(())
+    }
+
+    /// Voids a grant under `request_id`; one whose credits were already
+    /// applied (net-terms credits, usable before payment) has its remainder
+    /// expired instead. A grant already voided is left as it is.
+    pub async fn void_grant(
+        &self,
+        account: &str,
+        request_id: &str,
+        grant: &str,
+    ) -> Result<(), InvoicingError> {
+        let request = self.request(
+            account,
+            ledger::VoidCreditGrantRequest {
+                request_id: request_id.to_owned(),
+                id: grant.to_owned(),
+            },
+        )?;
+        let refused = match self.ledger.clone().void_credit_grant(request).await {
+            Ok(_) => return Ok(()),
+            Err(status) if status.code() == Code::FailedPrecondition => status,
+            Err(status) => return Err(upstream_error(LEDGER, status)),
+        };
+        let reason = refused
+            .get_error_details()
+            .error_info()
+            .map(|info| info.reason.clone())
+            .unwrap_or_default();
+        if reason == "GRANT_VOIDED" {
+            return Ok(());
+        }
+        let request = self.request(
+            account,
+            ledger::ExpireCreditGrantRequest {
+                request_id: format!("{request_id}:expire"),
+                id: grant.to_owned(),
+            },
+        )?;
+        match self.ledger.clone().expire_credit_grant(request).await {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == Code::FailedPrecondition => Ok(()),
+            Err(status) => Err(upstream_error(LEDGER, status)),
+        }
     }
 
     /// Moves a grant's expiry to `at` unless it already expires by then

@@ -19,7 +19,7 @@ use tonic::{Code, Request, Status};
 
 mod grants;
 
-pub use grants::{GrantSource, GrantSpec};
+pub use grants::{GrantKind, GrantSource, GrantSpec};
 
 use crate::domain::invoice::{CreditApplication, Invoice};
 use crate::error::InvoicingError;
