@@ -46,6 +46,7 @@ async fn follow(
         .watch_events(authed(ev::WatchEventsRequest {
             after_cursor: cursor.clone(),
             types: vec!["credit_balance.created".into()],
+            until_caught_up: false,
         }))
         .await
     else {

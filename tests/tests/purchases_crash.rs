@@ -15,7 +15,12 @@ use billing_proto::ledger::v1 as ledger;
 use billing_server::time::from_proto;
 use billing_testkit::Backend;
 
-fn start(dbs: &Databases, ledger: &Service, meter: &Service, failpoint: Option<&str>) -> (Service, Clients) {
+fn start(
+    dbs: &Databases,
+    ledger: &Service,
+    meter: &Service,
+    failpoint: Option<&str>,
+) -> (Service, Clients) {
     let process = invoicing(&dbs.invoicing, ledger.addr, meter.addr, failpoint);
     let clients = Clients::new(ledger.channel(), meter.channel(), process.channel());
     (process, clients)
@@ -70,7 +75,12 @@ async fn check(backend: Backend) {
     let meter_process = meter(&dbs.meter);
 
     // 1. Killed after the ledger made the grant.
-    let (crashing, mut c) = start(&dbs, &ledger_process, &meter_process, Some("after_purchase_grant"));
+    let (crashing, mut c) = start(
+        &dbs,
+        &ledger_process,
+        &meter_process,
+        Some("after_purchase_grant"),
+    );
     let customer = c
         .invoicing
         .create_customer(authed(inv::CreateCustomerRequest {
@@ -99,7 +109,11 @@ async fn check(backend: Backend) {
         "died mid-call"
     );
     crashing.wait_exit(Duration::from_secs(10));
-    assert_eq!(grants(&mut c, &customer).await.len(), 1, "the ledger granted");
+    assert_eq!(
+        grants(&mut c, &customer).await.len(),
+        1,
+        "the ledger granted"
+    );
 
     // The client retries with its request id; the restarted process
     // finishes the saga with the same grant.
@@ -122,7 +136,12 @@ async fn check(backend: Backend) {
     restarted.kill();
 
     // 2. Killed after the ledger activated the grant on MarkInvoicePaid.
-    let (crashing, mut c) = start(&dbs, &ledger_process, &meter_process, Some("after_purchase_activation"));
+    let (crashing, mut c) = start(
+        &dbs,
+        &ledger_process,
+        &meter_process,
+        Some("after_purchase_activation"),
+    );
     assert!(
         c.invoicing
             .mark_invoice_paid(authed(inv::MarkInvoicePaidRequest {

@@ -111,6 +111,8 @@ has_request_id!(
     invoicing::v1::CancelSubscriptionRequest,
     invoicing::v1::CreateInvoiceRequest,
     invoicing::v1::CreateCreditPurchaseRequest,
+    invoicing::v1::SetAutoTopUpRequest,
+    invoicing::v1::DisableAutoTopUpRequest,
     invoicing::v1::FinalizeInvoiceRequest,
     invoicing::v1::VoidInvoiceRequest,
     invoicing::v1::MarkInvoicePaidRequest,

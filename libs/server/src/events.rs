@@ -181,6 +181,7 @@ impl<D: EventData> EventService for EventFeed<D> {
             types: body.types,
             cursor,
             failed: false,
+            until_caught_up: body.until_caught_up,
         };
         let stream = futures_util::stream::unfold(state, |mut state| async move {
             let item = state.next_batch().await?;
@@ -201,6 +202,8 @@ struct Watch<D> {
     types: Vec<String>,
     cursor: Option<Cursor>,
     failed: bool,
+    /// End when nothing is left to send instead of waiting for more.
+    until_caught_up: bool,
 }
 
 impl<D: EventData> Watch<D> {
@@ -233,6 +236,9 @@ impl<D: EventData> Watch<D> {
                 }
             };
             let Some(last) = rows.last() else {
+                if self.until_caught_up {
+                    return None;
+                }
                 tokio::select! {
                     () = tokio::time::sleep(self.poll) => {}
                     _ = self.draining.changed() => {}

@@ -73,6 +73,7 @@ async fn resuming_consumers_see_every_event_once(t: &TestLedger) {
                 ev::WatchEventsRequest {
                     after_cursor: cursor.clone(),
                     types: vec![],
+                    until_caught_up: false,
                 },
             ))
             .await
@@ -215,6 +216,7 @@ async fn changes_write_their_events_and_lists_page(t: &TestLedger) {
             ev::WatchEventsRequest {
                 after_cursor: "yesterday".into(),
                 types: vec!["Credit Balance".into()],
+                until_caught_up: false,
             },
         ))
         .await

@@ -13,7 +13,10 @@ CREATE TABLE credit_purchases (
     PRIMARY KEY (account, id)
 );
 CREATE INDEX credit_purchases_by_customer ON credit_purchases (account, customer, id);
-CREATE UNIQUE INDEX credit_purchases_by_invoice ON credit_purchases (account, invoice);
+-- Invoice first: a purchase is looked up by its invoice id, and an index
+-- led by the account would tie with the primary key on small tables
+-- (PostgreSQL breaks cost ties in favour of the newest index).
+CREATE UNIQUE INDEX credit_purchases_by_invoice ON credit_purchases (invoice, account);
 -- The worker's queue: purchases whose saga may have a step left.
 CREATE INDEX credit_purchases_open ON credit_purchases (status, account, id);
 

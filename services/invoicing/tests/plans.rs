@@ -670,6 +670,57 @@ async fn workload(t: &Suite) {
         );
     }
 
+    // An auto top-up: set, a crossing it buys on (the worker's ticks
+    // below), read, disabled at the end.
+    let topped = t.customer("Topped").await;
+    t.grant(ledger::CreateCreditGrantRequest {
+        customer: topped.clone(),
+        amount: usd(3_000),
+        applicability_config: Some(ledger::ApplicabilityConfig {
+            scope: Some(ledger::ApplicabilityScope {
+                price_type: ledger::PriceType::Metered.into(),
+                prices: Vec::new(),
+            }),
+        }),
+        ..Default::default()
+    })
+    .await;
+    rpc!(
+        "SetAutoTopUp",
+        invoicing.set_auto_top_up(authed(
+            KEY_A,
+            pb::SetAutoTopUpRequest {
+                customer: topped.clone(),
+                threshold: usd(2_000),
+                amount: usd(5_000),
+                currency: "usd".into(),
+                unit_amount_decimal: "100".into(),
+                limits: Some(pb::AutoTopUpLimits {
+                    max_purchases: 3,
+                    max_spend: usd(100_000),
+                }),
+                ..Default::default()
+            }
+        ))
+    );
+    ledger_client
+        .apply_credits(authed(
+            KEY_A_APPLY,
+            ledger::ApplyCreditsRequest {
+                customer: topped.clone(),
+                invoice: "in_topped".into(),
+                period_end: ts(t.clock.now()),
+                lines: vec![ledger::InvoiceLine {
+                    invoice_line_item: "line_1".into(),
+                    price: price.clone(),
+                    amount: usd(2_500),
+                }],
+                preview: false,
+            },
+        ))
+        .await
+        .unwrap();
+
     // The worker's auto-finalize and the next period's close.
     t.advance_to(t0() + TimeDelta::days(33)).await;
     t.advance_to(t0() + TimeDelta::days(62)).await;
@@ -694,6 +745,52 @@ async fn workload(t: &Suite) {
             .as_ref()
             .is_some_and(|s| s.r#type() == ledger::CreditGrantSourceType::Rollover)),
         "the workload rolled an allocation over"
+    );
+    let top_up = rpc!(
+        "GetAutoTopUp",
+        invoicing.get_auto_top_up(authed(
+            KEY_A,
+            pb::GetAutoTopUpRequest {
+                customer: topped.clone(),
+                asset: "usd".into()
+            }
+        ))
+    )
+    .auto_top_up
+    .unwrap();
+    // The feed serves the crossing once no older transaction is in flight
+    // on the server: tick until it was decided on (a wait, not a timing).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let bought = loop {
+        let bought = invoicing
+            .list_credit_purchases(authed(
+                KEY_A,
+                pb::ListCreditPurchasesRequest {
+                    customer: topped.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .credit_purchases;
+        if !bought.is_empty() || std::time::Instant::now() > deadline {
+            break bought;
+        }
+        t.worker.tick().await;
+    };
+    assert_eq!(bought.len(), 1, "the top-up bought once");
+    assert_eq!(bought[0].auto_top_up, top_up.id);
+    rpc!(
+        "DisableAutoTopUp",
+        invoicing.disable_auto_top_up(authed(
+            KEY_A,
+            pb::DisableAutoTopUpRequest {
+                customer: topped,
+                asset: "usd".into(),
+                ..Default::default()
+            }
+        ))
     );
     invoicing
         .cancel_subscription(authed(
@@ -825,6 +922,7 @@ async fn workload(t: &Suite) {
                 billing_proto::events::v1::WatchEventsRequest {
                     after_cursor: String::new(),
                     types: types.clone(),
+                    until_caught_up: false,
                 }
             ))
         );

@@ -7,3 +7,4 @@ pub mod price;
 pub mod pricing;
 pub mod purchase;
 pub mod subscription;
+pub mod top_up;

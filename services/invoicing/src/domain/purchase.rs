@@ -86,6 +86,9 @@ pub struct CreditPurchase {
     pub prices: Vec<String>,
     /// Created.
     pub created: DateTime<Utc>,
+    /// The auto top-up that bought it (`atu_…`).
+    #[serde(default)]
+    pub auto_top_up: Option<String>,
 }
 
 /// The credits as a decimal number of whole credits (`1050` cents of usd

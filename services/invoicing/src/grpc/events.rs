@@ -9,6 +9,7 @@ use crate::domain::customer::Customer;
 use crate::domain::invoice::Invoice;
 use crate::domain::purchase::CreditPurchase;
 use crate::domain::subscription::Subscription;
+use crate::domain::top_up::TopUpEvent;
 
 /// Turns invoicing's stored event data into proto messages.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +38,11 @@ impl EventData for InvoicingEvents {
             }
             "credit_purchase" => {
                 event::Data::CreditPurchase(super::purchases::purchase(&parse::<CreditPurchase>(
+                    &event.data,
+                )?))
+            }
+            "auto_top_up" => {
+                event::Data::AutoTopUp(super::top_ups::top_up_event(&parse::<TopUpEvent>(
                     &event.data,
                 )?))
             }

@@ -11,6 +11,7 @@ pub mod events;
 mod purchases;
 pub mod status;
 pub mod test_clock;
+mod top_ups;
 
 use billing_money::FieldViolation;
 use billing_proto::invoicing::v1 as pb;
@@ -93,12 +94,12 @@ billing_server::unary_service! {
     impl InvoicingService for InvoicingGrpc, pb {
         get_customer list_customers get_price list_prices get_subscription list_subscriptions
         preview_invoice get_invoice list_invoices list_invoice_events
-        get_credit_purchase list_credit_purchases
+        get_credit_purchase list_credit_purchases get_auto_top_up
     } mutations {
         create_customer update_customer create_price deactivate_price
         create_subscription cancel_subscription
         create_invoice finalize_invoice void_invoice mark_invoice_paid
-        create_credit_purchase
+        create_credit_purchase set_auto_top_up disable_auto_top_up
     };
 }
 

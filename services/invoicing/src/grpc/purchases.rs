@@ -111,6 +111,7 @@ pub fn purchase(purchase: &CreditPurchase) -> pb::CreditPurchase {
         priority: purchase.priority,
         prices: purchase.prices.clone(),
         created: Some(to_proto(purchase.created)),
+        auto_top_up: purchase.auto_top_up.clone().unwrap_or_default(),
     }
 }
 

@@ -45,6 +45,8 @@ pub struct TickReport {
     pub allocations_moved: usize,
     /// Purchases whose saga was resumed.
     pub purchases_moved: usize,
+    /// Ledger balance-drop events the auto top-ups decided on.
+    pub top_up_events: usize,
 }
 
 /// How much one tick may spend resuming invoices.
@@ -131,6 +133,11 @@ impl Worker {
                 }
             }
             Err(error) => log_failure(&mut report.failures, "list due subscriptions", &error),
+        }
+        // Auto top-ups first: their purchases are then finished below.
+        match self.invoicing.run_top_ups().await {
+            Ok(handled) => report.top_up_events += handled,
+            Err(error) => log_failure(&mut report.failures, "auto top-ups", &error),
         }
         match store.open_purchases(BATCH).await {
             Ok(purchases) => {

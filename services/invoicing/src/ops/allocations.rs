@@ -31,6 +31,8 @@ pub enum AmountInput {
     Money(Currency, i64),
     /// A pricing unit id and a decimal string.
     Unit(String, String),
+    /// Already resolved (an auto top-up's purchase).
+    Resolved(Asset, i64),
 }
 
 /// One `credit_allocations[]` entry after field checks.
@@ -131,6 +133,7 @@ impl Invoicing {
                 return Ok(Some((Asset::Currency(*currency), *value)));
             }
             AmountInput::Unit(id, value) => (id, value),
+            AmountInput::Resolved(asset, value) => return Ok(Some((asset.clone(), *value))),
         };
         let scale = match scales.get(id) {
             Some(scale) => *scale,

@@ -9,6 +9,7 @@ mod catalog;
 mod purchases;
 mod saga;
 mod subscriptions;
+mod top_ups;
 
 use billing_db::idempotency::IdempotencyKey;
 use billing_server::clock::Clock;
@@ -23,6 +24,7 @@ pub use allocations::{AllocationInput, AmountInput, Progress};
 pub use catalog::{NewCustomer, NewPrice, PriceAsset};
 pub use purchases::NewPurchase;
 pub use subscriptions::NewSubscription;
+pub use top_ups::TopUpInput;
 
 use crate::domain::invoice::InvoiceEvent;
 use crate::error::InvoicingError;

@@ -30,6 +30,7 @@ use crate::domain::purchase::{
     CREDIT_PURCHASE_ACTIVATED, CREDIT_PURCHASE_VOIDED, CreditPurchase, PurchaseStatus, charge,
     line_description, quantity,
 };
+use crate::domain::top_up::TopUpEvent;
 use crate::error::InvoicingError;
 use crate::upstream::{GrantKind, GrantSource, GrantSpec};
 
@@ -61,6 +62,18 @@ impl Invoicing {
         account: &str,
         new: NewPurchase,
         key: Option<&IdempotencyKey>,
+    ) -> Result<CreditPurchase, InvoicingError> {
+        self.create_purchase_for(account, new, key, None).await
+    }
+
+    /// Creates a purchase, for an auto top-up's decision when `triggered`
+    /// is given (its event is written with the purchase).
+    pub(super) async fn create_purchase_for(
+        &self,
+        account: &str,
+        new: NewPurchase,
+        key: Option<&IdempotencyKey>,
+        triggered: Option<&TopUpEvent>,
     ) -> Result<CreditPurchase, InvoicingError> {
         let customer = self.customer(account, &new.customer).await?;
         let now = self.clock.now();
@@ -150,10 +163,15 @@ impl Invoicing {
             priority: new.priority,
             prices: new.prices,
             created: now,
+            auto_top_up: triggered.map(|t| t.auto_top_up.id.clone()),
         };
+        let triggered = triggered.map(|t| TopUpEvent {
+            credit_purchase: Some(purchase.id.clone()),
+            ..t.clone()
+        });
         let created = self
             .store
-            .create_purchase(account, &invoice, purchase, key)
+            .create_purchase(account, &invoice, purchase, key, triggered.as_ref())
             .await?;
         self.complete_purchase(account, &created.id).await
     }

@@ -13,6 +13,7 @@ mod invoices;
 mod prices;
 mod purchases;
 mod subscriptions;
+mod top_ups;
 
 use billing_db::idempotency::{self, IdempotencyKey, Prior};
 use billing_db::{Db, Migrations};
@@ -23,6 +24,7 @@ pub use allocations::AllocationPeriod;
 pub use events::EventFilter;
 pub use invoices::{InvoiceFilter, WorkItem};
 pub use subscriptions::Closing;
+pub use top_ups::LEDGER_FEED;
 
 use crate::error::InvoicingError;
 

@@ -13,6 +13,7 @@ use super::Store;
 use super::events::{push, push_invoice};
 use crate::domain::invoice::{INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, Invoice, Status};
 use crate::domain::purchase::{CREDIT_PURCHASE_CREATED, CreditPurchase, PurchaseStatus};
+use crate::domain::top_up::{AUTO_TOP_UP_TRIGGERED, TopUpEvent};
 use crate::error::InvoicingError;
 
 const COLUMNS: &str = "terms, credit_grant, status";
@@ -37,6 +38,7 @@ impl Store {
         invoice: &Invoice,
         purchase: CreditPurchase,
         key: Option<&IdempotencyKey>,
+        triggered: Option<&TopUpEvent>,
     ) -> Result<CreditPurchase, InvoicingError> {
         let mut tx = match idempotency::begin(&self.db, account, key).await? {
             Begun::Replay(stored) => return Ok(stored),
@@ -44,8 +46,8 @@ impl Store {
         };
         super::invoices::insert(&mut tx, account, invoice).await?;
         sqlx::query(
-            "INSERT INTO credit_purchases (account, id, customer, invoice, credit_grant, status, terms, created_us) \
-             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7)",
+            "INSERT INTO credit_purchases (account, id, customer, invoice, credit_grant, status, terms, created_us, \
+             auto_top_up, amount) VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $9)",
         )
         .bind(account)
         .bind(&purchase.id)
@@ -54,6 +56,8 @@ impl Store {
         .bind(purchase.status.as_str())
         .bind(serde_json::to_string(&purchase)?)
         .bind(to_micros(purchase.created))
+        .bind(purchase.auto_top_up.as_deref())
+        .bind(purchase.amount)
         .execute(&mut *tx)
         .await?;
         let mut outbox = Outbox::new();
@@ -68,6 +72,13 @@ impl Store {
             (CREDIT_PURCHASE_CREATED, purchase.id.as_str()),
             &purchase,
         )?;
+        if let Some(event) = triggered {
+            push(
+                &mut outbox,
+                (AUTO_TOP_UP_TRIGGERED, event.auto_top_up.id.as_str()),
+                event,
+            )?;
+        }
         let now_us = to_micros(purchase.created);
         outbox
             .write(&mut tx, self.db.backend(), account, now_us)
@@ -162,7 +173,19 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
             let mut outbox = Outbox::new();
-            push(&mut outbox, (event_type, id), &purchase(&row)?)?;
+            let moved = purchase(&row)?;
+            push(&mut outbox, (event_type, id), &moved)?;
+            if to == PurchaseStatus::Void
+                && let Some(top_up) = &moved.auto_top_up
+            {
+                // A top-up invoice voided unpaid: the top-up stops buying.
+                let reason = format!(
+                    "the invoice {} of its purchase {id} was voided unpaid",
+                    moved.invoice
+                );
+                super::top_ups::disable(&mut tx, &mut outbox, account, top_up, &reason, now_us)
+                    .await?;
+            }
             outbox
                 .write(&mut tx, self.db.backend(), account, now_us)
                 .await?;

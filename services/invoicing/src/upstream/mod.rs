@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use billing_money::{Asset, Decimal, parse_decimal};
 use billing_proto::common::v1 as common;
+use billing_proto::events::v1::event_service_client::EventServiceClient;
 use billing_proto::ledger::v1 as ledger;
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_proto::meter::v1 as meter;
@@ -17,8 +18,10 @@ use billing_server::time::to_proto;
 use chrono::{DateTime, Utc};
 use tonic::{Code, Request, Status};
 
+mod feed;
 mod grants;
 
+pub use feed::{AssetBalance, DroppedEvent};
 pub use grants::{GrantKind, GrantSource, GrantSpec};
 
 use crate::domain::invoice::{CreditApplication, Invoice};
@@ -62,6 +65,8 @@ pub enum UpstreamConfigError {
 #[derive(Debug, Clone)]
 pub struct Upstream {
     ledger: LedgerServiceClient<PeerChannel>,
+    /// The ledger's event feed (auto top-ups follow it).
+    ledger_events: EventServiceClient<PeerChannel>,
     meter: MeterServiceClient<PeerChannel>,
     caller: InternalCaller,
 }
@@ -186,8 +191,10 @@ impl PeerCode {
 impl Upstream {
     /// Clients that connect on first use.
     pub fn new(config: &UpstreamConfig) -> Result<Self, UpstreamConfigError> {
+        let ledger = endpoint("LEDGER_URL", &config.ledger_url)?;
         Ok(Self {
-            ledger: LedgerServiceClient::new(endpoint("LEDGER_URL", &config.ledger_url)?),
+            ledger_events: EventServiceClient::new(ledger.clone()),
+            ledger: LedgerServiceClient::new(ledger),
             meter: MeterServiceClient::new(endpoint("METER_URL", &config.meter_url)?),
             caller: InternalCaller::new(&config.internal_api_key, config.deadline)
                 .ok_or(UpstreamConfigError::Key)?,

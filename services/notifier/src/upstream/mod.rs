@@ -85,6 +85,7 @@ impl Feeds {
         let request = pb::WatchEventsRequest {
             after_cursor: cursor.to_owned(),
             types: Vec::new(),
+            until_caught_up: false,
         };
         let request = self
             .caller
