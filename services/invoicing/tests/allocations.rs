@@ -88,21 +88,29 @@ async fn allocations_roll_over_up_to_the_cap_and_expire_on_cancel(t: &Suite) {
     // One cent per call.
     let price = t.per_unit_price(&meter, "1").await;
     let customer = t.customer("Acme").await;
-    // Bought credits, applied after the allocation (priority 60 > 50).
-    let paid = t
-        .grant(ledger::CreateCreditGrantRequest {
-            customer: customer.clone(),
-            amount: usd(5_000),
-            applicability_config: Some(ledger::ApplicabilityConfig {
-                scope: Some(ledger::ApplicabilityScope {
-                    price_type: ledger::PriceType::Metered.into(),
-                    prices: Vec::new(),
-                }),
-            }),
-            priority: Some(60),
-            ..Default::default()
-        })
-        .await;
+    // Bought credits (a purchase on net terms: usable at once), applied
+    // after the allocation (priority 60 > 50).
+    let purchase = t
+        .invoicing
+        .clone()
+        .create_credit_purchase(authed(
+            KEY_A,
+            pb::CreateCreditPurchaseRequest {
+                customer: customer.clone(),
+                credits: usd(5_000),
+                currency: "usd".into(),
+                unit_amount_decimal: "100".into(),
+                priority: Some(60),
+                require_successful_payment: Some(false),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .credit_purchase
+        .unwrap();
+    let paid_id = purchase.credit_grant.clone();
     let allocation = pb::CreditAllocation {
         amount: usd(1_000),
         rollover_max_amount: usd(300),
@@ -203,14 +211,17 @@ async fn allocations_roll_over_up_to_the_cap_and_expire_on_cancel(t: &Suite) {
     let paid_now = grants(t, &customer)
         .await
         .into_iter()
-        .find(|g| g.id == paid.id)
+        .find(|g| g.id == paid_id)
         .unwrap();
     assert_eq!(
         value_of(&paid_now.available),
         5_000,
         "bought credits untouched"
     );
-    assert!(paid_now.source.is_none());
+    assert_eq!(
+        paid_now.source.as_ref().map(|s| s.r#type()),
+        Some(ledger::CreditGrantSourceType::Purchase)
+    );
     // One grant per allocation per period, and one per rollover: nothing twice.
     let all = grants(t, &customer).await;
     let allocations = all
