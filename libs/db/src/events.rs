@@ -35,6 +35,7 @@ use std::fmt;
 
 use sqlx::Row;
 
+use crate::batch::{Batch, Value};
 use crate::{Backend, Db, StoreError, Tx};
 
 /// An event to write with a change.
@@ -89,8 +90,18 @@ impl Outbox {
         account: &str,
         now_us: i64,
     ) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        self.add_to(&mut batch, backend, account, now_us);
+        batch.run(tx, backend).await?;
+        Ok(())
+    }
+
+    /// Adds the INSERT of the events to `batch` instead of writing them now
+    /// (nothing when there are none): what [`Outbox::write`] does, sent with
+    /// the transaction's other writes.
+    pub fn add_to(self, batch: &mut Batch, backend: Backend, account: &str, now_us: i64) {
         if self.events.is_empty() {
-            return Ok(());
+            return;
         }
         let position = match backend {
             Backend::Postgres => "CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT)",
@@ -115,14 +126,18 @@ impl Outbox {
              VALUES {}",
             rows.join(", ")
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(now_us);
+        let mut values = Vec::with_capacity(2 + self.events.len() * 4);
+        values.push(Value::from(account));
+        values.push(Value::Int(now_us));
         for (id, event_type, subject, data) in self.events {
-            query = query.bind(id).bind(event_type).bind(subject).bind(data);
+            values.extend([
+                Value::Text(id),
+                Value::Text(event_type),
+                Value::Text(subject),
+                Value::Text(data),
+            ]);
         }
-        query.execute(&mut **tx).await?;
-        Ok(())
+        batch.push(sql, values);
     }
 }
 

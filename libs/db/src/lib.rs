@@ -15,6 +15,7 @@
 //! All SQL is written once for both backends: `$N` placeholders, integer
 //! timestamps in microseconds, `TEXT` and `BIGINT` columns only.
 
+pub mod batch;
 pub mod events;
 pub mod idempotency;
 pub mod sql;

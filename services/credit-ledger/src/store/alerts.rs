@@ -188,14 +188,19 @@ impl Store {
     /// change by time alone is due), the new balance is the stored one less
     /// the debit, in one statement that locks and updates the row; else
     /// the full evaluation.
-    pub(crate) async fn debit_alerts(
+    ///
+    /// Returns the assets whose stored balance could not take the debit:
+    /// the caller evaluates them with [`Store::evaluate_alerts`] once the
+    /// change's grant updates are written (the full evaluation reads them).
+    pub(crate) async fn debit_alerts<'a>(
         &self,
         tx: &mut Tx,
         outbox: &mut Outbox,
         (account, customer): (&str, &str),
-        debits: &[(&Asset, i64)],
+        debits: &[(&'a Asset, i64)],
         now: DateTime<Utc>,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<Vec<&'a Asset>, LedgerError> {
+        let mut stale = Vec::new();
         let mut debits = debits.to_vec();
         debits.sort_by_key(|(asset, _)| asset.key());
         for (asset, debit) in debits {
@@ -216,8 +221,7 @@ impl Store {
             let Some(row) = row else {
                 // No row yet, a time-driven change due, or a stored value
                 // that does not cover the debit: evaluate from the grants.
-                self.evaluate_one(tx, outbox, (account, customer), asset, now)
-                    .await?;
+                stale.push(asset);
                 continue;
             };
             let after: i64 = row.try_get(0)?;
@@ -234,7 +238,7 @@ impl Store {
             )
             .await?;
         }
-        Ok(())
+        Ok(stale)
     }
 
     /// The alerts watching `customer`'s balance of the asset `key`.

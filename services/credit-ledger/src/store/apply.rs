@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use billing_db::Tx;
+use billing_db::batch::Batch;
 use billing_db::events::Outbox;
 use billing_server::status::Refuse;
 use billing_server::time::to_micros;
@@ -41,45 +42,15 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<ApplyWrite, LedgerError> {
         let fingerprint = fingerprint(request);
+        let backend = self.db.backend();
         let mut tx = self.db.begin_write().await?;
-        // No "already applied?" read up front: the application row's primary
-        // key decides below, which saves a round trip on every first
-        // application and costs a rolled-back plan only on replays.
         let mut grants = self.lock_eligible(&mut tx, account, request).await?;
         let mut outcome = apply::plan(request, &grants)?;
         let appended = apply::book(&mut outcome, &mut grants, now, &mut transactions::new_id)?;
-        transactions::append(&mut tx, account, &appended).await?;
-        let touched: HashSet<&str> = outcome
-            .applications
-            .iter()
-            .map(|a| a.credit_grant.as_str())
-            .collect();
-        let mut outbox = Outbox::new();
-        for grant in grants.iter().filter(|g| touched.contains(g.id.as_str())) {
-            grants::save_grant(&mut tx, &mut outbox, account, grant).await?;
-        }
-        // What the applications took from the balance available now.
-        let mut debits: Vec<(&billing_money::Asset, i64)> = Vec::new();
-        for application in &outcome.applications {
-            let counts = grants
-                .iter()
-                .any(|g| g.id == application.credit_grant && g.is_available_at(now));
-            let amount = if counts { application.amount } else { 0 };
-            match debits.iter_mut().find(|(a, _)| **a == application.asset) {
-                Some((_, sum)) => {
-                    *sum = sum.checked_add(amount).ok_or_else(|| {
-                        LedgerError::Corrupt("applied credits past 64 bits".into())
-                    })?;
-                }
-                None => debits.push((&application.asset, amount)),
-            }
-        }
-        let owner = (account, request.customer.as_str());
-        self.debit_alerts(&mut tx, &mut outbox, owner, &debits, now)
-            .await?;
-        outbox
-            .write(&mut tx, self.db.backend(), account, to_micros(now))
-            .await?;
+        // No "already applied?" read up front: the application row's primary
+        // key decides, first of the writes, which saves a round trip on every
+        // first application and lets a replay stop before writing anything
+        // else.
         let inserted = sqlx::query(
             "INSERT INTO invoice_credit_applications (account, invoice, customer, fingerprint, outcome, created_us) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account, invoice) DO NOTHING",
@@ -103,6 +74,51 @@ impl Store {
             return recorded
                 .map(|r| replay(r, &fingerprint))
                 .unwrap_or_else(|| Err(LedgerError::Corrupt("application vanished".into())));
+        }
+        // The writes that return nothing go out together (one call on
+        // SQLite, whose single writer's turnaround is the throughput).
+        let mut batch = Batch::new();
+        transactions::append_to(&mut batch, account, &appended);
+        let touched: HashSet<&str> = outcome
+            .applications
+            .iter()
+            .map(|a| a.credit_grant.as_str())
+            .collect();
+        let mut outbox = Outbox::new();
+        for grant in grants.iter().filter(|g| touched.contains(g.id.as_str())) {
+            grants::save_grant_to(&mut batch, &mut outbox, account, grant)?;
+        }
+        // What the applications took from the balance available now.
+        let mut debits: Vec<(&billing_money::Asset, i64)> = Vec::new();
+        for application in &outcome.applications {
+            let counts = grants
+                .iter()
+                .any(|g| g.id == application.credit_grant && g.is_available_at(now));
+            let amount = if counts { application.amount } else { 0 };
+            match debits.iter_mut().find(|(a, _)| **a == application.asset) {
+                Some((_, sum)) => {
+                    *sum = sum.checked_add(amount).ok_or_else(|| {
+                        LedgerError::Corrupt("applied credits past 64 bits".into())
+                    })?;
+                }
+                None => debits.push((&application.asset, amount)),
+            }
+        }
+        let owner = (account, request.customer.as_str());
+        let stale = self
+            .debit_alerts(&mut tx, &mut outbox, owner, &debits, now)
+            .await?;
+        if stale.is_empty() {
+            outbox.add_to(&mut batch, backend, account, to_micros(now));
+            batch.run(&mut tx, backend).await?;
+        } else {
+            // The full evaluation reads the grants: write them first.
+            batch.run(&mut tx, backend).await?;
+            self.evaluate_alerts(&mut tx, &mut outbox, owner, &stale, now)
+                .await?;
+            outbox
+                .write(&mut tx, backend, account, to_micros(now))
+                .await?;
         }
         tx.commit().await?;
         Ok(ApplyWrite {

@@ -2,6 +2,7 @@
 //! by update, void, expire and the expiry sweeper.
 
 use billing_db::Tx;
+use billing_db::batch::{Batch, Value};
 use billing_db::events::{NewEvent, Outbox};
 use billing_db::idempotency::IdempotencyKey;
 use billing_db::sql::Conditions;
@@ -275,25 +276,39 @@ pub(crate) async fn save_grant(
     account: &str,
     grant: &Grant,
 ) -> Result<(), LedgerError> {
-    sqlx::query(
+    let mut batch = Batch::new();
+    save_grant_to(&mut batch, outbox, account, grant)?;
+    batch.run_each(tx).await?;
+    Ok(())
+}
+
+/// Adds the UPDATE of [`save_grant`] to `batch` (and the event to the outbox).
+pub(crate) fn save_grant_to(
+    batch: &mut Batch,
+    outbox: &mut Outbox,
+    account: &str,
+    grant: &Grant,
+) -> Result<(), LedgerError> {
+    batch.push(
         "UPDATE credit_grants SET name = $1, available = $2, applied_total = $3, reinstated_total = $4, \
          expired_total = $5, voided_total = $6, expires_at_us = $7, voided_at_us = $8, metadata = $9, \
-         updated_us = $10, pending_payment = $13 WHERE account = $11 AND id = $12",
-    )
-    .bind(&grant.name)
-    .bind(grant.available)
-    .bind(grant.totals.applied)
-    .bind(grant.totals.reinstated)
-    .bind(grant.totals.expired)
-    .bind(grant.totals.voided)
-    .bind(grant.expires_at.map(to_micros))
-    .bind(grant.voided_at.map(to_micros))
-    .bind(serde_json::to_string(&grant.metadata)?)
-    .bind(to_micros(grant.updated))
-    .bind(account)
-    .bind(&grant.id)
-    .bind(i64::from(grant.pending_payment))
-    .execute(&mut **tx)
-    .await?;
+         updated_us = $10, pending_payment = $13 WHERE account = $11 AND id = $12"
+            .to_owned(),
+        vec![
+            Value::Text(grant.name.clone()),
+            Value::Int(grant.available),
+            Value::Int(grant.totals.applied),
+            Value::Int(grant.totals.reinstated),
+            Value::Int(grant.totals.expired),
+            Value::Int(grant.totals.voided),
+            Value::OptInt(grant.expires_at.map(to_micros)),
+            Value::OptInt(grant.voided_at.map(to_micros)),
+            Value::Text(serde_json::to_string(&grant.metadata)?),
+            Value::Int(to_micros(grant.updated)),
+            Value::from(account),
+            Value::Text(grant.id.clone()),
+            Value::Int(i64::from(grant.pending_payment)),
+        ],
+    );
     grant_event(outbox, CREDIT_BALANCE_UPDATED, grant)
 }

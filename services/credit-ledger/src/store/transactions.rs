@@ -1,6 +1,7 @@
 //! Balance transactions: batched appends and paged reads.
 
 use billing_db::Tx;
+use billing_db::batch::{Batch, Value};
 use billing_db::sql::Conditions;
 use billing_server::page::PageRequest;
 use billing_server::time::to_micros;
@@ -25,34 +26,42 @@ pub(crate) async fn append(
     account: &str,
     items: &[BalanceTransaction],
 ) -> Result<(), LedgerError> {
+    let mut batch = Batch::new();
+    append_to(&mut batch, account, items);
+    batch.run_each(tx).await?;
+    Ok(())
+}
+
+/// Adds the INSERTs of [`append`] to `batch`.
+pub(crate) fn append_to(batch: &mut Batch, account: &str, items: &[BalanceTransaction]) {
     for chunk in items.chunks(INSERT_ROWS_MAX) {
         let sql = format!(
             "INSERT INTO credit_balance_transactions (account, id, customer, credit_grant, direction, kind, \
              amount, invoice, invoice_line_item, effective_at_us, created_us) VALUES {}",
             billing_db::sql::values_rows(chunk.len(), INSERT_COLUMNS, 1)
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut values = Vec::with_capacity(chunk.len() * INSERT_COLUMNS);
         for item in chunk {
-            query = query
-                .bind(account)
-                .bind(&item.id)
-                .bind(&item.customer)
-                .bind(&item.credit_grant)
-                .bind(if item.kind.is_credit() {
+            values.extend([
+                Value::from(account),
+                Value::Text(item.id.clone()),
+                Value::Text(item.customer.clone()),
+                Value::Text(item.credit_grant.clone()),
+                Value::from(if item.kind.is_credit() {
                     "credit"
                 } else {
                     "debit"
-                })
-                .bind(item.kind.as_str())
-                .bind(item.amount)
-                .bind(item.invoice.as_deref())
-                .bind(item.invoice_line_item.as_deref())
-                .bind(to_micros(item.effective_at))
-                .bind(to_micros(item.created));
+                }),
+                Value::from(item.kind.as_str()),
+                Value::Int(item.amount),
+                Value::OptText(item.invoice.clone()),
+                Value::OptText(item.invoice_line_item.clone()),
+                Value::Int(to_micros(item.effective_at)),
+                Value::Int(to_micros(item.created)),
+            ]);
         }
-        query.execute(&mut **tx).await?;
+        batch.push(sql, values);
     }
-    Ok(())
 }
 
 impl Store {
