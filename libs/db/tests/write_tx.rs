@@ -87,6 +87,96 @@ async fn uncommitted_work_is_never_seen(test_db: TestDatabase) {
     test_db.drop_database().await;
 }
 
+/// A batch's statements all land, with their own parameters, in one call.
+async fn a_batch_writes_every_statement(test_db: TestDatabase) {
+    use billing_db::batch::{Batch, Value};
+    let db = Db::connect(test_db.url(), &DbOptions::default())
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE items (id TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE other (id TEXT PRIMARY KEY, label TEXT)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let mut tx = db.begin_write().await.unwrap();
+    sqlx::query("INSERT INTO items (id, n) VALUES ('a', 1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let mut batch = Batch::new();
+    batch.push(
+        "INSERT INTO items (id, n) VALUES ($1, $2), ($3, $4)".into(),
+        vec![
+            Value::from("b"),
+            Value::Int(2),
+            Value::from("c"),
+            Value::Int(3),
+        ],
+    );
+    batch.push(
+        "UPDATE items SET n = $1 WHERE id = $2".into(),
+        vec![Value::Int(10), Value::from("a")],
+    );
+    batch.push(
+        "INSERT INTO other (id, label) VALUES ($1, $2)".into(),
+        vec![Value::from("x"), Value::OptText(None)],
+    );
+    batch.run(&mut tx, db.backend()).await.unwrap();
+    tx.commit().await.unwrap();
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id, n FROM items ORDER BY id")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![("a".into(), 10), ("b".into(), 2), ("c".into(), 3)]
+    );
+    let other: Vec<(String, Option<String>)> = sqlx::query_as("SELECT id, label FROM other")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(other, vec![("x".into(), None)]);
+    // A failing statement fails the batch, and the transaction writes nothing.
+    let mut tx = db.begin_write().await.unwrap();
+    let mut batch = Batch::new();
+    batch.push(
+        "INSERT INTO items (id, n) VALUES ($1, $2)".into(),
+        vec![Value::from("d"), Value::Int(4)],
+    );
+    batch.push(
+        "INSERT INTO items (id, n) VALUES ($1, $2)".into(),
+        vec![Value::from("a"), Value::Int(5)],
+    );
+    assert!(
+        batch.run(&mut tx, db.backend()).await.is_err(),
+        "duplicate key"
+    );
+    drop(tx);
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM items")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 3);
+    db.close().await;
+    test_db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_batch_writes_every_statement_on_sqlite() {
+    a_batch_writes_every_statement(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_batch_writes_every_statement_on_postgres() {
+    let Some(test_db) = TestDatabase::postgres().await else {
+        return;
+    };
+    a_batch_writes_every_statement(test_db).await;
+}
+
 #[tokio::test]
 async fn uncommitted_work_is_never_seen_on_sqlite() {
     uncommitted_work_is_never_seen(TestDatabase::sqlite()).await;
