@@ -228,12 +228,65 @@ pub async fn close_first_period(c: &mut Clients, billed: &Billed) -> inv::Invoic
 
 /// AdvanceTestClock (the worker ticks before it returns).
 pub async fn advance(c: &mut Clients, to: DateTime<Utc>) {
+    try_advance(c, to).await.unwrap();
+}
+
+/// AdvanceTestClock; an error when the process died in its worker tick (a
+/// failpoint).
+pub async fn try_advance(c: &mut Clients, to: DateTime<Utc>) -> Result<(), tonic::Status> {
     c.clock
         .advance_test_clock(authed(inv::AdvanceTestClockRequest {
             frozen_time: Some(to_proto(to)),
         }))
         .await
+        .map(|_| ())
+}
+
+/// The invoicing process's test clock.
+pub async fn clock_now(c: &mut Clients) -> DateTime<Utc> {
+    let now = c
+        .clock
+        .get_test_clock(authed(inv::GetTestClockRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .now
         .unwrap();
+    from_proto(&now, "now").unwrap()
+}
+
+/// Runs the invoicing process's worker once, at its clock's now.
+pub async fn tick(c: &mut Clients) -> Result<(), tonic::Status> {
+    let now = clock_now(c).await;
+    try_advance(c, now).await
+}
+
+/// Starts invoicing (with `failpoint`, if any) next to running ledger and
+/// meter-ingest processes, and clients of the three.
+pub fn start_invoicing(
+    dbs: &crate::Databases,
+    ledger: &crate::Service,
+    meter: &crate::Service,
+    failpoint: Option<&str>,
+) -> (crate::Service, Clients) {
+    let process = crate::invoicing(&dbs.invoicing, ledger.addr, meter.addr, failpoint);
+    let clients = Clients::new(ledger.channel(), meter.channel(), process.channel());
+    (process, clients)
+}
+
+/// CreateCustomer with just a name; its `cus_…` id.
+pub async fn customer_named(c: &mut Clients, name: &str) -> String {
+    c.invoicing
+        .create_customer(authed(inv::CreateCustomerRequest {
+            name: name.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .customer
+        .unwrap()
+        .id
 }
 
 /// FinalizeInvoice.

@@ -13,7 +13,6 @@ use billing_e2e::scenario::*;
 use billing_e2e::*;
 use billing_proto::invoicing::v1 as inv;
 use billing_proto::ledger::v1 as ledger;
-use billing_server::time::{from_proto, to_proto};
 use billing_testkit::Backend;
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -51,60 +50,15 @@ async fn grants_of(
     per_period
 }
 
-async fn now(c: &mut Clients) -> DateTime<Utc> {
-    let now = c
-        .clock
-        .get_test_clock(authed(inv::GetTestClockRequest {}))
-        .await
-        .unwrap()
-        .into_inner()
-        .now
-        .unwrap();
-    from_proto(&now, "now").unwrap()
-}
-
-/// Moves the process's clock to `at` (which runs its worker once).
-async fn advance(c: &mut Clients, at: DateTime<Utc>) -> Result<(), tonic::Status> {
-    c.clock
-        .advance_test_clock(authed(inv::AdvanceTestClockRequest {
-            frozen_time: Some(to_proto(at)),
-        }))
-        .await
-        .map(|_| ())
-}
-
 struct Setup {
     customer: String,
     subscription: String,
     start: DateTime<Utc>,
 }
 
-/// Invoicing started with `failpoint`; its clients.
-fn start(
-    dbs: &Databases,
-    ledger: &Service,
-    meter: &Service,
-    failpoint: Option<&str>,
-) -> (Service, Clients) {
-    let process = invoicing(&dbs.invoicing, ledger.addr, meter.addr, failpoint);
-    let clients = Clients::new(ledger.channel(), meter.channel(), process.channel());
-    (process, clients)
-}
-
 async fn subscribe(c: &mut Clients) -> Setup {
-    let start = now(c).await;
-    let customer = c
-        .invoicing
-        .create_customer(authed(inv::CreateCustomerRequest {
-            name: "Allocated".into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .customer
-        .unwrap()
-        .id;
+    let start = clock_now(c).await;
+    let customer = customer_named(c, "Allocated").await;
     let meter_id = c
         .meter
         .create_meter(authed(billing_proto::meter::v1::CreateMeterRequest {
@@ -169,7 +123,7 @@ async fn check(backend: Backend) {
     let meter_process = meter(&dbs.meter);
 
     // 1. At the subscription's start: killed between the grant and its record.
-    let (crashing, mut c) = start(
+    let (crashing, mut c) = start_invoicing(
         &dbs,
         &ledger_process,
         &meter_process,
@@ -184,7 +138,7 @@ async fn check(backend: Backend) {
         "the ledger granted before the abort"
     );
     // Restarted: its start-up tick repeats the keyed grant and records it.
-    let (restarted, mut c) = start(&dbs, &ledger_process, &meter_process, None);
+    let (restarted, mut c) = start_invoicing(&dbs, &ledger_process, &meter_process, None);
     let retried = c
         .invoicing
         .list_subscriptions(authed(inv::ListSubscriptionsRequest {
@@ -196,8 +150,7 @@ async fn check(backend: Backend) {
         .into_inner()
         .subscriptions;
     assert_eq!(retried.len(), 1, "one subscription");
-    let at = now(&mut c).await;
-    advance(&mut c, at).await.unwrap();
+    tick(&mut c).await.unwrap();
     let first_period = setup.start.timestamp();
     assert_eq!(
         allocation_grants(&mut c, &setup.customer).await,
@@ -208,17 +161,20 @@ async fn check(backend: Backend) {
 
     // 2. At the period boundary: the period closes, the next period's grant
     // is made, and the process dies before recording it.
-    let (crashing, mut c) = start(
+    let (crashing, mut c) = start_invoicing(
         &dbs,
         &ledger_process,
         &meter_process,
         Some("after_allocation_grant"),
     );
     let boundary = setup.start + TimeDelta::days(32);
-    assert!(advance(&mut c, boundary).await.is_err(), "died mid-tick");
+    assert!(
+        try_advance(&mut c, boundary).await.is_err(),
+        "died mid-tick"
+    );
     crashing.wait_exit(Duration::from_secs(10));
-    let (restarted, mut c) = start(&dbs, &ledger_process, &meter_process, None);
-    advance(&mut c, boundary).await.unwrap();
+    let (restarted, mut c) = start_invoicing(&dbs, &ledger_process, &meter_process, None);
+    try_advance(&mut c, boundary).await.unwrap();
     let grants = allocation_grants(&mut c, &setup.customer).await;
     assert_eq!(grants.len(), 2, "{grants:?}");
     assert!(
@@ -228,13 +184,16 @@ async fn check(backend: Backend) {
     restarted.kill();
 
     // 3. Two processes reach the next boundary at the same time.
-    let (one, mut c1) = start(&dbs, &ledger_process, &meter_process, None);
-    let (two, mut c2) = start(&dbs, &ledger_process, &meter_process, None);
+    let (one, mut c1) = start_invoicing(&dbs, &ledger_process, &meter_process, None);
+    let (two, mut c2) = start_invoicing(&dbs, &ledger_process, &meter_process, None);
     let boundary = setup.start + TimeDelta::days(63);
-    let (a, b) = tokio::join!(advance(&mut c1, boundary), advance(&mut c2, boundary));
+    let (a, b) = tokio::join!(
+        try_advance(&mut c1, boundary),
+        try_advance(&mut c2, boundary)
+    );
     a.unwrap();
     b.unwrap();
-    advance(&mut c1, boundary).await.unwrap();
+    try_advance(&mut c1, boundary).await.unwrap();
     let grants = allocation_grants(&mut c1, &setup.customer).await;
     assert_eq!(grants.len(), 3, "{grants:?}");
     assert!(
@@ -261,20 +220,22 @@ async fn check(backend: Backend) {
     // records it.
     let rollover = ledger::CreditGrantSourceType::Rollover;
     assert_eq!(grants_of(&mut c1, &setup.customer, rollover).await.len(), 1);
-    let (crashing, mut c) = start(
+    let (crashing, mut c) = start_invoicing(
         &dbs,
         &ledger_process,
         &meter_process,
         Some("after_rollover"),
     );
     let later = boundary + TimeDelta::hours(2);
-    advance(&mut c, later).await.unwrap();
+    try_advance(&mut c, later).await.unwrap();
     let later = later + TimeDelta::hours(1);
-    assert!(advance(&mut c, later).await.is_err(), "died mid-tick");
+    assert!(try_advance(&mut c, later).await.is_err(), "died mid-tick");
     crashing.wait_exit(Duration::from_secs(10));
     assert_eq!(grants_of(&mut c, &setup.customer, rollover).await.len(), 2);
-    let (restarted, mut c) = start(&dbs, &ledger_process, &meter_process, None);
-    advance(&mut c, later + TimeDelta::hours(1)).await.unwrap();
+    let (restarted, mut c) = start_invoicing(&dbs, &ledger_process, &meter_process, None);
+    try_advance(&mut c, later + TimeDelta::hours(1))
+        .await
+        .unwrap();
     let rolled = grants_of(&mut c, &setup.customer, rollover).await;
     assert_eq!(rolled.len(), 2, "{rolled:?}");
     assert!(

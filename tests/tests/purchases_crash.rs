@@ -12,38 +12,7 @@ use billing_e2e::scenario::*;
 use billing_e2e::*;
 use billing_proto::invoicing::v1 as inv;
 use billing_proto::ledger::v1 as ledger;
-use billing_server::time::from_proto;
 use billing_testkit::Backend;
-
-fn start(
-    dbs: &Databases,
-    ledger: &Service,
-    meter: &Service,
-    failpoint: Option<&str>,
-) -> (Service, Clients) {
-    let process = invoicing(&dbs.invoicing, ledger.addr, meter.addr, failpoint);
-    let clients = Clients::new(ledger.channel(), meter.channel(), process.channel());
-    (process, clients)
-}
-
-/// Runs the restarted process's worker once (its clock's now).
-async fn tick(c: &mut Clients) {
-    let now = c
-        .clock
-        .get_test_clock(authed(inv::GetTestClockRequest {}))
-        .await
-        .unwrap()
-        .into_inner()
-        .now
-        .unwrap();
-    let now = from_proto(&now, "now").unwrap();
-    c.clock
-        .advance_test_clock(authed(inv::AdvanceTestClockRequest {
-            frozen_time: Some(billing_server::time::to_proto(now)),
-        }))
-        .await
-        .unwrap();
-}
 
 async fn grants(c: &mut Clients, customer: &str) -> Vec<ledger::CreditGrant> {
     c.ledger
@@ -75,24 +44,13 @@ async fn check(backend: Backend) {
     let meter_process = meter(&dbs.meter);
 
     // 1. Killed after the ledger made the grant.
-    let (crashing, mut c) = start(
+    let (crashing, mut c) = start_invoicing(
         &dbs,
         &ledger_process,
         &meter_process,
         Some("after_purchase_grant"),
     );
-    let customer = c
-        .invoicing
-        .create_customer(authed(inv::CreateCustomerRequest {
-            name: "Buyer".into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .customer
-        .unwrap()
-        .id;
+    let customer = customer_named(&mut c, "Buyer").await;
     let request = inv::CreateCreditPurchaseRequest {
         request_id: "buy-credits".into(),
         customer: customer.clone(),
@@ -117,7 +75,7 @@ async fn check(backend: Backend) {
 
     // The client retries with its request id; the restarted process
     // finishes the saga with the same grant.
-    let (restarted, mut c) = start(&dbs, &ledger_process, &meter_process, None);
+    let (restarted, mut c) = start_invoicing(&dbs, &ledger_process, &meter_process, None);
     let bought = c
         .invoicing
         .create_credit_purchase(authed(request.clone()))
@@ -126,7 +84,7 @@ async fn check(backend: Backend) {
         .into_inner()
         .credit_purchase
         .unwrap();
-    tick(&mut c).await;
+    tick(&mut c).await.unwrap();
     let bought = purchase(&mut c, &bought.id).await;
     assert_eq!(bought.status(), inv::CreditPurchaseStatus::PendingPayment);
     let all = grants(&mut c, &customer).await;
@@ -136,7 +94,7 @@ async fn check(backend: Backend) {
     restarted.kill();
 
     // 2. Killed after the ledger activated the grant on MarkInvoicePaid.
-    let (crashing, mut c) = start(
+    let (crashing, mut c) = start_invoicing(
         &dbs,
         &ledger_process,
         &meter_process,
@@ -153,10 +111,10 @@ async fn check(backend: Backend) {
         "died mid-call"
     );
     crashing.wait_exit(Duration::from_secs(10));
-    let (_restarted, mut c) = start(&dbs, &ledger_process, &meter_process, None);
+    let (_restarted, mut c) = start_invoicing(&dbs, &ledger_process, &meter_process, None);
     // The invoice was paid before the abort; its purchase is finished by
     // the restarted process's worker.
-    tick(&mut c).await;
+    tick(&mut c).await.unwrap();
     let done = purchase(&mut c, &bought.id).await;
     assert_eq!(done.status(), inv::CreditPurchaseStatus::Active);
     let all = grants(&mut c, &customer).await;

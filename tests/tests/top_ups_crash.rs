@@ -12,37 +12,8 @@ use billing_e2e::scenario::*;
 use billing_e2e::*;
 use billing_proto::invoicing::v1 as inv;
 use billing_proto::ledger::v1 as ledger;
-use billing_server::time::{from_proto, to_proto};
+use billing_server::time::to_proto;
 use billing_testkit::Backend;
-
-fn start(
-    dbs: &Databases,
-    ledger: &Service,
-    meter: &Service,
-    failpoint: Option<&str>,
-) -> (Service, Clients) {
-    let process = invoicing(&dbs.invoicing, ledger.addr, meter.addr, failpoint);
-    let clients = Clients::new(ledger.channel(), meter.channel(), process.channel());
-    (process, clients)
-}
-
-/// Runs the process's worker once; Err when the process died in it.
-async fn tick(c: &mut Clients) -> Result<(), tonic::Status> {
-    let now = c
-        .clock
-        .get_test_clock(authed(inv::GetTestClockRequest {}))
-        .await?
-        .into_inner()
-        .now
-        .unwrap();
-    let now = from_proto(&now, "now").unwrap();
-    c.clock
-        .advance_test_clock(authed(inv::AdvanceTestClockRequest {
-            frozen_time: Some(to_proto(now)),
-        }))
-        .await
-        .map(|_| ())
-}
 
 async fn purchases(c: &mut Clients, customer: &str) -> Vec<inv::CreditPurchase> {
     c.invoicing
@@ -62,24 +33,13 @@ async fn check(backend: Backend) {
     };
     let ledger_process = ledger(&dbs.ledger, "127.0.0.1:0");
     let meter_process = meter(&dbs.meter);
-    let (crashing, mut c) = start(
+    let (crashing, mut c) = start_invoicing(
         &dbs,
         &ledger_process,
         &meter_process,
         Some("after_top_up_purchase"),
     );
-    let customer = c
-        .invoicing
-        .create_customer(authed(inv::CreateCustomerRequest {
-            name: "Topped".into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .customer
-        .unwrap()
-        .id;
+    let customer = customer_named(&mut c, "Topped").await;
     c.ledger
         .create_credit_grant(authed(ledger::CreateCreditGrantRequest {
             customer: customer.clone(),
@@ -132,7 +92,7 @@ async fn check(backend: Backend) {
     }
     crashing.wait_exit(Duration::from_secs(10));
 
-    let (_restarted, mut c) = start(&dbs, &ledger_process, &meter_process, None);
+    let (_restarted, mut c) = start_invoicing(&dbs, &ledger_process, &meter_process, None);
     tick(&mut c).await.unwrap();
     tick(&mut c).await.unwrap();
     let bought = purchases(&mut c, &customer).await;

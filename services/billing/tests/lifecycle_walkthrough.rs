@@ -11,23 +11,9 @@ mod common;
 
 use std::process::Command;
 
-use common::{Up, require};
+use common::{Up, readme_section, require};
 
 const DEV_KEY: &str = "sk_lifecycle_walkthrough_key";
-
-fn lifecycle_script() -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let start = readme
-        .find("<!-- lifecycle:begin -->")
-        .expect("begin marker");
-    let end = readme.find("<!-- lifecycle:end -->").expect("end marker");
-    readme[start..end]
-        .lines()
-        .filter(|line| !line.starts_with("```") && !line.starts_with("<!--"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 #[test]
 fn lifecycle_walkthrough_runs_verbatim() {
@@ -37,7 +23,7 @@ fn lifecycle_walkthrough_runs_verbatim() {
         return;
     }
     let up = Up::start("lifecycle", DEV_KEY);
-    let script = lifecycle_script()
+    let script = readme_section("lifecycle")
         .replace("localhost:50051", &up.meter)
         .replace("localhost:50052", &up.ledger)
         .replace("localhost:50053", &up.invoicing);

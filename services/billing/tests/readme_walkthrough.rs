@@ -9,32 +9,9 @@ mod common;
 
 use std::process::Command;
 
-use common::{Up, require};
+use common::{Up, readme_section, require};
 
 const DEV_KEY: &str = "sk_readme_walkthrough_key";
-
-/// The shell commands between the walkthrough markers.
-fn walkthrough_script() -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let start = readme
-        .find("<!-- walkthrough:begin -->")
-        .expect("begin marker");
-    let end = readme.find("<!-- walkthrough:end -->").expect("end marker");
-    let mut script = String::new();
-    let mut in_block = false;
-    for line in readme[start..end].lines() {
-        if line.starts_with("```") {
-            in_block = line.starts_with("```sh");
-            continue;
-        }
-        if in_block {
-            script.push_str(line);
-            script.push('\n');
-        }
-    }
-    script
-}
 
 #[test]
 fn readme_walkthrough_runs_verbatim() {
@@ -44,7 +21,7 @@ fn readme_walkthrough_runs_verbatim() {
         return;
     }
     let up = Up::start("readme", DEV_KEY);
-    let script = walkthrough_script()
+    let script = readme_section("walkthrough")
         .replace("localhost:50052", &up.ledger)
         .replace("localhost:50051", &up.meter)
         .replace("localhost:50053", &up.invoicing);

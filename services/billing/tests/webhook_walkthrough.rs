@@ -11,23 +11,9 @@ mod common;
 
 use std::process::Command;
 
-use common::{Up, require};
+use common::{Up, readme_section, require};
 
 const DEV_KEY: &str = "sk_webhook_walkthrough_key";
-
-fn webhook_script() -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let start = readme
-        .find("<!-- webhooks:begin -->")
-        .expect("begin marker");
-    let end = readme.find("<!-- webhooks:end -->").expect("end marker");
-    readme[start..end]
-        .lines()
-        .filter(|line| !line.starts_with("```") && !line.starts_with("<!--"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 #[test]
 fn webhook_walkthrough_runs_verbatim() {
@@ -51,7 +37,7 @@ fn webhook_walkthrough_runs_verbatim() {
         .local_addr()
         .unwrap()
         .port();
-    let script = webhook_script()
+    let script = readme_section("webhooks")
         .replace("localhost:50052", &up.ledger)
         .replace("localhost:50053", &up.invoicing)
         .replace("localhost:50054", &up.notifier)

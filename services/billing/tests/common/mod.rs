@@ -119,3 +119,30 @@ pub fn require(what: &str, mut command: Command, hint: &str) -> bool {
     billing_db::testing::skip(&format!("{what} not available ({hint})"));
     false
 }
+
+/// The shell commands of the README's `sh` blocks between
+/// `<!-- {name}:begin -->` and `<!-- {name}:end -->` (a walkthrough the
+/// tests run verbatim).
+pub fn readme_section(name: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme
+        .find(&format!("<!-- {name}:begin -->"))
+        .expect("begin marker");
+    let end = readme
+        .find(&format!("<!-- {name}:end -->"))
+        .expect("end marker");
+    let mut script = String::new();
+    let mut in_block = false;
+    for line in readme[start..end].lines() {
+        if line.starts_with("```") {
+            in_block = line.starts_with("```sh");
+            continue;
+        }
+        if in_block {
+            script.push_str(line);
+            script.push('\n');
+        }
+    }
+    script
+}

@@ -1,6 +1,6 @@
 //! `CreditAllocation` ⇄ the domain's allocations, with field checks.
 
-use billing_money::{Currency, FieldViolation};
+use billing_money::{Currency, Decimal, FieldViolation, decimal_places, parse_decimal};
 use billing_proto::common::v1 as common;
 use billing_proto::invoicing::v1 as pb;
 
@@ -8,9 +8,33 @@ use crate::domain::allocation::{ALLOCATIONS_MAX, Allocation, EXPIRY_DAYS_MAX, Ex
 use crate::ops::{AllocationInput, AmountInput};
 
 /// Highest grant priority (the ledger's).
-const PRIORITY_MAX: u32 = 100;
+pub(super) const PRIORITY_MAX: u32 = 100;
 /// Default grant priority (the ledger's).
-const PRIORITY_DEFAULT: u32 = 50;
+pub(super) const PRIORITY_DEFAULT: u32 = 50;
+/// Most decimal places of a price per credit (minor units).
+const UNIT_AMOUNT_PLACES_MAX: u32 = 12;
+/// Longest price per credit.
+const UNIT_AMOUNT_CHARS_MAX: usize = 40;
+
+/// `unit_amount_decimal` of a purchase or a top-up: minor units per whole
+/// credit, non-negative, at most 12 decimal places (more is refused, never
+/// rounded).
+pub(super) fn unit_amount_input(value: &str, out: &mut Vec<FieldViolation>) -> Option<Decimal> {
+    let parsed = (value.len() <= UNIT_AMOUNT_CHARS_MAX)
+        .then(|| parse_decimal(value).ok())
+        .flatten()
+        .filter(|d| !d.is_sign_negative() && decimal_places(*d) <= UNIT_AMOUNT_PLACES_MAX);
+    if parsed.is_none() {
+        out.push(FieldViolation::new(
+            "unit_amount_decimal",
+            format!(
+                "is required: minor units per credit, a non-negative decimal with at most \
+                 {UNIT_AMOUNT_PLACES_MAX} decimal places"
+            ),
+        ));
+    }
+    parsed
+}
 
 /// CreateSubscription's `credit_allocations`, checked field by field
 /// (pricing units and prices are checked against their owners later).

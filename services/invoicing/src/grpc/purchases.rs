@@ -1,24 +1,16 @@
 //! CreateCreditPurchase, GetCreditPurchase, ListCreditPurchases: field
 //! checks and conversions.
 
-use billing_money::{Currency, FieldViolation, decimal_places, parse_decimal};
+use billing_money::{Currency, FieldViolation};
 use billing_proto::invoicing::v1 as pb;
 use billing_server::handler::{Call, Reply, invalid, optional, page};
 use billing_server::time::{from_proto, to_proto};
 use billing_telemetry::record_ids;
 
+use super::allocations::{PRIORITY_DEFAULT, PRIORITY_MAX, unit_amount_input};
 use super::{InvoicingGrpc, id};
 use crate::domain::purchase::{CreditPurchase, PRICES_MAX, PurchaseStatus};
 use crate::ops::NewPurchase;
-
-/// Most decimal places of a price per credit (minor units).
-const UNIT_AMOUNT_PLACES_MAX: u32 = 12;
-/// Longest price per credit string.
-const UNIT_AMOUNT_CHARS_MAX: usize = 40;
-/// Highest grant priority (the ledger's).
-const PRIORITY_MAX: u32 = 100;
-/// Default grant priority (the ledger's).
-const PRIORITY_DEFAULT: u32 = 50;
 
 fn new_purchase(
     request: &pb::CreateCreditPurchaseRequest,
@@ -34,19 +26,7 @@ fn new_purchase(
             ));
         })
         .ok();
-    let unit_amount = (request.unit_amount_decimal.len() <= UNIT_AMOUNT_CHARS_MAX)
-        .then(|| parse_decimal(&request.unit_amount_decimal).ok())
-        .flatten()
-        .filter(|d| !d.is_sign_negative() && decimal_places(*d) <= UNIT_AMOUNT_PLACES_MAX);
-    if unit_amount.is_none() {
-        out.push(FieldViolation::new(
-            "unit_amount_decimal",
-            format!(
-                "is required: minor units per credit, a non-negative decimal with at most \
-                 {UNIT_AMOUNT_PLACES_MAX} decimal places"
-            ),
-        ));
-    }
+    let unit_amount = unit_amount_input(&request.unit_amount_decimal, &mut out);
     let expires_at = request
         .expires_at
         .as_ref()

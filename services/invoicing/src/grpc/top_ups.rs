@@ -1,7 +1,7 @@
 //! SetAutoTopUp, GetAutoTopUp, DisableAutoTopUp: field checks and
 //! conversions.
 
-use billing_money::{Asset, Currency, FieldViolation, decimal_places, parse_decimal};
+use billing_money::{Asset, Currency, FieldViolation};
 use billing_proto::common::v1 as common;
 use billing_proto::invoicing::v1 as pb;
 use billing_server::handler::{Call, Reply, invalid};
@@ -9,13 +9,10 @@ use billing_server::time::to_proto;
 use billing_telemetry::record_ids;
 
 use super::InvoicingGrpc;
-use super::allocations::amount_input;
+use super::allocations::{amount_input, unit_amount_input};
 use crate::domain::allocation::EXPIRY_DAYS_MAX;
 use crate::domain::top_up::{AutoTopUp, Size, TopUpEvent};
 use crate::ops::TopUpInput;
-
-/// Most decimal places of a price per credit (minor units).
-const UNIT_AMOUNT_PLACES_MAX: u32 = 12;
 
 fn top_up_input(request: &pb::SetAutoTopUpRequest) -> Result<TopUpInput, Vec<FieldViolation>> {
     let mut out = Vec::new();
@@ -42,19 +39,7 @@ fn top_up_input(request: &pb::SetAutoTopUpRequest) -> Result<TopUpInput, Vec<Fie
             ));
         })
         .ok();
-    let unit_amount = (request.unit_amount_decimal.len() <= 40)
-        .then(|| parse_decimal(&request.unit_amount_decimal).ok())
-        .flatten()
-        .filter(|d| !d.is_sign_negative() && decimal_places(*d) <= UNIT_AMOUNT_PLACES_MAX);
-    if unit_amount.is_none() {
-        out.push(FieldViolation::new(
-            "unit_amount_decimal",
-            format!(
-                "is required: minor units per credit, a non-negative decimal with at most \
-                 {UNIT_AMOUNT_PLACES_MAX} decimal places"
-            ),
-        ));
-    }
+    let unit_amount = unit_amount_input(&request.unit_amount_decimal, &mut out);
     if request.expires_after_days > EXPIRY_DAYS_MAX {
         out.push(FieldViolation::new(
             "expires_after_days",
