@@ -5,6 +5,7 @@ use billing_proto::common::v1 as common;
 use billing_proto::invoicing::v1 as pb;
 
 use crate::domain::allocation::{ALLOCATIONS_MAX, Allocation, EXPIRY_DAYS_MAX, Expiry, OnCancel};
+use crate::domain::subscription::ITEMS_MAX;
 use crate::ops::{AllocationInput, AmountInput};
 
 /// Highest grant priority (the ledger's).
@@ -108,7 +109,13 @@ pub fn allocation_inputs(
                 OnCancel::Expire
             }
         };
-        for (p, price) in allocation.prices.iter().enumerate() {
+        if allocation.prices.len() > ITEMS_MAX {
+            out.push(FieldViolation::new(
+                field("prices"),
+                format!("at most {ITEMS_MAX} prices (a subscription has no more)"),
+            ));
+        }
+        for (p, price) in allocation.prices.iter().take(ITEMS_MAX).enumerate() {
             if price.is_empty() || price.len() > 255 {
                 out.push(FieldViolation::new(
                     field(&format!("prices[{p}]")),
