@@ -274,6 +274,60 @@ fn ts_of(time: &Option<prost_types::Timestamp>) -> DateTime<Utc> {
         .unwrap()
 }
 
+/// A short first period prorated, credits expiring 10 days into each
+/// period, and kept on cancel.
+async fn proration_after_days_and_keep_on_cancel(t: &Suite) {
+    use ledger::CreditGrantSourceType::Allocation;
+    let meter = t.meter("api_calls").await;
+    let price = t.per_unit_price(&meter, "1").await;
+    let customer = t.customer("Prorated").await;
+    // Started January 1, anchored on January 15: a 14-day first period of
+    // the 31-day interval ending January 15 (Dec 15 – Jan 15).
+    let created = t
+        .invoicing
+        .clone()
+        .create_subscription(authed(
+            KEY_A,
+            pb::CreateSubscriptionRequest {
+                customer: customer.clone(),
+                items: vec![pb::SubscriptionItemInput {
+                    price: price.clone(),
+                }],
+                billing_interval: pb::BillingInterval::Month.into(),
+                billing_cycle_anchor: billing_testkit::fixtures::ts(day(1, 15)),
+                credit_allocations: vec![pb::CreditAllocation {
+                    amount: usd(3_100),
+                    expiry: pb::AllocationExpiry::AfterDays.into(),
+                    expiry_days: 10,
+                    prorate_first_period: true,
+                    on_cancel: pb::AllocationOnCancel::Keep.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .subscription
+        .unwrap();
+    let first = find(&grants(t, &customer).await, Allocation, day(1, 1));
+    // 3,100 × 14 / 31 = 1,400 exactly.
+    assert_eq!(value_of(&first.amount), 1_400);
+    assert_eq!(ts_of(&first.expires_at), day(1, 11) + micro());
+    // The second period is a whole one: the full amount, 10 days again.
+    t.advance_to(day(1, 15)).await;
+    let second = find(&grants(t, &customer).await, Allocation, day(1, 15));
+    assert_eq!(value_of(&second.amount), 3_100);
+    assert_eq!(ts_of(&second.expires_at), day(1, 25) + micro());
+    // Canceled with KEEP: the expiry stays.
+    t.clock.set(day(1, 20));
+    cancel(t, &created.id).await;
+    t.advance_to(day(1, 21)).await;
+    let kept = find(&grants(t, &customer).await, Allocation, day(1, 15));
+    assert_eq!(ts_of(&kept.expires_at), day(1, 25) + micro());
+}
+
 async fn a_bad_allocation_is_refused_and_nothing_is_written(t: &Suite) {
     let meter = t.meter("api_calls").await;
     let price = t.per_unit_price(&meter, "1").await;
@@ -345,5 +399,6 @@ async fn a_bad_allocation_is_refused_and_nothing_is_written(t: &Suite) {
 
 backends!(
     allocations_roll_over_up_to_the_cap_and_expire_on_cancel,
+    proration_after_days_and_keep_on_cancel,
     a_bad_allocation_is_refused_and_nothing_is_written
 );

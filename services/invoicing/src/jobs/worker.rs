@@ -136,7 +136,10 @@ impl Worker {
         }
         // Auto top-ups first: their purchases are then finished below.
         match self.invoicing.run_top_ups().await {
-            Ok(handled) => report.top_up_events += handled,
+            Ok((handled, failed)) => {
+                report.top_up_events += handled;
+                report.failures += failed;
+            }
             Err(error) => log_failure(&mut report.failures, "auto top-ups", &error),
         }
         match store.open_purchases(BATCH).await {

@@ -176,19 +176,30 @@ impl Invoicing {
     }
 
     /// Reads every account's new `customer.credit_balance_dropped` events
-    /// and decides on each; returns how many were handled. An account whose
-    /// feed fails is retried next time, from its cursor.
-    pub async fn run_top_ups(&self) -> Result<usize, InvoicingError> {
-        let mut handled = 0;
+    /// and decides on each; returns how many were handled and how many
+    /// accounts failed. An account whose feed or decision fails is logged
+    /// and retried next time, from its cursor; the other accounts go on.
+    pub async fn run_top_ups(&self) -> Result<(usize, usize), InvoicingError> {
+        let (mut handled, mut failed) = (0, 0);
         for account in self.store.top_up_accounts().await? {
-            let cursor = self.store.feed_cursor(&account, LEDGER_FEED).await?;
-            let events = self.upstream.dropped_events(&account, cursor).await?;
-            for event in events {
-                self.on_balance_dropped(&account, &event).await?;
-                handled += 1;
+            match self.top_ups_of(&account).await {
+                Ok(count) => handled += count,
+                Err(error) => {
+                    failed += 1;
+                    tracing::warn!(%error, account, "auto top-ups failed; retried next tick");
+                }
             }
         }
-        Ok(handled)
+        Ok((handled, failed))
+    }
+
+    async fn top_ups_of(&self, account: &str) -> Result<usize, InvoicingError> {
+        let cursor = self.store.feed_cursor(account, LEDGER_FEED).await?;
+        let events = self.upstream.dropped_events(account, cursor).await?;
+        for event in &events {
+            self.on_balance_dropped(account, event).await?;
+        }
+        Ok(events.len())
     }
 
     /// Decides on one `customer.credit_balance_dropped` event and moves the
