@@ -120,12 +120,20 @@ pub fn top_up_event(event: &TopUpEvent) -> pb::AutoTopUpEvent {
     }
 }
 
-fn asset(value: &str, out: &mut Vec<FieldViolation>) {
-    if value.is_empty() || value.len() > 255 {
+/// The customer and asset naming a top-up (GetAutoTopUp, DisableAutoTopUp).
+fn customer_asset(customer: &str, asset: &str) -> Reply<()> {
+    let mut out = Vec::new();
+    super::convert::required(customer, "customer", &mut out);
+    if asset.is_empty() || asset.len() > 255 {
         out.push(FieldViolation::new(
             "asset",
             "is required: a currency code or a `pu_…` id",
         ));
+    }
+    if out.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(out))
     }
 }
 
@@ -149,12 +157,7 @@ impl InvoicingGrpc {
         &self,
         call: Call<pb::GetAutoTopUpRequest>,
     ) -> Reply<pb::GetAutoTopUpResponse> {
-        let mut out = Vec::new();
-        super::convert::required(&call.body.customer, "customer", &mut out);
-        asset(&call.body.asset, &mut out);
-        if !out.is_empty() {
-            return Err(invalid(out));
-        }
+        customer_asset(&call.body.customer, &call.body.asset)?;
         let found = self
             .invoicing
             .top_up(call.account(), &call.body.customer, &call.body.asset)
@@ -168,12 +171,7 @@ impl InvoicingGrpc {
         &self,
         call: Call<pb::DisableAutoTopUpRequest>,
     ) -> Reply<pb::DisableAutoTopUpResponse> {
-        let mut out = Vec::new();
-        super::convert::required(&call.body.customer, "customer", &mut out);
-        asset(&call.body.asset, &mut out);
-        if !out.is_empty() {
-            return Err(invalid(out));
-        }
+        customer_asset(&call.body.customer, &call.body.asset)?;
         let disabled = self
             .invoicing
             .disable_top_up(

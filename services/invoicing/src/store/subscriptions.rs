@@ -220,8 +220,10 @@ impl Store {
         closing: Closing,
     ) -> Result<bool, InvoicingError> {
         let mut tx = self.db.begin_write().await?;
+        // The whole row, locked: the period check below and the allocation
+        // rows need it.
         let sql = format!(
-            "SELECT period_start_us, status FROM subscriptions WHERE account = $1 AND id = $2{}",
+            "SELECT {COLUMNS} FROM subscriptions WHERE account = $1 AND id = $2{}",
             self.db.for_update()
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -230,9 +232,8 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| InvoicingError::not_found("subscription", id))?;
-        let current: i64 = row.try_get(0)?;
-        let status: String = row.try_get(1)?;
-        if current != to_micros(period_start) || status != "active" {
+        let sub = subscription(&row)?;
+        if sub.period_start != period_start || !sub.active {
             tx.rollback().await?;
             return Ok(false);
         }
@@ -250,15 +251,6 @@ impl Store {
                 Some(to_micros(at)),
                 SUBSCRIPTION_CANCELED,
             ),
-        };
-        let sub = {
-            let sql = format!("SELECT {COLUMNS} FROM subscriptions WHERE account = $1 AND id = $2");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(account)
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-            subscription(&row)?
         };
         let canceled = match closing {
             Closing::End(at) => Some(at),
