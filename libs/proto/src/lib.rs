@@ -100,6 +100,7 @@ has_request_id!(
     ledger::v1::RolloverCreditGrantsRequest,
     ledger::v1::ActivateCreditGrantRequest,
     ledger::v1::CreateBalanceAlertRequest,
+    ledger::v1::CreateCreditHoldRequest,
     meter::v1::CreateMeterRequest,
     meter::v1::UpdateMeterRequest,
     meter::v1::DeactivateMeterRequest,

@@ -18,6 +18,7 @@ backends!(
     a_reversal_recovers_once_and_alerts_re_arm,
     time_driven_changes_fire_from_the_sweeper,
     alerts_are_created_listed_and_deleted_per_account,
+    holds_move_the_balance_the_alerts_watch,
 );
 
 const ALERT_TYPES: [&str; 3] = [
@@ -331,4 +332,59 @@ async fn alerts_are_created_listed_and_deleted_per_account(t: &TestLedger) {
         .unwrap()
         .into_inner();
     assert!(listed.balance_alerts.is_empty());
+}
+
+/// A hold takes from the balance the alerts watch as a debit would; a
+/// release gives it back at once, a timeout through the sweeper.
+async fn holds_move_the_balance_the_alerts_watch(t: &TestLedger) {
+    let customer = "cus_held";
+    let alert = create_alert(t, customer, 500).await;
+    create_grant(t, grant_request(customer, "g", 1_000)).await;
+    let hold = |value: i64, request_id: &str, timeout_seconds: u32| {
+        let mut client = t.client();
+        let request = pb::CreateCreditHoldRequest {
+            request_id: request_id.into(),
+            customer: customer.into(),
+            amount: usd(value),
+            timeout_seconds,
+            unbilled: None,
+        };
+        async move {
+            client
+                .create_credit_hold(authed(KEY_A, request))
+                .await
+                .unwrap()
+                .into_inner()
+                .credit_hold
+                .unwrap()
+        }
+    };
+    let first = hold(600, "h1", 600).await; // 1,000 → 400: dropped
+    t.client()
+        .release_credit_hold(authed(KEY_A, pb::ReleaseCreditHoldRequest { id: first.id }))
+        .await
+        .unwrap(); // 400 → 1,000: recovered
+    hold(1_000, "h2", 60).await; // 1,000 → 0: dropped, depleted
+    let state = summary(t, customer).await;
+    assert!(state.depleted);
+    t.clock.advance(TimeDelta::seconds(61));
+    sweep_once(&t.ledger, &SweeperOptions::default())
+        .await
+        .unwrap(); // the hold timed out: 0 → 1,000
+    let events = alert_events(t).await;
+    let seen: Vec<(&str, i64, bool)> = events
+        .iter()
+        .map(|e| (e.0.as_str(), e.2, e.3 == alert.id))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("customer.credit_balance_dropped", 400, true),
+            ("customer.credit_balance_recovered", 1_000, true),
+            ("customer.credit_balance_dropped", 0, true),
+            ("customer.credit_balance_depleted", 0, false),
+            ("customer.credit_balance_recovered", 1_000, false),
+            ("customer.credit_balance_recovered", 1_000, true),
+        ]
+    );
 }

@@ -51,6 +51,8 @@ pub enum ConflictReason {
     GrantAlreadyExpired,
     /// ApplyCredits for an invoice already applied with other lines.
     InvoiceAlreadyApplied,
+    /// CreateCreditHold for more than the free credits.
+    InsufficientCredits,
 }
 
 impl ConflictReason {
@@ -61,6 +63,7 @@ impl ConflictReason {
             Self::GrantVoided => "GRANT_VOIDED",
             Self::GrantAlreadyExpired => "GRANT_ALREADY_EXPIRED",
             Self::InvoiceAlreadyApplied => "INVOICE_ALREADY_APPLIED",
+            Self::InsufficientCredits => "INSUFFICIENT_CREDITS",
         }
     }
 }

@@ -20,24 +20,38 @@ pub struct Violation {
 }
 
 /// The alert evaluation's stored balance of a customer and asset equals
-/// the sum of its grants' available credits at the evaluation's time (every
-/// change that moves a balance re-evaluates it, in its transaction).
+/// the sum of its grants' available credits at the evaluation's time less
+/// the holds active then (every change that moves a balance re-evaluates
+/// it, in its transaction).
 pub fn check_evaluated_balance(
     (customer, asset): (&str, &str),
     (stored, evaluated_at): (i64, chrono::DateTime<chrono::Utc>),
     grants: &[&super::grant::Grant],
+    holds: &[&super::hold::Hold],
     out: &mut Vec<Violation>,
 ) {
-    let sum = grants
+    let available = grants
         .iter()
         .filter(|g| g.is_available_at(evaluated_at))
         .try_fold(0_i64, |sum, g| sum.checked_add(g.available));
-    if sum != Some(stored) {
+    let held = holds
+        .iter()
+        .filter(|h| {
+            h.created <= evaluated_at
+                && h.expires_at > evaluated_at
+                && h.released_at.is_none_or(|r| r > evaluated_at)
+        })
+        .try_fold(0_i64, |sum, h| sum.checked_add(h.amount));
+    let expected = available
+        .zip(held)
+        .and_then(|(available, held)| available.checked_sub(held));
+    if expected != Some(stored) {
         out.push(Violation {
             subject: format!("{customer}/{asset}"),
             invariant: "EVALUATED_BALANCE_MATCHES_GRANTS",
             detail: format!(
-                "the alert state holds {stored} but the grants available at {} hold {sum:?}",
+                "the alert state holds {stored} but the grants available at {} less the holds \
+                 active then hold {expected:?} ({available:?} − {held:?})",
                 evaluated_at.to_rfc3339()
             ),
         });

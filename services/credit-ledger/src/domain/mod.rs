@@ -9,6 +9,7 @@ pub mod apply;
 pub mod balance;
 pub mod error;
 pub mod grant;
+pub mod hold;
 pub mod invariants;
 pub mod rollover;
 pub mod transaction;

@@ -385,6 +385,7 @@ pub fn balances(balances: &[Balance]) -> Vec<pb::CreditBalance> {
             ledger_balance: Some(amount(&b.asset, b.ledger)),
             alerts: None,
             pending_balance: Some(amount(&b.asset, b.pending)),
+            held_balance: None,
         })
         .collect()
 }

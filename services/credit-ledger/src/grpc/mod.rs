@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod convert;
 pub mod events;
+pub mod holds;
 mod provenance;
 pub mod status;
 
@@ -84,10 +85,11 @@ billing_server::unary_service! {
         get_credit_balance_summary list_credit_balance_transactions
         apply_credits reverse_credits audit_ledger
         get_balance_alert list_balance_alerts delete_balance_alert
+        get_credit_hold release_credit_hold list_credit_holds
     } mutations {
         create_pricing_unit create_credit_grant update_credit_grant
         void_credit_grant expire_credit_grant rollover_credit_grants activate_credit_grant
-        create_balance_alert
+        create_balance_alert create_credit_hold
     };
 }
 
@@ -301,14 +303,23 @@ impl LedgerGrpc {
             .balance_summary(call.account(), customer, &filter)
             .await?;
         let mut shown = convert::balances(&balances);
-        // The alert state belongs to the whole balance, not to a filtered part.
+        // The alert state and the holds belong to the whole balance, not to
+        // a filtered part.
         if filter == crate::domain::balance::BalanceFilter::All {
-            let statuses = self.ledger.alert_status(call.account(), customer).await?;
+            let (statuses, held) = tokio::try_join!(
+                self.ledger.alert_status(call.account(), customer),
+                self.ledger.held(call.account(), customer)
+            )?;
             for (balance, out) in balances.iter().zip(shown.iter_mut()) {
                 out.alerts = statuses
                     .iter()
                     .find(|s| s.asset == balance.asset)
                     .map(alerts::status);
+                let held = held.iter().find(|(asset, _)| *asset == balance.asset);
+                out.held_balance = Some(convert::amount(
+                    &balance.asset,
+                    held.map_or(0, |(_, value)| *value),
+                ));
             }
         }
         let balances = shown;

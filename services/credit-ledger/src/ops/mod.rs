@@ -5,8 +5,10 @@
 //! unit scales, defaults relative to now) and handed to the store.
 
 mod alerts;
+mod holds;
 
 pub use alerts::AlertInput;
+pub use holds::HoldInput;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -12,9 +12,11 @@
 //! concurrency. Every writer locks grants before balance rows (and balance
 //! rows in asset order), so the extra lock adds no deadlock.
 //!
+//! The balance the alerts watch is the available balance less the active
+//! credit holds (a hold reserves credits as surely as a debit takes them).
 //! Changes caused by time alone (a grant becoming effective or passing
-//! `expires_at`) are found through `next_change_us`, the next such time,
-//! which the sweeper watches.
+//! `expires_at`, a hold timing out) are found through `next_change_us`, the
+//! next such time, which the sweeper watches.
 
 use billing_db::Tx;
 use billing_db::events::{NewEvent, Outbox};
@@ -118,16 +120,22 @@ impl Store {
         .await?;
         let before: Option<i64> = row.try_get(0)?;
         let watched: i64 = row.try_get(1)?;
-        // The balance now, and when time alone changes it next: the first
-        // future effective_at of a grant, or expires_at of an effective one.
+        // The balance now (usable grants less active holds), and when time
+        // alone changes it next: the first future effective_at of a grant,
+        // expires_at of an effective one, or the end of an active hold.
         let after: i64 = sqlx::query_scalar(
             "UPDATE customer_balances SET (available, next_change_us) = (\
-             SELECT CAST(COALESCE(SUM(CASE WHEN effective_at_us <= $4 AND \
-             (expires_at_us IS NULL OR expires_at_us > $4) THEN available ELSE 0 END), 0) AS BIGINT), \
+             SELECT g.available - h.held, CASE WHEN g.next_us IS NULL THEN h.next_us \
+             WHEN h.next_us IS NULL OR g.next_us < h.next_us THEN g.next_us ELSE h.next_us END FROM \
+             (SELECT CAST(COALESCE(SUM(CASE WHEN effective_at_us <= $4 AND \
+             (expires_at_us IS NULL OR expires_at_us > $4) THEN available ELSE 0 END), 0) AS BIGINT) AS available, \
              MIN(CASE WHEN effective_at_us > $4 THEN effective_at_us \
-             WHEN expires_at_us > $4 THEN expires_at_us END) \
+             WHEN expires_at_us > $4 THEN expires_at_us END) AS next_us \
              FROM credit_grants WHERE account = $1 AND customer = $2 AND asset = $3 AND available > 0 \
-             AND voided_at_us IS NULL AND pending_payment = 0), evaluated_us = $4 \
+             AND voided_at_us IS NULL AND pending_payment = 0) AS g, \
+             (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS held, MIN(expires_at_us) AS next_us \
+             FROM credit_holds WHERE account = $1 AND customer = $2 AND asset = $3 \
+             AND released_us IS NULL AND expires_at_us > $4) AS h), evaluated_us = $4 \
              WHERE account = $1 AND customer = $2 AND asset = $3 RETURNING available",
         )
         .bind(account)

@@ -49,6 +49,7 @@ impl Store {
         .bind(account)
         .fetch_all(self.db.pool())
         .await?;
+        let holds = self.holds_for_audit(account).await?;
         for row in &balances {
             let (customer, asset): (String, String) = (row.try_get(0)?, row.try_get(1)?);
             let evaluated: Option<i64> = row.try_get(3)?;
@@ -61,7 +62,17 @@ impl Store {
                 row.try_get(2)?,
                 billing_server::time::from_micros(evaluated),
             );
-            invariants::check_evaluated_balance((&customer, &asset), stored, &of, &mut violations);
+            let held: Vec<&crate::domain::hold::Hold> = holds
+                .iter()
+                .filter(|h| h.customer == customer && h.asset.key() == asset)
+                .collect();
+            invariants::check_evaluated_balance(
+                (&customer, &asset),
+                stored,
+                &of,
+                &held,
+                &mut violations,
+            );
         }
         let outcomes =
             sqlx::query("SELECT outcome FROM invoice_credit_applications WHERE account = $1")

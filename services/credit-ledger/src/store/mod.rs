@@ -9,6 +9,7 @@ mod alerts;
 mod apply;
 mod audit;
 mod grants;
+mod holds;
 mod pricing_units;
 mod rollover;
 mod rows;
