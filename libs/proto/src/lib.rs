@@ -77,6 +77,20 @@ pub trait HasRequestId: prost::Message + Clone + Sized {
     fn clear_request_id(&mut self);
 }
 
+/// A hold's fingerprint covers what is asked (customer, amount, timeout):
+/// `unbilled` is the caller's snapshot of the customer's usage, which a
+/// retry recomputes, so a retry with a newer figure is the same request.
+impl HasRequestId for ledger::v1::CreateCreditHoldRequest {
+    const METHOD: &'static str = "CreateCreditHoldRequest";
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+    fn clear_request_id(&mut self) {
+        self.request_id.clear();
+        self.unbilled = None;
+    }
+}
+
 macro_rules! has_request_id {
     ($($request:ty),* $(,)?) => {$(
         impl HasRequestId for $request {
@@ -100,7 +114,6 @@ has_request_id!(
     ledger::v1::RolloverCreditGrantsRequest,
     ledger::v1::ActivateCreditGrantRequest,
     ledger::v1::CreateBalanceAlertRequest,
-    ledger::v1::CreateCreditHoldRequest,
     meter::v1::CreateMeterRequest,
     meter::v1::UpdateMeterRequest,
     meter::v1::DeactivateMeterRequest,

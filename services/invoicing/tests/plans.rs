@@ -855,6 +855,111 @@ async fn workload(t: &Suite) {
         );
     }
 
+    // Real time: a subscription with a policy and a threshold, balances,
+    // access checks with and without a reservation, the hold RPCs, and
+    // the worker's threshold round.
+    let now = t.clock.now();
+    t.grant(ledger::CreateCreditGrantRequest {
+        applicability_config: billing_testkit::fixtures::metered(),
+        ..billing_testkit::fixtures::grant_request(&customer, "Real time", 1_000)
+    })
+    .await;
+    invoicing
+        .create_subscription(authed(
+            KEY_A,
+            pb::CreateSubscriptionRequest {
+                customer: customer.clone(),
+                items: vec![pb::SubscriptionItemInput {
+                    price: price.clone(),
+                }],
+                billing_interval: pb::BillingInterval::Month.into(),
+                overage: Some(pb::OveragePolicy {
+                    mode: pb::OverageMode::Block.into(),
+                    limit: None,
+                }),
+                usage_thresholds: vec![pb::UsageThreshold {
+                    meter: api_calls.clone(),
+                    quantity: "1".into(),
+                }],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    t.usage("api_calls", &customer, now, &[("realtime", "3")]).await;
+    rpc!(
+        "GetCustomerBalance",
+        invoicing.get_customer_balance(authed(
+            KEY_A,
+            pb::GetCustomerBalanceRequest {
+                customer: customer.clone()
+            }
+        ))
+    );
+    for (reserve, request_id) in [(None, ""), (usd(1), "plan-check")] {
+        rpc!(
+            "CheckAccess",
+            invoicing.check_access(authed(
+                KEY_A,
+                pb::CheckAccessRequest {
+                    request_id: request_id.into(),
+                    customer: customer.clone(),
+                    meter: api_calls.clone(),
+                    reserve,
+                    ..Default::default()
+                }
+            ))
+        );
+    }
+    let hold = rpc!(
+        "CreateCreditHold",
+        ledger_client.create_credit_hold(authed(
+            KEY_A,
+            ledger::CreateCreditHoldRequest {
+                request_id: "plan-hold".into(),
+                customer: customer.clone(),
+                amount: usd(2),
+                timeout_seconds: 60,
+                unbilled: usd(1),
+            }
+        ))
+    )
+    .credit_hold
+    .unwrap();
+    rpc!(
+        "GetCreditHold",
+        ledger_client.get_credit_hold(authed(
+            KEY_A,
+            ledger::GetCreditHoldRequest {
+                id: hold.id.clone()
+            }
+        ))
+    );
+    for active_only in [false, true] {
+        let request = |page_token: String| ledger::ListCreditHoldsRequest {
+            customer: customer.clone(),
+            active_only,
+            page_size: 1,
+            page_token,
+        };
+        let first = rpc!(
+            "ListCreditHolds",
+            ledger_client.list_credit_holds(authed(KEY_A, request(String::new())))
+        );
+        rpc!(
+            "ListCreditHolds",
+            ledger_client.list_credit_holds(authed(KEY_A, request(first.next_page_token)))
+        );
+    }
+    rpc!(
+        "ReleaseCreditHold",
+        ledger_client.release_credit_hold(authed(
+            KEY_A,
+            ledger::ReleaseCreditHoldRequest { id: hold.id }
+        ))
+    );
+    assert_eq!(t.worker.tick().await.thresholds_fired, 1);
+
     // Balances after all of it.
     for filter in [
         None,

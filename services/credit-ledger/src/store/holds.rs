@@ -99,20 +99,27 @@ impl Store {
         let mut tx = self.db.begin_write().await?;
         let owner = (account, found.customer.as_str());
         lock_balance(&mut tx, owner, &found.asset).await?;
+        // Read again under the lock: a concurrent release may have won.
         let sql = format!(
-            "UPDATE credit_holds SET released_us = $3 WHERE account = $1 AND id = $2 \
-             AND released_us IS NULL AND expires_at_us > $3 RETURNING {HOLD_COLUMNS}"
+            "SELECT {HOLD_COLUMNS} FROM credit_holds WHERE account = $1 AND id = $2{}",
+            self.db.for_update()
         );
-        let released = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let current = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut released = hold(&current)?;
+        if released.released_at.is_some() || released.expires_at <= now {
+            return Ok(Some(released));
+        }
+        sqlx::query("UPDATE credit_holds SET released_us = $3 WHERE account = $1 AND id = $2")
             .bind(account)
             .bind(id)
             .bind(to_micros(now))
-            .fetch_optional(&mut *tx)
+            .execute(&mut *tx)
             .await?;
-        let Some(released) = released.as_ref().map(hold).transpose()? else {
-            // Released (or timed out) meanwhile: nothing to change.
-            return self.hold(account, id).await;
-        };
+        released.released_at = Some(now);
         let mut outbox = Outbox::new();
         self.evaluate_alerts(&mut tx, &mut outbox, owner, &[&released.asset], now)
             .await?;

@@ -6,5 +6,6 @@ pub mod invoice;
 pub mod price;
 pub mod pricing;
 pub mod purchase;
+pub mod realtime;
 pub mod subscription;
 pub mod top_up;

@@ -7,6 +7,7 @@
 use billing_money::Currency;
 
 use super::allocation::Allocation;
+use super::realtime::Controls;
 use chrono::{DateTime, Months, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +103,9 @@ pub struct Subscription {
     /// Credits granted every period.
     #[serde(default)]
     pub credit_allocations: Vec<Allocation>,
+    /// Overage policy and usage thresholds.
+    #[serde(default)]
+    pub controls: Controls,
 }
 
 /// `anchor + k intervals`, clamped to the month's last day; None past year 9999.

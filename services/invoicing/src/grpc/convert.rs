@@ -374,6 +374,11 @@ pub fn new_subscription(
     let start = time(request.start_date.as_ref(), "start_date");
     let credit_allocations =
         super::allocations::allocation_inputs(&request.credit_allocations, &mut out);
+    let controls = super::realtime::controls_input(
+        request.overage.as_ref(),
+        &request.usage_thresholds,
+        &mut out,
+    );
     match interval {
         Some(interval) if out.is_empty() => Ok(NewSubscription {
             customer: request.customer.clone(),
@@ -382,6 +387,7 @@ pub fn new_subscription(
             anchor,
             start,
             credit_allocations,
+            controls,
         }),
         _ => Err(out),
     }
@@ -478,6 +484,8 @@ pub fn subscription(sub: &Subscription) -> pb::Subscription {
             .iter()
             .map(super::allocations::allocation)
             .collect(),
+        overage: Some(super::realtime::overage_policy(&sub.controls.overage)),
+        usage_thresholds: super::realtime::usage_thresholds(&sub.controls),
         ..Default::default()
     };
     out.set_status(if sub.active {

@@ -26,6 +26,11 @@ impl EventData for InvoicingEvents {
         if event.data.is_empty() {
             return Ok(None);
         }
+        if event.event_type == crate::domain::realtime::USAGE_EXCEEDED_THRESHOLD {
+            return Ok(Some(event::Data::UsageThresholdCrossing(
+                super::realtime::crossing(&parse(&event.data)?),
+            )));
+        }
         let kind = event.event_type.split('.').next().unwrap_or_default();
         Ok(Some(match kind {
             "customer" => {

@@ -9,6 +9,7 @@ mod allocations;
 pub mod convert;
 pub mod events;
 mod purchases;
+mod realtime;
 pub mod status;
 pub mod test_clock;
 mod top_ups;
@@ -95,6 +96,7 @@ billing_server::unary_service! {
         get_customer list_customers get_price list_prices get_subscription list_subscriptions
         preview_invoice get_invoice list_invoices list_invoice_events
         get_credit_purchase list_credit_purchases get_auto_top_up
+        get_customer_balance check_access
     } mutations {
         create_customer update_customer create_price deactivate_price
         create_subscription cancel_subscription

@@ -1,7 +1,8 @@
 //! The background worker: closes ended subscription periods into drafts,
 //! finalizes drafts whose grace period is over, and resumes invoices left
-//! mid-saga (`finalizing`, `voiding`) after a crash or an outage, and
-//! purges expired `request_id` keys.
+//! mid-saga (`finalizing`, `voiding`) after a crash or an outage, runs
+//! auto top-ups, purchases, allocations and usage thresholds, and purges
+//! expired `request_id` keys.
 //!
 //! Every step is idempotent and conditional, so several replicas may run
 //! the worker at once; a step that fails is logged and retried: a saga step
@@ -47,6 +48,8 @@ pub struct TickReport {
     pub purchases_moved: usize,
     /// Ledger balance-drop events the auto top-ups decided on.
     pub top_up_events: usize,
+    /// `subscription.usage_exceeded_threshold` events fired.
+    pub thresholds_fired: usize,
 }
 
 /// How much one tick may spend resuming invoices.
@@ -72,8 +75,10 @@ impl Default for WorkerOptions {
 pub struct Worker {
     invoicing: Invoicing,
     options: WorkerOptions,
-    /// One tick at a time per process.
-    running: Arc<Mutex<()>>,
+    /// One tick at a time per process; it holds where the usage threshold
+    /// round continues (a round covers every watched subscription over
+    /// as many ticks as it takes).
+    running: Arc<Mutex<Option<(String, String)>>>,
 }
 
 impl Worker {
@@ -87,7 +92,7 @@ impl Worker {
         Self {
             invoicing,
             options,
-            running: Arc::new(Mutex::new(())),
+            running: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -108,7 +113,7 @@ impl Worker {
 
     /// One pass over the three kinds of work.
     pub async fn tick(&self) -> TickReport {
-        let _guard = self.running.lock().await;
+        let mut thresholds_cursor = self.running.lock().await;
         let mut report = TickReport::default();
         let now = self.invoicing.clock().now();
         let store = self.invoicing.store();
@@ -156,6 +161,18 @@ impl Worker {
                 }
             }
             Err(error) => log_failure(&mut report.failures, "list open purchases", &error),
+        }
+        match self
+            .invoicing
+            .run_usage_thresholds(thresholds_cursor.take())
+            .await
+        {
+            Ok((fired, failed, next)) => {
+                report.thresholds_fired += fired;
+                report.failures += failed;
+                *thresholds_cursor = next;
+            }
+            Err(error) => log_failure(&mut report.failures, "usage thresholds", &error),
         }
         match store.open_allocation_periods(BATCH).await {
             Ok(rows) => self.allocations(rows, &mut report).await,

@@ -7,6 +7,7 @@
 mod allocations;
 mod catalog;
 mod purchases;
+mod realtime;
 mod saga;
 mod subscriptions;
 mod top_ups;
@@ -23,6 +24,7 @@ use prometheus_client::metrics::family::Family;
 pub use allocations::{AllocationInput, AmountInput, Progress};
 pub use catalog::{NewCustomer, NewPrice, PriceAsset};
 pub use purchases::NewPurchase;
+pub use realtime::{AccessInput, AccessTarget, ControlsInput, OverageInput};
 pub use subscriptions::NewSubscription;
 pub use top_ups::TopUpInput;
 

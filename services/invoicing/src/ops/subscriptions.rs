@@ -36,6 +36,8 @@ pub struct NewSubscription {
     pub start: Option<DateTime<Utc>>,
     /// Recurring credit allocations, their pricing units not yet resolved.
     pub credit_allocations: Vec<AllocationInput>,
+    /// Overage policy and usage thresholds, not yet checked against the prices.
+    pub controls: super::ControlsInput,
 }
 
 impl Invoicing {
@@ -101,6 +103,14 @@ impl Invoicing {
                 &mut violations,
             )
             .await?;
+        let subscribed: Vec<_> = prices
+            .iter()
+            .filter(|p| new.prices.contains(&p.id))
+            .cloned()
+            .collect();
+        let controls = self
+            .resolve_controls(account, new.controls, &subscribed, &mut violations)
+            .await?;
         if !violations.is_empty() {
             return Err(InvoicingError::fields(violations));
         }
@@ -129,6 +139,7 @@ impl Invoicing {
             latest_invoice: None,
             created: now,
             credit_allocations,
+            controls,
         };
         let sub = self.store.create_subscription(account, sub, key).await?;
         self.close_periods(account, &sub.id).await?;

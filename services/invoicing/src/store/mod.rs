@@ -13,6 +13,7 @@ mod invoices;
 mod prices;
 mod purchases;
 mod subscriptions;
+mod thresholds;
 mod top_ups;
 
 use billing_db::idempotency::{self, IdempotencyKey, Prior};

@@ -22,7 +22,7 @@ use billing_db::events::Outbox;
 
 const COLUMNS: &str = "id, customer, status, currency, billing_interval, anchor_us, start_us, \
     period_start_us, period_end_us, cancel_at_period_end, ended_us, latest_invoice, items, created_us, \
-    credit_allocations";
+    credit_allocations, controls";
 
 fn subscription(row: &AnyRow) -> Result<Subscription, InvoicingError> {
     let status: String = row.try_get(2)?;
@@ -32,6 +32,7 @@ fn subscription(row: &AnyRow) -> Result<Subscription, InvoicingError> {
     let ended: Option<i64> = row.try_get(10)?;
     let items: String = row.try_get(12)?;
     let allocations: String = row.try_get(14)?;
+    let controls: String = row.try_get(15)?;
     Ok(Subscription {
         id: row.try_get(0)?,
         customer: row.try_get(1)?,
@@ -49,6 +50,7 @@ fn subscription(row: &AnyRow) -> Result<Subscription, InvoicingError> {
         items: serde_json::from_str(&items)?,
         created: from_micros(row.try_get(13)?),
         credit_allocations: serde_json::from_str(&allocations)?,
+        controls: serde_json::from_str(&controls)?,
     })
 }
 
@@ -97,7 +99,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO subscriptions (account, id, customer, status, currency, billing_interval, anchor_us, start_us, \
              period_start_us, period_end_us, cancel_at_period_end, ended_us, latest_invoice, items, created_us, \
-             credit_allocations) VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8, $9, 0, NULL, NULL, $10, $11, $12)",
+             credit_allocations, controls, usage_thresholds) \
+             VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8, $9, 0, NULL, NULL, $10, $11, $12, $13, $14)",
         )
         .bind(account)
         .bind(&sub.id)
@@ -111,6 +114,8 @@ impl Store {
         .bind(serde_json::to_string(&sub.items)?)
         .bind(to_micros(sub.created))
         .bind(serde_json::to_string(&sub.credit_allocations)?)
+        .bind(serde_json::to_string(&sub.controls)?)
+        .bind(i64::try_from(sub.controls.usage_thresholds.len()).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
         let first = (sub.period_start, sub.period_end);
@@ -158,6 +163,49 @@ impl Store {
             .map(subscription)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(subs, |s| &s.id))
+    }
+
+    /// The customer's active subscriptions, oldest first: at most `limit`.
+    pub async fn active_subscriptions_of(
+        &self,
+        account: &str,
+        customer: &str,
+        limit: i64,
+    ) -> Result<Vec<Subscription>, InvoicingError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE account = $1 AND customer = $2 \
+             AND status = 'active' ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(customer)
+            .bind(limit)
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.iter().map(subscription).collect()
+    }
+
+    /// Active subscriptions with usage thresholds (any account), in
+    /// (account, id) order after `after`: the worker's round.
+    pub async fn watched_subscriptions(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: i64,
+    ) -> Result<Vec<(String, Subscription)>, InvoicingError> {
+        let (account, id) = after.unwrap_or_default();
+        let sql = format!(
+            "SELECT {COLUMNS}, account FROM subscriptions WHERE status = 'active' AND usage_thresholds > 0 \
+             AND (account, id) > ($1, $2) ORDER BY account, id LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(id)
+            .bind(limit)
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(16)?, subscription(row)?)))
+            .collect()
     }
 
     /// Active subscriptions (any account) whose period ended by `now`.

@@ -20,9 +20,11 @@ use tonic::{Code, Request, Status};
 
 mod feed;
 mod grants;
+mod realtime;
 
 pub use feed::{AssetBalance, DroppedEvent};
 pub use grants::{GrantKind, GrantSource, GrantSpec};
+pub use realtime::{HoldMade, HoldRequest};
 
 use crate::domain::invoice::{CreditApplication, Invoice};
 use crate::error::InvoicingError;

@@ -1,0 +1,563 @@
+//! Real-time balances, access checks and usage thresholds (DESIGN.md §12).
+//!
+//! A balance is computed at read time, never cached: the customer's open
+//! periods and drafts are priced from meter-ingest's usage up to now (as
+//! the invoices will price them, rounded once per line), one ApplyCredits
+//! preview says which credits that usage would consume if it were invoiced
+//! now, and the ledger's summary gives the credits and the active holds.
+//! The ledger summary runs while the usage is priced.
+
+use std::collections::{BTreeMap, HashMap};
+
+use billing_money::{Asset, FieldViolation};
+use billing_server::status::Refuse;
+use chrono::{DateTime, Utc};
+use futures_util::future::try_join_all;
+
+use super::{AmountInput, Invoicing};
+use crate::domain::invoice::{BillingReason, Invoice, Status};
+use crate::domain::price::Price;
+use crate::domain::realtime::{
+    self, AccessReason, AssetBalance, Controls, Overage, UnbilledLine, UsageThreshold,
+    UsageThresholdCrossing,
+};
+use crate::domain::subscription::{Subscription, period_end_after};
+use crate::error::InvoicingError;
+use crate::store::InvoiceFilter;
+use crate::upstream::{HoldMade, HoldRequest};
+
+/// Most active subscriptions of one customer a balance covers.
+const SUBSCRIPTIONS_MAX: i64 = 100;
+/// Most drafts of one customer a balance covers.
+const DRAFTS_MAX: u32 = 100;
+/// Most lines of one ApplyCredits call (the ledger's limit).
+const LINES_MAX: usize = 1_000;
+/// Subscriptions the usage threshold worker looks at per tick.
+const WATCHED_PER_TICK: i64 = 200;
+
+/// A subscription's overage policy, its limit's unit not yet resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverageInput {
+    /// Allow.
+    Allow,
+    /// Block at 0.
+    Block,
+    /// Allow up to a limit.
+    AllowUpTo(AmountInput),
+}
+
+/// CreateSubscription's real-time controls after field checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlsInput {
+    /// The policy.
+    pub overage: OverageInput,
+    /// The thresholds (meters not yet checked against the prices).
+    pub usage_thresholds: Vec<UsageThreshold>,
+}
+
+impl Default for ControlsInput {
+    fn default() -> Self {
+        Self {
+            overage: OverageInput::Allow,
+            usage_thresholds: Vec::new(),
+        }
+    }
+}
+
+/// What CheckAccess is asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessTarget {
+    /// A meter (`mtr_…`).
+    Meter(String),
+    /// A price (`price_…`).
+    Price(String),
+}
+
+/// CheckAccess after field checks.
+#[derive(Debug, Clone)]
+pub struct AccessInput {
+    /// The customer.
+    pub customer: String,
+    /// The meter or price.
+    pub target: AccessTarget,
+    /// Credits to hold, unit not yet resolved.
+    pub reserve: Option<AmountInput>,
+    /// 1 to 86,400.
+    pub hold_timeout_seconds: u32,
+    /// Required with `reserve`.
+    pub request_id: Option<String>,
+}
+
+/// CheckAccess's answer.
+#[derive(Debug, Clone)]
+pub struct AccessOutcome {
+    /// Why (allowed when Ok).
+    pub reason: AccessReason,
+    /// The balance of the price's asset (with the hold, if one was made).
+    pub balance: Option<AssetBalance>,
+    /// The hold made.
+    pub hold: Option<HoldMade>,
+    /// The subscription whose policy decided.
+    pub subscription: Option<String>,
+}
+
+/// GetCustomerBalance's answer.
+#[derive(Debug, Clone)]
+pub struct CustomerBalance {
+    /// The customer.
+    pub customer: String,
+    /// The time usage was priced up to.
+    pub as_of: DateTime<Utc>,
+    /// One per asset.
+    pub balances: Vec<AssetBalance>,
+}
+
+/// The customer's usage not yet invoiced: active subscriptions, the prices
+/// they bill, and the invoices to price (drafts and open periods).
+struct Open {
+    subscriptions: Vec<Subscription>,
+    prices: Vec<Price>,
+    invoices: Vec<Invoice>,
+}
+
+impl Invoicing {
+    /// Resolves CreateSubscription's controls against its prices: a limit
+    /// in one of their assets, thresholds on one of their meters.
+    pub(super) async fn resolve_controls(
+        &self,
+        account: &str,
+        input: ControlsInput,
+        prices: &[Price],
+        out: &mut Vec<FieldViolation>,
+    ) -> Result<Controls, InvoicingError> {
+        let overage = match input.overage {
+            OverageInput::Allow => Overage::Allow,
+            OverageInput::Block => Overage::Block,
+            OverageInput::AllowUpTo(limit) => {
+                let mut scales = HashMap::new();
+                match self
+                    .resolve_amount(account, &limit, "overage.limit", &mut scales, out)
+                    .await?
+                {
+                    Some((asset, limit)) if prices.iter().any(|p| p.asset == asset) => {
+                        Overage::AllowUpTo { asset, limit }
+                    }
+                    Some(_) => {
+                        out.push(FieldViolation::new(
+                            "overage.limit",
+                            "must be in the asset of one of the subscription's prices",
+                        ));
+                        Overage::Allow
+                    }
+                    None => Overage::Allow,
+                }
+            }
+        };
+        for (i, threshold) in input.usage_thresholds.iter().enumerate() {
+            if !prices.iter().any(|p| p.meter == threshold.meter) {
+                out.push(FieldViolation::new(
+                    format!("usage_thresholds[{i}].meter"),
+                    "must be the meter of one of the subscription's prices",
+                ));
+            }
+        }
+        Ok(Controls {
+            overage,
+            usage_thresholds: input.usage_thresholds,
+        })
+    }
+
+    /// The customer's balance now, per asset.
+    pub async fn customer_balance(
+        &self,
+        account: &str,
+        customer: &str,
+    ) -> Result<CustomerBalance, InvoicingError> {
+        let now = self.clock.now();
+        let customer = self.customer(account, customer).await?.id;
+        let open = self.open_usage(account, &customer, now).await?;
+        let balances = self
+            .balances(account, &customer, (&open.prices, open.invoices), now)
+            .await?;
+        Ok(CustomerBalance {
+            customer,
+            as_of: now,
+            balances,
+        })
+    }
+
+    /// Whether the customer may use the meter or price now; with a
+    /// reservation, also the ledger hold for it.
+    pub async fn check_access(
+        &self,
+        account: &str,
+        input: AccessInput,
+    ) -> Result<AccessOutcome, InvoicingError> {
+        let now = self.clock.now();
+        let customer = self.customer(account, &input.customer).await?.id;
+        let open = self.open_usage(account, &customer, now).await?;
+        let Some((subscription, price)) = governing(&open, &input.target) else {
+            return Ok(AccessOutcome {
+                reason: AccessReason::NotSubscribed,
+                balance: None,
+                hold: None,
+                subscription: None,
+            });
+        };
+        let (policy, subscription, asset) = (
+            subscription.controls.overage.clone(),
+            subscription.id.clone(),
+            price.asset.clone(),
+        );
+        let reserve = match &input.reserve {
+            None => None,
+            Some(reserve) => Some(self.reserve_amount(account, reserve, &asset).await?),
+        };
+        let balances = self
+            .balances(account, &customer, (&open.prices, open.invoices), now)
+            .await?;
+        let mut balance = balances
+            .into_iter()
+            .find(|b| b.asset == asset)
+            .unwrap_or_else(|| zero_balance(asset.clone()));
+        let mut hold = None;
+        if let Some(amount) = reserve {
+            let request_id = input
+                .request_id
+                .clone()
+                .ok_or_else(|| InvoicingError::invalid("request_id", "is required with reserve"))?;
+            hold = self
+                .upstream
+                .create_hold(
+                    account,
+                    HoldRequest {
+                        request_id: format!("access:{request_id}"),
+                        customer: &customer,
+                        amount: (&asset, amount),
+                        unbilled: balance.unbilled_credits,
+                        timeout_seconds: input.hold_timeout_seconds,
+                    },
+                )
+                .await?;
+            if hold.is_some() {
+                balance.credits_reserved = balance
+                    .credits_reserved
+                    .checked_add(amount)
+                    .ok_or(crate::domain::invoice::TotalOverflow("credits reserved"))?;
+            }
+        }
+        let reason = realtime::decide(
+            &policy,
+            &balance,
+            reserve.map(|amount| (amount, hold.is_some())),
+        )?;
+        Ok(AccessOutcome {
+            reason,
+            balance: Some(balance),
+            hold,
+            subscription: Some(subscription),
+        })
+    }
+
+    /// A reservation in `asset` (the price's), positive.
+    async fn reserve_amount(
+        &self,
+        account: &str,
+        reserve: &AmountInput,
+        asset: &Asset,
+    ) -> Result<i64, InvoicingError> {
+        let mut out = Vec::new();
+        let mut scales = HashMap::new();
+        let resolved = self
+            .resolve_amount(account, reserve, "reserve", &mut scales, &mut out)
+            .await?;
+        match resolved {
+            Some((reserved, amount)) if reserved == *asset => Ok(amount),
+            Some(_) => Err(InvoicingError::invalid(
+                "reserve",
+                format!("must be in the price's asset ({})", asset.key()),
+            )),
+            None => Err(InvoicingError::fields(out)),
+        }
+    }
+
+    /// The customer's active subscriptions, their prices, and the invoices
+    /// whose usage is not billed yet, unpriced: each draft, each current
+    /// period, and the period after one that ended but is not closed yet.
+    async fn open_usage(
+        &self,
+        account: &str,
+        customer: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Open, InvoicingError> {
+        let page =
+            billing_server::page::PageRequest::parse(i32::try_from(DRAFTS_MAX).unwrap_or(100), "")
+                .map_err(|_| InvoicingError::Corrupt("draft page".into()))?;
+        let filter = InvoiceFilter {
+            customer: Some(customer.to_owned()),
+            subscription: None,
+            status: Some(Status::Draft),
+        };
+        let (subscriptions, (drafts, _)) = tokio::try_join!(
+            self.store
+                .active_subscriptions_of(account, customer, SUBSCRIPTIONS_MAX),
+            self.store.list_invoices(account, &filter, &page)
+        )?;
+        let mut ids: Vec<&str> = subscriptions
+            .iter()
+            .flat_map(|s| s.items.iter().map(|i| i.price.as_str()))
+            .chain(
+                drafts
+                    .iter()
+                    .flat_map(|d| d.lines.iter().map(|l| l.price.as_str())),
+            )
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let prices = self.store.prices(account, &ids).await?;
+        let mut invoices = drafts;
+        for sub in &subscriptions {
+            invoices.push(period_invoice(
+                sub,
+                &prices,
+                (sub.period_start, sub.period_end),
+                now,
+            )?);
+            if sub.period_end <= now
+                && !sub.cancel_at_period_end
+                && let Some(next_end) = period_end_after(sub.anchor, sub.interval, sub.period_end)
+            {
+                let mut next = period_invoice(sub, &prices, (sub.period_end, next_end), now)?;
+                for line in &mut next.lines {
+                    line.id = format!("{}_next", line.id);
+                }
+                invoices.push(next);
+            }
+        }
+        Ok(Open {
+            subscriptions,
+            prices,
+            invoices,
+        })
+    }
+
+    /// Prices `invoices` from the usage up to now and combines them with
+    /// the ledger's figures: one balance per asset.
+    async fn balances(
+        &self,
+        account: &str,
+        customer: &str,
+        (prices, mut invoices): (&[Price], Vec<Invoice>),
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AssetBalance>, InvoicingError> {
+        let priced = async {
+            try_join_all(
+                invoices
+                    .iter_mut()
+                    .map(|invoice| self.price_lines(account, invoice, prices)),
+            )
+            .await?;
+            self.unbilled_lines(account, customer, &invoices, now).await
+        };
+        let (credits, lines) = tokio::try_join!(self.upstream.credits(account, customer), priced)?;
+        Ok(realtime::balances(&credits, &lines)?)
+    }
+
+    /// Each chargeable line of `invoices` with the credits one preview
+    /// applies to it, as if they were all invoiced at `now`.
+    async fn unbilled_lines(
+        &self,
+        account: &str,
+        customer: &str,
+        invoices: &[Invoice],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UnbilledLine>, InvoicingError> {
+        let mut combined = unbilled_invoice(customer, now);
+        combined.lines = invoices
+            .iter()
+            .flat_map(|i| i.chargeable_lines().cloned())
+            .collect();
+        if combined.lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        if combined.lines.len() > LINES_MAX {
+            return Err(InvoicingError::conflict(
+                "TOO_MANY_UNBILLED_LINES",
+                format!(
+                    "customer {customer} has {} unbilled lines; a real-time balance covers at most {LINES_MAX}",
+                    combined.lines.len()
+                ),
+            ));
+        }
+        let preview_id = format!("realtime_{customer}");
+        let credits = self
+            .upstream
+            .apply_credits(account, &combined, &preview_id, true)
+            .await?;
+        Ok(combined
+            .lines
+            .iter()
+            .zip(credits)
+            .map(|(line, credits)| UnbilledLine {
+                asset: line.asset.clone(),
+                amount: line.amount,
+                credits: credits.credits_applied,
+            })
+            .collect())
+    }
+
+    /// One round of the usage threshold worker: subscriptions with
+    /// thresholds after `after`, each threshold passed in the current
+    /// period recorded (with its event) once. Returns (events fired,
+    /// failures, where the next round starts).
+    pub async fn run_usage_thresholds(
+        &self,
+        after: Option<(String, String)>,
+    ) -> Result<(usize, usize, Option<(String, String)>), InvoicingError> {
+        let cursor = after.as_ref().map(|(a, i)| (a.as_str(), i.as_str()));
+        let watched = self
+            .store
+            .watched_subscriptions(cursor, WATCHED_PER_TICK)
+            .await?;
+        let next = if i64::try_from(watched.len()).unwrap_or(i64::MAX) < WATCHED_PER_TICK {
+            None
+        } else {
+            watched.last().map(|(a, s)| (a.clone(), s.id.clone()))
+        };
+        let (mut fired, mut failed) = (0, 0);
+        for (account, sub) in &watched {
+            match self.check_thresholds(account, sub).await {
+                Ok(count) => fired += count,
+                Err(error) => {
+                    failed += 1;
+                    tracing::warn!(%error, subscription = %sub.id, "usage thresholds failed; retried next tick");
+                }
+            }
+        }
+        Ok((fired, failed, next))
+    }
+
+    async fn check_thresholds(
+        &self,
+        account: &str,
+        sub: &Subscription,
+    ) -> Result<usize, InvoicingError> {
+        let period_start_us = billing_server::time::to_micros(sub.period_start);
+        let fired = self
+            .store
+            .fired_thresholds(account, &sub.id, period_start_us)
+            .await?;
+        let thresholds = &sub.controls.usage_thresholds;
+        let mut meters: Vec<&str> = thresholds
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !fired.contains(i))
+            .map(|(_, t)| t.meter.as_str())
+            .collect();
+        meters.sort_unstable();
+        meters.dedup();
+        if meters.is_empty() {
+            return Ok(0);
+        }
+        let usages = try_join_all(meters.iter().map(|meter| {
+            self.upstream.usage(
+                account,
+                &sub.customer,
+                meter,
+                sub.period_start,
+                sub.period_end,
+            )
+        }))
+        .await?;
+        let usage: BTreeMap<String, _> =
+            meters.iter().map(|m| (*m).to_owned()).zip(usages).collect();
+        let now = self.clock.now();
+        let mut count = 0;
+        for index in realtime::thresholds_passed(thresholds, &usage, &fired) {
+            let threshold = thresholds[index].clone();
+            let crossing = UsageThresholdCrossing {
+                subscription: sub.id.clone(),
+                customer: sub.customer.clone(),
+                threshold_index: index,
+                usage: usage.get(&threshold.meter).copied().unwrap_or_default(),
+                threshold,
+                period_start: sub.period_start,
+                period_end: sub.period_end,
+                created: now,
+            };
+            if self.store.record_crossing(account, &crossing).await? {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// The subscription and price that govern a use of `target`: the first
+/// (oldest) active subscription billing it.
+fn governing<'a>(open: &'a Open, target: &AccessTarget) -> Option<(&'a Subscription, &'a Price)> {
+    open.subscriptions.iter().find_map(|sub| {
+        sub.items.iter().find_map(|item| {
+            let price = open.prices.iter().find(|p| p.id == item.price)?;
+            let matches = match target {
+                AccessTarget::Meter(meter) => &price.meter == meter,
+                AccessTarget::Price(id) => &price.id == id,
+            };
+            matches.then_some((sub, price))
+        })
+    })
+}
+
+fn zero_balance(asset: Asset) -> AssetBalance {
+    AssetBalance {
+        asset,
+        available: 0,
+        pending: 0,
+        unbilled_usage: 0,
+        unbilled_credits: 0,
+        credits_reserved: 0,
+    }
+}
+
+/// An unpriced invoice of one period of `sub` (line ids are the items').
+fn period_invoice(
+    sub: &Subscription,
+    prices: &[Price],
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    now: DateTime<Utc>,
+) -> Result<Invoice, InvoicingError> {
+    let mut invoice = unbilled_invoice(&sub.customer, now);
+    invoice.subscription = sub.id.clone();
+    invoice.period_start = start;
+    invoice.period_end = end;
+    for item in &sub.items {
+        let price = prices
+            .iter()
+            .find(|p| p.id == item.price)
+            .ok_or_else(|| InvoicingError::Corrupt(format!("price {} vanished", item.price)))?;
+        let mut line = super::subscriptions::empty_line(price);
+        line.id = item.id.clone();
+        invoice.lines.push(line);
+    }
+    Ok(invoice)
+}
+
+/// An empty, never stored invoice of `customer` ending `now`.
+fn unbilled_invoice(customer: &str, now: DateTime<Utc>) -> Invoice {
+    Invoice {
+        id: String::new(),
+        customer: customer.to_owned(),
+        subscription: String::new(),
+        status: Status::Draft,
+        reason: BillingReason::SubscriptionCycle,
+        period_start: now,
+        period_end: now,
+        lines: Vec::new(),
+        auto_finalize_at: None,
+        finalized_at: None,
+        paid_at: None,
+        voided_at: None,
+        created: now,
+        step_error: None,
+    }
+}
