@@ -20,7 +20,7 @@ fuzz calls="2000" seed="1":
     FUZZ_CALLS={{calls}} FUZZ_SEED={{seed}} FUZZ_MAX_MS=1000 cargo test -p invoicing --test fuzz -- --nocapture
 
 # All benchmarks.
-bench: bench-ledger bench-ingest bench-finalize bench-scale bench-notifier
+bench: bench-ledger bench-ingest bench-finalize bench-scale bench-notifier bench-realtime
 
 # Ledger throughput and balance-summary latency on SQLite and PostgreSQL.
 bench-ledger:
@@ -37,6 +37,10 @@ bench-finalize:
 # A customer's lists, balance and ApplyCredits p50/p99 in an account of 10,000 and of 1,000,000 rows (PostgreSQL).
 bench-scale:
     cargo bench -p invoicing --bench scale
+
+# CheckAccess and GetCustomerBalance calls/s and p50/p99, 10 meters × 30 days of usage per customer, with a pgbench baseline (PostgreSQL).
+bench-realtime:
+    cargo bench -p invoicing --bench realtime
 
 # Events per second from a feed to a local webhook receiver.
 bench-notifier:
