@@ -207,6 +207,7 @@ async fn bench(name: &str, db: TestDatabase, seconds: u64) {
             .get_credit_balance_summary(authed(pb::GetCreditBalanceSummaryRequest {
                 customer: "cus_history".into(),
                 filter: None,
+                unbilled_lines: Vec::new(),
             }))
             .await
             .unwrap();

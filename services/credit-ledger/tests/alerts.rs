@@ -91,6 +91,7 @@ async fn summary(t: &TestLedger, customer: &str) -> pb::BalanceAlertStatus {
             pb::GetCreditBalanceSummaryRequest {
                 customer: customer.into(),
                 filter: None,
+                unbilled_lines: Vec::new(),
             },
         ))
         .await

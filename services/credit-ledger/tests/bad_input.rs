@@ -265,6 +265,7 @@ async fn keys_and_accounts_are_enforced(t: &TestLedger) {
             pb::GetCreditBalanceSummaryRequest {
                 customer: "cus_a".into(),
                 filter: None,
+                unbilled_lines: Vec::new(),
             },
         ))
         .await
@@ -431,6 +432,7 @@ async fn a_balance_past_i64_is_refused(t: &TestLedger) {
             pb::GetCreditBalanceSummaryRequest {
                 customer: "cus_whale".into(),
                 filter: None,
+                unbilled_lines: Vec::new(),
             },
         ))
         .await

@@ -31,6 +31,7 @@ async fn summary(
             pb::GetCreditBalanceSummaryRequest {
                 customer: customer.into(),
                 filter: filter.map(|kind| pb::CreditBalanceFilter { kind: Some(kind) }),
+                unbilled_lines: Vec::new(),
             },
         ))
         .await
@@ -319,6 +320,7 @@ async fn balance_summary_filters(t: &TestLedger) {
                 filter: Some(pb::CreditBalanceFilter {
                     kind: Some(Kind::CreditGrant("credgr_nope".into())),
                 }),
+                unbilled_lines: Vec::new(),
             },
         ))
         .await

@@ -49,6 +49,7 @@ async fn held(t: &TestLedger, customer: &str) -> i64 {
             pb::GetCreditBalanceSummaryRequest {
                 customer: customer.into(),
                 filter: None,
+                unbilled_lines: Vec::new(),
             },
         ))
         .await

@@ -109,7 +109,16 @@ async fn pgbench(seconds: u64) -> Option<String> {
         .ok()?;
     let out = if init.status.success() {
         let run = tokio::process::Command::new("pgbench")
-            .args(["-S", "-c", "16", "-j", "2", "-T", &seconds.to_string(), &target])
+            .args([
+                "-S",
+                "-c",
+                "16",
+                "-j",
+                "2",
+                "-T",
+                &seconds.to_string(),
+                &target,
+            ])
             .output()
             .await
             .ok()?;

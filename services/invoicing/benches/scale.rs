@@ -310,6 +310,7 @@ async fn main() {
                             ledger::GetCreditBalanceSummaryRequest {
                                 customer,
                                 filter: None,
+                                unbilled_lines: Vec::new(),
                             },
                         ))
                         .await

@@ -241,6 +241,29 @@ async fn workload(t: &Suite) {
             ))
         );
     }
+    // Two ranges: one partly past the cache's horizon, one wholly recent
+    // (the clock is at t0 + 1 h: the horizon is before t0).
+    rpc!(
+        "BatchGetUsage",
+        meter_client.batch_get_usage(authed(
+            KEY_A,
+            meter::BatchGetUsageRequest {
+                customer: customer.clone(),
+                ranges: vec![
+                    meter::UsageRange {
+                        meter: api_calls.clone(),
+                        start_time: ts(t0() - TimeDelta::days(2)),
+                        end_time: ts(t0() + TimeDelta::minutes(90)),
+                    },
+                    meter::UsageRange {
+                        meter: spare.clone(),
+                        start_time: ts(t0()),
+                        end_time: ts(t0() + TimeDelta::days(2)),
+                    },
+                ],
+            }
+        ))
+    );
 
     // Pricing units and prices.
     let unit = rpc!(
@@ -886,7 +909,8 @@ async fn workload(t: &Suite) {
         ))
         .await
         .unwrap();
-    t.usage("api_calls", &customer, now, &[("realtime", "3")]).await;
+    t.usage("api_calls", &customer, now, &[("realtime", "3")])
+        .await;
     rpc!(
         "GetCustomerBalance",
         invoicing.get_customer_balance(authed(
@@ -980,6 +1004,7 @@ async fn workload(t: &Suite) {
                 ledger::GetCreditBalanceSummaryRequest {
                     customer: customer.clone(),
                     filter: filter.map(|kind| ledger::CreditBalanceFilter { kind: Some(kind) }),
+                    unbilled_lines: Vec::new(),
                 }
             ))
         );

@@ -259,31 +259,7 @@ pub fn apply_input(request: &pb::ApplyCreditsRequest) -> Result<ApplyInput, Vec<
         ));
         return Err(out);
     }
-    let mut seen = std::collections::HashSet::new();
-    let mut lines = Vec::with_capacity(request.lines.len());
-    for (index, line) in request.lines.iter().enumerate() {
-        let field = format!("lines[{index}]");
-        check_reference(
-            &line.invoice_line_item,
-            &format!("{field}.invoice_line_item"),
-            &mut out,
-        );
-        if !seen.insert(line.invoice_line_item.as_str()) {
-            out.push(FieldViolation::new(
-                format!("{field}.invoice_line_item"),
-                "is repeated",
-            ));
-        }
-        check_reference(&line.price, &format!("{field}.price"), &mut out);
-        match amount_input(line.amount.as_ref(), &format!("{field}.amount")) {
-            Ok(amount) => lines.push(LineInput {
-                invoice_line_item: line.invoice_line_item.clone(),
-                price: line.price.clone(),
-                amount,
-            }),
-            Err(violation) => out.push(violation),
-        }
-    }
+    let lines = line_inputs(&request.lines, "lines", &mut out);
     match period_end {
         Some(period_end) if out.is_empty() => Ok(ApplyInput {
             customer: request.customer.clone(),
@@ -294,6 +270,65 @@ pub fn apply_input(request: &pb::ApplyCreditsRequest) -> Result<ApplyInput, Vec<
         }),
         _ => Err(out),
     }
+}
+
+/// Invoice lines, each checked (ids present, bounded, not repeated).
+pub fn line_inputs(
+    lines: &[pb::InvoiceLine],
+    name: &str,
+    out: &mut Vec<FieldViolation>,
+) -> Vec<LineInput> {
+    let mut seen = std::collections::HashSet::new();
+    let mut inputs = Vec::with_capacity(lines.len());
+    for (index, line) in lines.iter().enumerate() {
+        let field = format!("{name}[{index}]");
+        check_reference(
+            &line.invoice_line_item,
+            &format!("{field}.invoice_line_item"),
+            out,
+        );
+        if !seen.insert(line.invoice_line_item.as_str()) {
+            out.push(FieldViolation::new(
+                format!("{field}.invoice_line_item"),
+                "is repeated",
+            ));
+        }
+        check_reference(&line.price, &format!("{field}.price"), out);
+        match amount_input(line.amount.as_ref(), &format!("{field}.amount")) {
+            Ok(amount) => inputs.push(LineInput {
+                invoice_line_item: line.invoice_line_item.clone(),
+                price: line.price.clone(),
+                amount,
+            }),
+            Err(violation) => out.push(violation),
+        }
+    }
+    inputs
+}
+
+/// GetCreditBalanceSummary's unbilled lines: at most [`LINES_MAX`], only
+/// without a filter.
+pub fn unbilled_inputs(
+    request: &pb::GetCreditBalanceSummaryRequest,
+) -> Result<Vec<LineInput>, Vec<FieldViolation>> {
+    if request.unbilled_lines.is_empty() {
+        return Ok(Vec::new());
+    }
+    if request.unbilled_lines.len() > LINES_MAX {
+        return Err(vec![FieldViolation::new(
+            "unbilled_lines",
+            format!("at most {LINES_MAX} lines"),
+        )]);
+    }
+    if request.filter.is_some() {
+        return Err(vec![FieldViolation::new(
+            "unbilled_lines",
+            "only in a summary without a filter",
+        )]);
+    }
+    let mut out = Vec::new();
+    let lines = line_inputs(&request.unbilled_lines, "unbilled_lines", &mut out);
+    if out.is_empty() { Ok(lines) } else { Err(out) }
 }
 
 /// GetCreditBalanceSummary's filter.
@@ -386,6 +421,7 @@ pub fn balances(balances: &[Balance]) -> Vec<pb::CreditBalance> {
             alerts: None,
             pending_balance: Some(amount(&b.asset, b.pending)),
             held_balance: None,
+            unbilled_credits: None,
         })
         .collect()
 }

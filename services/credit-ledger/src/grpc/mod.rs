@@ -298,11 +298,30 @@ impl LedgerGrpc {
     ) -> Reply<pb::GetCreditBalanceSummaryResponse> {
         let customer = reference(&call.body.customer, "customer")?;
         let filter = convert::balance_filter(call.body.filter.as_ref()).map_err(invalid)?;
-        let balances = self
-            .ledger
-            .balance_summary(call.account(), customer, &filter)
-            .await?;
+        let unbilled = convert::unbilled_inputs(&call.body).map_err(invalid)?;
+        let (balances, unbilled_credits) = if unbilled.is_empty() {
+            let balances = self
+                .ledger
+                .balance_summary(call.account(), customer, &filter)
+                .await?;
+            (balances, None)
+        } else {
+            let (balances, credits) = self
+                .ledger
+                .balance_with_unbilled(call.account(), customer, unbilled)
+                .await?;
+            (balances, Some(credits))
+        };
         let mut shown = convert::balances(&balances);
+        if let Some(credits) = &unbilled_credits {
+            for (balance, out) in balances.iter().zip(shown.iter_mut()) {
+                let taken = credits.iter().find(|(asset, _)| *asset == balance.asset);
+                out.unbilled_credits = Some(convert::amount(
+                    &balance.asset,
+                    taken.map_or(0, |(_, value)| *value),
+                ));
+            }
+        }
         // The alert state and the holds belong to the whole balance, not to
         // a filtered part.
         if filter == crate::domain::balance::BalanceFilter::All {

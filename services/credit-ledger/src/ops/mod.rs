@@ -360,6 +360,37 @@ impl Ledger {
         Ok(balance::summarize(&grants, filter, self.clock.now())?)
     }
 
+    /// The customer's whole balance, and per asset the credits `unbilled`
+    /// lines would take if they were invoiced now (planned over the same
+    /// grants, as ApplyCredits plans).
+    pub async fn balance_with_unbilled(
+        &self,
+        account: &str,
+        customer: &str,
+        unbilled: Vec<LineInput>,
+    ) -> Result<(Vec<Balance>, Vec<(billing_money::Asset, i64)>), LedgerError> {
+        let now = self.clock.now();
+        let input = ApplyInput {
+            customer: customer.to_owned(),
+            invoice: "unbilled".to_owned(),
+            period_end: now,
+            lines: unbilled,
+            preview: true,
+        };
+        let (grants, request) = tokio::try_join!(
+            self.store.customer_grants(account, customer),
+            self.resolve_lines(account, input, "unbilled_lines")
+        )?;
+        let balances = balance::summarize(&grants, &BalanceFilter::All, now)?;
+        let outcome = crate::domain::apply::plan(&request, &grants)?;
+        let credits = outcome
+            .totals
+            .into_iter()
+            .map(|total| (total.asset, total.applied))
+            .collect();
+        Ok((balances, credits))
+    }
+
     /// A page of transactions.
     pub async fn list_transactions(
         &self,
@@ -381,7 +412,7 @@ impl Ledger {
         input: ApplyInput,
     ) -> Result<ApplyOutcome, LedgerError> {
         let preview = input.preview;
-        let request = self.resolve_lines(account, input).await?;
+        let request = self.resolve_lines(account, input, "lines").await?;
         if preview {
             return self.store.preview(account, &request).await;
         }
@@ -425,6 +456,7 @@ impl Ledger {
         &self,
         account: &str,
         input: ApplyInput,
+        name: &str,
     ) -> Result<ApplyRequest, LedgerError> {
         let mut unit_ids: Vec<&str> = input
             .lines
@@ -443,7 +475,7 @@ impl Ledger {
         let mut lines = Vec::with_capacity(input.lines.len());
         let mut totals: HashMap<String, i64> = HashMap::new();
         for (index, line) in input.lines.into_iter().enumerate() {
-            let field = format!("lines[{index}].amount");
+            let field = format!("{name}[{index}].amount");
             let scale = line
                 .amount
                 .pricing_unit()

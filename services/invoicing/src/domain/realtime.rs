@@ -90,17 +90,17 @@ pub struct Credits {
     pub pending: i64,
     /// Active holds.
     pub held: i64,
+    /// What the unbilled lines would take if they were invoiced now.
+    pub unbilled_credits: i64,
 }
 
-/// One unbilled line: its amount and the credits a preview applies to it.
+/// One unbilled line's amount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnbilledLine {
     /// The line's asset.
     pub asset: Asset,
     /// Priced from the usage so far, rounded once.
     pub amount: i64,
-    /// Credits that would pay it if it were invoiced now.
-    pub credits: i64,
 }
 
 /// A customer's balance of one asset now.
@@ -163,12 +163,12 @@ pub fn balances(
         balance.available = add(balance.available, figures.available)?;
         balance.pending = add(balance.pending, figures.pending)?;
         balance.credits_reserved = add(balance.credits_reserved, figures.held)?;
+        balance.unbilled_credits = add(balance.unbilled_credits, figures.unbilled_credits)?;
         by_asset.insert(asset.key(), balance);
     }
     for line in lines {
         let mut balance = entry(&mut by_asset, &line.asset);
         balance.unbilled_usage = add(balance.unbilled_usage, line.amount)?;
-        balance.unbilled_credits = add(balance.unbilled_credits, line.credits)?;
         by_asset.insert(line.asset.key(), balance);
     }
     Ok(by_asset.into_values().collect())
@@ -283,30 +283,28 @@ mod tests {
                 available: 1_000,
                 pending: 50,
                 held: 100,
+                unbilled_credits: 900,
             },
         )];
         let lines = [
             UnbilledLine {
                 asset: usd(),
                 amount: 700,
-                credits: 700,
             },
             UnbilledLine {
                 asset: usd(),
                 amount: 500,
-                credits: 200,
             },
         ];
         let merged = balances(&credits, &lines).unwrap();
         assert_eq!(merged.len(), 1);
         let b = &merged[0];
         assert_eq!((b.unbilled_usage, b.unbilled_credits), (1_200, 900));
-        assert_eq!(b.ongoing(), Ok(0));
+        assert_eq!(b.ongoing(), Ok(0), "1,000 − 900 − 100");
         assert_eq!(b.overage(), Ok(300));
         let overflow = [UnbilledLine {
             asset: usd(),
             amount: i64::MAX,
-            credits: 0,
         }];
         assert!(balances(&[], &[overflow[0].clone(), overflow[0].clone()]).is_err());
     }

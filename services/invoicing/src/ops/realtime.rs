@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 use billing_money::{Asset, FieldViolation};
 use billing_server::status::Refuse;
 use chrono::{DateTime, Utc};
-use futures_util::future::try_join_all;
 
 use super::{AmountInput, Invoicing};
 use crate::domain::invoice::{BillingReason, Invoice, Status};
@@ -177,7 +176,7 @@ impl Invoicing {
         let customer = self.customer(account, customer).await?.id;
         let open = self.open_usage(account, &customer, now).await?;
         let balances = self
-            .balances(account, &customer, (&open.prices, open.invoices), now)
+            .balances(account, &customer, (&open.prices, open.invoices))
             .await?;
         Ok(CustomerBalance {
             customer,
@@ -214,7 +213,7 @@ impl Invoicing {
             Some(reserve) => Some(self.reserve_amount(account, reserve, &asset).await?),
         };
         let balances = self
-            .balances(account, &customer, (&open.prices, open.invoices), now)
+            .balances(account, &customer, (&open.prices, open.invoices))
             .await?;
         let mut balance = balances
             .into_iter()
@@ -341,69 +340,38 @@ impl Invoicing {
         })
     }
 
-    /// Prices `invoices` from the usage up to now and combines them with
-    /// the ledger's figures: one balance per asset.
+    /// Prices `invoices` from the usage up to now (one usage read) and
+    /// asks the ledger, in one call, for the credits and holds and for what
+    /// those lines would take if they were invoiced now.
     async fn balances(
         &self,
         account: &str,
         customer: &str,
         (prices, mut invoices): (&[Price], Vec<Invoice>),
-        now: DateTime<Utc>,
     ) -> Result<Vec<AssetBalance>, InvoicingError> {
-        let priced = async {
-            try_join_all(
-                invoices
-                    .iter_mut()
-                    .map(|invoice| self.price_lines(account, invoice, prices)),
-            )
-            .await?;
-            self.unbilled_lines(account, customer, &invoices, now).await
-        };
-        let (credits, lines) = tokio::try_join!(self.upstream.credits(account, customer), priced)?;
-        Ok(realtime::balances(&credits, &lines)?)
-    }
-
-    /// Each chargeable line of `invoices` with the credits one preview
-    /// applies to it, as if they were all invoiced at `now`.
-    async fn unbilled_lines(
-        &self,
-        account: &str,
-        customer: &str,
-        invoices: &[Invoice],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<UnbilledLine>, InvoicingError> {
-        let mut combined = unbilled_invoice(customer, now);
-        combined.lines = invoices
+        self.price_invoices(account, &mut invoices, prices).await?;
+        let lines: Vec<crate::domain::invoice::Line> = invoices
             .iter()
             .flat_map(|i| i.chargeable_lines().cloned())
             .collect();
-        if combined.lines.is_empty() {
-            return Ok(Vec::new());
-        }
-        if combined.lines.len() > LINES_MAX {
+        if lines.len() > LINES_MAX {
             return Err(InvoicingError::conflict(
                 "TOO_MANY_UNBILLED_LINES",
                 format!(
                     "customer {customer} has {} unbilled lines; a real-time balance covers at most {LINES_MAX}",
-                    combined.lines.len()
+                    lines.len()
                 ),
             ));
         }
-        let preview_id = format!("realtime_{customer}");
-        let credits = self
-            .upstream
-            .apply_credits(account, &combined, &preview_id, true)
-            .await?;
-        Ok(combined
-            .lines
+        let credits = self.upstream.credits(account, customer, &lines).await?;
+        let unbilled: Vec<UnbilledLine> = lines
             .iter()
-            .zip(credits)
-            .map(|(line, credits)| UnbilledLine {
+            .map(|line| UnbilledLine {
                 asset: line.asset.clone(),
                 amount: line.amount,
-                credits: credits.credits_applied,
             })
-            .collect())
+            .collect();
+        Ok(realtime::balances(&credits, &unbilled)?)
     }
 
     /// One round of the usage threshold worker: subscriptions with
@@ -459,16 +427,14 @@ impl Invoicing {
         if meters.is_empty() {
             return Ok(0);
         }
-        let usages = try_join_all(meters.iter().map(|meter| {
-            self.upstream.usage(
-                account,
-                &sub.customer,
-                meter,
-                sub.period_start,
-                sub.period_end,
-            )
-        }))
-        .await?;
+        let ranges: Vec<(&str, _, _)> = meters
+            .iter()
+            .map(|meter| (*meter, sub.period_start, sub.period_end))
+            .collect();
+        let usages = self
+            .upstream
+            .usages(account, &sub.customer, &ranges)
+            .await?;
         let usage: BTreeMap<String, _> =
             meters.iter().map(|m| (*m).to_owned()).zip(usages).collect();
         let now = self.clock.now();

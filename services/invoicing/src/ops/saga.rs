@@ -14,7 +14,6 @@
 use billing_db::idempotency::IdempotencyKey;
 use billing_server::page::PageRequest;
 use billing_server::status::Refuse;
-use futures_util::future::try_join_all;
 
 use super::{Invoicing, failpoint};
 use crate::domain::invoice::{
@@ -79,38 +78,61 @@ impl Invoicing {
         invoice: &mut Invoice,
         prices: &[Price],
     ) -> Result<(), InvoicingError> {
-        let usages = try_join_all(invoice.lines.iter().map(|line| {
-            self.upstream.usage(
-                account,
-                &invoice.customer,
-                &line.meter,
-                invoice.period_start,
-                invoice.period_end,
-            )
-        }))
-        .await?;
-        for (line, usage) in invoice.lines.iter_mut().zip(usages) {
-            let price = prices
-                .iter()
-                .find(|p| p.id == line.price)
-                .ok_or_else(|| InvoicingError::Corrupt(format!("price {} vanished", line.price)))?;
-            let priced = price.pricing.price(usage).map_err(|e| {
-                InvoicingError::conflict("LINE_NOT_PRICEABLE", format!("line {}: {e}", line.id))
+        self.price_invoices(account, std::slice::from_mut(invoice), prices)
+            .await
+    }
+
+    /// Re-prices the lines of one customer's `invoices`, each from the
+    /// usage over its own period, with one usage read for all of them.
+    pub(super) async fn price_invoices(
+        &self,
+        account: &str,
+        invoices: &mut [Invoice],
+        prices: &[Price],
+    ) -> Result<(), InvoicingError> {
+        let Some(customer) = invoices.first().map(|i| i.customer.clone()) else {
+            return Ok(());
+        };
+        let ranges: Vec<(&str, _, _)> = invoices
+            .iter()
+            .flat_map(|invoice| {
+                invoice.lines.iter().map(|line| {
+                    (
+                        line.meter.as_str(),
+                        invoice.period_start,
+                        invoice.period_end,
+                    )
+                })
+            })
+            .collect();
+        let usages = self.upstream.usages(account, &customer, &ranges).await?;
+        let mut usages = usages.into_iter();
+        for invoice in invoices.iter_mut() {
+            for line in &mut invoice.lines {
+                let usage = usages
+                    .next()
+                    .ok_or_else(|| InvoicingError::Corrupt("a line without its usage".into()))?;
+                let price = prices.iter().find(|p| p.id == line.price).ok_or_else(|| {
+                    InvoicingError::Corrupt(format!("price {} vanished", line.price))
+                })?;
+                let priced = price.pricing.price(usage).map_err(|e| {
+                    InvoicingError::conflict("LINE_NOT_PRICEABLE", format!("line {}: {e}", line.id))
+                })?;
+                line.usage = usage;
+                line.quantity = priced.quantity;
+                line.unit_amount = price.pricing.unit_amount();
+                line.amount = priced.amount;
+            }
+            // An invoice whose lines cannot be totalled in 64 bits is
+            // refused here, when it is built or re-priced: never stored,
+            // never shown with a saturated total, never stuck finalizing.
+            invoice.totals().map_err(|overflow| {
+                InvoicingError::conflict(
+                    "INVOICE_TOTAL_OVERFLOW",
+                    format!("the invoice cannot be totalled: {overflow}; nothing was stored"),
+                )
             })?;
-            line.usage = usage;
-            line.quantity = priced.quantity;
-            line.unit_amount = price.pricing.unit_amount();
-            line.amount = priced.amount;
         }
-        // An invoice whose lines cannot be totalled in 64 bits is refused
-        // here, when it is built or re-priced: never stored, never shown
-        // with a saturated total, never stuck finalizing.
-        invoice.totals().map_err(|overflow| {
-            InvoicingError::conflict(
-                "INVOICE_TOTAL_OVERFLOW",
-                format!("the invoice cannot be totalled: {overflow}; nothing was stored"),
-            )
-        })?;
         Ok(())
     }
 

@@ -147,6 +147,7 @@ impl Upstream {
             ledger::GetCreditBalanceSummaryRequest {
                 customer: customer.to_owned(),
                 filter: None,
+                unbilled_lines: Vec::new(),
             },
         )?;
         let summary = self

@@ -33,6 +33,8 @@ use crate::error::InvoicingError;
 pub const LEDGER: &str = "credit-ledger";
 /// Service names in errors and logs.
 pub const METER: &str = "meter-ingest";
+/// Most ranges of one BatchGetUsage call (meter-ingest's limit).
+const BATCH_RANGES_MAX: usize = 100;
 
 /// Where the other services are and how to call them.
 #[derive(Debug, Clone)]
@@ -251,40 +253,70 @@ impl Upstream {
         Ok(unit.scale)
     }
 
-    /// A customer's aggregated usage of a meter over `[start, end)`.
-    pub async fn usage(
+    /// A customer's aggregated usage over each `(meter, start, end)`, in
+    /// order, through BatchGetUsage (100 ranges a call, the calls at once).
+    pub async fn usages(
         &self,
         account: &str,
         customer: &str,
-        meter_id: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Result<Decimal, InvoicingError> {
-        if end <= start {
-            return Ok(Decimal::ZERO);
-        }
-        let request = self.request(
-            account,
-            meter::GetUsageRequest {
-                customer: customer.to_owned(),
-                meter: meter_id.to_owned(),
-                start_time: Some(to_proto(start)),
-                end_time: Some(to_proto(end)),
-                grouping_window: meter::GroupingWindow::Unspecified.into(),
-            },
-        )?;
-        let usage = self
-            .meter
-            .clone()
-            .get_usage(request)
-            .await
-            .map_err(|s| upstream_error(METER, s))?
-            .into_inner();
-        let total = usage.total.map(|t| t.value).unwrap_or_default();
-        if total.is_empty() {
-            return Ok(Decimal::ZERO);
-        }
-        parse_decimal(&total).map_err(|_| InvoicingError::Corrupt(format!("usage {total:?}")))
+        ranges: &[(&str, DateTime<Utc>, DateTime<Utc>)],
+    ) -> Result<Vec<Decimal>, InvoicingError> {
+        let calls = ranges.chunks(BATCH_RANGES_MAX).map(|chunk| async move {
+            let asked: Vec<meter::UsageRange> = chunk
+                .iter()
+                .filter(|(_, start, end)| end > start)
+                .map(|(meter, start, end)| meter::UsageRange {
+                    meter: (*meter).to_owned(),
+                    start_time: Some(to_proto(*start)),
+                    end_time: Some(to_proto(*end)),
+                })
+                .collect();
+            let mut answers = if asked.is_empty() {
+                Vec::new()
+            } else {
+                let request = self.request(
+                    account,
+                    meter::BatchGetUsageRequest {
+                        customer: customer.to_owned(),
+                        ranges: asked,
+                    },
+                )?;
+                self.meter
+                    .clone()
+                    .batch_get_usage(request)
+                    .await
+                    .map_err(|s| upstream_error(METER, s))?
+                    .into_inner()
+                    .usages
+            }
+            .into_iter();
+            // An empty range is 0 without asking.
+            chunk
+                .iter()
+                .map(|(_, start, end)| {
+                    if end <= start {
+                        return Ok(Decimal::ZERO);
+                    }
+                    let total = answers
+                        .next()
+                        .and_then(|u| u.total)
+                        .map(|t| t.value)
+                        .ok_or_else(|| {
+                            InvoicingError::Corrupt("BatchGetUsage answered short".into())
+                        })?;
+                    if total.is_empty() {
+                        return Ok(Decimal::ZERO);
+                    }
+                    parse_decimal(&total)
+                        .map_err(|_| InvoicingError::Corrupt(format!("usage {total:?}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+        Ok(futures_util::future::try_join_all(calls)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     /// ApplyCredits for the invoice's chargeable lines under the ledger

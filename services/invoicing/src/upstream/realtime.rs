@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use tonic::Code;
 
 use super::{LEDGER, Upstream, upstream_error};
+use crate::domain::invoice::Line;
 use crate::domain::realtime::Credits;
 use crate::error::InvoicingError;
 
@@ -40,17 +41,27 @@ fn corrupt(what: &str) -> InvoicingError {
 }
 
 impl Upstream {
-    /// The customer's credits usable now, pending payment and held, per asset.
+    /// The customer's credits usable now, pending payment and held, per
+    /// asset, and those the `unbilled` lines would take if invoiced now.
     pub async fn credits(
         &self,
         account: &str,
         customer: &str,
+        unbilled: &[Line],
     ) -> Result<Vec<(Asset, Credits)>, InvoicingError> {
         let request = self.request(
             account,
             ledger::GetCreditBalanceSummaryRequest {
                 customer: customer.to_owned(),
                 filter: None,
+                unbilled_lines: unbilled
+                    .iter()
+                    .map(|line| ledger::InvoiceLine {
+                        invoice_line_item: line.id.clone(),
+                        price: line.price.clone(),
+                        amount: Some(billing_server::amount::to_proto(&line.asset, line.amount)),
+                    })
+                    .collect(),
             },
         )?;
         let summary = self
@@ -79,6 +90,7 @@ impl Upstream {
                 available,
                 pending: value(balance.pending_balance.as_ref())?,
                 held: value(balance.held_balance.as_ref())?,
+                unbilled_credits: value(balance.unbilled_credits.as_ref())?,
             };
             out.push((asset, credits));
         }

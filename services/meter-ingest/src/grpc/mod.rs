@@ -27,6 +27,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::domain::event::BATCH_MAX;
 use crate::domain::usage::Grouping;
 use crate::ops::Metering;
+use crate::ops::{RANGES_MAX, UsageRange};
 
 /// Acknowledgements buffered per stream before the server waits for the client to read.
 const STREAM_ACKS_BUFFERED: usize = 8;
@@ -99,9 +100,58 @@ fn usage_query(
     }
 }
 
+/// BatchGetUsage's ranges, each checked like GetUsage's.
+fn batch_query(body: &pb::BatchGetUsageRequest) -> Result<Vec<UsageRange>, Status> {
+    let mut out = Vec::new();
+    if body.customer.is_empty() {
+        out.push(FieldViolation::new("customer", "is required"));
+    }
+    if body.ranges.is_empty() || body.ranges.len() > RANGES_MAX {
+        out.push(FieldViolation::new(
+            "ranges",
+            format!("must have 1 to {RANGES_MAX} ranges"),
+        ));
+        return Err(invalid(out));
+    }
+    let mut ranges = Vec::with_capacity(body.ranges.len());
+    for (index, range) in body.ranges.iter().enumerate() {
+        let field = |name: &str| format!("ranges[{index}].{name}");
+        if range.meter.is_empty() {
+            out.push(FieldViolation::new(field("meter"), "is required"));
+        }
+        let mut time = |t: Option<&prost_types::Timestamp>, name: &str| match t {
+            None => {
+                out.push(FieldViolation::new(field(name), "is required"));
+                None
+            }
+            Some(t) => from_proto(t, &field(name)).map_err(|v| out.push(v)).ok(),
+        };
+        let start = time(range.start_time.as_ref(), "start_time");
+        let end = time(range.end_time.as_ref(), "end_time");
+        if let (Some(start), Some(end)) = (start, end) {
+            if end <= start {
+                out.push(FieldViolation::new(
+                    field("end_time"),
+                    "must be after start_time",
+                ));
+            }
+            ranges.push(UsageRange {
+                meter: range.meter.clone(),
+                start,
+                end,
+            });
+        }
+    }
+    if out.is_empty() {
+        Ok(ranges)
+    } else {
+        Err(invalid(out))
+    }
+}
+
 billing_server::unary_service! {
     impl MeterService for MeterGrpc, pb {
-        get_meter list_meters ingest_events cancel_event get_usage
+        get_meter list_meters ingest_events cancel_event get_usage batch_get_usage
     } mutations {
         create_meter update_meter deactivate_meter reactivate_meter
     };
@@ -330,6 +380,30 @@ impl MeterGrpc {
             grouping,
         );
         Ok(convert::usage(&usage.await?))
+    }
+
+    async fn batch_get_usage(
+        &self,
+        call: Call<pb::BatchGetUsageRequest>,
+    ) -> Reply<pb::BatchGetUsageResponse> {
+        record_ids(&[("customer", call.body.customer.as_str())]);
+        let ranges = batch_query(&call.body)?;
+        let usages = self
+            .metering
+            .batch_usage(call.account(), &call.body.customer, &ranges)
+            .await?;
+        Ok(pb::BatchGetUsageResponse {
+            usages: usages
+                .iter()
+                .map(|usage| {
+                    let response = convert::usage(usage);
+                    pb::RangeUsage {
+                        aggregation: response.aggregation,
+                        total: response.total,
+                    }
+                })
+                .collect(),
+        })
     }
 }
 

@@ -1,5 +1,9 @@
 //! The meter service's operations: what the gRPC layer calls.
 
+mod batch;
+
+pub use batch::{RANGES_MAX, UsageRange};
+
 use std::collections::HashMap;
 
 use billing_db::idempotency::IdempotencyKey;
@@ -50,6 +54,7 @@ pub struct Metering {
     store: Store,
     clock: Clock,
     events: Option<Family<Labels, Counter>>,
+    cache: batch::UsageCache,
 }
 
 impl Metering {
@@ -64,6 +69,7 @@ impl Metering {
             store,
             clock,
             events: None,
+            cache: batch::UsageCache::default(),
         }
     }
 
@@ -270,9 +276,9 @@ impl Metering {
             )]));
         }
         let bounds = usage::window_bounds(start, end, grouping);
-        let meter = self.meter(account, meter_id).await?;
+        let aggregation = self.aggregation(account, meter_id).await?;
         let plan = usage::plan_range(start.timestamp_micros(), end.timestamp_micros());
-        let needs_last = meter.aggregation == Aggregation::Last;
+        let needs_last = aggregation == Aggregation::Last;
         let data = self
             .store
             .usage(
@@ -295,7 +301,7 @@ impl Metering {
             total.aggregate.merge(&window.aggregate).map_err(overflow)?;
         }
         Ok(Usage {
-            aggregation: meter.aggregation,
+            aggregation,
             total,
             windows,
         })

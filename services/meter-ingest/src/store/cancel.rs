@@ -105,6 +105,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Whatever the hour, a reader's cached total may include it.
+        super::ingest::bump_late(&mut tx, &[series]).await?;
         tx.commit().await?;
         Ok(now)
     }

@@ -143,6 +143,15 @@ impl Store {
             .bind(last_values)
             .execute(&mut *tx)
             .await?;
+            let late = late_series(deltas.keys(), now);
+            if !late.is_empty() {
+                sqlx::query(
+                    "UPDATE meter_series SET late_version = late_version + 1 WHERE id = ANY($1::int8[])",
+                )
+                .bind(late)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(accepted)
@@ -214,6 +223,10 @@ impl Store {
             }
             query.execute(&mut *tx).await?;
         }
+        let late = late_series(deltas.iter().map(|(key, _)| key), now);
+        if !late.is_empty() {
+            bump_late(&mut tx, &late).await?;
+        }
         tx.commit().await?;
         Ok(accepted)
     }
@@ -258,6 +271,35 @@ pub(super) fn bucket_row(row: &sqlx::any::AnyRow, first: usize) -> Result<Aggreg
             decimal(&row.try_get::<String, _>(first + 5)?)?,
         ),
     })
+}
+
+/// The series of `keys` with a bucket that ended more than an hour
+/// before `now`: readers may have cached it (see `ops::usage_cache`), so
+/// the change must bump the series' `late_version`. Sorted, distinct.
+fn late_series<'a>(keys: impl IntoIterator<Item = &'a BucketKey>, now: DateTime<Utc>) -> Vec<i64> {
+    let cutoff = usage::bucket_of(to_micros(now)) - usage::BUCKET_US;
+    let mut late: Vec<i64> = keys
+        .into_iter()
+        .filter(|(_, bucket)| *bucket < cutoff)
+        .map(|(series, _)| *series)
+        .collect();
+    late.sort_unstable();
+    late.dedup();
+    late
+}
+
+/// Bumps the `late_version` of `series` (sorted) in `tx`.
+pub(super) async fn bump_late(tx: &mut billing_db::Tx, series: &[i64]) -> Result<(), MeterError> {
+    let sql = format!(
+        "UPDATE meter_series SET late_version = late_version + 1 WHERE id IN ({})",
+        billing_db::sql::list(series.len(), 1)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in series {
+        query = query.bind(*id);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
 }
 
 fn deltas_of(

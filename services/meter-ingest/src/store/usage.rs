@@ -1,5 +1,7 @@
 //! Usage reads: full hourly buckets plus the raw events of partial edge hours.
 
+use std::collections::HashMap;
+
 use billing_db::Backend;
 use billing_money::Decimal;
 use sqlx::Row;
@@ -70,6 +72,112 @@ impl Store {
             }
         }
         Ok(data)
+    }
+
+    /// The `late_version` of each series (see the migration 0005).
+    pub async fn late_versions(&self, series: &[i64]) -> Result<HashMap<i64, i64>, MeterError> {
+        if series.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT id, late_version FROM meter_series WHERE id IN ({})",
+            billing_db::sql::list(series.len(), 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in series {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(self.db.pool()).await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    /// The buckets and edge events of several series over one planned
+    /// range, in one statement each; buckets pre-merged per series on
+    /// PostgreSQL. `last` says whether the LAST value is needed.
+    pub async fn usage_many(
+        &self,
+        series: &[i64],
+        plan: &RangePlan,
+        last: bool,
+    ) -> Result<HashMap<i64, UsageData>, MeterError> {
+        let mut out: HashMap<i64, UsageData> = HashMap::new();
+        if series.is_empty() {
+            return Ok(out);
+        }
+        let ids = billing_db::sql::list(series.len(), 3);
+        let (first, end) = plan.buckets;
+        if first < end {
+            let columns = match self.db.backend() {
+                Backend::Postgres => {
+                    let last_columns = if last {
+                        "(ARRAY_AGG(last_ts_us ORDER BY last_ts_us DESC, last_identifier DESC))[1], \
+                         (ARRAY_AGG(last_identifier ORDER BY last_ts_us DESC, last_identifier DESC))[1], \
+                         CAST((ARRAY_AGG(last_value ORDER BY last_ts_us DESC, last_identifier DESC))[1] AS TEXT)"
+                    } else {
+                        "MAX(last_ts_us), '', '0'"
+                    };
+                    format!(
+                        "series_id, MIN(bucket_us), CAST(SUM(event_count) AS BIGINT), CAST(SUM(value_sum) AS TEXT), \
+                         CAST(MAX(value_max) AS TEXT), {last_columns} FROM usage_buckets \
+                         WHERE bucket_us >= $1 AND bucket_us < $2 AND series_id IN ({ids}) GROUP BY series_id"
+                    )
+                }
+                Backend::Sqlite => format!(
+                    "series_id, bucket_us, event_count, value_sum, value_max, last_ts_us, last_identifier, \
+                     last_value FROM usage_buckets WHERE bucket_us >= $1 AND bucket_us < $2 \
+                     AND series_id IN ({ids})"
+                ),
+            };
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {columns}")))
+                .bind(first)
+                .bind(end);
+            for id in series {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(self.db.pool()).await? {
+                let id: i64 = row.try_get(0)?;
+                let bucket = (row.try_get(1)?, bucket_row(&row, 2)?);
+                out.entry(id).or_default().buckets.push(bucket);
+            }
+        }
+        let [(a_start, a_end), (b_start, b_end)] = plan.edges;
+        if a_start < a_end || b_start < b_end {
+            let ids = billing_db::sql::list(series.len(), 5);
+            let sql = format!(
+                "SELECT series_id, timestamp_us, identifier, CAST(value AS TEXT) FROM meter_events \
+                 WHERE series_id IN ({ids}) AND cancelled_us IS NULL \
+                 AND ((timestamp_us >= $1 AND timestamp_us < $2) OR (timestamp_us >= $3 AND timestamp_us < $4))"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(a_start)
+                .bind(a_end)
+                .bind(b_start)
+                .bind(b_end);
+            for id in series {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(self.db.pool()).await? {
+                let id: i64 = row.try_get(0)?;
+                out.entry(id).or_default().edge_events.push((
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    decimal(&row.try_get::<String, _>(3)?)?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The series id of (account, meter, customer), if any event reached it.
+    pub async fn series_id(
+        &self,
+        account: &str,
+        meter: &str,
+        customer: &str,
+    ) -> Result<Option<i64>, MeterError> {
+        self.find_series(account, meter, customer).await
     }
 
     /// PostgreSQL: one row per window, summed exactly in NUMERIC; each row is
