@@ -299,29 +299,37 @@ impl LedgerGrpc {
         let customer = reference(&call.body.customer, "customer")?;
         let filter = convert::balance_filter(call.body.filter.as_ref()).map_err(invalid)?;
         let unbilled = convert::unbilled_inputs(&call.body).map_err(invalid)?;
-        let (balances, unbilled_credits) = if unbilled.is_empty() {
-            let balances = self
-                .ledger
-                .balance_summary(call.account(), customer, &filter)
-                .await?;
-            (balances, None)
-        } else {
-            let (balances, credits) = self
-                .ledger
-                .balance_with_unbilled(call.account(), customer, unbilled)
-                .await?;
-            (balances, Some(credits))
-        };
-        let mut shown = convert::balances(&balances);
-        if let Some(credits) = &unbilled_credits {
+        if !unbilled.is_empty() {
+            // The real-time view (invoicing's GetCustomerBalance): the
+            // balance, what the unbilled lines would take, and the holds,
+            // read at once; the alert state is the plain summary's.
+            let ((balances, credits), held) = tokio::try_join!(
+                self.ledger
+                    .balance_with_unbilled(call.account(), customer, unbilled),
+                self.ledger.held(call.account(), customer)
+            )?;
+            let mut shown = convert::balances(&balances);
             for (balance, out) in balances.iter().zip(shown.iter_mut()) {
-                let taken = credits.iter().find(|(asset, _)| *asset == balance.asset);
-                out.unbilled_credits = Some(convert::amount(
-                    &balance.asset,
-                    taken.map_or(0, |(_, value)| *value),
-                ));
+                let of = |figures: &[(billing_money::Asset, i64)]| {
+                    let value = figures
+                        .iter()
+                        .find(|(asset, _)| *asset == balance.asset)
+                        .map_or(0, |(_, value)| *value);
+                    Some(convert::amount(&balance.asset, value))
+                };
+                out.unbilled_credits = of(&credits);
+                out.held_balance = of(&held);
             }
+            return Ok(pb::GetCreditBalanceSummaryResponse {
+                customer: customer.to_owned(),
+                balances: shown,
+            });
         }
+        let balances = self
+            .ledger
+            .balance_summary(call.account(), customer, &filter)
+            .await?;
+        let mut shown = convert::balances(&balances);
         // The alert state and the holds belong to the whole balance, not to
         // a filtered part.
         if filter == crate::domain::balance::BalanceFilter::All {

@@ -41,6 +41,9 @@ pub struct Invoicing {
     clock: Clock,
     grace: TimeDelta,
     counters: Option<Counters>,
+    /// Prices by `account:id` for real-time reads: a price's pricing never
+    /// changes (only `active` does, which pricing existing lines ignores).
+    prices: realtime::PriceCache,
 }
 
 /// Business counters.
@@ -60,6 +63,7 @@ impl Invoicing {
             clock,
             grace,
             counters: None,
+            prices: realtime::PriceCache::default(),
         }
     }
 

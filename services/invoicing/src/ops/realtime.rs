@@ -8,6 +8,7 @@
 //! The ledger summary runs while the usage is priced.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use billing_money::{Asset, FieldViolation};
 use billing_server::status::Refuse;
@@ -111,6 +112,17 @@ pub struct CustomerBalance {
     pub balances: Vec<AssetBalance>,
 }
 
+/// Most cached prices; past it the cache starts over.
+const PRICES_CACHED_MAX: usize = 100_000;
+
+/// Prices by account and id (see `Invoicing::prices`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct PriceCache(Arc<Mutex<HashMap<String, Price>>>);
+
+fn price_key(account: &str, id: &str) -> String {
+    format!("{}:{account}{id}", account.len())
+}
+
 /// The customer's usage not yet invoiced: active subscriptions, the prices
 /// they bill, and the invoices to price (drafts and open periods).
 struct Open {
@@ -173,8 +185,8 @@ impl Invoicing {
         customer: &str,
     ) -> Result<CustomerBalance, InvoicingError> {
         let now = self.clock.now();
-        let customer = self.customer(account, customer).await?.id;
-        let open = self.open_usage(account, &customer, now).await?;
+        let open = self.open_usage(account, customer, now).await?;
+        let customer = customer.to_owned();
         let balances = self
             .balances(account, &customer, (&open.prices, open.invoices))
             .await?;
@@ -193,7 +205,7 @@ impl Invoicing {
         input: AccessInput,
     ) -> Result<AccessOutcome, InvoicingError> {
         let now = self.clock.now();
-        let customer = self.customer(account, &input.customer).await?.id;
+        let customer = input.customer.clone();
         let open = self.open_usage(account, &customer, now).await?;
         let Some((subscription, price)) = governing(&open, &input.target) else {
             return Ok(AccessOutcome {
@@ -313,7 +325,12 @@ impl Invoicing {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        let prices = self.store.prices(account, &ids).await?;
+        // A customer with a subscription or a draft exists in the account;
+        // only one without either costs the lookup (NOT_FOUND if unknown).
+        if subscriptions.is_empty() && drafts.is_empty() {
+            self.customer(account, customer).await?;
+        }
+        let prices = self.cached_prices(account, &ids).await?;
         let mut invoices = drafts;
         for sub in &subscriptions {
             invoices.push(period_invoice(
@@ -338,6 +355,38 @@ impl Invoicing {
             prices,
             invoices,
         })
+    }
+
+    /// The prices `ids`, from the cache when there.
+    async fn cached_prices(
+        &self,
+        account: &str,
+        ids: &[&str],
+    ) -> Result<Vec<Price>, InvoicingError> {
+        let mut found = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        {
+            let cache = self.prices.0.lock().unwrap_or_else(PoisonError::into_inner);
+            for id in ids {
+                match cache.get(&price_key(account, id)) {
+                    Some(price) => found.push(price.clone()),
+                    None => missing.push(*id),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let loaded = self.store.prices(account, &missing).await?;
+        let mut cache = self.prices.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= PRICES_CACHED_MAX {
+            cache.clear();
+        }
+        for price in loaded {
+            cache.insert(price_key(account, &price.id), price.clone());
+            found.push(price);
+        }
+        Ok(found)
     }
 
     /// Prices `invoices` from the usage up to now (one usage read) and
