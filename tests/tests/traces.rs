@@ -2,7 +2,7 @@
 //! spans they export to a collector implemented here (with the
 //! opentelemetry-proto types) chain from invoicing's server span, through
 //! its client spans, to the ledger's ApplyCredits and meter-ingest's
-//! GetUsage server spans.
+//! BatchGetUsage server spans.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -139,8 +139,10 @@ async fn finalize_is_one_trace_across_the_three_services() {
             if has(
                 "credit-ledger",
                 "billing.ledger.v1.LedgerService/ApplyCredits",
-            ) && has("meter-ingest", "billing.meter.v1.MeterService/GetUsage")
-            {
+            ) && has(
+                "meter-ingest",
+                "billing.meter.v1.MeterService/BatchGetUsage",
+            ) {
                 break (root.clone(), trace);
             }
         }
@@ -186,7 +188,10 @@ async fn finalize_is_one_trace_across_the_three_services() {
             "credit-ledger",
             "billing.ledger.v1.LedgerService/ApplyCredits",
         ),
-        ("meter-ingest", "billing.meter.v1.MeterService/GetUsage"),
+        (
+            "meter-ingest",
+            "billing.meter.v1.MeterService/BatchGetUsage",
+        ),
     ] {
         let server = trace
             .iter()
@@ -229,7 +234,7 @@ async fn finalize_is_one_trace_across_the_three_services() {
         ),
         (
             "meter-ingest",
-            "billing.meter.v1.MeterService/GetUsage",
+            "billing.meter.v1.MeterService/BatchGetUsage",
             "customer",
             billed.customer.as_str(),
         ),

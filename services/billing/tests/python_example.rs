@@ -77,6 +77,51 @@ fn python_client_ingests_grants_and_reads_the_balance() {
     );
 }
 
+/// `examples/python/gate.py` (quoted in docs/realtime.md): five renders
+/// reserve, run and release; the sixth is refused once the credits are used.
+#[test]
+fn python_gate_reserves_runs_and_stops_at_the_credits() {
+    let mut probe = Command::new("python3");
+    probe.args(["-c", "import grpc, grpc_tools, grpc_status"]);
+    if !require(
+        "python3 with grpcio, grpcio-tools and grpcio-status",
+        probe,
+        "pip install -r examples/python/requirements.txt",
+    ) {
+        return;
+    }
+    let up = Up::start("python-gate", DEV_KEY);
+    let output = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/python/gate.py"
+        ))
+        .env("BILLING_API_KEY", DEV_KEY)
+        .env("METER_ADDR", &up.meter)
+        .env("LEDGER_ADDR", &up.ledger)
+        .env("INVOICING_ADDR", &up.invoicing)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the example failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (n, ongoing) in [(1, 400), (2, 300), (3, 200), (4, 100), (5, 0)] {
+        let line = format!("render {n}: done, ongoing balance with its hold {ongoing}");
+        assert!(stdout.contains(&line), "{line} in:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("render 6: refused, ACCESS_REASON_DEPLETED, ongoing balance 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("available 500, unbilled usage 500, reserved 0, ongoing 0"),
+        "{stdout}"
+    );
+}
+
 /// The example's temporary stub directories.
 fn stub_dirs() -> Vec<std::path::PathBuf> {
     let mut dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())

@@ -74,9 +74,10 @@ impl LedgerGrpc {
                 "is required: a retried hold must not hold twice",
             )]));
         };
-        let created = self.ledger.create_hold(call.account(), input, key).await?;
+        let (created, replayed) = self.ledger.create_hold(call.account(), input, key).await?;
         Ok(pb::CreateCreditHoldResponse {
             credit_hold: Some(hold(&created, self.ledger.clock().now())),
+            replayed,
         })
     }
 

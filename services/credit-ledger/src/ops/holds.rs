@@ -26,13 +26,14 @@ pub struct HoldInput {
 }
 
 impl Ledger {
-    /// Holds credits if they are free (idempotent on `key`, which is required).
+    /// Holds credits if they are free (idempotent on `key`, which is
+    /// required); true when `key` had already made the hold.
     pub async fn create_hold(
         &self,
         account: &str,
         input: HoldInput,
         key: &IdempotencyKey,
-    ) -> Result<Hold, LedgerError> {
+    ) -> Result<(Hold, bool), LedgerError> {
         let scale = match input.amount.pricing_unit() {
             Some(id) => self.unit_scale(account, id).await?,
             None => None,

@@ -36,16 +36,17 @@ fn hold(row: &AnyRow) -> Result<Hold, LedgerError> {
 
 impl Store {
     /// Creates `hold` if `available − unbilled − active holds` covers it,
-    /// evaluating the customer's alerts with it (idempotent on `key`).
+    /// evaluating the customer's alerts with it (idempotent on `key`: a
+    /// replay returns the hold the key made, and true).
     pub async fn create_hold(
         &self,
         account: &str,
         hold: Hold,
         unbilled: i64,
         key: &IdempotencyKey,
-    ) -> Result<Hold, LedgerError> {
+    ) -> Result<(Hold, bool), LedgerError> {
         let mut tx = match self.begin(account, Some(key)).await? {
-            Begun::Replay(stored) => return Ok(stored),
+            Begun::Replay(stored) => return Ok((stored, true)),
             Begun::Fresh(tx) => tx,
         };
         let owner = (account, hold.customer.as_str());
@@ -79,7 +80,8 @@ impl Store {
         outbox
             .write(&mut tx, self.db.backend(), account, now_us)
             .await?;
-        self.finish(tx, account, Some(key), now_us, hold).await
+        let hold = self.finish(tx, account, Some(key), now_us, hold).await?;
+        Ok((hold, false))
     }
 
     /// Releases an active hold at `now`; a released or expired one is

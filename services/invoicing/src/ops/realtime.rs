@@ -250,7 +250,10 @@ impl Invoicing {
                     },
                 )
                 .await?;
-            if hold.is_some() {
+            // A retried check's hold was made by the first attempt, before
+            // this one read the balance: it is counted there already.
+            if hold.as_ref().is_some_and(|h| !h.replayed) {
+                super::failpoint("after_access_hold");
                 balance.credits_reserved = balance
                     .credits_reserved
                     .checked_add(amount)
@@ -501,6 +504,7 @@ impl Invoicing {
                 created: now,
             };
             if self.store.record_crossing(account, &crossing).await? {
+                super::failpoint("after_threshold_crossing");
                 count += 1;
             }
         }

@@ -19,6 +19,8 @@ pub struct HoldMade {
     pub id: String,
     /// When it stops counting.
     pub expires_at: DateTime<Utc>,
+    /// The request id had made it before (a retry).
+    pub replayed: bool,
 }
 
 /// A hold to ask the ledger for.
@@ -116,8 +118,11 @@ impl Upstream {
                 unbilled,
             },
         )?;
-        let made = match self.ledger.clone().create_credit_hold(request).await {
-            Ok(response) => response.into_inner().credit_hold,
+        let (made, replayed) = match self.ledger.clone().create_credit_hold(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                (response.credit_hold, response.replayed)
+            }
             // The ledger's only precondition on a hold: free credits.
             Err(status) if status.code() == Code::FailedPrecondition => return Ok(None),
             Err(status) => return Err(upstream_error(LEDGER, status)),
@@ -131,6 +136,7 @@ impl Upstream {
         Ok(Some(HoldMade {
             id: made.id,
             expires_at,
+            replayed,
         }))
     }
 }
