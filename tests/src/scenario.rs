@@ -289,6 +289,66 @@ pub async fn customer_named(c: &mut Clients, name: &str) -> String {
         .id
 }
 
+/// A SUM meter of `event_name` events and a usd price of `unit_cents` per
+/// unit on it: `(meter id, price id)`.
+pub async fn metered_price(
+    c: &mut Clients,
+    event_name: &str,
+    unit_cents: &str,
+) -> (String, String) {
+    let meter_id = c
+        .meter
+        .create_meter(authed(meter::CreateMeterRequest {
+            event_name: event_name.into(),
+            display_name: event_name.into(),
+            aggregation: meter::Aggregation::Sum.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .meter
+        .unwrap()
+        .id;
+    let price = c
+        .invoicing
+        .create_price(authed(inv::CreatePriceRequest {
+            currency: "usd".into(),
+            meter: meter_id.clone(),
+            billing_scheme: inv::BillingScheme::PerUnit.into(),
+            unit_amount_decimal: unit_cents.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .price
+        .unwrap()
+        .id;
+    (meter_id, price)
+}
+
+/// A usd grant of `cents` to `customer` for every metered price.
+pub async fn metered_grant(c: &mut Clients, customer: &str, cents: i64) -> ledger::CreditGrant {
+    c.ledger
+        .create_credit_grant(authed(ledger::CreateCreditGrantRequest {
+            customer: customer.into(),
+            amount: usd(cents),
+            applicability_config: Some(ledger::ApplicabilityConfig {
+                scope: Some(ledger::ApplicabilityScope {
+                    price_type: ledger::PriceType::Metered.into(),
+                    prices: Vec::new(),
+                }),
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .credit_grant
+        .unwrap()
+}
+
 /// FinalizeInvoice.
 pub async fn finalize(c: &mut Clients, id: &str) -> Result<inv::Invoice, tonic::Status> {
     c.invoicing

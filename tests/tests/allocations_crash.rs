@@ -59,35 +59,7 @@ struct Setup {
 async fn subscribe(c: &mut Clients) -> Setup {
     let start = clock_now(c).await;
     let customer = customer_named(c, "Allocated").await;
-    let meter_id = c
-        .meter
-        .create_meter(authed(billing_proto::meter::v1::CreateMeterRequest {
-            event_name: "calls".into(),
-            display_name: "Calls".into(),
-            aggregation: billing_proto::meter::v1::Aggregation::Sum.into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .meter
-        .unwrap()
-        .id;
-    let price = c
-        .invoicing
-        .create_price(authed(inv::CreatePriceRequest {
-            currency: "usd".into(),
-            meter: meter_id,
-            billing_scheme: inv::BillingScheme::PerUnit.into(),
-            unit_amount_decimal: "1".into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .price
-        .unwrap()
-        .id;
+    let (_, price) = metered_price(c, "calls", "1").await;
     // The first period's grant is made inside CreateSubscription: with the
     // failpoint set, the process dies there, after the subscription and its
     // allocation row committed. The request id makes the retry safe.

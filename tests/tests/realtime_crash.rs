@@ -28,35 +28,7 @@ async fn subscribed(
     thresholds: Vec<inv::UsageThreshold>,
 ) -> (String, String, String) {
     let customer = customer_named(c, tag).await;
-    let meter_id = c
-        .meter
-        .create_meter(authed(meter::CreateMeterRequest {
-            event_name: format!("{tag}_calls"),
-            display_name: tag.into(),
-            aggregation: meter::Aggregation::Sum.into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .meter
-        .unwrap()
-        .id;
-    let price = c
-        .invoicing
-        .create_price(authed(inv::CreatePriceRequest {
-            currency: "usd".into(),
-            meter: meter_id.clone(),
-            billing_scheme: inv::BillingScheme::PerUnit.into(),
-            unit_amount_decimal: "1".into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .price
-        .unwrap()
-        .id;
+    let (meter_id, price) = metered_price(c, &format!("{tag}_calls"), "1").await;
     let thresholds = thresholds
         .into_iter()
         .map(|t| inv::UsageThreshold {
@@ -158,20 +130,7 @@ async fn reservation(backend: Backend) {
         Some("after_access_hold"),
     );
     let (customer, meter_id, _) = subscribed(&mut c, "reserved", Vec::new()).await;
-    c.ledger
-        .create_credit_grant(authed(ledger::CreateCreditGrantRequest {
-            customer: customer.clone(),
-            amount: usd(1_000),
-            applicability_config: Some(ledger::ApplicabilityConfig {
-                scope: Some(ledger::ApplicabilityScope {
-                    price_type: ledger::PriceType::Metered.into(),
-                    prices: Vec::new(),
-                }),
-            }),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    metered_grant(&mut c, &customer, 1_000).await;
     let check = inv::CheckAccessRequest {
         request_id: "job-42".into(),
         customer: customer.clone(),

@@ -40,20 +40,7 @@ async fn check(backend: Backend) {
         Some("after_top_up_purchase"),
     );
     let customer = customer_named(&mut c, "Topped").await;
-    c.ledger
-        .create_credit_grant(authed(ledger::CreateCreditGrantRequest {
-            customer: customer.clone(),
-            amount: usd(3_000),
-            applicability_config: Some(ledger::ApplicabilityConfig {
-                scope: Some(ledger::ApplicabilityScope {
-                    price_type: ledger::PriceType::Metered.into(),
-                    prices: Vec::new(),
-                }),
-            }),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    metered_grant(&mut c, &customer, 3_000).await;
     c.invoicing
         .set_auto_top_up(authed(inv::SetAutoTopUpRequest {
             customer: customer.clone(),
