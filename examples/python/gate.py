@@ -26,7 +26,7 @@ RENDER_COST = 100  # cents (100 units at 1 cent)
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="billing-stubs-") as stubs:
+    with tempfile.TemporaryDirectory(prefix="billing-gate-stubs-") as stubs:
         generate_stubs(stubs)
         run()
 

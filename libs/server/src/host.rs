@@ -116,10 +116,38 @@ impl<S: Service> std::fmt::Debug for Host<S> {
 impl<S: Service> Host<S> {
     /// Connects, migrates and binds. With port 0 the OS picks a free port.
     pub async fn build(config: S::Config, clock: Clock) -> Result<Self, AppError> {
+        Self::build_with(config, clock, None).await
+    }
+
+    /// Like [`Host::build`], serving on `listener`, already bound (its
+    /// address is known before the service is built: tests whose services
+    /// name each other), instead of binding the configured address.
+    pub async fn build_on(
+        config: S::Config,
+        clock: Clock,
+        listener: std::net::TcpListener,
+    ) -> Result<Self, AppError> {
+        Self::build_with(config, clock, Some(listener)).await
+    }
+
+    async fn build_with(
+        config: S::Config,
+        clock: Clock,
+        listener: Option<std::net::TcpListener>,
+    ) -> Result<Self, AppError> {
         let shared = config.service();
         let db = Db::connect(&shared.database_url, &shared.db).await?;
         db.migrate(S::MIGRATIONS).await?;
-        let listener = bind(shared.listen_addr).await?;
+        let listener = match listener {
+            None => bind(shared.listen_addr).await?,
+            Some(listener) => {
+                let addr = listener.local_addr().unwrap_or(shared.listen_addr);
+                listener
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpListener::from_std(listener))
+                    .map_err(|source| AppError::Bind { addr, source })?
+            }
+        };
         let metrics_listener = match shared.metrics_addr {
             Some(addr) => Some(bind(addr).await?),
             None => None,
@@ -190,6 +218,13 @@ impl<S: Service> Host<S> {
                 shutdown.await;
                 // Nobody may be listening: no stream is open.
                 let _ = start_draining.send(true);
+                // Open event watches end with UNAVAILABLE as soon as
+                // draining starts. Let those last frames reach their
+                // clients before the server sends GOAWAY and closes
+                // connections: a socket closed with the client's frames
+                // still unread is reset, and the client would see a broken
+                // pipe instead of "resume from your last cursor".
+                tokio::time::sleep(STREAMS_END_GRACE).await;
             },
         )
         .await;
@@ -204,6 +239,10 @@ impl<S: Service> Host<S> {
         served.map_err(AppError::from)
     }
 }
+
+/// How long open streams get to deliver their final status before the
+/// server stops (see `run_until`).
+const STREAMS_END_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Binds a listener; port 0 lets the OS pick (tests).
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {

@@ -149,11 +149,11 @@ impl Harness for Suite {
         let meter_db = backend.database().await?;
         let invoicing_db = backend.database().await?;
         let clock = Clock::manual(t0());
-        // The ledger asks invoicing about customers: fix invoicing's port first.
-        let invoicing_addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        // The ledger asks invoicing about customers: bind invoicing's port
+        // first and keep it (invoicing serves on this very listener, so no
+        // other test can take the port in between).
+        let invoicing_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let invoicing_addr = invoicing_listener.local_addr().unwrap();
 
         let (ledger_addr, ledger_server) = start_ledger(
             ledger_db.url(),
@@ -198,7 +198,7 @@ impl Harness for Suite {
         config.service.db.postgres_max_connections = 16;
         // Tests tick the worker themselves.
         config.worker_interval = Duration::from_secs(3_600);
-        let app = invoicing::App::build(config, clock.clone())
+        let app = invoicing::App::build_on(config, clock.clone(), invoicing_listener)
             .await
             .expect("invoicing starts");
         assert_eq!(app.local_addr().unwrap(), invoicing_addr);
