@@ -199,6 +199,8 @@ impl<S: Service> Host<S> {
             draining,
         };
         let (routes, names) = S::routes(&self.state, &self.config, &serving);
+        // Each open event watch holds one more receiver than this.
+        let idle_receivers = start_draining.receiver_count();
         if let Ok(addr) = self.listener.local_addr() {
             tracing::info!(service = S::NAME, %addr, services = ?names, "serving");
         }
@@ -224,7 +226,9 @@ impl<S: Service> Host<S> {
                 // connections: a socket closed with the client's frames
                 // still unread is reset, and the client would see a broken
                 // pipe instead of "resume from your last cursor".
-                tokio::time::sleep(STREAMS_END_GRACE).await;
+                if start_draining.receiver_count() > idle_receivers {
+                    tokio::time::sleep(STREAMS_END_GRACE).await;
+                }
             },
         )
         .await;
