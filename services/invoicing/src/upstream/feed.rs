@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use tonic::Code;
 
 use super::{LEDGER, Upstream, upstream_error};
+use crate::domain::realtime::Credits;
 use crate::error::InvoicingError;
 
 /// The ledger event an auto top-up reacts to.
@@ -27,15 +28,6 @@ pub struct DroppedEvent {
     pub asset: String,
     /// The alert that crossed (`balalrt_…`).
     pub alert: String,
-}
-
-/// One asset of a customer's balance summary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct AssetBalance {
-    /// Usable now.
-    pub available: i64,
-    /// Bought, not paid yet.
-    pub pending: i64,
 }
 
 fn asset_key(amount: Option<&billing_proto::common::v1::Amount>) -> String {
@@ -135,44 +127,19 @@ impl Upstream {
         }
     }
 
-    /// The customer's available and pending balance of the asset `asset`.
+    /// The customer's credits of the asset `asset` (all 0 without any).
     pub async fn balance(
         &self,
         account: &str,
         customer: &str,
         asset: &Asset,
-    ) -> Result<AssetBalance, InvoicingError> {
-        let request = self.request(
-            account,
-            ledger::GetCreditBalanceSummaryRequest {
-                customer: customer.to_owned(),
-                filter: None,
-                unbilled_lines: Vec::new(),
-            },
-        )?;
-        let summary = self
-            .ledger
-            .clone()
-            .get_credit_balance_summary(request)
-            .await
-            .map_err(|s| upstream_error(LEDGER, s))?
-            .into_inner();
-        let key = asset.key();
-        let value = |amount: Option<&billing_proto::common::v1::Amount>| {
-            amount
-                .and_then(|a| billing_server::amount::value_in(a, asset))
-                .transpose()
-                .map_err(|e| InvoicingError::Corrupt(format!("ledger balance: {e}")))
-                .map(Option::unwrap_or_default)
-        };
-        for balance in summary.balances {
-            if asset_key(balance.available_balance.as_ref()) == key {
-                return Ok(AssetBalance {
-                    available: value(balance.available_balance.as_ref())?,
-                    pending: value(balance.pending_balance.as_ref())?,
-                });
-            }
-        }
-        Ok(AssetBalance::default())
+    ) -> Result<Credits, InvoicingError> {
+        Ok(self
+            .credits(account, customer, &[])
+            .await?
+            .into_iter()
+            .find(|(of, _)| of == asset)
+            .map(|(_, credits)| credits)
+            .unwrap_or_default())
     }
 }

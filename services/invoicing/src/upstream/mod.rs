@@ -22,7 +22,7 @@ mod feed;
 mod grants;
 mod realtime;
 
-pub use feed::{AssetBalance, DroppedEvent};
+pub use feed::DroppedEvent;
 pub use grants::{GrantKind, GrantSource, GrantSpec};
 pub use realtime::{HoldMade, HoldRequest};
 
