@@ -281,7 +281,11 @@ impl Invoicing {
         asset: &Asset,
     ) -> Result<i64, InvoicingError> {
         let mut out = Vec::new();
+        // The price's unit is known: no ledger call to learn its scale.
         let mut scales = HashMap::new();
+        if let Asset::PricingUnit { id, scale } = asset {
+            scales.insert(id.clone(), *scale);
+        }
         let resolved = self
             .resolve_amount(account, reserve, "reserve", &mut scales, &mut out)
             .await?;
@@ -312,11 +316,23 @@ impl Invoicing {
             subscription: None,
             status: Some(Status::Draft),
         };
-        let (subscriptions, (drafts, _)) = tokio::try_join!(
+        let (subscriptions, (drafts, more_drafts)) = tokio::try_join!(
             self.store
-                .active_subscriptions_of(account, customer, SUBSCRIPTIONS_MAX),
+                .active_subscriptions_of(account, customer, SUBSCRIPTIONS_MAX + 1),
             self.store.list_invoices(account, &filter, &page)
         )?;
+        // A balance that left some out would be wrong, not partial: refuse.
+        if i64::try_from(subscriptions.len()).unwrap_or(i64::MAX) > SUBSCRIPTIONS_MAX
+            || !more_drafts.is_empty()
+        {
+            return Err(InvoicingError::conflict(
+                "TOO_MANY_UNBILLED_LINES",
+                format!(
+                    "customer {customer} has more than {SUBSCRIPTIONS_MAX} active subscriptions \
+                     or {DRAFTS_MAX} drafts; a real-time balance covers at most that many"
+                ),
+            ));
+        }
         let mut ids: Vec<&str> = subscriptions
             .iter()
             .flat_map(|s| s.items.iter().map(|i| i.price.as_str()))
