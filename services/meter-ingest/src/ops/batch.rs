@@ -133,14 +133,16 @@ impl Metering {
             )]));
         }
         let closed_until = usage::bucket_of(to_micros(self.clock.now())) - 2 * BUCKET_US;
+        let meters: Vec<&str> = ranges.iter().map(|r| r.meter.as_str()).collect();
+        let series = self
+            .store
+            .find_series_of(account, customer, &meters)
+            .await?;
         let mut planned = Vec::with_capacity(ranges.len());
-        for range in ranges {
+        for (range, series) in ranges.iter().zip(series) {
             let (start_us, end_us) = (to_micros(range.start), to_micros(range.end));
             planned.push(Planned {
-                series: self
-                    .store
-                    .series_id(account, &range.meter, customer)
-                    .await?,
+                series,
                 aggregation: self.aggregation(account, &range.meter).await?,
                 start_us,
                 split_us: closed_until.clamp(start_us, end_us),

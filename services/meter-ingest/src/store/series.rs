@@ -122,6 +122,56 @@ impl Store {
         Ok(ids)
     }
 
+    /// The ids of `meters` for one customer, in order, where the series
+    /// exist: the cached ones, and the rest in one statement (a series that
+    /// does not exist is looked up again next time, as by `find_series`).
+    pub async fn find_series_of(
+        &self,
+        account: &str,
+        customer: &str,
+        meters: &[&str],
+    ) -> Result<Vec<Option<i64>>, MeterError> {
+        let pairs: Vec<(&str, &str)> = meters.iter().map(|m| (*m, customer)).collect();
+        let mut ids = self.series.get_many(account, &pairs);
+        let mut missing: Vec<&str> = meters
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| id.is_none())
+            .map(|(m, _)| *m)
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(ids);
+        }
+        let mut found: HashMap<String, i64> = HashMap::with_capacity(missing.len());
+        for chunk in missing.chunks(ROWS_MAX) {
+            let sql = format!(
+                "SELECT id, meter_id FROM meter_series WHERE account = $1 AND customer = $2 \
+                 AND meter_id IN ({})",
+                billing_db::sql::list(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(account)
+                .bind(customer);
+            for meter in chunk {
+                query = query.bind(*meter);
+            }
+            for row in query.fetch_all(self.db.pool()).await? {
+                found.insert(row.try_get(1)?, row.try_get(0)?);
+            }
+        }
+        for (meter, id) in meters.iter().zip(ids.iter_mut()) {
+            if id.is_none()
+                && let Some(found) = found.get(*meter)
+            {
+                self.series.insert(account, meter, customer, *found);
+                *id = Some(*found);
+            }
+        }
+        Ok(ids)
+    }
+
     /// The id of one series, if it has ever had an event.
     pub(super) async fn find_series(
         &self,

@@ -170,16 +170,6 @@ impl Store {
         Ok(out)
     }
 
-    /// The series id of (account, meter, customer), if any event reached it.
-    pub async fn series_id(
-        &self,
-        account: &str,
-        meter: &str,
-        customer: &str,
-    ) -> Result<Option<i64>, MeterError> {
-        self.find_series(account, meter, customer).await
-    }
-
     /// PostgreSQL: one row per window, summed exactly in NUMERIC; each row is
     /// keyed by its earliest bucket, which lies in the window.
     async fn windows_postgres(
