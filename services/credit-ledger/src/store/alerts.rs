@@ -34,6 +34,29 @@ use super::{Begun, Store, rows};
 use crate::domain::alert::{ALERTS_PER_ASSET_MAX, AlertEvent, BalanceAlert, crossings};
 use crate::error::LedgerError;
 
+/// Locks a customer's balance row of one asset, creating it on first use
+/// (`$1` account, `$2` customer, `$3` asset key, `$4` its scale): the lock
+/// every change that moves the balance takes, holds included.
+const LOCK_BALANCE: &str = "INSERT INTO customer_balances (account, customer, asset, asset_scale, \
+    available, evaluated_us, next_change_us) VALUES ($1, $2, $3, $4, NULL, NULL, NULL) \
+    ON CONFLICT (account, customer, asset) DO UPDATE SET asset_scale = excluded.asset_scale";
+
+/// Takes [`LOCK_BALANCE`] alone (before a check made under it).
+pub(super) async fn lock_balance(
+    tx: &mut Tx,
+    (account, customer): (&str, &str),
+    asset: &Asset,
+) -> Result<(), LedgerError> {
+    sqlx::query(LOCK_BALANCE)
+        .bind(account)
+        .bind(customer)
+        .bind(asset.key())
+        .bind(i64::from(asset.scale()))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 const ALERT_COLUMNS: &str = "id, customer, asset, asset_scale, threshold, title, created_us";
 
 fn alert(row: &AnyRow) -> Result<BalanceAlert, LedgerError> {
@@ -105,19 +128,17 @@ impl Store {
         // previous evaluation stored, and whether any configured alert
         // watches it (most balances have none: their crossings need no
         // third statement).
-        let row = sqlx::query(
-            "INSERT INTO customer_balances (account, customer, asset, asset_scale, available, evaluated_us, \
-             next_change_us) VALUES ($1, $2, $3, $4, NULL, NULL, NULL) \
-             ON CONFLICT (account, customer, asset) DO UPDATE SET asset_scale = excluded.asset_scale \
-             RETURNING available, (SELECT COUNT(*) FROM balance_alerts WHERE account = $1 AND asset = $3 \
-             AND customer IN ($2, ''))",
-        )
-        .bind(account)
-        .bind(customer)
-        .bind(&key)
-        .bind(i64::from(asset.scale()))
-        .fetch_one(&mut **tx)
-        .await?;
+        let sql = format!(
+            "{LOCK_BALANCE} RETURNING available, (SELECT COUNT(*) FROM balance_alerts \
+             WHERE account = $1 AND asset = $3 AND customer IN ($2, ''))"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(customer)
+            .bind(&key)
+            .bind(i64::from(asset.scale()))
+            .fetch_one(&mut **tx)
+            .await?;
         let before: Option<i64> = row.try_get(0)?;
         let watched: i64 = row.try_get(1)?;
         // The balance now (usable grants less active holds), and when time

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::alerts::lock_balance;
 use super::{Begun, Store, rows};
 use crate::domain::hold::{Hold, Room};
 use crate::error::LedgerError;
@@ -215,27 +216,6 @@ impl Store {
             })
             .collect()
     }
-}
-
-/// Locks the customer's balance row of `asset` (creating it on first use):
-/// the lock under which holds are checked and alerts evaluated.
-async fn lock_balance(
-    tx: &mut Tx,
-    (account, customer): (&str, &str),
-    asset: &Asset,
-) -> Result<(), LedgerError> {
-    sqlx::query(
-        "INSERT INTO customer_balances (account, customer, asset, asset_scale, available, evaluated_us, \
-         next_change_us) VALUES ($1, $2, $3, $4, NULL, NULL, NULL) \
-         ON CONFLICT (account, customer, asset) DO UPDATE SET asset_scale = excluded.asset_scale",
-    )
-    .bind(account)
-    .bind(customer)
-    .bind(asset.key())
-    .bind(i64::from(asset.scale()))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// The customer's credits usable at `now` and active holds at `now`, in
