@@ -92,36 +92,7 @@ pub async fn setup(c: &mut Clients, tag: &str) -> Billed {
         ("gb", "10", "150"),
     ] {
         let event_name = format!("{name}_{tag}");
-        let meter_id = c
-            .meter
-            .create_meter(authed(meter::CreateMeterRequest {
-                event_name: event_name.clone(),
-                display_name: name.into(),
-                aggregation: meter::Aggregation::Sum.into(),
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .meter
-            .unwrap()
-            .id;
-        let price = c
-            .invoicing
-            .create_price(authed(inv::CreatePriceRequest {
-                currency: "usd".into(),
-                meter: meter_id,
-                billing_scheme: inv::BillingScheme::PerUnit.into(),
-                unit_amount_decimal: unit.into(),
-                nickname: name.into(),
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .price
-            .unwrap()
-            .id;
+        let (_, price) = named_price(c, &event_name, name, unit).await;
         prices.push(price);
         let mut payload = BTreeMap::new();
         payload.insert("customer".to_owned(), customer.clone());
@@ -290,17 +261,27 @@ pub async fn customer_named(c: &mut Clients, name: &str) -> String {
 }
 
 /// A SUM meter of `event_name` events and a usd price of `unit_cents` per
-/// unit on it: `(meter id, price id)`.
+/// unit on it, both shown as `event_name`: `(meter id, price id)`.
 pub async fn metered_price(
     c: &mut Clients,
     event_name: &str,
+    unit_cents: &str,
+) -> (String, String) {
+    named_price(c, event_name, event_name, unit_cents).await
+}
+
+/// Like [`metered_price`], the meter and price shown as `name`.
+async fn named_price(
+    c: &mut Clients,
+    event_name: &str,
+    name: &str,
     unit_cents: &str,
 ) -> (String, String) {
     let meter_id = c
         .meter
         .create_meter(authed(meter::CreateMeterRequest {
             event_name: event_name.into(),
-            display_name: event_name.into(),
+            display_name: name.into(),
             aggregation: meter::Aggregation::Sum.into(),
             ..Default::default()
         }))
@@ -317,6 +298,7 @@ pub async fn metered_price(
             meter: meter_id.clone(),
             billing_scheme: inv::BillingScheme::PerUnit.into(),
             unit_amount_decimal: unit_cents.into(),
+            nickname: name.into(),
             ..Default::default()
         }))
         .await
