@@ -9,8 +9,9 @@ use billing_server::status::check_request_id;
 use billing_server::time::to_proto;
 use billing_telemetry::record_ids;
 
-use super::InvoicingGrpc;
 use super::allocations::amount_input;
+use super::convert::required;
+use super::{InvoicingGrpc, id};
 use crate::domain::realtime::{
     AccessReason, AssetBalance, Controls, HOLD_TIMEOUT_DEFAULT_SECONDS, HOLD_TIMEOUT_MAX_SECONDS,
     Overage, USAGE_THRESHOLDS_MAX, UsageThreshold, UsageThresholdCrossing,
@@ -169,12 +170,7 @@ fn reason(reason: AccessReason) -> pb::AccessReason {
 
 fn access_input(request: &pb::CheckAccessRequest) -> Result<AccessInput, Vec<FieldViolation>> {
     let mut out = Vec::new();
-    if request.customer.is_empty() || request.customer.len() > 255 {
-        out.push(FieldViolation::new(
-            "customer",
-            "is required (at most 255 characters)",
-        ));
-    }
+    required(&request.customer, "customer", &mut out);
     let target = match (request.meter.is_empty(), request.price.is_empty()) {
         (false, true) if request.meter.len() <= 255 => {
             Some(AccessTarget::Meter(request.meter.clone()))
@@ -236,14 +232,7 @@ impl InvoicingGrpc {
         &self,
         call: Call<pb::GetCustomerBalanceRequest>,
     ) -> Reply<pb::GetCustomerBalanceResponse> {
-        let customer = &call.body.customer;
-        record_ids(&[("customer", customer.as_str())]);
-        if customer.is_empty() || customer.len() > 255 {
-            return Err(invalid(vec![FieldViolation::new(
-                "customer",
-                "is required (at most 255 characters)",
-            )]));
-        }
+        let customer = id(&call.body.customer, "customer")?;
         let found = self
             .invoicing
             .customer_balance(call.account(), customer)
