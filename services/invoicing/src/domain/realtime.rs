@@ -121,6 +121,18 @@ pub struct AssetBalance {
 }
 
 impl AssetBalance {
+    /// Nothing of `asset`.
+    pub fn zero(asset: Asset) -> Self {
+        Self {
+            asset,
+            available: 0,
+            pending: 0,
+            unbilled_usage: 0,
+            unbilled_credits: 0,
+            credits_reserved: 0,
+        }
+    }
+
     /// `available − unbilled_credits − credits_reserved`.
     pub fn ongoing(&self) -> Result<i64, TotalOverflow> {
         self.available
@@ -145,31 +157,20 @@ pub fn balances(
     lines: &[UnbilledLine],
 ) -> Result<Vec<AssetBalance>, TotalOverflow> {
     let mut by_asset: BTreeMap<String, AssetBalance> = BTreeMap::new();
-    let entry = |by_asset: &mut BTreeMap<String, AssetBalance>, asset: &Asset| {
-        by_asset
-            .entry(asset.key())
-            .or_insert_with(|| AssetBalance {
-                asset: asset.clone(),
-                available: 0,
-                pending: 0,
-                unbilled_usage: 0,
-                unbilled_credits: 0,
-                credits_reserved: 0,
-            })
-            .clone()
-    };
     for (asset, figures) in credits {
-        let mut balance = entry(&mut by_asset, asset);
+        let balance = by_asset
+            .entry(asset.key())
+            .or_insert_with(|| AssetBalance::zero(asset.clone()));
         balance.available = add(balance.available, figures.available)?;
         balance.pending = add(balance.pending, figures.pending)?;
         balance.credits_reserved = add(balance.credits_reserved, figures.held)?;
         balance.unbilled_credits = add(balance.unbilled_credits, figures.unbilled_credits)?;
-        by_asset.insert(asset.key(), balance);
     }
     for line in lines {
-        let mut balance = entry(&mut by_asset, &line.asset);
+        let balance = by_asset
+            .entry(line.asset.key())
+            .or_insert_with(|| AssetBalance::zero(line.asset.clone()));
         balance.unbilled_usage = add(balance.unbilled_usage, line.amount)?;
-        by_asset.insert(line.asset.key(), balance);
     }
     Ok(by_asset.into_values().collect())
 }

@@ -230,7 +230,7 @@ impl Invoicing {
         let mut balance = balances
             .into_iter()
             .find(|b| b.asset == asset)
-            .unwrap_or_else(|| zero_balance(asset.clone()));
+            .unwrap_or_else(|| AssetBalance::zero(asset.clone()));
         let mut hold = None;
         if let Some(amount) = reserve {
             let request_id = input
@@ -541,17 +541,6 @@ fn governing<'a>(open: &'a Open, target: &AccessTarget) -> Option<(&'a Subscript
             matches.then_some((sub, price))
         })
     })
-}
-
-fn zero_balance(asset: Asset) -> AssetBalance {
-    AssetBalance {
-        asset,
-        available: 0,
-        pending: 0,
-        unbilled_usage: 0,
-        unbilled_credits: 0,
-        credits_reserved: 0,
-    }
 }
 
 /// An unpriced invoice of one period of `sub` (line ids are the items').
