@@ -8,17 +8,21 @@
 //!   smallest units, never rounding on the way in.
 //! - [`round_to_scale`]: the single rounding rule of the product (half away from
 //!   zero), used once per invoice line.
+//! - [`Conversion`]: a pricing unit's rate in money, converting uncovered
+//!   units once per line.
 //! - [`FieldViolation`]: a refused input field and why (the domain layers'
 //!   shared vocabulary for bad input).
 //!
 //! Every amount stored or summed is an `i64` in the asset's smallest unit;
 //! arithmetic is checked and overflow is an error, never a wrap.
 
+pub mod conversion;
 pub mod field;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use conversion::Conversion;
 pub use field::FieldViolation;
 
 pub use rust_decimal::Decimal;

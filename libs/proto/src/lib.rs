@@ -107,6 +107,7 @@ macro_rules! has_request_id {
 
 has_request_id!(
     ledger::v1::CreatePricingUnitRequest,
+    ledger::v1::UpdatePricingUnitRequest,
     ledger::v1::CreateCreditGrantRequest,
     ledger::v1::UpdateCreditGrantRequest,
     ledger::v1::VoidCreditGrantRequest,

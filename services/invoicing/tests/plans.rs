@@ -281,6 +281,20 @@ async fn workload(t: &Suite) {
     .unwrap()
     .id;
     rpc!(
+        "UpdatePricingUnit",
+        ledger_client.update_pricing_unit(authed(
+            KEY_A,
+            ledger::UpdatePricingUnitRequest {
+                id: unit.clone(),
+                conversion: Some(ledger::Conversion {
+                    currency: "usd".into(),
+                    unit_amount_decimal: "1.2".into(),
+                }),
+                ..Default::default()
+            }
+        ))
+    );
+    rpc!(
         "GetPricingUnit",
         ledger_client.get_pricing_unit(authed(KEY_A, ledger::GetPricingUnitRequest { id: unit }))
     );

@@ -362,6 +362,55 @@ pub fn pricing_unit(unit: &PricingUnit) -> pb::PricingUnit {
         display_name: unit.display_name.clone(),
         scale: unit.scale,
         created: Some(to_proto(unit.created)),
+        conversion: unit.conversion.map(|c| pb::Conversion {
+            currency: c.currency.code().to_owned(),
+            unit_amount_decimal: c.unit_amount.to_string(),
+        }),
+    }
+}
+
+/// A pricing unit's rate, when given.
+pub fn conversion(
+    given: Option<&pb::Conversion>,
+    out: &mut Vec<FieldViolation>,
+) -> Option<billing_money::Conversion> {
+    let given = given?;
+    billing_money::Conversion::parse(
+        "conversion",
+        &given.currency,
+        &given.unit_amount_decimal,
+        out,
+    )
+}
+
+/// UpdatePricingUnit's fields.
+pub fn unit_changes(
+    request: &pb::UpdatePricingUnitRequest,
+) -> Result<crate::store::UnitChanges, Vec<FieldViolation>> {
+    let mut out = Vec::new();
+    if let Some(name) = &request.display_name {
+        check_name(name, "display_name", true, &mut out);
+    }
+    let rate = conversion(request.conversion.as_ref(), &mut out);
+    let conversion = match (request.conversion.is_some(), request.remove_conversion) {
+        (true, true) => {
+            out.push(FieldViolation::new(
+                "remove_conversion",
+                "cannot be set together with conversion",
+            ));
+            None
+        }
+        (true, false) => Some(rate),
+        (false, true) => Some(None),
+        (false, false) => None,
+    };
+    if out.is_empty() {
+        Ok(crate::store::UnitChanges {
+            display_name: request.display_name.clone(),
+            conversion,
+        })
+    } else {
+        Err(out)
     }
 }
 

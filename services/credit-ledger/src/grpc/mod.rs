@@ -87,7 +87,7 @@ billing_server::unary_service! {
         get_balance_alert list_balance_alerts delete_balance_alert
         get_credit_hold release_credit_hold list_credit_holds
     } mutations {
-        create_pricing_unit create_credit_grant update_credit_grant
+        create_pricing_unit update_pricing_unit create_credit_grant update_credit_grant
         void_credit_grant expire_credit_grant rollover_credit_grants activate_credit_grant
         create_balance_alert create_credit_hold
     };
@@ -103,17 +103,31 @@ impl LedgerGrpc {
         if call.body.scale > billing_money::PRICING_UNIT_SCALE_MAX {
             out.push(FieldViolation::new("scale", "must be between 0 and 9"));
         }
+        let conversion = convert::conversion(call.body.conversion.as_ref(), &mut out);
         if !out.is_empty() {
             return Err(invalid(out));
         }
         let Call { caller, body, key } = call;
         let unit = self.ledger.create_pricing_unit(
             &caller.account,
-            body.display_name,
-            body.scale,
+            (body.display_name, body.scale, conversion),
             key.as_ref(),
         );
         Ok(pb::CreatePricingUnitResponse {
+            pricing_unit: Some(convert::pricing_unit(&unit.await?)),
+        })
+    }
+
+    async fn update_pricing_unit(
+        &self,
+        call: Call<pb::UpdatePricingUnitRequest>,
+    ) -> Reply<pb::UpdatePricingUnitResponse> {
+        let id = reference(&call.body.id, "id")?;
+        let changes = convert::unit_changes(&call.body).map_err(invalid)?;
+        let unit = self
+            .ledger
+            .update_pricing_unit(call.account(), id, changes, call.key());
+        Ok(pb::UpdatePricingUnitResponse {
             pricing_unit: Some(convert::pricing_unit(&unit.await?)),
         })
     }

@@ -141,8 +141,7 @@ impl Ledger {
     pub async fn create_pricing_unit(
         &self,
         account: &str,
-        display_name: String,
-        scale: u32,
+        (display_name, scale, conversion): (String, u32, Option<billing_money::Conversion>),
         key: Option<&IdempotencyKey>,
     ) -> Result<PricingUnit, LedgerError> {
         let unit = PricingUnit {
@@ -150,8 +149,24 @@ impl Ledger {
             display_name,
             scale,
             created: self.clock.now(),
+            conversion,
         };
         self.store.create_pricing_unit(account, unit, key).await
+    }
+
+    /// Renames a pricing unit or changes its rate. Invoices keep the rate
+    /// frozen when they were finalized.
+    pub async fn update_pricing_unit(
+        &self,
+        account: &str,
+        id: &str,
+        changes: crate::store::UnitChanges,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<PricingUnit, LedgerError> {
+        self.store
+            .update_pricing_unit(account, id, changes, key, self.clock.now())
+            .await?
+            .ok_or_else(|| LedgerError::not_found("pricing unit", id))
     }
 
     /// One pricing unit.

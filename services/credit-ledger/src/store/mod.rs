@@ -32,7 +32,7 @@ impl From<sqlx::Error> for LedgerError {
 
 pub use alerts::AlertStatus;
 pub use audit::AuditReport;
-pub use pricing_units::PricingUnit;
+pub use pricing_units::{PricingUnit, UnitChanges};
 pub use rollover::{ROLLOVER_GRANTS_MAX, RolledOver};
 
 /// The ledger's migrations, embedded in the binary.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use billing_money::{Asset, Decimal};
+use billing_money::{Asset, Conversion, Currency, Decimal};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -118,16 +118,69 @@ pub struct Line {
     pub credits_applied: i64,
     /// Which grants paid, in application order.
     pub applications: Vec<CreditApplication>,
+    /// A line in a converting pricing unit, from finalization on.
+    #[serde(default)]
+    pub conversion: Option<LineConversion>,
+}
+
+/// The rate frozen on a line in a converting pricing unit, and what its
+/// uncovered units are due in money once the credits are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineConversion {
+    /// The unit's rate at finalize.
+    pub rate: Conversion,
+    /// Smallest units of the currency due; None until credits applied.
+    pub amount_due: Option<i64>,
 }
 
 impl Line {
-    /// What is left to pay on the line. Both amounts are non-negative and
-    /// credits never exceed the amount, so this cannot overflow; it is still
-    /// checked, because money never wraps.
-    pub fn amount_due(&self) -> Result<i64, TotalOverflow> {
+    /// What credits left unpaid, in the line's asset. Both amounts are
+    /// non-negative and credits never exceed the amount, so this cannot
+    /// overflow; it is still checked, because money never wraps.
+    pub fn uncovered(&self) -> Result<i64, TotalOverflow> {
         self.amount
             .checked_sub(self.credits_applied)
             .ok_or(TotalOverflow("amount due of a line"))
+    }
+
+    /// The uncovered units converted into money (zero until converted).
+    pub fn converted(&self) -> Result<i64, TotalOverflow> {
+        match self.conversion {
+            Some(LineConversion {
+                amount_due: Some(_),
+                ..
+            }) => self.uncovered(),
+            _ => Ok(0),
+        }
+    }
+
+    /// What is left to pay in the line's asset: zero once converted.
+    pub fn amount_due(&self) -> Result<i64, TotalOverflow> {
+        self.uncovered()?
+            .checked_sub(self.converted()?)
+            .ok_or(TotalOverflow("amount due of a line"))
+    }
+
+    /// Converts what credits left unpaid at the frozen rate (once the
+    /// credits are recorded); a line without a rate is left as it is.
+    pub fn convert(&mut self) -> Result<(), TotalOverflow> {
+        let uncovered = self.uncovered()?;
+        let scale = self.asset.scale();
+        if let Some(conversion) = &mut self.conversion {
+            conversion.amount_due = Some(
+                conversion
+                    .rate
+                    .convert(uncovered, scale)
+                    .map_err(|_| TotalOverflow("converted amount of a line"))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// The money due from the conversion, in its currency.
+    pub fn converted_due(&self) -> Option<(Currency, i64)> {
+        let conversion = self.conversion?;
+        Some((conversion.rate.currency, conversion.amount_due?))
     }
 }
 
@@ -150,7 +203,11 @@ pub struct Total {
     pub subtotal: i64,
     /// Credits applied to them.
     pub credits_applied: i64,
-    /// subtotal − credits_applied.
+    /// A pricing unit's units converted into money.
+    pub converted: i64,
+    /// A currency's money from lines converted into it.
+    pub from_conversions: i64,
+    /// subtotal − credits_applied − converted + from_conversions.
     pub amount_due: i64,
 }
 
@@ -259,20 +316,37 @@ impl Invoice {
     /// One total per asset, ordered by asset key; a sum past i64 is an error.
     pub fn totals(&self) -> Result<Vec<Total>, TotalOverflow> {
         let mut by_asset: BTreeMap<String, Total> = BTreeMap::new();
+        let entry = |by_asset: &mut BTreeMap<String, Total>, asset: &Asset| {
+            by_asset
+                .entry(asset.key())
+                .or_insert_with(|| Total {
+                    asset: asset.clone(),
+                    subtotal: 0,
+                    credits_applied: 0,
+                    converted: 0,
+                    from_conversions: 0,
+                    amount_due: 0,
+                })
+                .clone()
+        };
         for line in &self.lines {
-            let total = by_asset.entry(line.asset.key()).or_insert_with(|| Total {
-                asset: line.asset.clone(),
-                subtotal: 0,
-                credits_applied: 0,
-                amount_due: 0,
-            });
+            let mut total = entry(&mut by_asset, &line.asset);
             total.subtotal = add(total.subtotal, line.amount, "subtotal")?;
             total.credits_applied = add(
                 total.credits_applied,
                 line.credits_applied,
                 "credits applied",
             )?;
+            total.converted = add(total.converted, line.converted()?, "converted")?;
             total.amount_due = add(total.amount_due, line.amount_due()?, "amount due")?;
+            by_asset.insert(line.asset.key(), total);
+            if let Some((currency, due)) = line.converted_due() {
+                let asset = Asset::Currency(currency);
+                let mut total = entry(&mut by_asset, &asset);
+                total.from_conversions = add(total.from_conversions, due, "from conversions")?;
+                total.amount_due = add(total.amount_due, due, "amount due")?;
+                by_asset.insert(asset.key(), total);
+            }
         }
         Ok(by_asset.into_values().collect())
     }
@@ -289,11 +363,31 @@ impl Invoice {
     /// Status after credits: paid when nothing is due in any asset.
     pub fn finalized_status(&self) -> Result<Status, TotalOverflow> {
         for line in &self.lines {
-            if line.amount_due()? != 0 {
+            if line.amount_due()? != 0 || line.converted_due().is_some_and(|(_, due)| due != 0) {
                 return Ok(Status::Open);
             }
         }
         Ok(Status::Paid)
+    }
+
+    /// Converts each converting line's uncovered units (credits recorded).
+    pub fn convert(&mut self) -> Result<(), TotalOverflow> {
+        self.lines.iter_mut().try_for_each(Line::convert)
+    }
+
+    /// The pricing units of the lines, each once.
+    pub fn pricing_units(&self) -> Vec<&str> {
+        let mut units: Vec<&str> = self
+            .lines
+            .iter()
+            .filter_map(|l| match &l.asset {
+                Asset::PricingUnit { id, .. } => Some(id.as_str()),
+                Asset::Currency(_) => None,
+            })
+            .collect();
+        units.sort_unstable();
+        units.dedup();
+        units
     }
 }
 
@@ -318,6 +412,7 @@ mod tests {
             amount: i64::MAX,
             credits_applied: 0,
             applications: Vec::new(),
+            conversion: None,
         };
         let mut invoice = Invoice {
             id: "in_1".into(),

@@ -1,13 +1,13 @@
 //! Proto ⇄ domain conversion and field validation.
 
 use billing_money::FieldViolation;
-use billing_money::{Currency, Decimal, parse_decimal};
+use billing_money::{Asset, Currency, Decimal, parse_decimal};
 use billing_proto::common::v1 as pb_common;
 use billing_proto::invoicing::v1 as pb;
 use billing_server::time::{from_proto, to_proto};
 
 use crate::domain::customer::{Customer, CustomerChanges, TEXT_MAX, check_text};
-use crate::domain::invoice::{BillingReason, Invoice, Line, Status};
+use crate::domain::invoice::{BillingReason, Invoice, Line, LineConversion, Status};
 use crate::domain::price::{Price, TIERS_MAX};
 use crate::domain::pricing::{
     PriceModel, Pricing, PricingError, QuantityRounding, Tier, TiersMode, TransformQuantity,
@@ -575,6 +575,18 @@ fn line(line: &Line) -> Result<pb::InvoiceLineItem, InvoicingError> {
                 credit_balance_transaction: a.credit_balance_transaction.clone(),
             })
             .collect(),
+        // Shown once converted (a frozen rate waits for the credits).
+        conversion: match line.conversion {
+            Some(LineConversion {
+                rate,
+                amount_due: Some(due),
+            }) => Some(pb::LineConversion {
+                unit_amount_decimal: rate.unit_amount.to_string(),
+                converted: Some(amount(&line.asset, line.converted()?)),
+                amount_due: Some(amount(&Asset::Currency(rate.currency), due)),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -594,6 +606,8 @@ pub fn invoice(invoice: &Invoice) -> Result<pb::Invoice, InvoicingError> {
                 subtotal: Some(amount(&t.asset, t.subtotal)),
                 total_credits_applied: Some(amount(&t.asset, t.credits_applied)),
                 amount_due: Some(amount(&t.asset, t.amount_due)),
+                converted: Some(amount(&t.asset, t.converted)),
+                from_conversions: Some(amount(&t.asset, t.from_conversions)),
             })
             .collect(),
         auto_finalize_at: invoice

@@ -124,6 +124,7 @@ impl Invoicing {
             amount,
             credits_applied: 0,
             applications: Vec::new(),
+            conversion: None,
         };
         // Nothing is due on a free purchase: its invoice is paid at once.
         let status = if amount == 0 {

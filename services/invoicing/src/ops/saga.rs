@@ -18,7 +18,7 @@ use billing_server::status::Refuse;
 use super::{Invoicing, failpoint};
 use crate::domain::invoice::{
     INVOICE_FINALIZATION_FAILED, INVOICE_PAID, INVOICE_VOID_FAILED, INVOICE_VOIDED, Invoice,
-    Status, StepError, retry_delay,
+    LineConversion, Status, StepError, retry_delay,
 };
 use crate::domain::price::Price;
 use crate::error::InvoicingError;
@@ -153,6 +153,9 @@ impl Invoicing {
             let ids: Vec<&str> = invoice.lines.iter().map(|l| l.price.as_str()).collect();
             let prices = self.store.prices(account, &ids).await?;
             self.price_lines(account, &mut invoice, &prices).await?;
+            // The rate is frozen with the lines: a later change of the
+            // unit's rate never reaches this invoice.
+            self.set_rates(account, &mut invoice).await?;
             if self
                 .store
                 .freeze(account, &invoice, self.clock.now())
@@ -199,6 +202,7 @@ impl Invoicing {
             failpoint("after_apply_credits");
             record_credits(&mut invoice, &response)?;
         }
+        invoice.convert()?;
         let now = self.clock.now();
         if !self.store.complete_finalize(account, &invoice, now).await? {
             // Another caller completed it first; its result is the stored one.
@@ -368,7 +372,38 @@ impl Invoicing {
                 .await?;
             record_credits(&mut invoice, &response)?;
         }
+        // At today's rates: what finalizing now would convert.
+        self.set_rates(account, &mut invoice).await?;
+        invoice.convert()?;
         Ok(invoice)
+    }
+
+    /// Puts each pricing unit's current rate on the invoice's lines in it
+    /// (one ledger read per unit; lines in money or in a unit without a
+    /// rate get none).
+    pub(super) async fn set_rates(
+        &self,
+        account: &str,
+        invoice: &mut Invoice,
+    ) -> Result<(), InvoicingError> {
+        let units: Vec<String> = invoice
+            .pricing_units()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for unit in units {
+            let (_, rate) = self.upstream.pricing_unit(account, &unit).await?;
+            for line in &mut invoice.lines {
+                if matches!(&line.asset, billing_money::Asset::PricingUnit { id, .. } if *id == unit)
+                {
+                    line.conversion = rate.map(|rate| LineConversion {
+                        rate,
+                        amount_due: None,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -307,5 +307,6 @@ pub(super) fn empty_line(price: &Price) -> Line {
         amount: 0,
         credits_applied: 0,
         applications: Vec::new(),
+        conversion: None,
     }
 }

@@ -3,7 +3,7 @@
 use billing_db::sql::Conditions;
 use std::collections::HashMap;
 
-use billing_money::Asset;
+use billing_money::{Asset, Conversion, Currency};
 use billing_server::page::PageRequest;
 use billing_server::time::{from_micros, to_micros};
 use chrono::{DateTime, Utc};
@@ -13,7 +13,8 @@ use sqlx::any::AnyRow;
 use super::events::push_invoice;
 use super::{Store, decimal};
 use crate::domain::invoice::{
-    BillingReason, CreditApplication, INVOICE_FINALIZED, Invoice, Line, Status, StepError,
+    BillingReason, CreditApplication, INVOICE_FINALIZED, Invoice, Line, LineConversion, Status,
+    StepError,
 };
 use crate::error::InvoicingError;
 use billing_db::events::Outbox;
@@ -26,7 +27,7 @@ const COLUMNS: &str = "id, customer, subscription, status, billing_reason, perio
 const CLEAR_STEP_ERROR: &str = ", step_error_code = NULL, step_error_message = NULL, step_failed_us = NULL, \
     step_attempts = 0, step_retry_at_us = NULL";
 const LINE_COLUMNS: &str = "invoice, id, price, meter, description, asset, asset_scale, usage, quantity, \
-    unit_amount_decimal, amount, credits_applied";
+    unit_amount_decimal, amount, credits_applied, conversion_currency, conversion_unit_amount, converted_amount";
 const LINE_COUNT: usize = 14;
 
 /// Which invoices to list.
@@ -104,6 +105,19 @@ fn line(row: &AnyRow) -> Result<(String, Line), InvoicingError> {
     let usage: String = row.try_get(7)?;
     let quantity: String = row.try_get(8)?;
     let unit: Option<String> = row.try_get(9)?;
+    let conversion = match (
+        row.try_get::<Option<String>, _>(12)?,
+        row.try_get::<Option<String>, _>(13)?,
+    ) {
+        (Some(currency), Some(rate)) => Some(LineConversion {
+            rate: Conversion {
+                currency: Currency::parse(&currency)?,
+                unit_amount: decimal(&rate)?,
+            },
+            amount_due: row.try_get(14)?,
+        }),
+        _ => None,
+    };
     Ok((
         row.try_get(0)?,
         Line {
@@ -118,6 +132,7 @@ fn line(row: &AnyRow) -> Result<(String, Line), InvoicingError> {
             amount: row.try_get(10)?,
             credits_applied: row.try_get(11)?,
             applications: Vec::new(),
+            conversion,
         },
     ))
 }
@@ -334,18 +349,23 @@ impl Store {
                     ("quantity", "TEXT"),
                     ("unit_amount_decimal", "TEXT"),
                     ("amount", "BIGINT"),
+                    ("conversion_currency", "TEXT"),
+                    ("conversion_unit_amount", "TEXT"),
                 ],
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(account)
                 .bind(&invoice.id);
             for line in &invoice.lines {
+                let rate = line.conversion.map(|c| c.rate);
                 query = query
                     .bind(&line.id)
                     .bind(line.usage.to_string())
                     .bind(line.quantity.to_string())
                     .bind(line.unit_amount.map(|u| u.to_string()))
-                    .bind(line.amount);
+                    .bind(line.amount)
+                    .bind(rate.map(|r| r.currency.code().to_owned()))
+                    .bind(rate.map(|r| r.unit_amount.to_string()));
             }
             query.execute(&mut *tx).await?;
         }
@@ -385,15 +405,24 @@ impl Store {
         let credited: Vec<_> = invoice
             .lines
             .iter()
-            .filter(|l| l.credits_applied > 0)
+            .filter(|l| l.credits_applied > 0 || l.converted_due().is_some())
             .collect();
         if !credited.is_empty() {
-            let sql = update_lines_sql(credited.len(), &[("credits_applied", "BIGINT")]);
+            let sql = update_lines_sql(
+                credited.len(),
+                &[
+                    ("credits_applied", "BIGINT"),
+                    ("converted_amount", "BIGINT"),
+                ],
+            );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(account)
                 .bind(&invoice.id);
             for line in &credited {
-                query = query.bind(&line.id).bind(line.credits_applied);
+                query = query
+                    .bind(&line.id)
+                    .bind(line.credits_applied)
+                    .bind(line.converted_due().map(|(_, due)| due));
             }
             query.execute(&mut *tx).await?;
         }

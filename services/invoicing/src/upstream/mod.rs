@@ -237,6 +237,15 @@ impl Upstream {
 
     /// The scale of a ledger pricing unit.
     pub async fn pricing_unit_scale(&self, account: &str, id: &str) -> Result<u32, InvoicingError> {
+        Ok(self.pricing_unit(account, id).await?.0)
+    }
+
+    /// A ledger pricing unit's scale and its rate in money, if it converts.
+    pub async fn pricing_unit(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<(u32, Option<billing_money::Conversion>), InvoicingError> {
         let request = self.request(account, ledger::GetPricingUnitRequest { id: id.to_owned() })?;
         let unit = self
             .ledger
@@ -250,7 +259,22 @@ impl Upstream {
             .into_inner()
             .pricing_unit
             .ok_or_else(|| InvoicingError::Corrupt("GetPricingUnit without a unit".into()))?;
-        Ok(unit.scale)
+        let conversion = match &unit.conversion {
+            Some(c) => {
+                let mut out = Vec::new();
+                let parsed = billing_money::Conversion::parse(
+                    "conversion",
+                    &c.currency,
+                    &c.unit_amount_decimal,
+                    &mut out,
+                );
+                Some(parsed.ok_or_else(|| {
+                    InvoicingError::Corrupt(format!("ledger pricing unit {id}'s rate: {out:?}"))
+                })?)
+            }
+            None => None,
+        };
+        Ok((unit.scale, conversion))
     }
 
     /// A customer's aggregated usage over each `(meter, start, end)`, in
