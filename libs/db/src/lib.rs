@@ -266,6 +266,20 @@ impl Db {
         self.pool.begin().await.map(Tx::pooled)
     }
 
+    /// Starts a read-only transaction whose statements all see one
+    /// snapshot (REPEATABLE READ on PostgreSQL; a SQLite read transaction
+    /// keeps its snapshot from its first read): for reports that sum the
+    /// same rows several ways and must agree.
+    pub async fn begin_snapshot(&self) -> Result<Tx, sqlx::Error> {
+        let mut tx = self.begin_read().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;

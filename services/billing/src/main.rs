@@ -6,7 +6,10 @@
 //! - `billing migrate`: runs the embedded migrations against a database.
 //! - `billing api-key create`: makes a key and its `BILLING_API_KEYS` entry.
 //! - `billing audit`: asks a running ledger to check its invariants.
+//! - `billing ledger export`: streams the ledger's transactions to CSV or
+//!   JSON Lines.
 
+mod ledger;
 mod up;
 
 use anyhow::Context;
@@ -48,6 +51,15 @@ enum Command {
         #[arg(long, env = "BILLING_API_KEY")]
         api_key: String,
     },
+    /// Read the ledger of the key's account.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Stream the balance transactions taking effect in [--from, --to) as CSV or JSON Lines.
+    Export(Box<ledger::ExportArgs>),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -131,6 +143,11 @@ async fn main() -> anyhow::Result<()> {
             ledger_url,
             api_key,
         } => audit(ledger_url, api_key).await,
+        Command::Ledger(LedgerCommand::Export(args)) => {
+            let written = ledger::export(*args).await?;
+            eprintln!("exported {written} transactions");
+            Ok(())
+        }
     }
 }
 

@@ -1088,4 +1088,32 @@ async fn workload(t: &Suite) {
         "AuditLedger",
         ledger_client.audit_ledger(authed(KEY_A, ledger::AuditLedgerRequest {}))
     );
+    let (from, to) = (
+        billing_server::time::to_proto(t0()),
+        billing_server::time::to_proto(t.clock.now() + chrono::TimeDelta::days(1)),
+    );
+    rpc!(
+        "GetCreditLiabilityReport",
+        ledger_client.get_credit_liability_report(authed(
+            KEY_A,
+            ledger::GetCreditLiabilityReportRequest {
+                from: Some(from),
+                to: Some(to),
+            }
+        ))
+    );
+    for customer in [String::new(), customer.clone()] {
+        let mut export = rpc!(
+            "ExportLedgerEntries",
+            ledger_client.export_ledger_entries(authed(
+                KEY_A,
+                ledger::ExportLedgerEntriesRequest {
+                    from: Some(from),
+                    to: Some(to),
+                    customer,
+                }
+            ))
+        );
+        assert!(export.message().await.unwrap().is_some());
+    }
 }

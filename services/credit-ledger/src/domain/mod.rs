@@ -11,6 +11,7 @@ pub mod error;
 pub mod grant;
 pub mod hold;
 pub mod invariants;
+pub mod report;
 pub mod rollover;
 pub mod transaction;
 pub mod validate;

@@ -414,6 +414,14 @@ pub fn unit_changes(
     }
 }
 
+/// A grant's category for a response.
+pub fn category(category: Category) -> pb::CreditGrantCategory {
+    match category {
+        Category::Paid => pb::CreditGrantCategory::Paid,
+        Category::Promotional => pb::CreditGrantCategory::Promotional,
+    }
+}
+
 /// A grant for a response, with its state at `now`.
 pub fn grant(grant: &Grant, now: DateTime<Utc>) -> pb::CreditGrant {
     let scope = match &grant.scope {
@@ -440,11 +448,7 @@ pub fn grant(grant: &Grant, now: DateTime<Utc>) -> pb::CreditGrant {
         name: grant.name.clone(),
         amount: Some(amount(&grant.asset, grant.amount)),
         applicability_config: Some(pb::ApplicabilityConfig { scope: Some(scope) }),
-        category: match grant.category {
-            Category::Paid => pb::CreditGrantCategory::Paid,
-            Category::Promotional => pb::CreditGrantCategory::Promotional,
-        }
-        .into(),
+        category: category(grant.category).into(),
         effective_at: Some(to_proto(grant.effective_at)),
         expires_at: grant.expires_at.map(to_proto),
         priority: grant.priority,

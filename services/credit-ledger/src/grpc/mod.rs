@@ -9,6 +9,7 @@ pub mod convert;
 pub mod events;
 pub mod holds;
 mod provenance;
+pub mod report;
 pub mod status;
 
 use billing_money::FieldViolation;
@@ -83,7 +84,7 @@ billing_server::unary_service! {
     impl LedgerService for LedgerGrpc, pb {
         get_pricing_unit list_pricing_units get_credit_grant list_credit_grants
         get_credit_balance_summary list_credit_balance_transactions
-        apply_credits reverse_credits audit_ledger
+        apply_credits reverse_credits audit_ledger get_credit_liability_report
         get_balance_alert list_balance_alerts delete_balance_alert
         get_credit_hold release_credit_hold list_credit_holds
     } mutations {
@@ -91,6 +92,15 @@ billing_server::unary_service! {
         void_credit_grant expire_credit_grant rollover_credit_grants activate_credit_grant
         create_balance_alert create_credit_hold
     };
+
+    type ExportLedgerEntriesStream = report::ExportStream;
+
+    async fn export_ledger_entries(
+        &self,
+        request: tonic::Request<pb::ExportLedgerEntriesRequest>,
+    ) -> Result<tonic::Response<report::ExportStream>, Status> {
+        self.export(request).await
+    }
 }
 
 impl LedgerGrpc {

@@ -6,6 +6,7 @@
 
 mod alerts;
 mod holds;
+mod report;
 
 pub use alerts::AlertInput;
 pub use holds::HoldInput;

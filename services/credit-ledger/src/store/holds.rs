@@ -175,17 +175,24 @@ impl Store {
         Ok(page.finish(holds, |h| &h.id))
     }
 
-    /// The holds of the account that may count at some customer's last
-    /// alert evaluation (those ending after the earliest one), for the audit.
-    pub(crate) async fn holds_for_audit(&self, account: &str) -> Result<Vec<Hold>, LedgerError> {
+    /// The holds of `customers` that may count at their last alert
+    /// evaluation (those ending after the earliest one), for the audit.
+    pub(crate) async fn holds_of(
+        &self,
+        account: &str,
+        customers: &[&str],
+    ) -> Result<Vec<Hold>, LedgerError> {
+        let list = billing_db::sql::list(customers.len(), 2);
         let sql = format!(
-            "SELECT {HOLD_COLUMNS} FROM credit_holds WHERE account = $1 AND expires_at_us > \
-             (SELECT COALESCE(MIN(evaluated_us), 0) FROM customer_balances WHERE account = $1)"
+            "SELECT {HOLD_COLUMNS} FROM credit_holds WHERE account = $1 AND customer IN ({list}) \
+             AND expires_at_us > (SELECT COALESCE(MIN(evaluated_us), 0) FROM customer_balances \
+             WHERE account = $1 AND customer IN ({list}))"
         );
-        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .fetch_all(self.db.pool())
-            .await?;
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account);
+        for customer in customers {
+            query = query.bind(*customer);
+        }
+        let found = query.fetch_all(self.db.pool()).await?;
         found.iter().map(hold).collect()
     }
 

@@ -11,6 +11,7 @@ mod audit;
 mod grants;
 mod holds;
 mod pricing_units;
+mod report;
 mod rollover;
 mod rows;
 mod transactions;
@@ -33,6 +34,7 @@ impl From<sqlx::Error> for LedgerError {
 pub use alerts::AlertStatus;
 pub use audit::AuditReport;
 pub use pricing_units::{PricingUnit, UnitChanges};
+pub use report::{EXPORT_PAGE, ExportCursor, ExportRange};
 pub use rollover::{ROLLOVER_GRANTS_MAX, RolledOver};
 
 /// The ledger's migrations, embedded in the binary.
