@@ -20,7 +20,7 @@ fuzz calls="2000" seed="1":
     FUZZ_CALLS={{calls}} FUZZ_SEED={{seed}} FUZZ_MAX_MS=1000 cargo test -p invoicing --test fuzz -- --nocapture
 
 # All benchmarks.
-bench: bench-ledger bench-ingest bench-finalize bench-scale bench-notifier bench-realtime
+bench: bench-ledger bench-ingest bench-finalize bench-scale bench-notifier bench-realtime bench-export
 
 # Ledger throughput and balance-summary latency on SQLite and PostgreSQL.
 bench-ledger:
@@ -41,6 +41,10 @@ bench-scale:
 # CheckAccess and GetCustomerBalance calls/s and p50/p99, 10 meters × 30 days of usage per customer, with a pgbench baseline (PostgreSQL).
 bench-realtime:
     cargo bench -p invoicing --bench realtime
+
+# billing ledger export rows/s to a file, 1,000,000 transactions, with a psql \copy baseline (PostgreSQL; BENCH_ROWS to change).
+bench-export:
+    cargo bench -p billing --bench export
 
 # Events per second from a feed to a local webhook receiver.
 bench-notifier:

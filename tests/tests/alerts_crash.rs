@@ -34,6 +34,7 @@ fn as_invoicing<T>(message: T) -> tonic::Request<T> {
 /// The same request every time it is sent (a retry must match).
 fn apply(n: usize, period_end: chrono::DateTime<chrono::Utc>) -> ledger::ApplyCreditsRequest {
     ledger::ApplyCreditsRequest {
+        pool: Vec::new(),
         customer: CUSTOMER.into(),
         invoice: format!("in_crash_{n}"),
         period_end: Some(billing_server::time::to_proto(period_end)),

@@ -56,6 +56,7 @@ async fn check(backend: Backend) {
     let mut apply = billing_testkit::authed(
         INTERNAL_KEY,
         ledger::ApplyCreditsRequest {
+            pool: Vec::new(),
             customer: customer.clone(),
             invoice: "in_usage".into(),
             period_end: Some(to_proto(chrono::Utc::now())),

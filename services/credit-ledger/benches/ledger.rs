@@ -78,6 +78,7 @@ async fn apply_load(
             let mut n = 0;
             while Instant::now() < deadline {
                 let request = pb::ApplyCreditsRequest {
+                    pool: Vec::new(),
                     customer: customer_of(worker, n),
                     invoice: format!("in_{tag}_{worker}_{n}"),
                     period_end: Some(billing_server::time::to_proto(chrono::Utc::now())),
@@ -205,6 +206,7 @@ async fn bench(name: &str, db: TestDatabase, seconds: u64) {
         let call = Instant::now();
         summary_client
             .get_credit_balance_summary(authed(pb::GetCreditBalanceSummaryRequest {
+                pool: Vec::new(),
                 customer: "cus_history".into(),
                 filter: None,
                 unbilled_lines: Vec::new(),

@@ -89,6 +89,7 @@ async fn summary(t: &TestLedger, customer: &str) -> pb::BalanceAlertStatus {
         .get_credit_balance_summary(authed(
             KEY_A,
             pb::GetCreditBalanceSummaryRequest {
+                pool: Vec::new(),
                 customer: customer.into(),
                 filter: None,
                 unbilled_lines: Vec::new(),

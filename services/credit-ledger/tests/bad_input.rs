@@ -263,6 +263,7 @@ async fn keys_and_accounts_are_enforced(t: &TestLedger) {
         .get_credit_balance_summary(authed(
             KEY_B,
             pb::GetCreditBalanceSummaryRequest {
+                pool: Vec::new(),
                 customer: "cus_a".into(),
                 filter: None,
                 unbilled_lines: Vec::new(),
@@ -430,6 +431,7 @@ async fn a_balance_past_i64_is_refused(t: &TestLedger) {
         .get_credit_balance_summary(authed(
             KEY_A,
             pb::GetCreditBalanceSummaryRequest {
+                pool: Vec::new(),
                 customer: "cus_whale".into(),
                 filter: None,
                 unbilled_lines: Vec::new(),

@@ -142,6 +142,7 @@ async fn changes_write_their_events_and_lists_page(t: &TestLedger) {
         .apply_credits(authed(
             KEY_A,
             pb::ApplyCreditsRequest {
+                pool: Vec::new(),
                 customer: "cus_feed".into(),
                 invoice: "in_feed".into(),
                 period_end: billing_testkit::fixtures::ts(t0() + chrono::TimeDelta::days(1)),

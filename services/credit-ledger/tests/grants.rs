@@ -29,6 +29,7 @@ async fn summary(
         .get_credit_balance_summary(authed(
             KEY_A,
             pb::GetCreditBalanceSummaryRequest {
+                pool: Vec::new(),
                 customer: customer.into(),
                 filter: filter.map(|kind| pb::CreditBalanceFilter { kind: Some(kind) }),
                 unbilled_lines: Vec::new(),
@@ -316,6 +317,7 @@ async fn balance_summary_filters(t: &TestLedger) {
         .get_credit_balance_summary(authed(
             KEY_A,
             pb::GetCreditBalanceSummaryRequest {
+                pool: Vec::new(),
                 customer: customer.into(),
                 filter: Some(pb::CreditBalanceFilter {
                     kind: Some(Kind::CreditGrant("credgr_nope".into())),

@@ -47,6 +47,7 @@ async fn held(t: &TestLedger, customer: &str) -> i64 {
         .get_credit_balance_summary(authed(
             KEY_A,
             pb::GetCreditBalanceSummaryRequest {
+                pool: Vec::new(),
                 customer: customer.into(),
                 filter: None,
                 unbilled_lines: Vec::new(),

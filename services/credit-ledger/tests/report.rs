@@ -372,7 +372,14 @@ async fn the_export_of_a_period_sums_to_the_report(t: &TestLedger) {
     assert_eq!(entries.len(), 6);
     let times: Vec<i64> = entries
         .iter()
-        .map(|e| e.transaction.as_ref().unwrap().effective_at.unwrap().seconds)
+        .map(|e| {
+            e.transaction
+                .as_ref()
+                .unwrap()
+                .effective_at
+                .unwrap()
+                .seconds
+        })
         .collect();
     assert!(times.is_sorted(), "oldest first: {times:?}");
     // Sum by kind, signed as the report counts them.

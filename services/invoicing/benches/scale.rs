@@ -183,6 +183,7 @@ async fn target(s: &Suite, invoicing_db: &PgPool, size: u64) -> String {
 
 fn apply_request(customer: &str, invoice: &str) -> ledger::ApplyCreditsRequest {
     ledger::ApplyCreditsRequest {
+        pool: Vec::new(),
         customer: customer.into(),
         invoice: invoice.into(),
         period_end: ts(t0() + TimeDelta::days(1)),
@@ -308,6 +309,7 @@ async fn main() {
                         .get_credit_balance_summary(billing_testkit::authed(
                             KEY_A,
                             ledger::GetCreditBalanceSummaryRequest {
+                                pool: Vec::new(),
                                 customer,
                                 filter: None,
                                 unbilled_lines: Vec::new(),

@@ -178,6 +178,19 @@ async fn workload(t: &Suite) {
             }
         ))
     );
+    // The customer draws on Other's shared grants (a credit pool): its
+    // invoices apply credits through the pool's statements.
+    rpc!(
+        "UpdateCustomer",
+        invoicing.update_customer(authed(
+            KEY_A,
+            pb::UpdateCustomerRequest {
+                id: customer.clone(),
+                parent: Some(other.clone()),
+                ..Default::default()
+            }
+        ))
+    );
 
     // Usage.
     let at = t0() + TimeDelta::hours(1);
@@ -535,6 +548,7 @@ async fn workload(t: &Suite) {
 
     // Direct application, preview and real, and its reversal.
     let apply = |preview: bool| ledger::ApplyCreditsRequest {
+        pool: Vec::new(),
         customer: customer.clone(),
         invoice: "in_direct".into(),
         period_end: ts(t0() + TimeDelta::days(1)),
@@ -744,6 +758,7 @@ async fn workload(t: &Suite) {
         .apply_credits(authed(
             KEY_A_APPLY,
             ledger::ApplyCreditsRequest {
+                pool: Vec::new(),
                 customer: topped.clone(),
                 invoice: "in_topped".into(),
                 period_end: ts(t.clock.now()),
@@ -1016,6 +1031,7 @@ async fn workload(t: &Suite) {
             ledger_client.get_credit_balance_summary(authed(
                 KEY_A,
                 ledger::GetCreditBalanceSummaryRequest {
+                    pool: Vec::new(),
                     customer: customer.clone(),
                     filter: filter.map(|kind| ledger::CreditBalanceFilter { kind: Some(kind) }),
                     unbilled_lines: Vec::new(),
@@ -1023,6 +1039,18 @@ async fn workload(t: &Suite) {
             ))
         );
     }
+    // With the customer's pool.
+    rpc!(
+        "GetCreditBalanceSummary",
+        ledger_client.get_credit_balance_summary(authed(
+            KEY_A,
+            ledger::GetCreditBalanceSummaryRequest {
+                customer: customer.clone(),
+                pool: vec![other.clone()],
+                ..Default::default()
+            }
+        ))
+    );
     for grant_filter in [String::new(), grant.clone()] {
         let request = |page_token: String| ledger::ListCreditBalanceTransactionsRequest {
             customer: customer.clone(),

@@ -81,6 +81,7 @@ async fn use_invoice_id_elsewhere(t: &Suite, customer: &str, invoice: &str) {
         .apply_credits(authed(
             KEY_A_APPLY,
             ledger::ApplyCreditsRequest {
+                pool: Vec::new(),
                 customer: customer.into(),
                 invoice: invoice.into(),
                 period_end: ts(month_end()),

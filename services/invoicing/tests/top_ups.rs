@@ -37,6 +37,7 @@ async fn drain(t: &Suite, customer: &str, tag: &str, count: usize, each: i64) {
     let calls = (0..count).map(|i| {
         let mut ledger = t.ledger.clone();
         let request = ledger::ApplyCreditsRequest {
+            pool: Vec::new(),
             customer: customer.into(),
             invoice: format!("in_{tag}_{i}"),
             period_end: Some(billing_server::time::to_proto(t.clock.now())),

@@ -41,6 +41,9 @@ pub struct ApplyRequest {
     pub period_end: DateTime<Utc>,
     /// 1 to [`LINES_MAX`] lines with distinct ids.
     pub lines: Vec<Line>,
+    /// The customer's ancestors, nearest first: their shared grants pay
+    /// after the customer's own (a credit pool). Not in [`Self::canonical`].
+    pub pool: Vec<String>,
 }
 
 impl ApplyRequest {
@@ -133,8 +136,28 @@ pub struct ApplyOutcome {
 /// Never takes more from a grant than its `available`, nor more for a line
 /// than its amount.
 pub fn plan(request: &ApplyRequest, grants: &[Grant]) -> Result<ApplyOutcome, RuleError> {
-    let mut ordered: Vec<&Grant> = grants.iter().collect();
-    ordered.sort_by(|a, b| application_order(a, b));
+    // The customer's own grants first, then each ancestor's shared ones,
+    // nearest first; each group in the standard order. Another customer's
+    // grant outside the pool, or not shared, pays nothing.
+    let level = |grant: &Grant| {
+        if grant.customer == request.customer {
+            Some(0)
+        } else if grant.shared {
+            request
+                .pool
+                .iter()
+                .position(|c| *c == grant.customer)
+                .map(|i| i + 1)
+        } else {
+            None
+        }
+    };
+    let mut ordered: Vec<(usize, &Grant)> = grants
+        .iter()
+        .filter_map(|g| level(g).map(|l| (l, g)))
+        .collect();
+    ordered.sort_by(|(la, a), (lb, b)| la.cmp(lb).then_with(|| application_order(a, b)));
+    let ordered: Vec<&Grant> = ordered.into_iter().map(|(_, g)| g).collect();
     let mut left: HashMap<&str, i64> = ordered
         .iter()
         .map(|g| (g.id.as_str(), g.available))
@@ -364,12 +387,14 @@ mod tests {
             source: None,
             cost_basis: None,
             pending_payment: false,
+            shared: false,
         }
     }
 
     fn request(amount: i64) -> ApplyRequest {
         ApplyRequest {
             customer: "cus".into(),
+            pool: Vec::new(),
             invoice: "in".into(),
             period_end: Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap(),
             lines: vec![Line {
@@ -468,6 +493,7 @@ mod tests {
                         source: None,
                         cost_basis: None,
                         pending_payment: false,
+                        shared: false,
                     }
                 },
             )
@@ -485,6 +511,7 @@ mod tests {
             let period_end = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
             let request = ApplyRequest {
                 customer: "cus".into(),
+                pool: Vec::new(),
                 invoice: "in".into(),
                 period_end,
                 lines: lines.iter().enumerate().map(|(i, (amount, price))| Line {
@@ -530,6 +557,7 @@ mod tests {
             let before: Vec<i64> = grants.iter().map(|g| g.available).collect();
             let request = ApplyRequest {
                 customer: "cus".into(),
+                pool: Vec::new(),
                 invoice: "in".into(),
                 period_end,
                 lines: lines.iter().enumerate().map(|(i, (amount, price))| Line {

@@ -177,6 +177,9 @@ pub struct Grant {
     /// Bought, invoice not paid yet: in the ledger balance only.
     #[serde(default)]
     pub pending_payment: bool,
+    /// Also pays the customer's descendants' invoices (a credit pool).
+    #[serde(default)]
+    pub shared: bool,
 }
 
 impl Grant {

@@ -79,6 +79,7 @@ mod tests {
             source: None,
             cost_basis: None,
             pending_payment: false,
+            shared: false,
         }
     }
 

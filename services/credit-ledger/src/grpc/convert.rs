@@ -197,6 +197,7 @@ pub fn grant_input(
             source,
             cost_basis,
             pending_payment: request.pending_payment,
+            shared: request.shared_with_descendants,
         }),
         _ => Err(out),
     }
@@ -260,6 +261,7 @@ pub fn apply_input(request: &pb::ApplyCreditsRequest) -> Result<ApplyInput, Vec<
         return Err(out);
     }
     let lines = line_inputs(&request.lines, "lines", &mut out);
+    pool_input(&request.pool, &request.customer, &mut out);
     match period_end {
         Some(period_end) if out.is_empty() => Ok(ApplyInput {
             customer: request.customer.clone(),
@@ -267,8 +269,34 @@ pub fn apply_input(request: &pb::ApplyCreditsRequest) -> Result<ApplyInput, Vec<
             period_end,
             lines,
             preview: request.preview,
+            pool: request.pool.clone(),
         }),
         _ => Err(out),
+    }
+}
+
+/// Most ancestors of a pool (a hierarchy is at most 5 deep).
+pub const POOL_MAX: usize = 4;
+
+/// A credit pool's ancestors: at most [`POOL_MAX`], each a reference, none
+/// repeated, none the customer itself.
+pub fn pool_input(pool: &[String], customer: &str, out: &mut Vec<FieldViolation>) {
+    if pool.len() > POOL_MAX {
+        out.push(FieldViolation::new(
+            "pool",
+            format!("at most {POOL_MAX} ancestors (a hierarchy is at most 5 deep)"),
+        ));
+        return;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (index, ancestor) in pool.iter().enumerate() {
+        let field = format!("pool[{index}]");
+        check_reference(ancestor, &field, out);
+        if ancestor == customer {
+            out.push(FieldViolation::new(field, "is the customer itself"));
+        } else if !seen.insert(ancestor.as_str()) {
+            out.push(FieldViolation::new(field, "is repeated"));
+        }
     }
 }
 
@@ -461,6 +489,7 @@ pub fn grant(grant: &Grant, now: DateTime<Utc>) -> pb::CreditGrant {
         source: grant.source.as_ref().map(provenance::source_output),
         cost_basis: grant.cost_basis.as_ref().map(provenance::cost_basis_output),
         pending_payment: grant.pending_payment,
+        shared_with_descendants: grant.shared,
     }
 }
 
@@ -475,8 +504,37 @@ pub fn balances(balances: &[Balance]) -> Vec<pb::CreditBalance> {
             pending_balance: Some(amount(&b.asset, b.pending)),
             held_balance: None,
             unbilled_credits: None,
+            pooled_available: None,
         })
         .collect()
+}
+
+/// Adds what a customer can draw from its pool to its balances (`shown`,
+/// converted from `balances`); an asset only the pool holds gets a
+/// balance of its own.
+pub fn add_pooled(
+    balances: &[Balance],
+    shown: &mut Vec<pb::CreditBalance>,
+    pooled: &[(Asset, i64)],
+) {
+    for (balance, out) in balances.iter().zip(shown.iter_mut()) {
+        let value = pooled
+            .iter()
+            .find(|(asset, _)| *asset == balance.asset)
+            .map_or(0, |(_, value)| *value);
+        out.pooled_available = Some(amount(&balance.asset, value));
+    }
+    for (asset, value) in pooled {
+        if !balances.iter().any(|b| b.asset == *asset) {
+            shown.push(pb::CreditBalance {
+                available_balance: Some(amount(asset, 0)),
+                ledger_balance: Some(amount(asset, 0)),
+                pending_balance: Some(amount(asset, 0)),
+                pooled_available: Some(amount(asset, *value)),
+                ..Default::default()
+            });
+        }
+    }
 }
 
 /// A transaction for a response.

@@ -23,6 +23,7 @@ use billing_telemetry::record_ids;
 use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 
+use crate::domain::balance::Balance;
 use crate::domain::validate::{check_name, check_reference};
 use crate::error::LedgerError;
 use crate::ops::Ledger;
@@ -323,13 +324,27 @@ impl LedgerGrpc {
         let customer = reference(&call.body.customer, "customer")?;
         let filter = convert::balance_filter(call.body.filter.as_ref()).map_err(invalid)?;
         let unbilled = convert::unbilled_inputs(&call.body).map_err(invalid)?;
-        if !unbilled.is_empty() {
+        let mut out = Vec::new();
+        convert::pool_input(&call.body.pool, customer, &mut out);
+        if !out.is_empty() {
+            return Err(invalid(out));
+        }
+        let pool = &call.body.pool;
+        let (figures, mut balances) = if unbilled.is_empty() && pool.is_empty() {
+            self.summary(call.account(), customer, &filter).await?
+        } else {
+            if filter != crate::domain::balance::BalanceFilter::All {
+                return Err(invalid(vec![FieldViolation::new(
+                    "filter",
+                    "cannot be set with unbilled_lines or pool",
+                )]));
+            }
             // The real-time view (invoicing's GetCustomerBalance): the
             // balance, what the unbilled lines would take, and the holds,
             // read at once; the alert state is the plain summary's.
             let ((balances, credits), held) = tokio::try_join!(
                 self.ledger
-                    .balance_with_unbilled(call.account(), customer, unbilled),
+                    .balance_with_unbilled(call.account(), customer, (unbilled, pool)),
                 self.ledger.held(call.account(), customer)
             )?;
             let mut shown = convert::balances(&balances);
@@ -344,22 +359,37 @@ impl LedgerGrpc {
                 out.unbilled_credits = of(&credits);
                 out.held_balance = of(&held);
             }
-            return Ok(pb::GetCreditBalanceSummaryResponse {
-                customer: customer.to_owned(),
-                balances: shown,
-            });
+            (balances, shown)
+        };
+        if !pool.is_empty() {
+            let pooled = self.ledger.pooled_available(call.account(), pool).await?;
+            convert::add_pooled(&figures, &mut balances, &pooled);
         }
+        Ok(pb::GetCreditBalanceSummaryResponse {
+            customer: customer.to_owned(),
+            balances,
+        })
+    }
+
+    /// The plain summary: balances, and for the whole balance the alert
+    /// state and the holds.
+    async fn summary(
+        &self,
+        account: &str,
+        customer: &str,
+        filter: &crate::domain::balance::BalanceFilter,
+    ) -> Reply<(Vec<Balance>, Vec<pb::CreditBalance>)> {
         let balances = self
             .ledger
-            .balance_summary(call.account(), customer, &filter)
+            .balance_summary(account, customer, filter)
             .await?;
         let mut shown = convert::balances(&balances);
         // The alert state and the holds belong to the whole balance, not to
         // a filtered part.
-        if filter == crate::domain::balance::BalanceFilter::All {
+        if *filter == crate::domain::balance::BalanceFilter::All {
             let (statuses, held) = tokio::try_join!(
-                self.ledger.alert_status(call.account(), customer),
-                self.ledger.held(call.account(), customer)
+                self.ledger.alert_status(account, customer),
+                self.ledger.held(account, customer)
             )?;
             for (balance, out) in balances.iter().zip(shown.iter_mut()) {
                 out.alerts = statuses
@@ -373,11 +403,7 @@ impl LedgerGrpc {
                 ));
             }
         }
-        let balances = shown;
-        Ok(pb::GetCreditBalanceSummaryResponse {
-            customer: customer.to_owned(),
-            balances,
-        })
+        Ok((balances, shown))
     }
 
     async fn list_credit_balance_transactions(

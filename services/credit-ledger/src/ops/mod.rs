@@ -59,6 +59,8 @@ pub struct GrantInput {
     pub cost_basis: Option<CostBasis>,
     /// Usable only once activated (the gRPC layer checks the caller's scope).
     pub pending_payment: bool,
+    /// Shared with the customer's descendants.
+    pub shared: bool,
 }
 
 /// One ApplyCredits line after field checks.
@@ -85,6 +87,8 @@ pub struct ApplyInput {
     pub lines: Vec<LineInput>,
     /// Write nothing.
     pub preview: bool,
+    /// The customer's ancestors, nearest first (a credit pool).
+    pub pool: Vec<String>,
 }
 
 /// The credit ledger.
@@ -269,6 +273,7 @@ impl Ledger {
             source: input.source,
             cost_basis: input.cost_basis,
             pending_payment: input.pending_payment,
+            shared: input.shared,
         };
         Ok(grant)
     }
@@ -383,7 +388,7 @@ impl Ledger {
         &self,
         account: &str,
         customer: &str,
-        unbilled: Vec<LineInput>,
+        (unbilled, pool): (Vec<LineInput>, &[String]),
     ) -> Result<(Vec<Balance>, Vec<(billing_money::Asset, i64)>), LedgerError> {
         let now = self.clock.now();
         let input = ApplyInput {
@@ -392,19 +397,43 @@ impl Ledger {
             period_end: now,
             lines: unbilled,
             preview: true,
+            pool: pool.to_vec(),
         };
-        let (grants, request) = tokio::try_join!(
+        let (grants, shared, request) = tokio::try_join!(
             self.store.customer_grants(account, customer),
+            self.store.shared_grants(account, pool),
             self.resolve_lines(account, input, "unbilled_lines")
         )?;
         let balances = balance::summarize(&grants, &BalanceFilter::All, now)?;
-        let outcome = crate::domain::apply::plan(&request, &grants)?;
+        let mut pooled = grants;
+        pooled.extend(shared);
+        let outcome = crate::domain::apply::plan(&request, &pooled)?;
         let credits = outcome
             .totals
             .into_iter()
             .map(|total| (total.asset, total.applied))
             .collect();
         Ok((balances, credits))
+    }
+
+    /// What the customer can draw now from its ancestors' shared grants,
+    /// per asset, ordered by asset.
+    pub async fn pooled_available(
+        &self,
+        account: &str,
+        pool: &[String],
+    ) -> Result<Vec<(billing_money::Asset, i64)>, LedgerError> {
+        let now = self.clock.now();
+        let shared = self.store.shared_grants(account, pool).await?;
+        let mut by_asset: std::collections::BTreeMap<billing_money::Asset, i64> =
+            std::collections::BTreeMap::new();
+        for grant in shared.iter().filter(|g| g.is_available_at(now)) {
+            let sum = by_asset.entry(grant.asset.clone()).or_default();
+            *sum = sum
+                .checked_add(grant.available)
+                .ok_or_else(|| LedgerError::Invariant("pooled balance overflows i64".into()))?;
+        }
+        Ok(by_asset.into_iter().collect())
     }
 
     /// A page of transactions.
@@ -522,6 +551,7 @@ impl Ledger {
             invoice: input.invoice,
             period_end: input.period_end,
             lines,
+            pool: input.pool,
         })
     }
 

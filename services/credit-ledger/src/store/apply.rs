@@ -18,6 +18,7 @@ use crate::error::LedgerError;
 
 /// What an earlier ApplyCredits for the invoice left.
 struct Recorded {
+    customer: String,
     fingerprint: String,
     outcome: String,
     reversal: Option<String>,
@@ -90,7 +91,19 @@ impl Store {
         }
         // What the applications took from the balance available now.
         let mut debits: Vec<(&billing_money::Asset, i64)> = Vec::new();
+        // Pooled grants change their owners' balances: those are evaluated
+        // in full below, once the grants are written.
+        let mut pooled: Vec<(&str, &billing_money::Asset)> = Vec::new();
         for application in &outcome.applications {
+            if let Some(owner) = grants
+                .iter()
+                .find(|g| g.id == application.credit_grant && g.customer != request.customer)
+            {
+                if !pooled.contains(&(owner.customer.as_str(), &application.asset)) {
+                    pooled.push((owner.customer.as_str(), &application.asset));
+                }
+                continue;
+            }
             let counts = grants
                 .iter()
                 .any(|g| g.id == application.credit_grant && g.is_available_at(now));
@@ -108,14 +121,23 @@ impl Store {
         let stale = self
             .debit_alerts(&mut tx, &mut outbox, owner, &debits, now)
             .await?;
-        if stale.is_empty() {
+        if stale.is_empty() && pooled.is_empty() {
             outbox.add_to(&mut batch, backend, account, to_micros(now));
             batch.run(&mut tx, backend).await?;
         } else {
             // The full evaluation reads the grants: write them first.
             batch.run(&mut tx, backend).await?;
-            self.evaluate_alerts(&mut tx, &mut outbox, owner, &stale, now)
-                .await?;
+            if !stale.is_empty() {
+                self.evaluate_alerts(&mut tx, &mut outbox, owner, &stale, now)
+                    .await?;
+            }
+            // Balance rows are locked customer first, then ancestors by
+            // name (as ReverseCredits does): no two writers cross.
+            pooled.sort_unstable();
+            for (ancestor, asset) in &pooled {
+                self.evaluate_alerts(&mut tx, &mut outbox, (account, ancestor), &[*asset], now)
+                    .await?;
+            }
             outbox
                 .write(&mut tx, backend, account, to_micros(now))
                 .await?;
@@ -148,10 +170,28 @@ impl Store {
                 fingerprint: row.try_get(0)?,
                 outcome: row.try_get(1)?,
                 reversal: row.try_get(2)?,
+                customer: request.customer.clone(),
             };
             return replay(recorded, &fingerprint).map(|w| w.outcome);
         }
-        let grants = self.customer_grants(account, &request.customer).await?;
+        let mut grants = Vec::new();
+        for (level, owner) in std::iter::once(&request.customer)
+            .chain(&request.pool)
+            .enumerate()
+        {
+            let sql = eligible_sql(request, level > 0, "");
+            let found = bind_eligible(
+                sqlx::query(sqlx::AssertSqlSafe(sql)),
+                account,
+                owner,
+                request,
+            )
+            .fetch_all(self.db.pool())
+            .await?;
+            for row in &found {
+                grants.push(rows::grant(row)?);
+            }
+        }
         let mut outcome = apply::plan(request, &grants)?;
         outcome.preview = true;
         Ok(outcome)
@@ -188,11 +228,19 @@ impl Store {
         for grant in &grants {
             grants::save_grant(&mut tx, &mut outbox, account, grant).await?;
         }
-        // The grants of one invoice are all the invoice's customer's.
-        if let Some(first) = grants.first() {
-            let assets: Vec<_> = grants.iter().map(|g| &g.asset).collect();
-            let owner = (account, first.customer.as_str());
-            self.evaluate_alerts(&mut tx, &mut outbox, owner, &assets, now)
+        // The invoice's customer's grants, and with a pool its ancestors':
+        // each owner's balance is evaluated, the customer first, then the
+        // ancestors by name (ApplyCredits' order of the balance locks).
+        let mut owners: Vec<&str> = grants.iter().map(|g| g.customer.as_str()).collect();
+        owners.sort_unstable_by_key(|o| (*o != recorded.customer, *o));
+        owners.dedup();
+        for owner in owners {
+            let assets: Vec<_> = grants
+                .iter()
+                .filter(|g| g.customer == owner)
+                .map(|g| &g.asset)
+                .collect();
+            self.evaluate_alerts(&mut tx, &mut outbox, (account, owner), &assets, now)
                 .await?;
         }
         outbox
@@ -218,7 +266,7 @@ impl Store {
         invoice: &str,
     ) -> Result<Option<Recorded>, LedgerError> {
         let sql = format!(
-            "SELECT fingerprint, outcome, reversal FROM invoice_credit_applications \
+            "SELECT fingerprint, outcome, reversal, customer FROM invoice_credit_applications \
              WHERE account = $1 AND invoice = $2{}",
             self.db.for_update()
         );
@@ -232,37 +280,76 @@ impl Store {
                 fingerprint: row.try_get(0)?,
                 outcome: row.try_get(1)?,
                 reversal: row.try_get(2)?,
+                customer: row.try_get(3)?,
             })
         })
         .transpose()
     }
 
-    /// Locks the customer's grants that could pay the invoice, in id order.
+    /// Locks the grants that could pay the invoice: the customer's, then
+    /// each ancestor's shared ones, nearest first, each customer's in id
+    /// order. Every application locks up its own chain in that order, so
+    /// two children of one parent, or a child and its parent, never wait
+    /// on each other in a cycle.
     async fn lock_eligible(
         &self,
         tx: &mut Tx,
         account: &str,
         request: &ApplyRequest,
     ) -> Result<Vec<Grant>, LedgerError> {
-        let assets = request.assets();
-        let sql = format!(
-            "SELECT {} FROM credit_grants WHERE account = $1 AND customer = $2 AND available > 0 \
-             AND voided_at_us IS NULL AND pending_payment = 0 AND effective_at_us <= $3 \
-             AND (expires_at_us IS NULL OR expires_at_us > $3) AND asset IN ({}) ORDER BY id{}",
-            rows::GRANT_COLUMNS,
-            billing_db::sql::list(assets.len(), 4),
-            self.db.for_update()
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(&request.customer)
-            .bind(to_micros(request.period_end));
-        for asset in &assets {
-            query = query.bind(asset.key());
+        let mut grants = Vec::new();
+        for (level, owner) in std::iter::once(&request.customer)
+            .chain(&request.pool)
+            .enumerate()
+        {
+            let sql = eligible_sql(request, level > 0, self.db.for_update());
+            let found = bind_eligible(
+                sqlx::query(sqlx::AssertSqlSafe(sql)),
+                account,
+                owner,
+                request,
+            )
+            .fetch_all(&mut **tx)
+            .await?;
+            for row in &found {
+                grants.push(rows::grant(row)?);
+            }
         }
-        let found = query.fetch_all(&mut **tx).await?;
-        found.iter().map(rows::grant).collect()
+        Ok(grants)
     }
+}
+
+/// The grants of one customer that could pay `request` (an ancestor's:
+/// only those shared with descendants), in id order, with `lock` appended.
+fn eligible_sql(request: &ApplyRequest, shared_only: bool, lock: &str) -> String {
+    let shared = if shared_only {
+        " AND shared_with_descendants = 1"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT {} FROM credit_grants WHERE account = $1 AND customer = $3{shared} AND available > 0 \
+         AND voided_at_us IS NULL AND pending_payment = 0 AND effective_at_us <= $2 \
+         AND (expires_at_us IS NULL OR expires_at_us > $2) AND asset IN ({}) ORDER BY id{lock}",
+        rows::GRANT_COLUMNS,
+        billing_db::sql::list(request.assets().len(), 4),
+    )
+}
+
+fn bind_eligible<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    account: &'q str,
+    owner: &'q str,
+    request: &'q ApplyRequest,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query = query
+        .bind(account)
+        .bind(to_micros(request.period_end))
+        .bind(owner);
+    for asset in request.assets() {
+        query = query.bind(asset.key());
+    }
+    query
 }
 
 fn replay(recorded: Recorded, fingerprint: &str) -> Result<ApplyWrite, LedgerError> {

@@ -103,6 +103,30 @@ impl Store {
         found.iter().map(rows::grant).collect()
     }
 
+    /// The grants `ancestors` share with their descendants that still hold
+    /// credits (a credit pool), in id order.
+    pub async fn shared_grants(
+        &self,
+        account: &str,
+        ancestors: &[String],
+    ) -> Result<Vec<Grant>, LedgerError> {
+        if ancestors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {} FROM credit_grants WHERE account = $1 AND customer IN ({}) \
+             AND shared_with_descendants = 1 AND available > 0 ORDER BY id",
+            rows::GRANT_COLUMNS,
+            billing_db::sql::list(ancestors.len(), 2)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account);
+        for ancestor in ancestors {
+            query = query.bind(ancestor.as_str());
+        }
+        let found = query.fetch_all(self.db.pool()).await?;
+        found.iter().map(rows::grant).collect()
+    }
+
     /// A page of grants, newest first, optionally of one customer.
     pub async fn list_grants(
         &self,
@@ -159,7 +183,8 @@ impl Store {
         self.finish(tx, account, key, to_micros(now), grant).await
     }
 
-    /// Locks the given grants in id order (deadlock-free across writers).
+    /// Locks the given grants in id order (deadlock-free across writers of
+    /// one customer's grants; see `lock_eligible` for pools).
     pub(crate) async fn lock_grants(
         &self,
         tx: &mut Tx,
@@ -233,8 +258,8 @@ pub(crate) async fn insert_grant(
     sqlx::query(
         "INSERT INTO credit_grants (account, id, customer, name, asset, asset_scale, amount, available, \
          scope, category, priority, effective_at_us, expires_at_us, voided_at_us, metadata, created_us, \
-         updated_us, source, cost_basis, pending_payment) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-         $11, $12, $13, NULL, $14, $15, $16, $17, $18, $19)",
+         updated_us, source, cost_basis, pending_payment, shared_with_descendants) VALUES ($1, $2, $3, $4, \
+         $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, $14, $15, $16, $17, $18, $19, $20)",
     )
     .bind(account)
     .bind(&grant.id)
@@ -255,6 +280,7 @@ pub(crate) async fn insert_grant(
     .bind(grant.source.as_ref().map(serde_json::to_string).transpose()?)
     .bind(grant.cost_basis.as_ref().map(serde_json::to_string).transpose()?)
     .bind(i64::from(grant.pending_payment))
+    .bind(i64::from(grant.shared))
     .execute(&mut **tx)
     .await?;
     let credit = grant.transaction(

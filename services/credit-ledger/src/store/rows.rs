@@ -13,7 +13,7 @@ use crate::error::LedgerError;
 pub(crate) const GRANT_COLUMNS: &str = "id, customer, name, asset, asset_scale, amount, available, \
     applied_total, reinstated_total, expired_total, voided_total, scope, category, priority, \
     effective_at_us, expires_at_us, voided_at_us, metadata, created_us, updated_us, source, cost_basis, \
-    pending_payment";
+    pending_payment, shared_with_descendants";
 
 /// An asset from its stored key and scale.
 pub(crate) fn asset(key: &str, scale: i64) -> Result<Asset, LedgerError> {
@@ -30,6 +30,7 @@ pub(crate) fn grant(row: &AnyRow) -> Result<Grant, LedgerError> {
     let source: Option<String> = row.try_get(20)?;
     let cost_basis: Option<String> = row.try_get(21)?;
     let pending_payment: i64 = row.try_get(22)?;
+    let shared: i64 = row.try_get(23)?;
     Ok(Grant {
         id: row.try_get(0)?,
         customer: row.try_get(1)?,
@@ -60,6 +61,7 @@ pub(crate) fn grant(row: &AnyRow) -> Result<Grant, LedgerError> {
             .map(serde_json::from_str)
             .transpose()?,
         pending_payment: pending_payment != 0,
+        shared: shared != 0,
     })
 }
 

@@ -145,6 +145,7 @@ pub fn apply_request(
         period_end: ts(t.clock.now()),
         lines,
         preview: false,
+        pool: Vec::new(),
     }
 }
 

@@ -31,7 +31,13 @@ pub struct Customer {
     pub metadata: BTreeMap<String, String>,
     /// Creation time.
     pub created: DateTime<Utc>,
+    /// The parent customer (a credit pool's next level up).
+    #[serde(default)]
+    pub parent: Option<String>,
 }
+
+/// Deepest customer hierarchy: a customer and at most four ancestors.
+pub const HIERARCHY_DEPTH_MAX: usize = 5;
 
 /// A change to a customer.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +48,8 @@ pub struct CustomerChanges {
     pub email: Option<String>,
     /// Merged into metadata; an empty value removes the key.
     pub metadata: BTreeMap<String, String>,
+    /// A new parent (`Some(None)` removes it); checked by the store.
+    pub parent: Option<Option<String>>,
 }
 
 impl CustomerChanges {
@@ -52,6 +60,9 @@ impl CustomerChanges {
         }
         if let Some(email) = self.email {
             customer.email = email;
+        }
+        if let Some(parent) = self.parent {
+            customer.parent = parent;
         }
         for (key, value) in self.metadata {
             if value.is_empty() {

@@ -34,6 +34,12 @@ pub fn new_customer(
     request: &pb::CreateCustomerRequest,
 ) -> Result<NewCustomer, Vec<FieldViolation>> {
     let mut out = check_text(Some(&request.name), Some(&request.email), &request.metadata);
+    if request.parent.chars().count() > TEXT_MAX {
+        out.push(FieldViolation::new(
+            "parent",
+            format!("at most {TEXT_MAX} characters"),
+        ));
+    }
     if request.external_id.chars().count() > TEXT_MAX {
         out.push(FieldViolation::new(
             "external_id",
@@ -46,6 +52,7 @@ pub fn new_customer(
             name: request.name.clone(),
             email: request.email.clone(),
             metadata: request.metadata.clone().into_iter().collect(),
+            parent: Some(request.parent.clone()).filter(|p| !p.is_empty()),
         },
         out,
     )
@@ -57,6 +64,16 @@ pub fn customer_changes(
 ) -> Result<CustomerChanges, Vec<FieldViolation>> {
     let mut out = Vec::new();
     required(&request.id, "id", &mut out);
+    if request
+        .parent
+        .as_ref()
+        .is_some_and(|p| p.chars().count() > TEXT_MAX)
+    {
+        out.push(FieldViolation::new(
+            "parent",
+            format!("at most {TEXT_MAX} characters"),
+        ));
+    }
     let metadata = request.metadata.clone().into_iter().collect();
     out.extend(check_text(
         request.name.as_deref(),
@@ -68,6 +85,10 @@ pub fn customer_changes(
             name: request.name.clone(),
             email: request.email.clone(),
             metadata,
+            parent: request
+                .parent
+                .clone()
+                .map(|p| Some(p).filter(|p| !p.is_empty())),
         },
         out,
     )
@@ -402,6 +423,7 @@ pub fn customer(customer: &Customer) -> pb::Customer {
         email: customer.email.clone(),
         metadata: customer.metadata.clone().into_iter().collect(),
         created: Some(to_proto(customer.created)),
+        parent: customer.parent.clone().unwrap_or_default(),
     }
 }
 

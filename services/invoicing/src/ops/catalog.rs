@@ -25,6 +25,8 @@ pub struct NewCustomer {
     pub email: String,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
+    /// Parent customer.
+    pub parent: Option<String>,
 }
 
 /// The asset a new price is in.
@@ -64,6 +66,7 @@ impl Invoicing {
             email: new.email,
             metadata: new.metadata,
             created: self.clock.now(),
+            parent: new.parent,
         };
         self.store.create_customer(account, customer, key).await
     }

@@ -191,9 +191,13 @@ impl Invoicing {
         mut invoice: Invoice,
     ) -> Result<Invoice, InvoicingError> {
         if invoice.chargeable_lines().next().is_some() {
+            // The pool as the hierarchy is now; a retry after it changed
+            // gets the first application back (the ledger keys on the
+            // invoice, not the pool).
+            let pool = self.store.ancestors(account, &invoice.customer).await?;
             let response = match self
                 .upstream
-                .apply_credits(account, &invoice, &invoice.id, false)
+                .apply_credits(account, &invoice, (&invoice.id, &pool), false)
                 .await
             {
                 Ok(response) => response,
@@ -366,9 +370,10 @@ impl Invoicing {
         self.price_lines(account, &mut invoice, &prices).await?;
         if invoice.chargeable_lines().next().is_some() {
             let upcoming = format!("upcoming_{}", sub.id);
+            let pool = self.store.ancestors(account, &invoice.customer).await?;
             let response = self
                 .upstream
-                .apply_credits(account, &invoice, &upcoming, true)
+                .apply_credits(account, &invoice, (&upcoming, &pool), true)
                 .await?;
             record_credits(&mut invoice, &response)?;
         }

@@ -11,10 +11,12 @@ use sqlx::any::AnyRow;
 
 use super::Store;
 use super::events::write_one;
-use crate::domain::customer::{CUSTOMER_CREATED, CUSTOMER_UPDATED, Customer, CustomerChanges};
+use crate::domain::customer::{
+    CUSTOMER_CREATED, CUSTOMER_UPDATED, Customer, CustomerChanges, HIERARCHY_DEPTH_MAX,
+};
 use crate::error::InvoicingError;
 
-const COLUMNS: &str = "id, external_id, name, email, metadata, created_us";
+const COLUMNS: &str = "id, external_id, name, email, metadata, created_us, parent";
 
 fn customer(row: &AnyRow) -> Result<Customer, InvoicingError> {
     let metadata: String = row.try_get(4)?;
@@ -25,6 +27,7 @@ fn customer(row: &AnyRow) -> Result<Customer, InvoicingError> {
         email: row.try_get(3)?,
         metadata: serde_json::from_str(&metadata)?,
         created: from_micros(row.try_get(5)?),
+        parent: row.try_get(6)?,
     })
 }
 
@@ -49,9 +52,13 @@ impl Store {
             Begun::Replay(stored) => return Ok(stored),
             Begun::Fresh(tx) => tx,
         };
+        if let Some(parent) = &customer.parent {
+            self.check_parent(&mut tx, account, &customer.id, parent)
+                .await?;
+        }
         sqlx::query(
-            "INSERT INTO customers (account, id, external_id, name, email, metadata, created_us, updated_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            "INSERT INTO customers (account, id, external_id, name, email, metadata, created_us, updated_us, \
+             parent) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
         )
         .bind(account)
         .bind(&customer.id)
@@ -60,6 +67,7 @@ impl Store {
         .bind(&customer.email)
         .bind(serde_json::to_string(&customer.metadata)?)
         .bind(to_micros(customer.created))
+        .bind(customer.parent.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(|e| external_id_in_use(e, customer.external_id.as_deref()))?;
@@ -145,9 +153,18 @@ impl Store {
             .map(customer)
             .transpose()?
             .ok_or_else(|| InvoicingError::not_found("customer", id))?;
+        let moved = changes
+            .parent
+            .as_ref()
+            .is_some_and(|parent| *parent != found.parent);
         changes.apply(&mut found).map_err(InvoicingError::fields)?;
+        if moved && let Some(parent) = &found.parent {
+            self.check_parent(&mut tx, account, &found.id, parent)
+                .await?;
+        }
         sqlx::query(
-            "UPDATE customers SET name = $1, email = $2, metadata = $3, updated_us = $4 WHERE account = $5 AND id = $6",
+            "UPDATE customers SET name = $1, email = $2, metadata = $3, updated_us = $4, parent = $7 \
+             WHERE account = $5 AND id = $6",
         )
         .bind(&found.name)
         .bind(&found.email)
@@ -155,6 +172,7 @@ impl Store {
         .bind(to_micros(now))
         .bind(account)
         .bind(id)
+        .bind(found.parent.as_deref())
         .execute(&mut *tx)
         .await?;
         let now_us = to_micros(now);
@@ -162,4 +180,113 @@ impl Store {
         write_one(&mut tx, self.db.backend(), account, event, &found, now_us).await?;
         Ok(idempotency::finish(&self.db, tx, account, key, now_us, found).await?)
     }
+
+    /// The customer's ancestors, nearest first (at most four).
+    pub async fn ancestors(
+        &self,
+        account: &str,
+        customer: &str,
+    ) -> Result<Vec<String>, InvoicingError> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(chain(&mut conn, account, customer).await?.1)
+    }
+
+    /// Refuses `parent` for `customer` unless it is a customer of the
+    /// account, not `customer` or one of its descendants, and the hierarchy
+    /// stays at most [`HIERARCHY_DEPTH_MAX`] deep. On PostgreSQL the
+    /// account's hierarchy changes one at a time (two concurrent moves
+    /// could otherwise close a cycle).
+    async fn check_parent(
+        &self,
+        tx: &mut billing_db::Tx,
+        account: &str,
+        customer: &str,
+        parent: &str,
+    ) -> Result<(), InvoicingError> {
+        if self.db.backend() == billing_db::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
+                .bind(format!("customer hierarchy {account}"))
+                .execute(&mut **tx)
+                .await?;
+        }
+        let (found, above) = chain(tx, account, parent).await?;
+        if !found {
+            return Err(InvoicingError::not_found("customer", parent));
+        }
+        if parent == customer || above.iter().any(|a| a == customer) {
+            return Err(InvoicingError::invalid(
+                "parent",
+                format!(
+                    "{parent} is {customer} or one of its descendants: a hierarchy has no cycles"
+                ),
+            ));
+        }
+        // Levels: the parent's chain (it and its ancestors) plus the
+        // customer's own subtree.
+        let below = subtree_depth(tx, account, customer).await?;
+        if above.len() + 1 + below > HIERARCHY_DEPTH_MAX {
+            return Err(InvoicingError::invalid(
+                "parent",
+                format!("the hierarchy would be more than {HIERARCHY_DEPTH_MAX} customers deep"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `customer` exists, and its ancestors nearest first (at most
+/// [`HIERARCHY_DEPTH_MAX`]: one more than a valid hierarchy holds).
+async fn chain(
+    conn: &mut sqlx::AnyConnection,
+    account: &str,
+    customer: &str,
+) -> Result<(bool, Vec<String>), InvoicingError> {
+    let mut ancestors = Vec::new();
+    let mut next = customer.to_owned();
+    let mut found = false;
+    for level in 0..=HIERARCHY_DEPTH_MAX {
+        let parent: Option<Option<String>> =
+            sqlx::query_scalar("SELECT parent FROM customers WHERE account = $1 AND id = $2")
+                .bind(account)
+                .bind(&next)
+                .fetch_optional(&mut *conn)
+                .await?;
+        match parent {
+            None => break,
+            Some(parent) => {
+                found |= level == 0;
+                match parent {
+                    Some(parent) if level < HIERARCHY_DEPTH_MAX => {
+                        ancestors.push(parent.clone());
+                        next = parent;
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+    Ok((found, ancestors))
+}
+
+/// Levels of `customer`'s subtree, itself included (1 for a leaf).
+async fn subtree_depth(
+    conn: &mut sqlx::AnyConnection,
+    account: &str,
+    customer: &str,
+) -> Result<usize, InvoicingError> {
+    let mut level = vec![customer.to_owned()];
+    let mut depth = 0;
+    while !level.is_empty() && depth <= HIERARCHY_DEPTH_MAX {
+        depth += 1;
+        let sql = format!(
+            "SELECT id FROM customers WHERE account = $1 AND parent IN ({})",
+            billing_db::sql::list(level.len(), 2)
+        );
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(account);
+        for id in &level {
+            query = query.bind(id.as_str());
+        }
+        level = query.fetch_all(&mut *conn).await?;
+    }
+    Ok(depth)
 }

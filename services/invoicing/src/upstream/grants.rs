@@ -87,6 +87,7 @@ impl GrantSpec {
             }
         };
         ledger::CreateCreditGrantRequest {
+            shared_with_descendants: false,
             request_id: request_id.to_owned(),
             customer: self.customer.clone(),
             name: self.name.clone(),

@@ -349,10 +349,12 @@ impl Upstream {
         &self,
         account: &str,
         invoice: &Invoice,
-        id: &str,
+        (id, pool): (&str, &[String]),
         preview: bool,
     ) -> Result<Vec<LineCredits>, InvoicingError> {
-        let request = self.request(account, apply_request(invoice, id, preview))?;
+        let mut request = apply_request(invoice, id, preview);
+        request.pool = pool.to_vec();
+        let request = self.request(account, request)?;
         let response = self
             .ledger
             .clone()
@@ -386,6 +388,7 @@ impl Upstream {
 
 fn apply_request(invoice: &Invoice, id: &str, preview: bool) -> ledger::ApplyCreditsRequest {
     ledger::ApplyCreditsRequest {
+        pool: Vec::new(),
         customer: invoice.customer.clone(),
         invoice: id.to_owned(),
         period_end: Some(to_proto(invoice.period_end)),

@@ -54,6 +54,7 @@ impl Upstream {
         let request = self.request(
             account,
             ledger::GetCreditBalanceSummaryRequest {
+                pool: Vec::new(),
                 customer: customer.to_owned(),
                 filter: None,
                 unbilled_lines: unbilled
