@@ -170,6 +170,10 @@ async fn uncovered_units_convert_at_the_rate_frozen_at_finalize(t: &Suite) {
         ),
         ("2", 200)
     );
+    // The real-time balance converts the same way.
+    let balance = t.customer_balance(&customer).await;
+    assert_eq!(unit_value_of(&balance[0].overage), "100.0");
+    assert_eq!(value_of(&balance[0].overage_converted), 200);
 
     // Without a rate, uncovered units stay due in the unit.
     update_unit(

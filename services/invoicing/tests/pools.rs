@@ -177,6 +177,19 @@ async fn own_grants_pay_first_then_the_parent_then_the_grandparent(t: &Suite) {
         .into_inner();
     assert_eq!(value_of(&summary.balances[0].available_balance), 100);
     assert_eq!(value_of(&summary.balances[0].pooled_available), 500);
+    // Invoicing's real-time balance counts the pool: 700 of usage, 100 of
+    // the leaf's own and 500 of the pool's credits would pay 600.
+    let now = t.customer_balance(&leaf).await;
+    assert_eq!(
+        (
+            value_of(&now[0].pooled_available),
+            value_of(&now[0].unbilled_credits),
+            value_of(&now[0].ongoing_balance),
+            value_of(&now[0].overage)
+        ),
+        (500, 600, 0, 100)
+    );
+    assert_eq!(now[0].overage_converted, None, "usd does not convert");
 
     t.advance_to(t0().checked_add_months(Months::new(1)).unwrap())
         .await;

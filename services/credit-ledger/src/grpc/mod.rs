@@ -330,6 +330,7 @@ impl LedgerGrpc {
             return Err(invalid(out));
         }
         let pool = &call.body.pool;
+        let mut line_credits = Vec::new();
         let (figures, mut balances) = if unbilled.is_empty() && pool.is_empty() {
             self.summary(call.account(), customer, &filter).await?
         } else {
@@ -342,11 +343,23 @@ impl LedgerGrpc {
             // The real-time view (invoicing's GetCustomerBalance): the
             // balance, what the unbilled lines would take, and the holds,
             // read at once; the alert state is the plain summary's.
-            let ((balances, credits), held) = tokio::try_join!(
+            let (unbilled, held) = tokio::try_join!(
                 self.ledger
                     .balance_with_unbilled(call.account(), customer, (unbilled, pool)),
                 self.ledger.held(call.account(), customer)
             )?;
+            let crate::ops::Unbilled {
+                balances,
+                credits,
+                lines,
+            } = unbilled;
+            line_credits = lines
+                .iter()
+                .map(|(id, asset, applied)| pb::UnbilledLineCredits {
+                    invoice_line_item: id.clone(),
+                    credits: Some(convert::amount(asset, *applied)),
+                })
+                .collect();
             let mut shown = convert::balances(&balances);
             for (balance, out) in balances.iter().zip(shown.iter_mut()) {
                 let of = |figures: &[(billing_money::Asset, i64)]| {
@@ -368,6 +381,7 @@ impl LedgerGrpc {
         Ok(pb::GetCreditBalanceSummaryResponse {
             customer: customer.to_owned(),
             balances,
+            unbilled_line_credits: line_credits,
         })
     }
 

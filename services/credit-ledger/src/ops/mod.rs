@@ -91,6 +91,17 @@ pub struct ApplyInput {
     pub pool: Vec<String>,
 }
 
+/// The balance with what unbilled lines would take.
+#[derive(Debug, Clone)]
+pub struct Unbilled {
+    /// The customer's balances.
+    pub balances: Vec<Balance>,
+    /// Per asset, the credits the lines would take.
+    pub credits: Vec<(billing_money::Asset, i64)>,
+    /// Per line, in request order: its id, asset and credits.
+    pub lines: Vec<(String, billing_money::Asset, i64)>,
+}
+
 /// The credit ledger.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -389,7 +400,7 @@ impl Ledger {
         account: &str,
         customer: &str,
         (unbilled, pool): (Vec<LineInput>, &[String]),
-    ) -> Result<(Vec<Balance>, Vec<(billing_money::Asset, i64)>), LedgerError> {
+    ) -> Result<Unbilled, LedgerError> {
         let now = self.clock.now();
         let input = ApplyInput {
             customer: customer.to_owned(),
@@ -413,7 +424,16 @@ impl Ledger {
             .into_iter()
             .map(|total| (total.asset, total.applied))
             .collect();
-        Ok((balances, credits))
+        let lines = outcome
+            .lines
+            .into_iter()
+            .map(|line| (line.invoice_line_item, line.asset, line.applied))
+            .collect();
+        Ok(Unbilled {
+            balances,
+            credits,
+            lines,
+        })
     }
 
     /// What the customer can draw now from its ancestors' shared grants,

@@ -92,6 +92,8 @@ pub struct Credits {
     pub held: i64,
     /// What the unbilled lines would take if they were invoiced now.
     pub unbilled_credits: i64,
+    /// What the ancestors' shared grants offer (a credit pool).
+    pub pooled: i64,
 }
 
 /// One unbilled line's amount.
@@ -101,6 +103,10 @@ pub struct UnbilledLine {
     pub asset: Asset,
     /// Priced from the usage so far, rounded once.
     pub amount: i64,
+    /// The credits it would take if invoiced now.
+    pub credits: i64,
+    /// Its pricing unit's rate in money, if it converts.
+    pub conversion: Option<billing_money::Conversion>,
 }
 
 /// A customer's balance of one asset now.
@@ -118,6 +124,10 @@ pub struct AssetBalance {
     pub unbilled_credits: i64,
     /// Active holds.
     pub credits_reserved: i64,
+    /// What the ancestors' shared grants offer.
+    pub pooled_available: i64,
+    /// A converting unit's overage in money (each line's rounded once).
+    pub overage_converted: Option<(billing_money::Currency, i64)>,
 }
 
 impl AssetBalance {
@@ -130,13 +140,16 @@ impl AssetBalance {
             unbilled_usage: 0,
             unbilled_credits: 0,
             credits_reserved: 0,
+            pooled_available: 0,
+            overage_converted: None,
         }
     }
 
-    /// `available − unbilled_credits − credits_reserved`.
+    /// `available + pooled_available − unbilled_credits − credits_reserved`.
     pub fn ongoing(&self) -> Result<i64, TotalOverflow> {
         self.available
-            .checked_sub(self.unbilled_credits)
+            .checked_add(self.pooled_available)
+            .and_then(|credits| credits.checked_sub(self.unbilled_credits))
             .and_then(|left| left.checked_sub(self.credits_reserved))
             .ok_or(TotalOverflow("ongoing balance"))
     }
@@ -165,12 +178,26 @@ pub fn balances(
         balance.pending = add(balance.pending, figures.pending)?;
         balance.credits_reserved = add(balance.credits_reserved, figures.held)?;
         balance.unbilled_credits = add(balance.unbilled_credits, figures.unbilled_credits)?;
+        balance.pooled_available = add(balance.pooled_available, figures.pooled)?;
     }
     for line in lines {
         let balance = by_asset
             .entry(line.asset.key())
             .or_insert_with(|| AssetBalance::zero(line.asset.clone()));
         balance.unbilled_usage = add(balance.unbilled_usage, line.amount)?;
+        // As finalizing now would: what credits leave of the line, in
+        // money, rounded once per line.
+        if let Some(rate) = line.conversion {
+            let uncovered = line
+                .amount
+                .checked_sub(line.credits)
+                .ok_or(TotalOverflow("overage"))?;
+            let money = rate
+                .convert(uncovered, line.asset.scale())
+                .map_err(|_| TotalOverflow("converted overage"))?;
+            let (_, sum) = balance.overage_converted.get_or_insert((rate.currency, 0));
+            *sum = add(*sum, money)?;
+        }
     }
     Ok(by_asset.into_values().collect())
 }
@@ -273,6 +300,8 @@ mod tests {
             unbilled_usage,
             unbilled_credits,
             credits_reserved: 0,
+            pooled_available: 0,
+            overage_converted: None,
         }
     }
 
@@ -285,16 +314,21 @@ mod tests {
                 pending: 50,
                 held: 100,
                 unbilled_credits: 900,
+                pooled: 0,
             },
         )];
         let lines = [
             UnbilledLine {
                 asset: usd(),
                 amount: 700,
+                credits: 700,
+                conversion: None,
             },
             UnbilledLine {
                 asset: usd(),
                 amount: 500,
+                credits: 200,
+                conversion: None,
             },
         ];
         let merged = balances(&credits, &lines).unwrap();
@@ -306,6 +340,8 @@ mod tests {
         let overflow = [UnbilledLine {
             asset: usd(),
             amount: i64::MAX,
+            credits: 0,
+            conversion: None,
         }];
         assert!(balances(&[], &[overflow[0].clone(), overflow[0].clone()]).is_err());
     }

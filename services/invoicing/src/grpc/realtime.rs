@@ -156,6 +156,10 @@ fn asset_balance(balance: &AssetBalance) -> Result<pb::AssetBalance, tonic::Stat
         credits_reserved: Some(amount(asset, balance.credits_reserved)),
         ongoing_balance: Some(amount(asset, ongoing)),
         overage: Some(amount(asset, overage)),
+        pooled_available: Some(amount(asset, balance.pooled_available)),
+        overage_converted: balance
+            .overage_converted
+            .map(|(currency, due)| amount(&billing_money::Asset::Currency(currency), due)),
     })
 }
 

@@ -431,15 +431,52 @@ impl Invoicing {
                 ),
             ));
         }
-        let credits = self.upstream.credits(account, customer, &lines).await?;
+        let (pool, rates) = tokio::try_join!(
+            self.store.ancestors(account, customer),
+            self.rates(account, &lines)
+        )?;
+        let (credits, per_line) = self
+            .upstream
+            .credits(account, (customer, &pool), &lines)
+            .await?;
+        let per_line: HashMap<String, i64> = per_line.into_iter().collect();
         let unbilled: Vec<UnbilledLine> = lines
             .iter()
             .map(|line| UnbilledLine {
                 asset: line.asset.clone(),
                 amount: line.amount,
+                credits: per_line.get(&line.id).copied().unwrap_or_default(),
+                conversion: rates
+                    .iter()
+                    .find(|(asset, _)| *asset == line.asset)
+                    .and_then(|(_, rate)| *rate),
             })
             .collect();
         Ok(realtime::balances(&credits, &unbilled)?)
+    }
+
+    /// Today's rate of each pricing unit the lines are in (one ledger read
+    /// per unit; none for lines in money).
+    async fn rates(
+        &self,
+        account: &str,
+        lines: &[crate::domain::invoice::Line],
+    ) -> Result<Vec<(Asset, Option<billing_money::Conversion>)>, InvoicingError> {
+        let mut units: Vec<&Asset> = lines
+            .iter()
+            .map(|l| &l.asset)
+            .filter(|a| matches!(a, Asset::PricingUnit { .. }))
+            .collect();
+        units.sort_unstable();
+        units.dedup();
+        let mut rates = Vec::with_capacity(units.len());
+        for asset in units {
+            if let Asset::PricingUnit { id, .. } = asset {
+                let (_, rate) = self.upstream.pricing_unit(account, id).await?;
+                rates.push((asset.clone(), rate));
+            }
+        }
+        Ok(rates)
     }
 
     /// One round of the usage threshold worker: subscriptions with

@@ -135,8 +135,9 @@ impl Upstream {
         asset: &Asset,
     ) -> Result<Credits, InvoicingError> {
         Ok(self
-            .credits(account, customer, &[])
+            .credits(account, (customer, &[]), &[])
             .await?
+            .0
             .into_iter()
             .find(|(of, _)| of == asset)
             .map(|(_, credits)| credits)

@@ -43,18 +43,19 @@ fn corrupt(what: &str) -> InvoicingError {
 }
 
 impl Upstream {
-    /// The customer's credits usable now, pending payment and held, per
-    /// asset, and those the `unbilled` lines would take if invoiced now.
+    /// The customer's credits usable now, pending payment, held and
+    /// offered by its pool, per asset; those the `unbilled` lines would take
+    /// if invoiced now; and per line (by id) what it would take.
     pub async fn credits(
         &self,
         account: &str,
-        customer: &str,
+        (customer, pool): (&str, &[String]),
         unbilled: &[Line],
-    ) -> Result<Vec<(Asset, Credits)>, InvoicingError> {
+    ) -> Result<(Vec<(Asset, Credits)>, Vec<(String, i64)>), InvoicingError> {
         let request = self.request(
             account,
             ledger::GetCreditBalanceSummaryRequest {
-                pool: Vec::new(),
+                pool: pool.to_vec(),
                 customer: customer.to_owned(),
                 filter: None,
                 unbilled_lines: unbilled
@@ -94,10 +95,21 @@ impl Upstream {
                 pending: value(balance.pending_balance.as_ref())?,
                 held: value(balance.held_balance.as_ref())?,
                 unbilled_credits: value(balance.unbilled_credits.as_ref())?,
+                pooled: value(balance.pooled_available.as_ref())?,
             };
             out.push((asset, credits));
         }
-        Ok(out)
+        let mut lines = Vec::with_capacity(summary.unbilled_line_credits.len());
+        for line in summary.unbilled_line_credits {
+            let (_, credits) = line
+                .credits
+                .as_ref()
+                .and_then(billing_server::amount::from_peer)
+                .ok_or_else(|| corrupt("line credits without an amount"))?
+                .map_err(|e| corrupt(&format!("line credits: {e}")))?;
+            lines.push((line.invoice_line_item, credits));
+        }
+        Ok((out, lines))
     }
 
     /// Asks the ledger for a hold; None when the credits cannot cover it.

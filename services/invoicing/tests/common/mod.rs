@@ -540,6 +540,22 @@ impl Suite {
             .unwrap()
     }
 
+    /// GetCustomerBalance as account A: the balance of each asset.
+    pub async fn customer_balance(&self, customer: &str) -> Vec<pb::AssetBalance> {
+        self.invoicing
+            .clone()
+            .get_customer_balance(authed(
+                KEY_A,
+                pb::GetCustomerBalanceRequest {
+                    customer: customer.into(),
+                },
+            ))
+            .await
+            .expect("balance")
+            .into_inner()
+            .balances
+    }
+
     /// The ledger's available usd balance of a customer.
     pub async fn available_usd(&self, customer: &str) -> i64 {
         let summary = self
