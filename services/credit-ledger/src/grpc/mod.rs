@@ -342,17 +342,17 @@ impl LedgerGrpc {
             }
             // The real-time view (invoicing's GetCustomerBalance): the
             // balance, what the unbilled lines would take, and the holds,
-            // read at once; the alert state is the plain summary's.
-            let (unbilled, held) = tokio::try_join!(
-                self.ledger
-                    .balance_with_unbilled(call.account(), customer, (unbilled, pool)),
-                self.ledger.held(call.account(), customer)
-            )?;
+            // the grants and holds in one statement; the alert state is
+            // the plain summary's.
             let crate::ops::Unbilled {
                 balances,
                 credits,
                 lines,
-            } = unbilled;
+                held,
+            } = self
+                .ledger
+                .balance_with_unbilled(call.account(), customer, (unbilled, pool))
+                .await?;
             line_credits = lines
                 .iter()
                 .map(|(id, asset, applied)| pb::UnbilledLineCredits {

@@ -100,6 +100,8 @@ pub struct Unbilled {
     pub credits: Vec<(billing_money::Asset, i64)>,
     /// Per line, in request order: its id, asset and credits.
     pub lines: Vec<(String, billing_money::Asset, i64)>,
+    /// Per asset, the active holds.
+    pub held: Vec<(billing_money::Asset, i64)>,
 }
 
 /// The credit ledger.
@@ -410,8 +412,8 @@ impl Ledger {
             preview: true,
             pool: pool.to_vec(),
         };
-        let (grants, shared, request) = tokio::try_join!(
-            self.store.customer_grants(account, customer),
+        let ((grants, held), shared, request) = tokio::try_join!(
+            self.store.grants_with_held(account, customer, now),
             self.store.shared_grants(account, pool),
             self.resolve_lines(account, input, "unbilled_lines")
         )?;
@@ -433,6 +435,7 @@ impl Ledger {
             balances,
             credits,
             lines,
+            held,
         })
     }
 

@@ -10,6 +10,7 @@ use billing_server::page::PageRequest;
 use billing_server::status::Refuse;
 use billing_server::time::to_micros;
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 
 use super::{Begun, Store, rows, transactions};
 use crate::domain::grant::Grant;
@@ -101,6 +102,44 @@ impl Store {
             .fetch_all(self.db.pool())
             .await?;
         found.iter().map(rows::grant).collect()
+    }
+
+    /// A customer's grants, and per asset its holds active at `now`, in one
+    /// statement (the real-time balance's read: holds exist only in assets
+    /// the customer has grants in, since a hold needs free credits).
+    pub async fn grants_with_held(
+        &self,
+        account: &str,
+        customer: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Grant>, Vec<(billing_money::Asset, i64)>), LedgerError> {
+        let sql = format!(
+            "SELECT {}, (SELECT CAST(SUM(h.amount) AS BIGINT) FROM credit_holds h \
+             WHERE h.account = g.account AND h.customer = g.customer AND h.asset = g.asset \
+             AND h.released_us IS NULL AND h.expires_at_us > $3) FROM credit_grants g \
+             WHERE g.account = $1 AND g.customer = $2 ORDER BY g.id",
+            rows::GRANT_COLUMNS
+        );
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(customer)
+            .bind(to_micros(now))
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut grants = Vec::with_capacity(found.len());
+        let mut held: Vec<(billing_money::Asset, i64)> = Vec::new();
+        for row in &found {
+            let grant = rows::grant(row)?;
+            let sum: Option<i64> = row.try_get(rows::GRANT_COLUMN_COUNT)?;
+            if let Some(sum) = sum.filter(|s| *s != 0)
+                && !held.iter().any(|(asset, _)| *asset == grant.asset)
+            {
+                held.push((grant.asset.clone(), sum));
+            }
+            grants.push(grant);
+        }
+        held.sort_by(|(a, _), (b, _)| a.cmp(b));
+        Ok((grants, held))
     }
 
     /// The grants `ancestors` share with their descendants that still hold

@@ -15,6 +15,9 @@ pub(crate) const GRANT_COLUMNS: &str = "id, customer, name, asset, asset_scale, 
     effective_at_us, expires_at_us, voided_at_us, metadata, created_us, updated_us, source, cost_basis, \
     pending_payment, shared_with_descendants";
 
+/// How many columns [`GRANT_COLUMNS`] names (the next one is a caller's).
+pub(crate) const GRANT_COLUMN_COUNT: usize = 24;
+
 /// An asset from its stored key and scale.
 pub(crate) fn asset(key: &str, scale: i64) -> Result<Asset, LedgerError> {
     let scale = u32::try_from(scale).map_err(|_| LedgerError::Corrupt(format!("scale {scale}")))?;

@@ -126,6 +126,8 @@ fn price_key(account: &str, id: &str) -> String {
 /// The customer's usage not yet invoiced: active subscriptions, the prices
 /// they bill, and the invoices to price (drafts and open periods).
 struct Open {
+    /// The customer's parent when a subscription row told (`None`: unknown).
+    parent: Option<Option<String>>,
     subscriptions: Vec<Subscription>,
     prices: Vec<Price>,
     invoices: Vec<Invoice>,
@@ -188,7 +190,11 @@ impl Invoicing {
         let open = self.open_usage(account, customer, now).await?;
         let customer = customer.to_owned();
         let balances = self
-            .balances(account, &customer, (&open.prices, open.invoices))
+            .balances(
+                account,
+                (&customer, open.parent),
+                (&open.prices, open.invoices),
+            )
             .await?;
         Ok(CustomerBalance {
             customer,
@@ -225,7 +231,11 @@ impl Invoicing {
             Some(reserve) => Some(self.reserve_amount(account, reserve, &asset).await?),
         };
         let balances = self
-            .balances(account, &customer, (&open.prices, open.invoices))
+            .balances(
+                account,
+                (&customer, open.parent),
+                (&open.prices, open.invoices),
+            )
             .await?;
         let mut balance = balances
             .into_iter()
@@ -316,7 +326,7 @@ impl Invoicing {
             subscription: None,
             status: Some(Status::Draft),
         };
-        let (subscriptions, (drafts, more_drafts)) = tokio::try_join!(
+        let ((subscriptions, parent), (drafts, more_drafts)) = tokio::try_join!(
             self.store
                 .active_subscriptions_of(account, customer, SUBSCRIPTIONS_MAX + 1),
             self.store.list_invoices(account, &filter, &page)
@@ -370,6 +380,7 @@ impl Invoicing {
             }
         }
         Ok(Open {
+            parent,
             subscriptions,
             prices,
             invoices,
@@ -414,7 +425,7 @@ impl Invoicing {
     async fn balances(
         &self,
         account: &str,
-        customer: &str,
+        (customer, parent): (&str, Option<Option<String>>),
         (prices, mut invoices): (&[Price], Vec<Invoice>),
     ) -> Result<Vec<AssetBalance>, InvoicingError> {
         self.price_invoices(account, &mut invoices, prices).await?;
@@ -432,7 +443,7 @@ impl Invoicing {
             ));
         }
         let (pool, rates) = tokio::try_join!(
-            self.store.ancestors(account, customer),
+            self.pool(account, customer, parent),
             self.rates(account, &lines)
         )?;
         let (credits, per_line) = self
@@ -453,6 +464,26 @@ impl Invoicing {
             })
             .collect();
         Ok(realtime::balances(&credits, &unbilled)?)
+    }
+
+    /// The customer's ancestors, nearest first; `parent` is its parent when
+    /// already read (most customers have none: no statement then).
+    async fn pool(
+        &self,
+        account: &str,
+        customer: &str,
+        parent: Option<Option<String>>,
+    ) -> Result<Vec<String>, InvoicingError> {
+        match parent {
+            Some(None) => Ok(Vec::new()),
+            Some(Some(parent)) => {
+                let mut pool = vec![parent.clone()];
+                pool.extend(self.store.ancestors(account, &parent).await?);
+                pool.truncate(crate::domain::customer::HIERARCHY_DEPTH_MAX - 1);
+                Ok(pool)
+            }
+            None => self.store.ancestors(account, customer).await,
+        }
     }
 
     /// Today's rate of each pricing unit the lines are in (one ledger read

@@ -23,6 +23,8 @@ use billing_db::events::Outbox;
 const COLUMNS: &str = "id, customer, status, currency, billing_interval, anchor_us, start_us, \
     period_start_us, period_end_us, cancel_at_period_end, ended_us, latest_invoice, items, created_us, \
     credit_allocations, controls";
+/// How many columns [`COLUMNS`] names (the next one is a caller's).
+const COLUMN_COUNT: usize = 16;
 
 fn subscription(row: &AnyRow) -> Result<Subscription, InvoicingError> {
     let status: String = row.try_get(2)?;
@@ -171,9 +173,12 @@ impl Store {
         account: &str,
         customer: &str,
         limit: i64,
-    ) -> Result<Vec<Subscription>, InvoicingError> {
+    ) -> Result<(Vec<Subscription>, Option<Option<String>>), InvoicingError> {
+        // The customer's parent rides along (a credit pool's first level),
+        // so a real-time balance needs no statement of its own for it.
         let sql = format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE account = $1 AND customer = $2 \
+            "SELECT {COLUMNS}, (SELECT c.parent FROM customers c WHERE c.account = $1 AND c.id = $2) \
+             FROM subscriptions WHERE account = $1 AND customer = $2 \
              AND status = 'active' ORDER BY id LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -182,7 +187,12 @@ impl Store {
             .bind(limit)
             .fetch_all(self.db.pool())
             .await?;
-        rows.iter().map(subscription).collect()
+        let parent = match rows.first() {
+            Some(row) => Some(row.try_get::<Option<String>, _>(COLUMN_COUNT)?),
+            None => None,
+        };
+        let subscriptions = rows.iter().map(subscription).collect::<Result<_, _>>()?;
+        Ok((subscriptions, parent))
     }
 
     /// Active subscriptions with usage thresholds (any account), in
@@ -204,7 +214,7 @@ impl Store {
             .fetch_all(self.db.pool())
             .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get(16)?, subscription(row)?)))
+            .map(|row| Ok((row.try_get(COLUMN_COUNT)?, subscription(row)?)))
             .collect()
     }
 

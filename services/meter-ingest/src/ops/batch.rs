@@ -13,7 +13,8 @@
 //! - the part after it (at most the last two hours, and the future) is
 //!   read every time, for all the request's series in one statement per
 //!   distinct range, so an event acknowledged before the call is in the
-//!   answer.
+//!   answer. It is read first and brings each series' version along, so
+//!   the usual request is one statement.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -149,18 +150,63 @@ impl Metering {
                 end_us,
             });
         }
-        // Versions first: a closed part computed after reading version v
-        // holds at least every change up to v.
-        let mut with_closed: Vec<i64> = planned
+        let overflow = |e: usage::AggregateOverflow| MeterError::Corrupt(e.to_string());
+        let mut totals = vec![Aggregate::empty(); planned.len()];
+        // Live parts first: one read per distinct range, for all its
+        // series; each series with recent buckets comes back with its
+        // `late_version`, read in the same statement.
+        let mut versions: HashMap<i64, i64> = HashMap::new();
+        let mut groups: BTreeMap<(i64, i64), Vec<usize>> = BTreeMap::new();
+        for (index, plan) in planned.iter().enumerate() {
+            if plan.series.is_some() && plan.split_us < plan.end_us {
+                groups
+                    .entry((plan.split_us, plan.end_us))
+                    .or_default()
+                    .push(index);
+            }
+        }
+        for ((from_us, end_us), indexes) in groups {
+            let mut series: Vec<i64> = indexes.iter().filter_map(|i| planned[*i].series).collect();
+            series.sort_unstable();
+            series.dedup();
+            let needs_last = indexes
+                .iter()
+                .any(|i| planned[*i].aggregation == Aggregation::Last);
+            let range_plan = usage::plan_range(from_us, end_us);
+            let data = self
+                .store
+                .usage_many(&series, &range_plan, needs_last)
+                .await?;
+            for (id, found) in &data {
+                if let Some(version) = found.late_version {
+                    versions.insert(*id, version);
+                }
+            }
+            let bounds = [(from_micros(from_us), from_micros(end_us))];
+            for index in indexes {
+                let Some(found) = planned[index].series.and_then(|s| data.get(&s)) else {
+                    continue;
+                };
+                let windows =
+                    usage::fold(&bounds, &found.buckets, &found.edge_events).map_err(overflow)?;
+                for window in &windows {
+                    totals[index].merge(&window.aggregate).map_err(overflow)?;
+                }
+            }
+        }
+        // Then the closed parts. Every version is read before the part it
+        // validates is computed: a closed part computed after reading
+        // version v holds at least every change up to v. The series without
+        // recent buckets have theirs read here.
+        let mut unversioned: Vec<i64> = planned
             .iter()
             .filter(|p| p.split_us > p.start_us)
             .filter_map(|p| p.series)
+            .filter(|s| !versions.contains_key(s))
             .collect();
-        with_closed.sort_unstable();
-        with_closed.dedup();
-        let versions = self.store.late_versions(&with_closed).await?;
-        let overflow = |e: usage::AggregateOverflow| MeterError::Corrupt(e.to_string());
-        let mut totals = vec![Aggregate::empty(); planned.len()];
+        unversioned.sort_unstable();
+        unversioned.dedup();
+        versions.extend(self.store.late_versions(&unversioned).await?);
         for ((plan, range), total) in planned.iter().zip(ranges).zip(totals.iter_mut()) {
             let Some(series) = plan.series else { continue };
             if plan.split_us <= plan.start_us {
@@ -187,40 +233,6 @@ impl Metering {
                 }
             };
             total.merge(&closed).map_err(overflow)?;
-        }
-        // Live parts: one read per distinct range, for all its series.
-        let mut groups: BTreeMap<(i64, i64), Vec<usize>> = BTreeMap::new();
-        for (index, plan) in planned.iter().enumerate() {
-            if plan.series.is_some() && plan.split_us < plan.end_us {
-                groups
-                    .entry((plan.split_us, plan.end_us))
-                    .or_default()
-                    .push(index);
-            }
-        }
-        for ((from_us, end_us), indexes) in groups {
-            let mut series: Vec<i64> = indexes.iter().filter_map(|i| planned[*i].series).collect();
-            series.sort_unstable();
-            series.dedup();
-            let needs_last = indexes
-                .iter()
-                .any(|i| planned[*i].aggregation == Aggregation::Last);
-            let range_plan = usage::plan_range(from_us, end_us);
-            let data = self
-                .store
-                .usage_many(&series, &range_plan, needs_last)
-                .await?;
-            let bounds = [(from_micros(from_us), from_micros(end_us))];
-            for index in indexes {
-                let Some(found) = planned[index].series.and_then(|s| data.get(&s)) else {
-                    continue;
-                };
-                let windows =
-                    usage::fold(&bounds, &found.buckets, &found.edge_events).map_err(overflow)?;
-                for window in &windows {
-                    totals[index].merge(&window.aggregate).map_err(overflow)?;
-                }
-            }
         }
         Ok(planned
             .iter()

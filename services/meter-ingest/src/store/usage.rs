@@ -18,6 +18,9 @@ pub struct UsageData {
     pub buckets: Vec<(i64, Aggregate)>,
     /// Events in the partial edges: (timestamp, identifier, value).
     pub edge_events: Vec<(i64, String, Decimal)>,
+    /// The series' `late_version`, read with its buckets ([`Store::usage_many`]
+    /// only, when the range had any).
+    pub late_version: Option<i64>,
 }
 
 impl Store {
@@ -95,7 +98,9 @@ impl Store {
 
     /// The buckets and edge events of several series over one planned
     /// range, in one statement each; buckets pre-merged per series on
-    /// PostgreSQL. `last` says whether the LAST value is needed.
+    /// PostgreSQL, each series with its `late_version` (read in the same
+    /// statement, so a caller learns it without a round trip of its own).
+    /// `last` says whether the LAST value is needed.
     pub async fn usage_many(
         &self,
         series: &[i64],
@@ -120,14 +125,15 @@ impl Store {
                     };
                     format!(
                         "series_id, MIN(bucket_us), CAST(SUM(event_count) AS BIGINT), CAST(SUM(value_sum) AS TEXT), \
-                         CAST(MAX(value_max) AS TEXT), {last_columns} FROM usage_buckets \
+                         CAST(MAX(value_max) AS TEXT), {last_columns}, MAX(m.late_version) FROM usage_buckets \
+                         JOIN meter_series m ON m.id = series_id \
                          WHERE bucket_us >= $1 AND bucket_us < $2 AND series_id IN ({ids}) GROUP BY series_id"
                     )
                 }
                 Backend::Sqlite => format!(
                     "series_id, bucket_us, event_count, value_sum, value_max, last_ts_us, last_identifier, \
-                     last_value FROM usage_buckets WHERE bucket_us >= $1 AND bucket_us < $2 \
-                     AND series_id IN ({ids})"
+                     last_value, m.late_version FROM usage_buckets JOIN meter_series m ON m.id = series_id \
+                     WHERE bucket_us >= $1 AND bucket_us < $2 AND series_id IN ({ids})"
                 ),
             };
             let mut query = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {columns}")))
@@ -139,7 +145,9 @@ impl Store {
             for row in query.fetch_all(self.db.pool()).await? {
                 let id: i64 = row.try_get(0)?;
                 let bucket = (row.try_get(1)?, bucket_row(&row, 2)?);
-                out.entry(id).or_default().buckets.push(bucket);
+                let data = out.entry(id).or_default();
+                data.buckets.push(bucket);
+                data.late_version = Some(row.try_get(8)?);
             }
         }
         let [(a_start, a_end), (b_start, b_end)] = plan.edges;
