@@ -536,17 +536,7 @@ async fn an_invoice_that_cannot_be_totalled_is_refused_not_saturated(t: &Suite) 
     let at = t0() + TimeDelta::days(1);
     t.usage("big_a", &customer, at, &[("a-1", "1")]).await;
     t.usage("big_b", &customer, at, &[("b-1", "1")]).await;
-    let preview = t
-        .invoicing
-        .clone()
-        .preview_invoice(authed(
-            KEY_A,
-            pb::PreviewInvoiceRequest {
-                subscription: sub.id.clone(),
-            },
-        ))
-        .await
-        .unwrap_err();
+    let preview = t.preview(&sub.id).await.unwrap_err();
     assert_eq!(preview.code(), Code::FailedPrecondition);
     assert!(
         preview.message().contains("cannot be totalled"),

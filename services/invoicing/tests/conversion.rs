@@ -54,23 +54,7 @@ async fn update_unit(
 /// A unit of scale 1 worth 1.2¢ (0.012 usd) a credit, and a price of one
 /// credit per unit of usage on a new meter.
 async fn setup(t: &Suite) -> (String, String, String) {
-    let unit = t
-        .ledger
-        .clone()
-        .create_pricing_unit(authed(
-            KEY_A,
-            ledger::CreatePricingUnitRequest {
-                display_name: "Credits".into(),
-                scale: 1,
-                conversion: rate("usd", "1.2"),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .pricing_unit
-        .unwrap();
+    let unit = t.pricing_unit("Credits", 1, rate("usd", "1.2")).await;
     assert_eq!(unit.conversion, rate("usd", "1.2"));
     let meter = t.meter("tokens").await;
     let price = t
@@ -148,20 +132,7 @@ async fn uncovered_units_convert_at_the_rate_frozen_at_finalize(t: &Suite) {
     // uncovered (the grant is spent) at 2¢ = 200¢.
     let next = t0().checked_add_months(Months::new(1)).unwrap() + TimeDelta::days(3);
     t.usage("tokens", &customer, next, &[("b", "100")]).await;
-    let preview = t
-        .invoicing
-        .clone()
-        .preview_invoice(authed(
-            KEY_A,
-            pb::PreviewInvoiceRequest {
-                subscription: sub.id.clone(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .invoice
-        .unwrap();
+    let preview = t.preview(&sub.id).await.unwrap();
     let conversion = preview.lines[0].conversion.clone().expect("converted");
     assert_eq!(
         (

@@ -244,23 +244,7 @@ async fn voiding_the_unpaid_invoice_voids_the_credits(t: &Suite) {
 }
 
 async fn credits_in_a_pricing_unit_without_payment_are_usable_at_once(t: &Suite) {
-    let unit = t
-        .ledger
-        .clone()
-        .create_pricing_unit(authed(
-            KEY_A,
-            ledger::CreatePricingUnitRequest {
-                display_name: "API credits".into(),
-                scale: 2,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .pricing_unit
-        .unwrap()
-        .id;
+    let unit = t.pricing_unit("API credits", 2, None).await.id;
     let customer = t.customer("Net terms").await;
     // 1,000.50 credits at 0.5¢: 500.25¢ → 500¢ (rounded once).
     let purchase = buy(

@@ -77,20 +77,9 @@ fn policy(mode: pb::OverageMode, limit: Option<i64>) -> Option<pb::OveragePolicy
 }
 
 async fn balance(t: &Suite, customer: &str) -> pb::AssetBalance {
-    let mut found = t
-        .invoicing
-        .clone()
-        .get_customer_balance(authed(
-            KEY_A,
-            pb::GetCustomerBalanceRequest {
-                customer: customer.into(),
-            },
-        ))
-        .await
-        .expect("balance")
-        .into_inner();
-    assert_eq!(found.balances.len(), 1, "{found:?}");
-    found.balances.remove(0)
+    let mut found = t.customer_balance(customer).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.remove(0)
 }
 
 fn check(

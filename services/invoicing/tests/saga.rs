@@ -374,20 +374,7 @@ async fn void_with_ledger_down_shows_the_error_and_retries_on_request(t: &Suite)
 async fn preview_writes_nothing(t: &Suite) {
     let (customer, sub, _) = setup(t, "calls").await;
     t.grant(grant_request(&customer, "paid", 1_000)).await;
-    let preview = t
-        .invoicing
-        .clone()
-        .preview_invoice(authed(
-            KEY_A,
-            pb::PreviewInvoiceRequest {
-                subscription: sub.clone(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .invoice
-        .unwrap();
+    let preview = t.preview(&sub).await.unwrap();
     assert!(preview.id.is_empty());
     assert_eq!(value_of(&preview.totals[0].subtotal), 2_500);
     assert_eq!(value_of(&preview.totals[0].total_credits_applied), 1_000);
@@ -414,22 +401,7 @@ async fn preview_writes_nothing(t: &Suite) {
 }
 
 async fn pricing_unit_lines_show_credits_in_the_unit(t: &Suite) {
-    let unit = t
-        .ledger
-        .clone()
-        .create_pricing_unit(authed(
-            KEY_A,
-            ledger::CreatePricingUnitRequest {
-                display_name: "tokens".into(),
-                scale: 2,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .pricing_unit
-        .unwrap();
+    let unit = t.pricing_unit("tokens", 2, None).await;
     let meter = t.meter("tokens_used").await;
     // 0.5 hundredths of a token per event value: 1,001 × 0.5 = 500.5 → 501 (half away from zero).
     let price = t

@@ -81,6 +81,15 @@ impl LiabilityRow {
     }
 }
 
+/// An end of the report's period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// Its start.
+    Opening,
+    /// Its end.
+    Closing,
+}
+
 /// Transactions alike for the report.
 #[derive(Debug, Clone, Copy)]
 pub struct Movement<'a> {
@@ -117,33 +126,20 @@ impl LiabilityReport {
             .or_insert_with(|| LiabilityRow::new(asset.clone(), currency))
     }
 
-    /// Adds unused credits at the start (`balance`: credits less debits
-    /// before the period of grants in `asset` with `basis`).
-    pub fn opening(
+    /// Adds unused credits at one end of the period (`balance`: credits
+    /// less debits before it, of grants in `asset` with `basis`). The two
+    /// ends are summed on their own, never derived from the movements.
+    pub fn balance_at(
         &mut self,
-        asset: &Asset,
-        basis: Option<&CostBasis>,
+        edge: Edge,
+        (asset, basis): (&Asset, Option<&CostBasis>),
         balance: i64,
     ) -> Result<(), ReportOverflow> {
-        add(
-            &mut self.row(asset, basis).opening,
-            balance,
-            "opening balance",
-        )
-    }
-
-    /// Adds unused credits at the end, summed on their own.
-    pub fn closing(
-        &mut self,
-        asset: &Asset,
-        basis: Option<&CostBasis>,
-        balance: i64,
-    ) -> Result<(), ReportOverflow> {
-        add(
-            &mut self.row(asset, basis).closing,
-            balance,
-            "closing balance",
-        )
+        let row = self.row(asset, basis);
+        match edge {
+            Edge::Opening => add(&mut row.opening, balance, "opening balance"),
+            Edge::Closing => add(&mut row.closing, balance, "closing balance"),
+        }
     }
 
     /// Adds `count` transactions of the period alike in asset, basis, kind
@@ -240,7 +236,9 @@ mod tests {
             unit_amount: "0.5".parse().unwrap(),
         };
         let unit = Asset::pricing_unit("pu_1", 1).unwrap();
-        report.opening(&unit, Some(&basis), 100).unwrap();
+        report
+            .balance_at(Edge::Opening, (&unit, Some(&basis)), 100)
+            .unwrap();
         // 1,000.5 credits at 0.5¢: 500.25¢ → 500¢; 10.5 applied: 5.25 → 5¢.
         record(&mut report, CreditsGranted, 10_005, Some("0.5"));
         record(&mut report, CreditsApplied, 105, Some("0.5"));
@@ -248,7 +246,9 @@ mod tests {
         record(&mut report, CreditsExpired, 30, Some("0.5"));
         record(&mut report, CreditsVoided, 10, Some("0.5"));
         record(&mut report, CreditsGranted, 70, None);
-        report.closing(&unit, Some(&basis), 9_965).unwrap();
+        report
+            .balance_at(Edge::Closing, (&unit, Some(&basis)), 9_965)
+            .unwrap();
         let rows = report.rows();
         assert_eq!(rows.len(), 2, "free credits have their own row");
         let (free, paid) = (&rows[0], &rows[1]);

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::{Store, rows};
 use crate::domain::grant::{Category, CostBasis};
-use crate::domain::report::{LiabilityReport, LiabilityRow, Movement};
+use crate::domain::report::{Edge, LiabilityReport, LiabilityRow, Movement};
 use crate::domain::transaction::{BalanceTransaction, TransactionKind};
 use crate::error::LedgerError;
 
@@ -84,7 +84,7 @@ impl Store {
         let mut report = LiabilityReport::default();
         let overflow =
             |e: crate::domain::report::ReportOverflow| LedgerError::Invariant(e.to_string());
-        for (before, closing) in [(from_us, false), (to_us, true)] {
+        for (before, edge) in [(from_us, Edge::Opening), (to_us, Edge::Closing)] {
             let found = sqlx::query(balances_sql())
                 .bind(account)
                 .bind(before)
@@ -92,18 +92,10 @@ impl Store {
                 .await?;
             for row in &found {
                 let asset = rows::asset(&row.try_get::<String, _>(0)?, row.try_get(1)?)?;
-                let basis: Option<CostBasis> = row
-                    .try_get::<Option<String>, _>(2)?
-                    .as_deref()
-                    .map(serde_json::from_str)
-                    .transpose()?;
-                let balance: i64 = row.try_get(3)?;
-                if closing {
-                    report.closing(&asset, basis.as_ref(), balance)
-                } else {
-                    report.opening(&asset, basis.as_ref(), balance)
-                }
-                .map_err(overflow)?;
+                let basis = cost_basis(row, 2)?;
+                report
+                    .balance_at(edge, (&asset, basis.as_ref()), row.try_get(3)?)
+                    .map_err(overflow)?;
             }
         }
         // The period's movements, grouped by what decides their worth
@@ -122,11 +114,7 @@ impl Store {
         .fetch(&mut *tx);
         while let Some(row) = movements.try_next().await? {
             let asset = rows::asset(&row.try_get::<String, _>(0)?, row.try_get(1)?)?;
-            let basis: Option<CostBasis> = row
-                .try_get::<Option<String>, _>(2)?
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()?;
+            let basis = cost_basis(&row, 2)?;
             let kind: String = row.try_get(3)?;
             let kind = TransactionKind::parse(&kind).ok_or_else(|| LedgerError::Corrupt(kind))?;
             let movement = Movement {
@@ -143,6 +131,15 @@ impl Store {
         tx.commit().await?;
         Ok(report.rows())
     }
+}
+
+/// A grant's cost basis (stored as JSON) from column `index`.
+fn cost_basis(row: &sqlx::any::AnyRow, index: usize) -> Result<Option<CostBasis>, LedgerError> {
+    Ok(row
+        .try_get::<Option<String>, _>(index)?
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()?)
 }
 
 async fn export_page(

@@ -540,6 +540,45 @@ impl Suite {
             .unwrap()
     }
 
+    /// CreatePricingUnit as account A.
+    pub async fn pricing_unit(
+        &self,
+        display_name: &str,
+        scale: u32,
+        conversion: Option<ledger::Conversion>,
+    ) -> ledger::PricingUnit {
+        self.ledger
+            .clone()
+            .create_pricing_unit(authed(
+                KEY_A,
+                ledger::CreatePricingUnitRequest {
+                    display_name: display_name.into(),
+                    scale,
+                    conversion,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("pricing unit created")
+            .into_inner()
+            .pricing_unit
+            .unwrap()
+    }
+
+    /// PreviewInvoice as account A.
+    pub async fn preview(&self, subscription: &str) -> Result<pb::Invoice, tonic::Status> {
+        self.invoicing
+            .clone()
+            .preview_invoice(authed(
+                KEY_A,
+                pb::PreviewInvoiceRequest {
+                    subscription: subscription.into(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().invoice.unwrap())
+    }
+
     /// GetCustomerBalance as account A: the balance of each asset.
     pub async fn customer_balance(&self, customer: &str) -> Vec<pb::AssetBalance> {
         self.invoicing
