@@ -10,6 +10,7 @@ mod purchases;
 mod realtime;
 mod saga;
 mod subscriptions;
+mod thresholds;
 mod top_ups;
 
 use billing_db::idempotency::IdempotencyKey;
