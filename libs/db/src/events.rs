@@ -211,12 +211,18 @@ enum Side {
 
 /// One page of the feed: `$1` account, `$2`/`$3` the cursor, `$4` the
 /// limit, then the subject, if any, then the types.
+/// Created times `[from µs, until µs)`; everything is `ALL_TIME`.
+pub type CreatedRange = (i64, i64);
+
+/// Every creation time.
+pub const ALL_TIME: CreatedRange = (i64::MIN, i64::MAX);
+
 async fn page(
     db: &Db,
     account: &str,
     side: Side,
     (position, seq): (i64, i64),
-    (subject, types): (Option<&str>, &[String]),
+    (subject, types, created): (Option<&str>, &[String], CreatedRange),
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let (comparison, order) = match side {
@@ -232,11 +238,11 @@ async fn page(
         _ => "",
     };
     let subject_condition = if subject.is_some() {
-        " AND subject = $5"
+        " AND subject = $7"
     } else {
         ""
     };
-    let first_type = if subject.is_some() { 6 } else { 5 };
+    let first_type = if subject.is_some() { 8 } else { 7 };
     let types_condition = if types.is_empty() {
         String::new()
     } else {
@@ -247,14 +253,16 @@ async fn page(
     };
     let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE account = $1 \
-         AND (position, seq) {comparison} ($2, $3){horizon}{subject_condition}{types_condition} \
-         ORDER BY {order} LIMIT $4"
+         AND (position, seq) {comparison} ($2, $3) AND created_us >= $5 AND created_us < $6\
+         {horizon}{subject_condition}{types_condition} ORDER BY {order} LIMIT $4"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(account)
         .bind(position)
         .bind(seq)
-        .bind(limit);
+        .bind(limit)
+        .bind(created.0)
+        .bind(created.1);
     if let Some(subject) = subject {
         query = query.bind(subject);
     }
@@ -275,20 +283,37 @@ pub async fn after(
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let cursor = after.map_or((-1, -1), |c| (c.position, c.seq));
-    page(db, account, Side::After, cursor, (None, types), limit).await
+    page(
+        db,
+        account,
+        Side::After,
+        cursor,
+        (None, types, ALL_TIME),
+        limit,
+    )
+    .await
 }
 
 /// Up to `limit` of the account's events before `before` (from the newest
-/// when `None`), newest first.
+/// when `None`), newest first, of `types` (all when empty) created in
+/// `created`.
 pub async fn newest(
     db: &Db,
     account: &str,
     before: Option<Cursor>,
-    types: &[String],
+    (types, created): (&[String], CreatedRange),
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let cursor = before.map_or((i64::MAX, i64::MAX), |c| (c.position, c.seq));
-    page(db, account, Side::Before, cursor, (None, types), limit).await
+    page(
+        db,
+        account,
+        Side::Before,
+        cursor,
+        (None, types, created),
+        limit,
+    )
+    .await
 }
 
 /// Like [`newest`], only the events about `subject` (the service needs an
@@ -307,7 +332,7 @@ pub async fn newest_about(
         account,
         Side::Before,
         cursor,
-        (Some(subject), types),
+        (Some(subject), types, ALL_TIME),
         limit,
     )
     .await

@@ -110,6 +110,42 @@ fn to_event<D: EventData>(data: &D, event: StoredEvent) -> Result<pb::Event, Sta
     })
 }
 
+/// ListEvents' `[created_after, created_before)` in µs (open ends: all time).
+fn created_range(body: &pb::ListEventsRequest) -> Result<events::CreatedRange, Status> {
+    let mut out = Vec::new();
+    let mut bound = |time: Option<&prost_types::Timestamp>, field: &str, default: i64| match time {
+        None => default,
+        Some(time) => match crate::time::from_proto(time, field) {
+            Ok(time) => crate::time::to_micros(time),
+            Err(violation) => {
+                out.push(violation);
+                default
+            }
+        },
+    };
+    let from = bound(
+        body.created_after.as_ref(),
+        "created_after",
+        events::ALL_TIME.0,
+    );
+    let until = bound(
+        body.created_before.as_ref(),
+        "created_before",
+        events::ALL_TIME.1,
+    );
+    if out.is_empty() && until <= from {
+        out.push(FieldViolation::new(
+            "created_before",
+            "must be after created_after",
+        ));
+    }
+    if out.is_empty() {
+        Ok((from, until))
+    } else {
+        Err(invalid(out))
+    }
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -132,9 +168,16 @@ impl<D: EventData> EventService for EventFeed<D> {
             })?),
             None => None,
         };
-        let rows = events::newest(&self.db, &account, before, &body.types, page.fetch_limit())
-            .await
-            .map_err(|e| storage_status(e, self.service, "events.billing"))?;
+        let created = created_range(&body)?;
+        let rows = events::newest(
+            &self.db,
+            &account,
+            before,
+            (&body.types, created),
+            page.fetch_limit(),
+        )
+        .await
+        .map_err(|e| storage_status(e, self.service, "events.billing"))?;
         // Paired with its cursor, the token of the page's last event.
         let rows = rows
             .into_iter()

@@ -56,6 +56,8 @@ async fn alert_events(t: &TestLedger) -> Vec<(String, String, i64, String)> {
             .list_events(authed(
                 KEY_A,
                 ev::ListEventsRequest {
+                    created_after: None,
+                    created_before: None,
                     types: ALERT_TYPES.iter().map(|t| (*t).to_owned()).collect(),
                     page_size: 100,
                     page_token: token,

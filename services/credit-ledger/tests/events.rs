@@ -138,6 +138,8 @@ async fn changes_write_their_events_and_lists_page(t: &TestLedger) {
         .into_inner()
         .credit_grant
         .unwrap();
+    // The application a day later: ListEvents can tell them apart by time.
+    t.clock.set(t0() + chrono::TimeDelta::days(1));
     client
         .apply_credits(authed(
             KEY_A,
@@ -169,6 +171,8 @@ async fn changes_write_their_events_and_lists_page(t: &TestLedger) {
 
     let mut feed = EventServiceClient::new(t.channel.clone());
     let list = |types: Vec<String>, page_token: String| ev::ListEventsRequest {
+        created_after: None,
+        created_before: None,
         types,
         page_size: 1,
         page_token,
@@ -203,6 +207,37 @@ async fn changes_write_their_events_and_lists_page(t: &TestLedger) {
         .unwrap()
         .into_inner();
     assert_eq!(only_created.events.len(), 1);
+    // A created range: [after, before).
+    let noon = billing_testkit::fixtures::ts(t0() + chrono::TimeDelta::hours(12));
+    let in_range = |created_after, created_before| ev::ListEventsRequest {
+        created_after,
+        created_before,
+        page_size: 10,
+        ..Default::default()
+    };
+    let types_of = |response: ev::ListEventsResponse| -> Vec<String> {
+        response.events.into_iter().map(|e| e.r#type).collect()
+    };
+    let later = feed
+        .list_events(authed(KEY_A, in_range(noon, None)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(types_of(later), ["credit_balance.updated"]);
+    let earlier = feed
+        .list_events(authed(KEY_A, in_range(None, noon)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(types_of(earlier), ["credit_balance.created"]);
+    let empty = feed
+        .list_events(authed(KEY_A, in_range(noon, noon)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        billing_testkit::bad_request_fields(&empty),
+        ["created_before"]
+    );
 
     // Another account's feed is its own; bad cursors and types are named.
     let other = feed

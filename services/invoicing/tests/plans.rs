@@ -1075,6 +1075,8 @@ async fn workload(t: &Suite) {
     );
     for types in [vec![], vec!["credit_balance.created".to_owned()]] {
         let request = |page_token: String| billing_proto::events::v1::ListEventsRequest {
+            created_after: None,
+            created_before: None,
             types: types.clone(),
             page_size: 1,
             page_token,

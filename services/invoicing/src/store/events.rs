@@ -97,7 +97,9 @@ impl Store {
             Some(invoice) => {
                 events::newest_about(&self.db, account, invoice, before, &types, limit).await?
             }
-            None => events::newest(&self.db, account, before, &types, limit).await?,
+            None => {
+                events::newest(&self.db, account, before, (&types, events::ALL_TIME), limit).await?
+            }
         };
         let rows: Vec<(String, InvoiceEvent)> = rows
             .into_iter()
