@@ -45,6 +45,9 @@ fn lifecycle_walkthrough_runs_verbatim() {
         // $10.00 allocated + $50.00 bought, paid.
         "\"value\": \"6000\"",
         "\"balanceAlert\": \"balalrt_",
+        // The liability report: the purchase's credits and their cost.
+        "\"purchasedCost\"",
+        "\"value\": \"4500\"",
     ] {
         assert!(
             stdout.contains(expected),
