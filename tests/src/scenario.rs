@@ -270,15 +270,9 @@ pub async fn metered_price(
     named_price(c, event_name, event_name, unit_cents).await
 }
 
-/// Like [`metered_price`], the meter and price shown as `name`.
-async fn named_price(
-    c: &mut Clients,
-    event_name: &str,
-    name: &str,
-    unit_cents: &str,
-) -> (String, String) {
-    let meter_id = c
-        .meter
+/// A SUM meter of `event_name` events shown as `name`: its id.
+pub async fn sum_meter(c: &mut Clients, event_name: &str, name: &str) -> String {
+    c.meter
         .create_meter(authed(meter::CreateMeterRequest {
             event_name: event_name.into(),
             display_name: name.into(),
@@ -290,7 +284,17 @@ async fn named_price(
         .into_inner()
         .meter
         .unwrap()
-        .id;
+        .id
+}
+
+/// Like [`metered_price`], the meter and price shown as `name`.
+async fn named_price(
+    c: &mut Clients,
+    event_name: &str,
+    name: &str,
+    unit_cents: &str,
+) -> (String, String) {
+    let meter_id = sum_meter(c, event_name, name).await;
     let price = c
         .invoicing
         .create_price(authed(inv::CreatePriceRequest {
@@ -351,6 +355,23 @@ pub async fn invoice(c: &mut Clients, id: &str) -> inv::Invoice {
         .into_inner()
         .invoice
         .unwrap()
+}
+
+/// Waits (up to 30 s) until the recovery worker has taken `id` out of
+/// `finalizing`, and returns it.
+pub async fn recovered(c: &mut Clients, id: &str) -> inv::Invoice {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let current = invoice(c, id).await;
+        if current.status() != inv::InvoiceStatus::Finalizing {
+            return current;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "recovery did not complete invoice {id}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The customer's available usd credit in the ledger.

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use billing_e2e::scenario::*;
 use billing_e2e::*;
@@ -67,20 +67,7 @@ async fn check(backend: Backend) {
         .pricing_unit
         .unwrap()
         .id;
-    let meter_id = c
-        .meter
-        .create_meter(authed(meter::CreateMeterRequest {
-            event_name: "conv_tokens".into(),
-            display_name: "tokens".into(),
-            aggregation: meter::Aggregation::Sum.into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .meter
-        .unwrap()
-        .id;
+    let meter_id = sum_meter(&mut c, "conv_tokens", "tokens").await;
     let price = c
         .invoicing
         .create_price(authed(inv::CreatePriceRequest {
@@ -172,15 +159,7 @@ async fn check(backend: Backend) {
         .unwrap();
 
     let (restarted, mut c) = start_invoicing(&dbs, &ledger_process, &meter_process, None);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let open = loop {
-        let current = invoice(&mut c, &draft.id).await;
-        if current.status() != inv::InvoiceStatus::Finalizing {
-            break current;
-        }
-        assert!(Instant::now() < deadline, "recovery did not complete it");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let open = recovered(&mut c, &draft.id).await;
     assert_eq!(open.status(), inv::InvoiceStatus::Open);
     let conversion = open.lines[0].conversion.clone().expect("converted");
     // 250.5 credits at the frozen 1.2¢ = 300.6¢ → 301¢ (not 2¢'s 501¢).
