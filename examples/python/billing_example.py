@@ -65,25 +65,40 @@ def api_key() -> str:
     sys.exit("set BILLING_API_KEY, or start `billing up` (it saves data/dev_api_key)")
 
 
-def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="billing-stubs-") as stubs:
+def with_stubs(run, prefix: str = "billing-stubs-") -> None:
+    """Runs `run` with the generated stubs importable (in a temporary directory)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as stubs:
         generate_stubs(stubs)
         run()
 
 
-def run() -> None:
-    from billing.common.v1 import amount_pb2
-    from billing.invoicing.v1 import invoicing_pb2, invoicing_pb2_grpc
-    from billing.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-    from billing.meter.v1 import meter_pb2, meter_pb2_grpc
+def connect():
+    """Stubs of meter-ingest, the ledger and invoicing (METER_ADDR, LEDGER_ADDR,
+    INVOICING_ADDR, default `billing up`'s ports) and the calls' metadata."""
+    from billing.invoicing.v1 import invoicing_pb2_grpc
+    from billing.ledger.v1 import ledger_pb2_grpc
+    from billing.meter.v1 import meter_pb2_grpc
 
-    auth = [("authorization", f"Bearer {api_key()}")]
     meter = meter_pb2_grpc.MeterServiceStub(
         grpc.insecure_channel(os.environ.get("METER_ADDR", "localhost:50051")))
     ledger = ledger_pb2_grpc.LedgerServiceStub(
         grpc.insecure_channel(os.environ.get("LEDGER_ADDR", "localhost:50052")))
     invoicing = invoicing_pb2_grpc.InvoicingServiceStub(
         grpc.insecure_channel(os.environ.get("INVOICING_ADDR", "localhost:50053")))
+    return meter, ledger, invoicing, [("authorization", f"Bearer {api_key()}")]
+
+
+def main() -> None:
+    with_stubs(run)
+
+
+def run() -> None:
+    from billing.common.v1 import amount_pb2
+    from billing.invoicing.v1 import invoicing_pb2
+    from billing.ledger.v1 import ledger_pb2
+    from billing.meter.v1 import meter_pb2
+
+    meter, ledger, invoicing, auth = connect()
     run_id = uuid.uuid4().hex[:8]
 
     # What is sold, created once (request_id: safe to re-run): a meter summing

@@ -14,36 +14,24 @@ saved in data/dev_api_key; addresses as in billing_example.py.
 """
 
 import datetime
-import os
-import tempfile
 import uuid
 
-import grpc
-
-from billing_example import _timestamp, api_key, generate_stubs
+from billing_example import _timestamp, connect, with_stubs
 
 RENDER_COST = 100  # cents (100 units at 1 cent)
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="billing-gate-stubs-") as stubs:
-        generate_stubs(stubs)
-        run()
+    with_stubs(run, prefix="billing-gate-stubs-")
 
 
 def run() -> None:
     from billing.common.v1 import amount_pb2
-    from billing.invoicing.v1 import invoicing_pb2, invoicing_pb2_grpc
-    from billing.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-    from billing.meter.v1 import meter_pb2, meter_pb2_grpc
+    from billing.invoicing.v1 import invoicing_pb2
+    from billing.ledger.v1 import ledger_pb2
+    from billing.meter.v1 import meter_pb2
 
-    auth = [("authorization", f"Bearer {api_key()}")]
-    meter = meter_pb2_grpc.MeterServiceStub(
-        grpc.insecure_channel(os.environ.get("METER_ADDR", "localhost:50051")))
-    ledger = ledger_pb2_grpc.LedgerServiceStub(
-        grpc.insecure_channel(os.environ.get("LEDGER_ADDR", "localhost:50052")))
-    invoicing = invoicing_pb2_grpc.InvoicingServiceStub(
-        grpc.insecure_channel(os.environ.get("INVOICING_ADDR", "localhost:50053")))
+    meter, ledger, invoicing, auth = connect()
     run_id = uuid.uuid4().hex[:8]
     cents = lambda value: amount_pb2.Amount(  # noqa: E731
         monetary=amount_pb2.MonetaryAmount(currency="usd", value=value))

@@ -199,6 +199,16 @@ impl Databases {
     }
 }
 
+/// Fresh databases with credit-ledger and meter-ingest running on them
+/// (any ports), for a test that then starts invoicing its own way; None
+/// when PostgreSQL is unavailable locally.
+pub async fn upstreams(backend: Backend) -> Option<(Databases, Service, Service)> {
+    let dbs = Databases::new(backend).await?;
+    let ledger_process = ledger(&dbs.ledger, "127.0.0.1:0");
+    let meter_process = meter(&dbs.meter);
+    Some((dbs, ledger_process, meter_process))
+}
+
 /// Starts credit-ledger on `addr` (port 0: any).
 pub fn ledger(db: &TestDatabase, addr: &str) -> Service {
     ledger_with(db, addr, &[])

@@ -88,11 +88,9 @@ async fn subscribe(c: &mut Clients) -> Setup {
 }
 
 async fn check(backend: Backend) {
-    let Some(dbs) = Databases::new(backend).await else {
+    let Some((dbs, ledger_process, meter_process)) = upstreams(backend).await else {
         return;
     };
-    let ledger_process = ledger(&dbs.ledger, "127.0.0.1:0");
-    let meter_process = meter(&dbs.meter);
 
     // 1. At the subscription's start: killed between the grant and its record.
     let (crashing, mut c) = start_invoicing(

@@ -38,11 +38,9 @@ fn units(unit: &str, value: &str) -> Option<cm::Amount> {
 }
 
 async fn check(backend: Backend) {
-    let Some(dbs) = Databases::new(backend).await else {
+    let Some((dbs, ledger_process, meter_process)) = upstreams(backend).await else {
         return;
     };
-    let ledger_process = ledger(&dbs.ledger, "127.0.0.1:0");
-    let meter_process = meter(&dbs.meter);
     let (crashing, mut c) = start_invoicing(
         &dbs,
         &ledger_process,

@@ -8,11 +8,9 @@ use billing_proto::invoicing::v1 as inv;
 use billing_testkit::Backend;
 
 async fn flow(backend: Backend) {
-    let Some(dbs) = Databases::new(backend).await else {
+    let Some((dbs, ledger_process, meter_process)) = upstreams(backend).await else {
         return;
     };
-    let ledger_process = ledger(&dbs.ledger, "127.0.0.1:0");
-    let meter_process = meter(&dbs.meter);
     let invoicing_process = invoicing(
         &dbs.invoicing,
         ledger_process.addr,

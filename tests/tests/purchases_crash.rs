@@ -37,11 +37,9 @@ async fn purchase(c: &mut Clients, id: &str) -> inv::CreditPurchase {
 }
 
 async fn check(backend: Backend) {
-    let Some(dbs) = Databases::new(backend).await else {
+    let Some((dbs, ledger_process, meter_process)) = upstreams(backend).await else {
         return;
     };
-    let ledger_process = ledger(&dbs.ledger, "127.0.0.1:0");
-    let meter_process = meter(&dbs.meter);
 
     // 1. Killed after the ledger made the grant.
     let (crashing, mut c) = start_invoicing(

@@ -68,11 +68,9 @@ async fn crossings(c: &Clients, invoicing: &Service) -> Vec<ev::Event> {
 }
 
 async fn threshold(backend: Backend) {
-    let Some(dbs) = Databases::new(backend).await else {
+    let Some((dbs, ledger_process, meter_process)) = upstreams(backend).await else {
         return;
     };
-    let ledger_process = ledger(&dbs.ledger, "127.0.0.1:0");
-    let meter_process = meter(&dbs.meter);
     let (crashing, mut c) = start_invoicing(
         &dbs,
         &ledger_process,
@@ -118,11 +116,9 @@ async fn threshold(backend: Backend) {
 }
 
 async fn reservation(backend: Backend) {
-    let Some(dbs) = Databases::new(backend).await else {
+    let Some((dbs, ledger_process, meter_process)) = upstreams(backend).await else {
         return;
     };
-    let ledger_process = ledger(&dbs.ledger, "127.0.0.1:0");
-    let meter_process = meter(&dbs.meter);
     let (crashing, mut c) = start_invoicing(
         &dbs,
         &ledger_process,
