@@ -331,6 +331,7 @@ impl LedgerGrpc {
         }
         let pool = &call.body.pool;
         let mut line_credits = Vec::new();
+        let mut unbilled_units = Vec::new();
         let (figures, mut balances) = if unbilled.is_empty() && pool.is_empty() {
             self.summary(call.account(), customer, &filter).await?
         } else {
@@ -349,10 +350,12 @@ impl LedgerGrpc {
                 credits,
                 lines,
                 held,
+                units,
             } = self
                 .ledger
                 .balance_with_unbilled(call.account(), customer, (unbilled, pool))
                 .await?;
+            unbilled_units = units.iter().map(convert::pricing_unit).collect();
             line_credits = lines
                 .iter()
                 .map(|(id, asset, applied)| pb::UnbilledLineCredits {
@@ -382,6 +385,7 @@ impl LedgerGrpc {
             customer: customer.to_owned(),
             balances,
             unbilled_line_credits: line_credits,
+            unbilled_pricing_units: unbilled_units,
         })
     }
 

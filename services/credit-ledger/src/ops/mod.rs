@@ -102,6 +102,8 @@ pub struct Unbilled {
     pub lines: Vec<(String, billing_money::Asset, i64)>,
     /// Per asset, the active holds.
     pub held: Vec<(billing_money::Asset, i64)>,
+    /// The pricing units of the lines.
+    pub units: Vec<PricingUnit>,
 }
 
 /// The credit ledger.
@@ -412,10 +414,10 @@ impl Ledger {
             preview: true,
             pool: pool.to_vec(),
         };
-        let ((grants, held), shared, request) = tokio::try_join!(
+        let ((grants, held), shared, (request, units)) = tokio::try_join!(
             self.store.grants_with_held(account, customer, now),
             self.store.shared_grants(account, pool),
-            self.resolve_lines(account, input, "unbilled_lines")
+            self.resolve_lines_with_units(account, input, "unbilled_lines")
         )?;
         let balances = balance::summarize(&grants, &BalanceFilter::All, now)?;
         let mut pooled = grants;
@@ -436,6 +438,7 @@ impl Ledger {
             credits,
             lines,
             held,
+            units,
         })
     }
 
@@ -526,6 +529,17 @@ impl Ledger {
         input: ApplyInput,
         name: &str,
     ) -> Result<ApplyRequest, LedgerError> {
+        Ok(self.resolve_lines_with_units(account, input, name).await?.0)
+    }
+
+    /// As `resolve_lines`, with the pricing units the lines are in (read
+    /// for their scales; the real-time view also wants their rates).
+    async fn resolve_lines_with_units(
+        &self,
+        account: &str,
+        input: ApplyInput,
+        name: &str,
+    ) -> Result<(ApplyRequest, Vec<PricingUnit>), LedgerError> {
         let mut unit_ids: Vec<&str> = input
             .lines
             .iter()
@@ -533,12 +547,13 @@ impl Ledger {
             .collect();
         unit_ids.sort_unstable();
         unit_ids.dedup();
-        let mut scales = HashMap::new();
+        let mut units = Vec::with_capacity(unit_ids.len());
         for id in unit_ids {
-            if let Some(scale) = self.unit_scale(account, id).await? {
-                scales.insert(id.to_owned(), scale);
+            if let Some(unit) = self.store.pricing_unit(account, id).await? {
+                units.push(unit);
             }
         }
+        let scales: HashMap<&str, u32> = units.iter().map(|u| (u.id.as_str(), u.scale)).collect();
         let mut violations = Vec::new();
         let mut lines = Vec::with_capacity(input.lines.len());
         let mut totals: HashMap<String, i64> = HashMap::new();
@@ -569,13 +584,14 @@ impl Ledger {
         if !violations.is_empty() {
             return Err(LedgerError::fields(violations));
         }
-        Ok(ApplyRequest {
+        let request = ApplyRequest {
             customer: input.customer,
             invoice: input.invoice,
             period_end: input.period_end,
             lines,
             pool: input.pool,
-        })
+        };
+        Ok((request, units))
     }
 
     /// The scale of a pricing unit of the account; None when it does not exist.

@@ -440,28 +440,34 @@ impl Invoicing {
                 ),
             ));
         }
-        let (pool, rates) = tokio::try_join!(
-            self.pool(account, customer, parent),
-            self.rates(account, &lines)
-        )?;
-        let (credits, per_line) = self
+        let pool = self.pool(account, customer, parent).await?;
+        let summary = self
             .upstream
             .credits(account, (customer, &pool), &lines)
             .await?;
-        let per_line: HashMap<String, i64> = per_line.into_iter().collect();
+        let per_line: HashMap<&str, i64> = summary
+            .lines
+            .iter()
+            .map(|(id, credits)| (id.as_str(), *credits))
+            .collect();
         let unbilled: Vec<UnbilledLine> = lines
             .iter()
             .map(|line| UnbilledLine {
                 asset: line.asset.clone(),
                 amount: line.amount,
-                credits: per_line.get(&line.id).copied().unwrap_or_default(),
-                conversion: rates
-                    .iter()
-                    .find(|(asset, _)| *asset == line.asset)
-                    .and_then(|(_, rate)| *rate),
+                credits: per_line.get(line.id.as_str()).copied().unwrap_or_default(),
+                // The ledger sends the rates of the units it read for the lines.
+                conversion: match &line.asset {
+                    Asset::PricingUnit { id, .. } => summary
+                        .rates
+                        .iter()
+                        .find(|(unit, _)| unit == id)
+                        .and_then(|(_, rate)| *rate),
+                    Asset::Currency(_) => None,
+                },
             })
             .collect();
-        Ok(realtime::balances(&credits, &unbilled)?)
+        Ok(realtime::balances(&summary.credits, &unbilled)?)
     }
 
     /// The customer's ancestors, nearest first; `parent` is its parent when
@@ -482,30 +488,6 @@ impl Invoicing {
             }
             None => self.store.ancestors(account, customer).await,
         }
-    }
-
-    /// Today's rate of each pricing unit the lines are in (one ledger read
-    /// per unit; none for lines in money).
-    async fn rates(
-        &self,
-        account: &str,
-        lines: &[crate::domain::invoice::Line],
-    ) -> Result<Vec<(Asset, Option<billing_money::Conversion>)>, InvoicingError> {
-        let mut units: Vec<&Asset> = lines
-            .iter()
-            .map(|l| &l.asset)
-            .filter(|a| matches!(a, Asset::PricingUnit { .. }))
-            .collect();
-        units.sort_unstable();
-        units.dedup();
-        let mut rates = Vec::with_capacity(units.len());
-        for asset in units {
-            if let Asset::PricingUnit { id, .. } = asset {
-                let (_, rate) = self.upstream.pricing_unit(account, id).await?;
-                rates.push((asset.clone(), rate));
-            }
-        }
-        Ok(rates)
     }
 }
 

@@ -137,7 +137,7 @@ impl Upstream {
         Ok(self
             .credits(account, (customer, &[]), &[])
             .await?
-            .0
+            .credits
             .into_iter()
             .find(|(of, _)| of == asset)
             .map(|(_, credits)| credits)

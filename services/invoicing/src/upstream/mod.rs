@@ -24,7 +24,7 @@ mod realtime;
 
 pub use feed::DroppedEvent;
 pub use grants::{GrantKind, GrantSource, GrantSpec};
-pub use realtime::{HoldMade, HoldRequest};
+pub use realtime::{HoldMade, HoldRequest, Summary};
 
 use crate::domain::invoice::{CreditApplication, Invoice};
 use crate::error::InvoicingError;
@@ -259,21 +259,7 @@ impl Upstream {
             .into_inner()
             .pricing_unit
             .ok_or_else(|| InvoicingError::Corrupt("GetPricingUnit without a unit".into()))?;
-        let conversion = match &unit.conversion {
-            Some(c) => {
-                let mut out = Vec::new();
-                let parsed = billing_money::Conversion::parse(
-                    "conversion",
-                    &c.currency,
-                    &c.unit_amount_decimal,
-                    &mut out,
-                );
-                Some(parsed.ok_or_else(|| {
-                    InvoicingError::Corrupt(format!("ledger pricing unit {id}'s rate: {out:?}"))
-                })?)
-            }
-            None => None,
-        };
+        let conversion = conversion_of(&unit)?;
         Ok((unit.scale, conversion))
     }
 
@@ -402,6 +388,26 @@ fn apply_request(invoice: &Invoice, id: &str, preview: bool) -> ledger::ApplyCre
             .collect(),
         preview,
     }
+}
+
+/// A ledger pricing unit's rate, checked as the ledger checks it.
+fn conversion_of(
+    unit: &ledger::PricingUnit,
+) -> Result<Option<billing_money::Conversion>, InvoicingError> {
+    let Some(given) = &unit.conversion else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    billing_money::Conversion::parse(
+        "conversion",
+        &given.currency,
+        &given.unit_amount_decimal,
+        &mut out,
+    )
+    .map(Some)
+    .ok_or_else(|| {
+        InvoicingError::Corrupt(format!("ledger pricing unit {}'s rate: {out:?}", unit.id))
+    })
 }
 
 /// The ledger's answer per line of the invoice, in each line's asset.

@@ -12,6 +12,17 @@ use crate::domain::invoice::Line;
 use crate::domain::realtime::Credits;
 use crate::error::InvoicingError;
 
+/// The ledger's real-time summary, as [`Upstream::credits`] reads it.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Per asset.
+    pub credits: Vec<(Asset, Credits)>,
+    /// Per unbilled line id: the credits it would take.
+    pub lines: Vec<(String, i64)>,
+    /// Per pricing unit id of the lines: its rate, if it converts.
+    pub rates: Vec<(String, Option<billing_money::Conversion>)>,
+}
+
 /// A hold the ledger made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HoldMade {
@@ -45,13 +56,14 @@ fn corrupt(what: &str) -> InvoicingError {
 impl Upstream {
     /// The customer's credits usable now, pending payment, held and
     /// offered by its pool, per asset; those the `unbilled` lines would take
-    /// if invoiced now; and per line (by id) what it would take.
+    /// if invoiced now; per line (by id) what it would take; and the rate of
+    /// each pricing unit the lines are in.
     pub async fn credits(
         &self,
         account: &str,
         (customer, pool): (&str, &[String]),
         unbilled: &[Line],
-    ) -> Result<(Vec<(Asset, Credits)>, Vec<(String, i64)>), InvoicingError> {
+    ) -> Result<Summary, InvoicingError> {
         let request = self.request(
             account,
             ledger::GetCreditBalanceSummaryRequest {
@@ -109,7 +121,15 @@ impl Upstream {
                 .map_err(|e| corrupt(&format!("line credits: {e}")))?;
             lines.push((line.invoice_line_item, credits));
         }
-        Ok((out, lines))
+        let mut rates = Vec::with_capacity(summary.unbilled_pricing_units.len());
+        for unit in &summary.unbilled_pricing_units {
+            rates.push((unit.id.clone(), super::conversion_of(unit)?));
+        }
+        Ok(Summary {
+            credits: out,
+            lines,
+            rates,
+        })
     }
 
     /// Asks the ledger for a hold; None when the credits cannot cover it.
