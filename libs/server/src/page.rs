@@ -57,6 +57,12 @@ impl PageRequest {
     }
 }
 
+/// The token of a page that continues below `id` (for lists that stop
+/// early for a reason of their own, such as a bounded search).
+pub fn token_before(id: &str) -> String {
+    encode_token(id)
+}
+
 fn encode_token(id: &str) -> String {
     hex::encode(format!("v1:{id}"))
 }

@@ -51,6 +51,9 @@ pub struct UpArgs {
     /// Also publish every event to this NATS JetStream server.
     #[arg(long, env = "NOTIFIER_NATS_URL")]
     nats_url: Option<String>,
+    /// Where the console (the browser UI) listens.
+    #[arg(long, env = "CONSOLE_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    console_addr: SocketAddr,
     /// Development key to accept (default: generated once, saved in the data directory).
     #[arg(long, env = "BILLING_DEV_API_KEY")]
     dev_api_key: Option<String>,
@@ -139,15 +142,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     notifier.nats_url = args.nats_url;
     running.push(start::<notifier::NotifierService>(notifier, &stopped).await?);
 
+    // The console: a client of the others, over the same loopback gRPC.
+    let mut console_config = console::Config::new(args.console_addr);
+    console_config.ledger_url = format!("http://{}", running[1].addr);
+    console_config.invoicing_url = format!("http://{}", running[2].addr);
+    console_config.notifier_url = format!("http://{}", running[3].addr);
+    let console = console::Console::build(&console_config).await?;
+    let console_addr = console.local_addr()?;
+    let console_task = tokio::spawn(console.run_until(wait_for(stopped.clone())));
+
     for service in &running {
         println!("{} listening on {}", service.name, service.addr);
     }
+    println!("console listening on {console_addr}");
     println!("development API key (account {DEV_ACCOUNT}, scope apply_credits):");
     println!("  export KEY={dev_key}");
     println!(
         "try: grpcurl -plaintext -H \"authorization: Bearer $KEY\" {} list",
         running[1].addr
     );
+    println!("or open http://{console_addr}/ and sign in with the key");
 
     shutdown_signal().await;
     tracing::info!("stopping (Ctrl-C again to stop at once)");
@@ -160,6 +174,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     });
     // Nobody may be waiting: the services may already have stopped.
     let _ = stop.send(true);
+    console_task.await??;
     for service in running.into_iter().rev() {
         service.task.await??;
     }

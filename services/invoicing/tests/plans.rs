@@ -163,7 +163,20 @@ async fn workload(t: &Suite) {
             KEY_A,
             pb::ListCustomersRequest {
                 page_size: 1,
-                page_token: first.next_page_token
+                page_token: first.next_page_token,
+                ..Default::default()
+            }
+        ))
+    );
+    // A search: an index range of at most SEARCH_WINDOW customers below the
+    // cursor, filtered by LIKE (bounded by the window, not by one object).
+    rpc!(
+        "ListCustomers",
+        invoicing.list_customers(authed(
+            KEY_A,
+            pb::ListCustomersRequest {
+                query: "other".into(),
+                ..Default::default()
             }
         ))
     );

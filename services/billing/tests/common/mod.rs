@@ -20,6 +20,8 @@ pub struct Up {
     pub invoicing: String,
     /// the notifier's address.
     pub notifier: String,
+    /// the console's address.
+    pub console: String,
     /// Every line it printed so far (stdout: its logs and its messages).
     pub output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -51,7 +53,8 @@ impl Up {
                 "127.0.0.1:0",
             ])
             .args(["--invoicing-addr", "127.0.0.1:0"])
-            .args(["--notifier-addr", "127.0.0.1:0", "--data-dir"])
+            .args(["--notifier-addr", "127.0.0.1:0"])
+            .args(["--console-addr", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .env("BILLING_DEV_API_KEY", dev_key)
             .env_remove("BILLING_API_KEYS")
@@ -85,12 +88,14 @@ impl Up {
             meter: String::new(),
             invoicing: String::new(),
             notifier: String::new(),
+            console: String::new(),
             output,
         };
         while up.ledger.is_empty()
             || up.meter.is_empty()
             || up.invoicing.is_empty()
             || up.notifier.is_empty()
+            || up.console.is_empty()
         {
             let (service, addr) = rx
                 .recv_timeout(Duration::from_secs(60))
@@ -100,6 +105,7 @@ impl Up {
                 "meter-ingest" => up.meter = addr,
                 "invoicing" => up.invoicing = addr,
                 "notifier" => up.notifier = addr,
+                "console" => up.console = addr,
                 _ => {}
             }
         }

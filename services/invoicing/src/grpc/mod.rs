@@ -30,6 +30,9 @@ use crate::domain::invoice::{EVENT_TYPES, Invoice};
 use crate::ops::Invoicing;
 use crate::store::{EventFilter, InvoiceFilter};
 
+/// The longest customer search (`ListCustomersRequest.query`).
+const SEARCH_CHARS_MAX: usize = 200;
+
 /// The fully qualified gRPC service name.
 pub const SERVICE_NAME: &str = "billing.invoicing.v1.InvoicingService";
 
@@ -137,8 +140,17 @@ impl InvoicingGrpc {
         call: Call<pb::ListCustomersRequest>,
     ) -> Reply<pb::ListCustomersResponse> {
         let page = page(call.body.page_size, &call.body.page_token)?;
-        let (customers, next_page_token) =
-            self.invoicing.list_customers(call.account(), &page).await?;
+        let query = optional(call.body.query.trim());
+        if query.is_some_and(|q| q.chars().count() > SEARCH_CHARS_MAX) {
+            return Err(invalid(vec![FieldViolation::new(
+                "query",
+                format!("must be at most {SEARCH_CHARS_MAX} characters"),
+            )]));
+        }
+        let (customers, next_page_token) = self
+            .invoicing
+            .list_customers(call.account(), &page, query)
+            .await?;
         let customers = customers.iter().map(convert::customer).collect();
         Ok(pb::ListCustomersResponse {
             customers,

@@ -79,13 +79,17 @@ impl Invoicing {
             .ok_or_else(|| InvoicingError::not_found("customer", id))
     }
 
-    /// A page of customers.
+    /// A page of customers, or of those matching `query` (a bounded search).
     pub async fn list_customers(
         &self,
         account: &str,
         page: &PageRequest,
+        query: Option<&str>,
     ) -> Result<(Vec<Customer>, String), InvoicingError> {
-        self.store.list_customers(account, page).await
+        match query {
+            None => self.store.list_customers(account, page).await,
+            Some(query) => self.store.search_customers(account, page, query).await,
+        }
     }
 
     /// Changes a customer.

@@ -2,7 +2,7 @@
 
 use billing_db::idempotency::{self, Begun, IdempotencyKey};
 use billing_db::sql::Conditions;
-use billing_server::page::PageRequest;
+use billing_server::page::{PageRequest, token_before};
 use billing_server::status::Refuse;
 use billing_server::time::{from_micros, to_micros};
 use chrono::{DateTime, Utc};
@@ -17,6 +17,25 @@ use crate::domain::customer::{
 use crate::error::InvoicingError;
 
 const COLUMNS: &str = "id, external_id, name, email, metadata, created_us, parent";
+
+/// Most customers one search call looks at.
+pub const SEARCH_WINDOW: i64 = 10_000;
+
+/// Above every `cus_…` id (ids are ASCII), for a search from the newest.
+const ID_ABOVE_ALL: &str = "\u{7f}";
+
+/// `%query%` for LIKE, lowercased, with LIKE's own characters escaped.
+fn contains_pattern(query: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in query.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
 
 fn customer(row: &AnyRow) -> Result<Customer, InvoicingError> {
     let metadata: String = row.try_get(4)?;
@@ -124,6 +143,50 @@ impl Store {
             .await?;
         let customers = rows.iter().map(customer).collect::<Result<Vec<_>, _>>()?;
         Ok(page.finish(customers, |c| &c.id))
+    }
+
+    /// A page of the customers whose name, e-mail, external id or id
+    /// contains `query` (case-insensitive), newest first. Each call looks at no more than [`SEARCH_WINDOW`] customers (an
+    /// index range below the cursor): when the window ends before the page
+    /// fills, the token continues below the window.
+    pub async fn search_customers(
+        &self,
+        account: &str,
+        page: &PageRequest,
+        query: &str,
+    ) -> Result<(Vec<Customer>, String), InvoicingError> {
+        let before = page.before_id.as_deref().unwrap_or(ID_ABOVE_ALL);
+        // The window's last id: the SEARCH_WINDOW-th customer below the
+        // cursor (an index-only walk), or None when fewer remain.
+        let floor: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM customers WHERE account = $1 AND id < $2 \
+             ORDER BY id DESC LIMIT 1 OFFSET $3",
+        )
+        .bind(account)
+        .bind(before)
+        .bind(SEARCH_WINDOW - 1)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM customers WHERE account = $1 AND id < $2 AND id >= $3 \
+             AND (lower(name) LIKE $4 ESCAPE '\\' OR lower(email) LIKE $4 ESCAPE '\\' \
+             OR lower(external_id) LIKE $4 ESCAPE '\\' OR lower(id) LIKE $4 ESCAPE '\\') \
+             ORDER BY id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(before)
+            .bind(floor.as_deref().unwrap_or(""))
+            .bind(contains_pattern(query))
+            .bind(page.fetch_limit())
+            .fetch_all(self.db.pool())
+            .await?;
+        let customers = rows.iter().map(customer).collect::<Result<Vec<_>, _>>()?;
+        let (customers, token) = page.finish(customers, |c| &c.id);
+        match floor {
+            Some(floor) if token.is_empty() => Ok((customers, token_before(&floor))),
+            _ => Ok((customers, token)),
+        }
     }
 
     /// Locks a customer, applies the change, saves it.
