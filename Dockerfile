@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# All five binaries (credit-ledger, meter-ingest, invoicing, notifier, billing) in one
+# All six binaries (credit-ledger, meter-ingest, invoicing, notifier, console, billing) in one
 # small non-root image. protoc comes from protoc-bin-vendored: the builder
 # needs nothing but the Rust toolchain.
 #   docker build -t billing:dev .
@@ -14,17 +14,18 @@ ENV CARGO_PROFILE_RELEASE_DEBUG=false \
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
-      -p credit-ledger -p meter-ingest -p invoicing -p notifier -p billing \
+      -p credit-ledger -p meter-ingest -p invoicing -p notifier -p console -p billing \
  && mkdir -p /out \
  && cp target/release/credit-ledger target/release/meter-ingest \
-       target/release/invoicing target/release/notifier target/release/billing /out/
+       target/release/invoicing target/release/notifier target/release/console \
+       target/release/billing /out/
 
 # glibc + libgcc, no shell, user 65532 (nonroot).
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/ /usr/local/bin/
 USER 65532:65532
 WORKDIR /tmp
-EXPOSE 50051 50052 50053 50054
+EXPOSE 50051 50052 50053 50054 8080
 # Each pod runs one service; the Deployment sets the command.
 ENTRYPOINT ["/usr/local/bin/billing"]
 CMD ["--help"]

@@ -20,7 +20,7 @@ fuzz calls="2000" seed="1":
     FUZZ_CALLS={{calls}} FUZZ_SEED={{seed}} FUZZ_MAX_MS=1000 cargo test -p invoicing --test fuzz -- --nocapture
 
 # All benchmarks.
-bench: bench-ledger bench-ingest bench-finalize bench-scale bench-notifier bench-realtime bench-export
+bench: bench-ledger bench-ingest bench-finalize bench-scale bench-notifier bench-realtime bench-export bench-console
 
 # Ledger throughput and balance-summary latency on SQLite and PostgreSQL.
 bench-ledger:
@@ -45,6 +45,10 @@ bench-realtime:
 # billing ledger export rows/s to a file, 1,000,000 transactions, with a psql \copy baseline (PostgreSQL; BENCH_ROWS to change).
 bench-export:
     cargo bench -p billing --bench export
+
+# Console page p50/p99 for a customer with 100 grants and 1,000 transactions, with a direct-gRPC baseline (PostgreSQL).
+bench-console:
+    cargo bench -p billing --bench console
 
 # Events per second from a feed to a local webhook receiver.
 bench-notifier:

@@ -7,7 +7,9 @@
 //! 2. tonic, prost and the generated protos (`billing_proto`) are used in a
 //!    service only in `grpc/` and `upstream/`, and in the libraries only by
 //!    the host (`libs/server`), the generated crate, telemetry and the test
-//!    kit. (`services/billing` is the operator CLI, a gRPC client: exempt.)
+//!    kit. (`services/billing` is the operator CLI and `services/console`
+//!    the browser console: gRPC clients whose job is showing the messages,
+//!    exempt.)
 //! 3. The system clock (`Utc::now`, `SystemTime`) is read only in
 //!    `libs/server/src/clock.rs`.
 //! 4. `domain/` uses only std, chrono, rust_decimal, billing-money,
@@ -28,6 +30,8 @@
 //!    `failpoints` feature, `INVOICING_FAILPOINT` outside comments.
 //! 8. Channels to other services are made only by `billing_server::peer`
 //!    (no `from_shared` or `connect_lazy` elsewhere).
+//! 9. The console keeps no state: no database crate, no migrations
+//!    (`the_console_has_no_database`).
 //!
 //! A file is read up to its first `#[cfg(test)]`; comments and string
 //! literals are blanked first, so prose may name anything.
@@ -118,7 +122,9 @@ fn check(path: &str, text: &str, crates: &BTreeSet<String>) -> Vec<Violation> {
         Some(at) => &code[..at],
         None => &code[..],
     };
-    let in_service = path.starts_with("services/") && !path.starts_with("services/billing/");
+    let in_service = path.starts_with("services/")
+        && !path.starts_with("services/billing/")
+        && !path.starts_with("services/console/");
     let layer = service_layer(path);
     let mut out = Vec::new();
     if path != "libs/server/src/peer.rs" {
@@ -695,4 +701,29 @@ fn every_events_table_is_the_same() {
             tables[0].0.display()
         );
     }
+}
+
+/// Rule 9: the console keeps no state of its own (DESIGN.md §14): its crate
+/// depends on no database crate and has no migrations, and it writes only
+/// through the services' gRPC APIs.
+#[test]
+fn the_console_has_no_database() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the e2e crate sits in the workspace root")
+        .to_path_buf();
+    let manifest = std::fs::read_to_string(root.join("services/console/Cargo.toml"))
+        .expect("the console's manifest");
+    for forbidden in ["sqlx", "billing-db", "rusqlite", "tokio-postgres"] {
+        assert!(
+            !manifest
+                .lines()
+                .any(|l| l.trim_start().starts_with(forbidden)),
+            "services/console depends on {forbidden}: the console keeps no state"
+        );
+    }
+    assert!(
+        !root.join("services/console/migrations").exists(),
+        "services/console has migrations: the console keeps no state"
+    );
 }

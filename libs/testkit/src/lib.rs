@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod fuzz;
+pub mod http;
 pub mod raw;
 pub mod webhook;
 

@@ -23,8 +23,9 @@ use billing_proto::ledger::v1 as ledger;
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_proto::meter::v1 as meter;
 use billing_proto::meter::v1::meter_service_client::MeterServiceClient;
+use billing_testkit::http::{hidden, request};
 use billing_testkit::{Backend, TestDatabase, authed};
-use browser::{Driver, hidden, http};
+use browser::Driver;
 use common::{Up, require};
 use fantoccini::{Client, Locator};
 use tonic::transport::Channel;
@@ -101,6 +102,8 @@ struct Scenario {
     price: String,
     other_customer: String,
     screenshots: bool,
+    notifier: String,
+    invoice: String,
 }
 
 async fn channel(addr: &str) -> Channel {
@@ -229,6 +232,8 @@ impl Scenario {
             price,
             other_customer,
             screenshots: backend == Backend::Sqlite,
+            notifier: up.notifier.clone(),
+            invoice: String::new(),
         }
     }
 
@@ -239,6 +244,8 @@ impl Scenario {
         self.invoice_shows_credit_grant_applied().await;
         self.forms_without_their_token_are_refused().await;
         self.double_submit_creates_one_grant().await;
+        self.actions_go_through_a_confirmation().await;
+        self.webhook_endpoints_and_deliveries().await;
         self.other_accounts_customer_is_not_found().await;
         self.sign_out().await;
         Ok(())
@@ -275,13 +282,11 @@ impl Scenario {
     /// page that click loaded (the old document is gone).
     async fn navigate(&self, locator: Locator<'_>) {
         let old = self.browser.find(Locator::Css("html")).await.unwrap();
-        self.browser
-            .find(locator)
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        let Ok(target) = self.browser.find(locator).await else {
+            let page = self.text("body").await;
+            panic!("{locator:?} not on {}:\n{page}", self.path().await);
+        };
+        target.click().await.unwrap();
         for _ in 0..200 {
             if old.tag_name().await.is_err() {
                 return;
@@ -318,6 +323,17 @@ impl Scenario {
         assert_eq!(self.path().await, format!("/customers/{}", self.customer));
         self.navigate(Locator::Css("a[aria-label='New credit grant']"))
             .await;
+        // Every control has a label (a screen reader names each field).
+        let unlabelled = self
+            .browser
+            .execute(
+                "return [...document.querySelectorAll('input:not([type=hidden]), select')]\
+                 .filter(e => e.labels.length === 0).map(e => e.name);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(unlabelled, serde_json::json!([]), "inputs without a label");
         self.fill("name", "Prepaid credits").await;
         self.fill("amount", "20.00").await;
         self.fill("effective_date", "01012026").await;
@@ -457,6 +473,7 @@ impl Scenario {
             .final_invoice
             .expect("the partial period's draft")
             .id;
+        self.invoice = invoice.clone();
         let finalized = self
             .invoicing
             .finalize_invoice(authed(
@@ -515,7 +532,7 @@ impl Scenario {
     async fn forms_without_their_token_are_refused(&self) {
         let cookie = self.session_cookie().await;
         let path = format!("/customers/{}/grants", self.customer);
-        let (status, body) = http(
+        let a = request(
             &self.console_addr,
             "POST",
             &path,
@@ -524,8 +541,8 @@ impl Scenario {
         )
         .await
         .unwrap();
-        assert_eq!(status, 403, "{body}");
-        let (status, _) = http(
+        assert_eq!(a.status, 403, "{}", a.body);
+        let a = request(
             &self.console_addr,
             "POST",
             &path,
@@ -534,11 +551,11 @@ impl Scenario {
         )
         .await
         .unwrap();
-        assert_eq!(status, 403);
-        let (status, _) = http(&self.console_addr, "POST", "/sign-out", &cookie, "")
+        assert_eq!(a.status, 403);
+        let a = request(&self.console_addr, "POST", "/sign-out", &cookie, "")
             .await
             .unwrap();
-        assert_eq!(status, 403, "sign-out is a form too");
+        assert_eq!(a.status, 403, "sign-out is a form too");
         assert_eq!(
             self.grants().await.len(),
             1,
@@ -550,7 +567,7 @@ impl Scenario {
     /// the same form (a double click) make one grant.
     async fn double_submit_creates_one_grant(&self) {
         let cookie = self.session_cookie().await;
-        let (status, form) = http(
+        let form = request(
             &self.console_addr,
             "GET",
             &format!("/customers/{}/grants/new", self.customer),
@@ -559,19 +576,25 @@ impl Scenario {
         )
         .await
         .unwrap();
-        assert_eq!(status, 200);
+        assert_eq!(form.status, 200);
+        let headers = form.headers.to_ascii_lowercase();
+        assert!(
+            headers.contains("content-security-policy: default-src 'none'"),
+            "{headers}"
+        );
+        assert!(headers.contains("cache-control: no-store"), "{headers}");
         let body = format!(
             "csrf={}&request_id={}&name=Twice&amount=1.00&asset=usd",
-            hidden(&form, "csrf"),
-            hidden(&form, "request_id")
+            hidden(&form.body, "csrf").unwrap(),
+            hidden(&form.body, "request_id").unwrap()
         );
         let path = format!("/customers/{}/grants", self.customer);
         let (first, second) = tokio::join!(
-            http(&self.console_addr, "POST", &path, &cookie, &body),
-            http(&self.console_addr, "POST", &path, &cookie, &body),
+            request(&self.console_addr, "POST", &path, &cookie, &body),
+            request(&self.console_addr, "POST", &path, &cookie, &body),
         );
-        assert_eq!(first.unwrap().0, 303);
-        assert_eq!(second.unwrap().0, 303);
+        assert_eq!(first.unwrap().status, 303);
+        assert_eq!(second.unwrap().status, 303);
         let twice = self
             .grants()
             .await
@@ -579,6 +602,54 @@ impl Scenario {
             .filter(|g| g.name == "Twice")
             .count();
         assert_eq!(twice, 1);
+    }
+
+    /// Void a grant and mark the invoice paid, each through its
+    /// confirmation page.
+    async fn actions_go_through_a_confirmation(&self) {
+        let twice = self
+            .grants()
+            .await
+            .into_iter()
+            .find(|g| g.name == "Twice")
+            .unwrap();
+        self.go(&format!("/grants/{}", twice.id)).await;
+        self.navigate(Locator::LinkText("Void grant…")).await;
+        assert_eq!(self.text("h1").await, "Void this grant?");
+        self.navigate(Locator::XPath("//button[text()='Void grant']"))
+            .await;
+        assert_eq!(self.path().await, format!("/grants/{}", twice.id));
+        assert!(self.text("dl.facts").await.contains("voided"));
+        self.go(&format!("/invoices/{}", self.invoice)).await;
+        self.navigate(Locator::LinkText("Mark paid…")).await;
+        self.navigate(Locator::XPath("//button[text()='Mark paid']"))
+            .await;
+        assert_eq!(self.text("#invoice-status").await, "paid");
+    }
+
+    async fn webhook_endpoints_and_deliveries(&self) {
+        use billing_proto::webhooks::v1 as wh;
+        let mut notifier =
+            wh::webhook_service_client::WebhookServiceClient::new(channel(&self.notifier).await);
+        let endpoint = notifier
+            .create_webhook_endpoint(authed(
+                DEV_KEY,
+                wh::CreateWebhookEndpointRequest {
+                    url: "http://127.0.0.1:9/hooks".into(),
+                    enabled_events: vec!["*".into()],
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .webhook_endpoint
+            .unwrap();
+        self.go("/webhooks").await;
+        self.navigate(Locator::LinkText("http://127.0.0.1:9/hooks"))
+            .await;
+        assert_eq!(self.path().await, format!("/webhooks/{}", endpoint.id));
+        assert!(self.text("main").await.contains("Deliveries"));
     }
 
     async fn other_accounts_customer_is_not_found(&self) {
@@ -591,10 +662,10 @@ impl Scenario {
             format!("/customers/{}/grants/new", self.other_customer),
             "/invoices/in_00000000000000000000000000".to_owned(),
         ] {
-            let (status, _) = http(&self.console_addr, "GET", &path, &cookie, "")
+            let a = request(&self.console_addr, "GET", &path, &cookie, "")
                 .await
                 .unwrap();
-            assert_eq!(status, 404, "{path}");
+            assert_eq!(a.status, 404, "{path}");
         }
     }
 

@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use billing_server::clock::Clock;
+
 use crate::config::Config;
 use crate::error::PageError;
 use crate::form::FORM_BYTES_MAX;
@@ -27,6 +29,8 @@ pub struct App {
     pub upstreams: Upstreams,
     /// Mark cookies `Secure`.
     pub secure_cookies: bool,
+    /// Where "now" comes from (the end of the burn-down charts).
+    pub clock: Clock,
 }
 
 impl App {
@@ -68,6 +72,7 @@ impl Console {
             sessions: Sessions::new(config.session_idle, config.sessions_max),
             upstreams: Upstreams::new(config)?,
             secure_cookies: config.secure_cookies,
+            clock: Clock::system(),
         };
         let listener = TcpListener::bind(config.listen_addr)
             .await

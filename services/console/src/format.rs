@@ -28,7 +28,7 @@ pub fn asset_value(amount: &Option<Amount>) -> Option<(String, Decimal)> {
 }
 
 /// Thousands separators in the integer part of a decimal string.
-fn group(text: &str) -> String {
+pub fn group(text: &str) -> String {
     let (sign, rest) = text
         .strip_prefix('-')
         .map_or(("", text), |rest| ("-", rest));

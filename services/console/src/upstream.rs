@@ -6,7 +6,7 @@ use std::time::Duration;
 use billing_proto::invoicing::v1::invoicing_service_client::InvoicingServiceClient;
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_proto::webhooks::v1::webhook_service_client::WebhookServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use billing_server::peer::{PeerChannel, channel};
 
 use crate::config::Config;
 
@@ -18,47 +18,42 @@ pub struct UpstreamError {
     source: tonic::transport::Error,
 }
 
-/// Lazily connected channels to the ledger, invoicing and the notifier.
+/// Lazily connected, traced channels to the ledger, invoicing and the
+/// notifier (the suite's peer channels).
 #[derive(Debug, Clone)]
 pub struct Upstreams {
-    ledger: Channel,
-    invoicing: Channel,
-    notifier: Channel,
+    ledger: PeerChannel,
+    invoicing: PeerChannel,
+    notifier: PeerChannel,
     deadline: Duration,
 }
 
 impl Upstreams {
     /// Channels to the configured addresses (connected on first use).
     pub fn new(config: &Config) -> Result<Self, UpstreamError> {
-        let channel = |name: &'static str, url: &str| {
-            Endpoint::from_shared(url.to_owned())
-                .map(|e| {
-                    e.connect_timeout(Duration::from_secs(5))
-                        .timeout(config.deadline)
-                        .connect_lazy()
-                })
-                .map_err(|source| UpstreamError { name, source })
+        let connect = |name: &'static str, url: &str| {
+            channel(url).map_err(|source| UpstreamError { name, source })
         };
         Ok(Self {
-            ledger: channel("LEDGER_URL", &config.ledger_url)?,
-            invoicing: channel("INVOICING_URL", &config.invoicing_url)?,
-            notifier: channel("NOTIFIER_URL", &config.notifier_url)?,
+            ledger: connect("LEDGER_URL", &config.ledger_url)?,
+            invoicing: connect("INVOICING_URL", &config.invoicing_url)?,
+            notifier: connect("NOTIFIER_URL", &config.notifier_url)?,
             deadline: config.deadline,
         })
     }
 
     /// A ledger client.
-    pub fn ledger(&self) -> LedgerServiceClient<Channel> {
+    pub fn ledger(&self) -> LedgerServiceClient<PeerChannel> {
         LedgerServiceClient::new(self.ledger.clone())
     }
 
     /// An invoicing client.
-    pub fn invoicing(&self) -> InvoicingServiceClient<Channel> {
+    pub fn invoicing(&self) -> InvoicingServiceClient<PeerChannel> {
         InvoicingServiceClient::new(self.invoicing.clone())
     }
 
     /// A notifier client.
-    pub fn notifier(&self) -> WebhookServiceClient<Channel> {
+    pub fn notifier(&self) -> WebhookServiceClient<PeerChannel> {
         WebhookServiceClient::new(self.notifier.clone())
     }
 

@@ -1,13 +1,11 @@
 //! A real headless Chromium through chromedriver (Debian's `chromium` and
-//! `chromium-driver`), and a raw HTTP/1.1 client for what a browser cannot
-//! show (status codes, forms posted without their token).
+//! `chromium-driver`).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::wd::Capabilities;
 use fantoccini::{Client, ClientBuilder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// chromedriver on a free port; killed on drop.
 pub struct Driver {
@@ -91,50 +89,4 @@ impl Driver {
             .await
             .unwrap()
     }
-}
-
-/// One HTTP/1.1 request; returns the status and the body.
-pub async fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    cookie: &str,
-    form: &str,
-) -> std::io::Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if !cookie.is_empty() {
-        request.push_str(&format!("Cookie: {cookie}\r\n"));
-    }
-    if method == "POST" {
-        request.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            form.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(form);
-    stream.write_all(request.as_bytes()).await?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await?;
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// The value of the hidden input `name` in a page.
-pub fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {page}"))
-        + marker.len();
-    page[start..].split('"').next().unwrap().to_owned()
 }

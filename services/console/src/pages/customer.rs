@@ -62,7 +62,11 @@ pub async fn show(
     } else {
         data.customer.name.clone()
     };
-    Ok(page(&session, &title, render(&data, &title)))
+    Ok(page(
+        &session,
+        &title,
+        render(&data, &title, app.clock.now()),
+    ))
 }
 
 async fn load(
@@ -233,9 +237,8 @@ fn burn_downs(data: &Customer) -> BTreeMap<String, Vec<(chrono::DateTime<Utc>, D
         .collect()
 }
 
-fn render(data: &Customer, title: &str) -> Markup {
+fn render(data: &Customer, title: &str, now: chrono::DateTime<Utc>) -> Markup {
     let c = &data.customer;
-    let now = Utc::now();
     html! {
         h1 { (title) }
         dl class="facts" {

@@ -65,19 +65,21 @@ fn applied(invoice: &inv::Invoice) -> Vec<Applied> {
     by_grant
 }
 
-/// `value` in the asset of `sample`, formatted like any amount.
+/// `total` in the asset of `sample`, formatted like any amount.
 fn in_asset(total: Decimal, sample: &Option<Amount>) -> String {
     match asset_value(sample) {
-        Some((asset, _)) => format!("{total} {asset}"),
-        None => total.to_string(),
+        Some((asset, _)) => format!("{} {asset}", format::group(&total.to_string())),
+        None => format::group(&total.to_string()),
     }
 }
 
 /// The names of the grants that paid (a failed lookup shows the id).
 async fn grant_names(up: &Upstreams, key: &str, applied: &[Applied]) -> BTreeMap<String, String> {
-    let mut ids: Vec<&str> = applied.iter().map(|a| a.grant.as_str()).collect();
-    ids.dedup();
-    ids.truncate(GRANT_NAMES_MAX);
+    let ids: std::collections::BTreeSet<&str> = applied
+        .iter()
+        .map(|a| a.grant.as_str())
+        .take(GRANT_NAMES_MAX)
+        .collect();
     let calls = ids.into_iter().map(|id| async move {
         let request = ledger::GetCreditGrantRequest { id: id.to_owned() };
         let name = up

@@ -22,11 +22,9 @@ use crate::session::{SESSION_COOKIE, SIGN_IN_COOKIE, cookie, same, set_cookie, t
 /// How long the sign-in form may stay open, in seconds.
 const SIGN_IN_FORM_SECONDS: u64 = 600;
 
-/// GET /sign-in
-pub async fn show(State(app): State<App>, headers: HeaderMap) -> Result<Response, PageError> {
-    if app.session(&headers).is_ok() {
-        return Ok(Redirect::to("/customers").into_response());
-    }
+/// GET /sign-in (also when signed in: a key revoked meanwhile sends its
+/// session here, and signing in again replaces it).
+pub async fn show(State(app): State<App>) -> Result<Response, PageError> {
     form(&app, StatusCode::OK, &FieldErrors::default())
 }
 
@@ -92,6 +90,9 @@ pub async fn submit(
             return form(&app, StatusCode::BAD_REQUEST, &errors);
         }
         Err(status) => return Err(status.into()),
+    }
+    if let Ok((old, _)) = app.session(&headers) {
+        app.sessions.remove(&old);
     }
     let id = app.sessions.create(key.to_owned())?;
     let mut response = Redirect::to("/customers").into_response();
