@@ -8,6 +8,12 @@ up:
 test:
     cargo test --workspace
 
+# The money simulation, long mode: OPS seeded operations on each backend against a
+# release credit-ledger killed and restarted at random, checked against the model.
+simulate seed="20261129" ops="1000000":
+    cargo build --release -p credit-ledger
+    SIM_SEED={{seed}} SIM_OPS={{ops}} cargo test --release -p billing-e2e --test simulate -- --nocapture --test-threads 1
+
 # Formatting, clippy, proto lint.
 lint:
     cargo fmt --all -- --check

@@ -1,0 +1,698 @@
+//! The money simulator: seeded random operations against a real
+//! credit-ledger process, each answer compared with the independent
+//! [`crate::model`], while another task kills the process (SIGKILL) and
+//! starts it again on the same database.
+//!
+//! Each account runs its own seeded sequence of operations, one at a time,
+//! and the accounts run at once: the interleaving varies from run to run,
+//! the operations and every expected answer do not, so a seed reproduces.
+//! A call cut by a kill is sent again unchanged (same request id, same
+//! invoice) until it is answered: exactly once means the model applies it
+//! once and the service's answer agrees.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use billing_proto::common::v1::{Amount, MonetaryAmount, amount::Kind};
+use billing_proto::ledger::v1 as pb;
+use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
+use billing_testkit::fuzz::Rng;
+use chrono::NaiveDate;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use crate::model::{self, ApplyRequest, Ledger, Line, Outcome, Time};
+
+/// The customers of every account, and the pool each one draws on.
+const CUSTOMERS: &[(&str, &[&str])] = &[
+    ("cus_parent", &[]),
+    ("cus_child1", &["cus_parent"]),
+    ("cus_child2", &["cus_parent"]),
+    ("cus_grandchild", &["cus_child1", "cus_parent"]),
+];
+const PRICES: &[&str] = &["price_a", "price_b", "price_c"];
+const ASSETS: &[&str] = &["usd", "eur"];
+
+/// A simulation run's size and faults.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// The seed of every account's sequence.
+    pub seed: u64,
+    /// Operations in all (spread over the accounts).
+    pub operations: u64,
+    /// Accounts running at once.
+    pub accounts: u64,
+    /// Kill and restart the ledger about every this many operations (0: never).
+    pub crash_every: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    /// Operations checked.
+    pub operations: u64,
+    /// Calls sent again after a kill cut them.
+    pub retries: u64,
+    /// Kills (SIGKILL and restart).
+    pub crashes: u64,
+    /// Answers that disagreed with the model (the run stops at the first).
+    pub violations: Vec<String>,
+    /// Operations by kind.
+    pub kinds: BTreeMap<&'static str, u64>,
+}
+
+/// The account key of account `i` and its `BILLING_API_KEYS` entry.
+pub fn account_key(i: u64) -> (String, String) {
+    let key = format!("sk_sim_account_{i}");
+    let entry = format!(
+        "acct_sim{i}:{}:apply_credits",
+        billing_server::auth::hash_hex(&key)
+    );
+    (key, entry)
+}
+
+fn at(year: i32, month: u32, day: u32) -> Time {
+    NaiveDate::from_ymd_opt(year, month, day)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(0, |t| t.and_utc().timestamp())
+}
+
+fn ts(time: Time) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time,
+        nanos: 0,
+    }
+}
+
+fn usd_like(asset: &str, value: i64) -> Option<Amount> {
+    Some(Amount {
+        kind: Some(Kind::Monetary(MonetaryAmount {
+            currency: asset.to_owned(),
+            value,
+        })),
+    })
+}
+
+fn value(amount: &Option<Amount>) -> (String, i64) {
+    match amount.as_ref().and_then(|a| a.kind.as_ref()) {
+        Some(Kind::Monetary(m)) => (m.currency.clone(), m.value),
+        _ => (String::new(), 0),
+    }
+}
+
+/// Whether a call failed because the process went away (send it again).
+fn cut(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+    )
+}
+
+/// One account's client, model and random sequence.
+struct Account {
+    index: u64,
+    key: String,
+    client: LedgerServiceClient<Channel>,
+    model: Ledger,
+    rng: Rng,
+    seed: u64,
+    done: u64,
+    retries: u64,
+    kinds: BTreeMap<&'static str, u64>,
+}
+
+/// A disagreement with the model: what, where, and how to reproduce it.
+fn violation(account: &Account, what: &str) -> String {
+    format!(
+        "seed {} account {} operation {}: {what} (reproduce: just simulate {} <ops>)",
+        account.seed, account.index, account.done, account.seed
+    )
+}
+
+macro_rules! call {
+    ($account:expr, $method:ident, $request:expr) => {{
+        let started = Instant::now();
+        loop {
+            let mut request = tonic::Request::new($request.clone());
+            request.set_timeout(Duration::from_secs(10));
+            let value = format!("Bearer {}", $account.key);
+            if let Ok(value) = value.parse() {
+                request.metadata_mut().insert("authorization", value);
+            }
+            match $account.client.$method(request).await {
+                Ok(answer) => break Ok(answer.into_inner()),
+                Err(status) if cut(&status) && started.elapsed() < Duration::from_secs(120) => {
+                    $account.retries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => break Err(status),
+            }
+        }
+    }};
+}
+
+/// Compares a refusal with the model's.
+fn refusal<T: std::fmt::Debug>(expected: &Outcome<T>, status: &Status) -> Result<(), String> {
+    let reason = status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default();
+    let fields: Vec<String> = status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default();
+    let agrees = match expected {
+        Outcome::Invalid(field) => {
+            status.code() == Code::InvalidArgument && fields.iter().any(|f| f == field)
+        }
+        Outcome::Refused(expected_reason) => {
+            status.code() == Code::FailedPrecondition && reason == *expected_reason
+        }
+        Outcome::NotFound => status.code() == Code::NotFound,
+        Outcome::Ok(_) => false,
+    };
+    if agrees {
+        Ok(())
+    } else {
+        Err(format!(
+            "the model expected {expected:?}, the service answered {:?} {:?} (reason {reason:?}, fields {fields:?})",
+            status.code(),
+            status.message()
+        ))
+    }
+}
+
+impl Account {
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.rng.below(items.len())]
+    }
+
+    fn customer(&mut self) -> (&'static str, Vec<String>) {
+        let (customer, pool) = CUSTOMERS[self.rng.below(CUSTOMERS.len())];
+        (customer, pool.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    async fn step(&mut self) -> Result<(), String> {
+        let roll = self.rng.below(100);
+        let kind = match roll {
+            0..=24 => "grant",
+            25..=54 => "apply",
+            55..=64 => "replay",
+            65..=72 => "reverse",
+            73..=78 => "void",
+            79..=84 => "expire",
+            _ => "check",
+        };
+        *self.kinds.entry(kind).or_insert(0) += 1;
+        let result = match kind {
+            "grant" => self.grant().await,
+            "apply" => self.apply().await,
+            "replay" => self.replay().await,
+            "reverse" => self.reverse().await,
+            "void" | "expire" => self.end_grant(kind).await,
+            _ => {
+                let (customer, _) = self.customer();
+                self.check(customer).await
+            }
+        };
+        self.done += 1;
+        result.map_err(|what| violation(self, &format!("{kind}: {what}")))
+    }
+
+    async fn grant(&mut self) -> Result<(), String> {
+        let (customer, _) = self.customer();
+        let asset = self.pick(ASSETS);
+        let amount = 1 + self.rng.below(5_000) as i64;
+        let priority = [None, Some(0), Some(10), Some(50), Some(100)][self.rng.below(5)];
+        let promotional = self.rng.chance(40);
+        let effective = [
+            None,
+            Some(at(2025, 1, 1)),
+            Some(at(2025, 6, 1)),
+            Some(at(2026, 1, 1)),
+            Some(at(2098, 1, 1)),
+        ][self.rng.below(5)];
+        let expires = [None, None, Some(at(2097, 1, 1)), Some(at(2098, 6, 1))][self.rng.below(4)];
+        let prices: Option<Vec<String>> = if self.rng.chance(50) {
+            None
+        } else {
+            let mut chosen: Vec<String> = PRICES
+                .iter()
+                .filter(|_| self.rng.chance(50))
+                .map(|p| (*p).to_owned())
+                .collect();
+            if chosen.is_empty() {
+                chosen.push(PRICES[0].to_owned());
+            }
+            Some(chosen)
+        };
+        let shared = self.rng.chance(40);
+        let request = pb::CreateCreditGrantRequest {
+            request_id: format!("grant-{}-{}-{}", self.seed, self.index, self.done),
+            customer: customer.into(),
+            name: format!("sim {}", self.done),
+            amount: usd_like(asset, amount),
+            applicability_config: Some(pb::ApplicabilityConfig {
+                scope: Some(pb::ApplicabilityScope {
+                    price_type: if prices.is_none() {
+                        pb::PriceType::Metered.into()
+                    } else {
+                        0
+                    },
+                    prices: prices.clone().unwrap_or_default(),
+                }),
+            }),
+            category: if promotional {
+                pb::CreditGrantCategory::Promotional.into()
+            } else {
+                pb::CreditGrantCategory::Paid.into()
+            },
+            effective_at: effective.map(ts),
+            expires_at: expires.map(ts),
+            priority,
+            shared_with_descendants: shared,
+            ..Default::default()
+        };
+        // With no effective date the grant starts now, before any expiry.
+        let expected = model::check_grant(effective.unwrap_or(at(2026, 1, 1)), expires);
+        let answer = call!(self, create_credit_grant, request);
+        match (expected, answer) {
+            (None, Ok(answer)) => {
+                let grant = answer.credit_grant.ok_or("no grant in the answer")?;
+                let effective_at = grant.effective_at.map_or(0, |t| t.seconds);
+                self.model.add_grant(model::Grant {
+                    id: grant.id,
+                    customer: customer.into(),
+                    asset: asset.into(),
+                    amount,
+                    available: amount,
+                    applied_total: 0,
+                    priority: priority.unwrap_or(50),
+                    promotional,
+                    effective_at,
+                    expires_at: expires,
+                    prices,
+                    shared,
+                    voided: false,
+                    expired: false,
+                    created: 0,
+                });
+                Ok(())
+            }
+            (Some(field), Err(status)) => refusal(&Outcome::<()>::Invalid(field), &status),
+            (expected, answer) => Err(format!("the model expected {expected:?}, got {answer:?}")),
+        }
+    }
+
+    fn lines(&mut self) -> Vec<Line> {
+        (0..1 + self.rng.below(3))
+            .map(|k| Line {
+                id: format!("il_{k}"),
+                price: self.pick(PRICES).to_owned(),
+                asset: self.pick(ASSETS).to_owned(),
+                amount: 1 + self.rng.below(3_000) as i64,
+            })
+            .collect()
+    }
+
+    async fn send_apply(
+        &mut self,
+        invoice: &str,
+        request: &ApplyRequest,
+        pool: &[String],
+        preview: bool,
+    ) -> Result<(), String> {
+        let message = pb::ApplyCreditsRequest {
+            customer: request.customer.clone(),
+            invoice: invoice.to_owned(),
+            period_end: Some(ts(request.period_end)),
+            lines: request
+                .lines
+                .iter()
+                .map(|l| pb::InvoiceLine {
+                    invoice_line_item: l.id.clone(),
+                    price: l.price.clone(),
+                    amount: usd_like(&l.asset, l.amount),
+                })
+                .collect(),
+            preview,
+            pool: pool.to_vec(),
+        };
+        let expected = self.model.apply(invoice, request, pool, preview);
+        let answer = call!(self, apply_credits, message);
+        match (&expected, answer) {
+            (Outcome::Ok(applications), Ok(answer)) => {
+                let mut got: Vec<model::Application> = answer
+                    .applications
+                    .iter()
+                    .map(|a| model::Application {
+                        line: a.invoice_line_item.clone(),
+                        grant: a.credit_grant.clone(),
+                        amount: value(&a.amount).1,
+                    })
+                    .collect();
+                let mut want = applications.clone();
+                got.sort();
+                want.sort();
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{invoice}: the model applied {want:?}, the service {got:?}"
+                    ))
+                }
+            }
+            (Outcome::Ok(_), Err(status)) => Err(format!("{invoice}: refused {status:?}")),
+            (_, Err(status)) => refusal(&expected, &status),
+            (_, Ok(answer)) => Err(format!(
+                "{invoice}: the model expected {expected:?}, got {answer:?}"
+            )),
+        }
+    }
+
+    async fn apply(&mut self) -> Result<(), String> {
+        let (customer, pool) = self.customer();
+        let request = ApplyRequest {
+            customer: customer.into(),
+            period_end: [
+                at(2025, 3, 1),
+                at(2026, 3, 1),
+                at(2097, 6, 1),
+                at(2098, 3, 1),
+            ][self.rng.below(4)],
+            lines: self.lines(),
+        };
+        let preview = self.rng.chance(10);
+        let invoice = format!("in_sim_{}_{}_{}", self.seed, self.index, self.done);
+        self.send_apply(&invoice, &request, &pool, preview).await
+    }
+
+    /// An applied invoice again: identical (the recorded answer) or with
+    /// other lines (refused).
+    async fn replay(&mut self) -> Result<(), String> {
+        if self.model.applied.is_empty() {
+            return Ok(());
+        }
+        let n = self.rng.below(self.model.applied.len());
+        let Some((invoice, (request, _))) = self.model.applied.iter().nth(n) else {
+            return Ok(());
+        };
+        let (invoice, mut request) = (invoice.clone(), request.clone());
+        if self.rng.chance(25) {
+            request.lines[0].amount += 1;
+        }
+        let pool = CUSTOMERS
+            .iter()
+            .find(|(c, _)| *c == request.customer)
+            .map(|(_, p)| p.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        self.send_apply(&invoice, &request, &pool, false).await
+    }
+
+    async fn reverse(&mut self) -> Result<(), String> {
+        let invoice = if self.model.applied.is_empty() || self.rng.chance(10) {
+            format!("in_never_{}_{}", self.index, self.done)
+        } else {
+            let n = self.rng.below(self.model.applied.len());
+            self.model
+                .applied
+                .keys()
+                .nth(n)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let expected = self.model.reverse(&invoice);
+        let answer = call!(
+            self,
+            reverse_credits,
+            pb::ReverseCreditsRequest {
+                invoice: invoice.clone()
+            }
+        );
+        match (&expected, answer) {
+            (Outcome::Ok(applications), Ok(answer)) => {
+                let mut got: Vec<model::Application> = answer
+                    .reversals
+                    .iter()
+                    .map(|r| model::Application {
+                        line: r.invoice_line_item.clone(),
+                        grant: r.credit_grant.clone(),
+                        amount: value(&r.amount).1,
+                    })
+                    .collect();
+                let mut want = applications.clone();
+                got.sort();
+                want.sort();
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{invoice}: the model reversed {want:?}, the service {got:?}"
+                    ))
+                }
+            }
+            (Outcome::Ok(_), Err(status)) => Err(format!("{invoice}: refused {status:?}")),
+            (_, Err(status)) => refusal(&expected, &status),
+            (_, Ok(answer)) => Err(format!(
+                "{invoice}: the model expected {expected:?}, got {answer:?}"
+            )),
+        }
+    }
+
+    async fn end_grant(&mut self, kind: &str) -> Result<(), String> {
+        if self.model.grants.is_empty() {
+            return Ok(());
+        }
+        let id = self.model.grants[self.rng.below(self.model.grants.len())]
+            .id
+            .clone();
+        let request_id = format!("{kind}-{}-{}-{}", self.seed, self.index, self.done);
+        let answer = if kind == "void" {
+            let request = pb::VoidCreditGrantRequest {
+                request_id,
+                id: id.clone(),
+            };
+            call!(self, void_credit_grant, request).map(|a| a.credit_grant)
+        } else {
+            let request = pb::ExpireCreditGrantRequest {
+                request_id,
+                id: id.clone(),
+            };
+            call!(self, expire_credit_grant, request).map(|a| a.credit_grant)
+        };
+        // ExpireCreditGrant moves the expiry to the service's now.
+        let now = match &answer {
+            Ok(Some(grant)) => grant.expires_at.map_or(0, |t| t.seconds),
+            _ => 0,
+        };
+        let expected = if kind == "void" {
+            self.model.void(&id)
+        } else {
+            self.model.expire(&id, now)
+        };
+        match (&expected, answer) {
+            (Outcome::Ok(()), Ok(Some(grant))) => {
+                let got = value(&grant.available).1;
+                let want = self.model.grant(&id).map_or(-1, |g| g.available);
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("{id}: available {got}, the model {want}"))
+                }
+            }
+            (_, Err(status)) => refusal(&expected, &status),
+            (expected, answer) => Err(format!(
+                "{id}: the model expected {expected:?}, got {answer:?}"
+            )),
+        }
+    }
+
+    /// The customer's available balance per asset and each grant's
+    /// available amount, against the model.
+    async fn check(&mut self, customer: &str) -> Result<(), String> {
+        let summary = call!(
+            self,
+            get_credit_balance_summary,
+            pb::GetCreditBalanceSummaryRequest {
+                customer: customer.into(),
+                ..Default::default()
+            }
+        )
+        .map_err(|s| format!("summary refused: {s:?}"))?;
+        let now = billing_server::clock::Clock::system().now().timestamp();
+        let mut want = self.model.available(customer, now);
+        want.retain(|_, v| *v != 0);
+        let mut got: BTreeMap<String, i64> = summary
+            .balances
+            .iter()
+            .map(|b| value(&b.available_balance))
+            .collect();
+        got.retain(|_, v| *v != 0);
+        if got != want {
+            return Err(format!("{customer}: available {got:?}, the model {want:?}"));
+        }
+        let mut page_token = String::new();
+        let mut seen = 0;
+        loop {
+            let request = pb::ListCreditGrantsRequest {
+                customer: customer.into(),
+                page_size: 100,
+                page_token: page_token.clone(),
+            };
+            let page = call!(self, list_credit_grants, request)
+                .map_err(|s| format!("list refused: {s:?}"))?;
+            for grant in &page.credit_grants {
+                seen += 1;
+                let got = value(&grant.available).1;
+                let want = self.model.grant(&grant.id).map(|g| g.available);
+                if want != Some(got) {
+                    return Err(format!("{}: available {got}, the model {want:?}", grant.id));
+                }
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        let modelled = self
+            .model
+            .grants
+            .iter()
+            .filter(|g| g.customer == customer)
+            .count();
+        if seen != modelled {
+            return Err(format!(
+                "{customer}: {seen} grants listed, the model has {modelled}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Runs `plan` against the ledger listening on `addr`; `restart` kills the
+/// process and starts it again on the same database and port (it returns
+/// when the new process listens).
+pub async fn run(
+    plan: Plan,
+    addr: std::net::SocketAddr,
+    restart: Arc<dyn Fn() + Send + Sync>,
+) -> Report {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .map(|e| e.connect_timeout(Duration::from_secs(2)).connect_lazy());
+    let Ok(channel) = channel else {
+        return Report {
+            violations: vec![format!("bad address {addr}")],
+            ..Report::default()
+        };
+    };
+    let counter = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let crashes = Arc::new(AtomicU64::new(0));
+    let crasher = {
+        let (counter, stop, crashes) = (counter.clone(), stop.clone(), crashes.clone());
+        let mut rng = Rng::new(plan.seed ^ 0x5eed_c4a5);
+        tokio::spawn(async move {
+            if plan.crash_every == 0 {
+                return;
+            }
+            let mut next = 1 + rng.below(usize::try_from(2 * plan.crash_every).unwrap_or(1)) as u64;
+            while !stop.load(Ordering::Relaxed) {
+                if counter.load(Ordering::Relaxed) >= next {
+                    let restart = restart.clone();
+                    let _ = tokio::task::spawn_blocking(move || restart()).await;
+                    crashes.fetch_add(1, Ordering::Relaxed);
+                    next +=
+                        1 + rng.below(usize::try_from(2 * plan.crash_every).unwrap_or(1)) as u64;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let per_account = plan.operations / plan.accounts.max(1);
+    let tasks: Vec<_> = (0..plan.accounts)
+        .map(|index| {
+            let (key, _) = account_key(index);
+            let mut account = Account {
+                index,
+                key,
+                client: LedgerServiceClient::new(channel.clone()),
+                model: Ledger::default(),
+                rng: Rng::new(plan.seed.wrapping_mul(31).wrapping_add(index + 1)),
+                seed: plan.seed,
+                done: 0,
+                retries: 0,
+                kinds: BTreeMap::new(),
+            };
+            let (counter, stop) = (counter.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut failure = None;
+                for _ in 0..per_account {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Err(what) = account.step().await {
+                        failure = Some(what);
+                        stop.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                if failure.is_none() {
+                    // A last full check of every customer.
+                    for (customer, _) in CUSTOMERS {
+                        if let Err(what) = account.check(customer).await {
+                            failure = Some(violation(&account, &format!("final check: {what}")));
+                            break;
+                        }
+                    }
+                }
+                (account.done, account.retries, account.kinds, failure)
+            })
+        })
+        .collect();
+    let mut report = Report::default();
+    for task in tasks {
+        match task.await {
+            Ok((done, retries, kinds, failure)) => {
+                report.operations += done;
+                report.retries += retries;
+                for (kind, n) in kinds {
+                    *report.kinds.entry(kind).or_insert(0) += n;
+                }
+                report.violations.extend(failure);
+            }
+            Err(error) => report
+                .violations
+                .push(format!("an account task panicked: {error}")),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = crasher.await;
+    report.crashes = crashes.load(Ordering::Relaxed);
+    report
+}
+
+impl Report {
+    /// One line for logs and docs/BENCHMARKS.md.
+    pub fn summary(&self, plan: &Plan, seconds: f64) -> String {
+        let mut kinds = String::new();
+        for (kind, n) in &self.kinds {
+            let _ = write!(kinds, "{kind} {n}, ");
+        }
+        #[allow(clippy::cast_precision_loss, clippy::float_arithmetic)]
+        let rate = self.operations as f64 / seconds.max(0.001);
+        format!(
+            "seed {}: {} operations ({}) in {seconds:.1} s = {rate:.0} ops/s; {} kills, {} calls sent again; {} violations",
+            plan.seed,
+            self.operations,
+            kinds.trim_end_matches(", "),
+            self.crashes,
+            self.retries,
+            self.violations.len()
+        )
+    }
+}
