@@ -44,9 +44,62 @@ pub struct Grant {
     pub voided: bool,
     /// Expired by ExpireCreditGrant (its expiry is in the past).
     pub expired: bool,
+    /// Bought and not paid yet: pays nothing, counts in no available
+    /// balance, until activated.
+    pub pending: bool,
     /// Creation order within the account.
     pub created: u64,
 }
+
+/// A credit hold (its timeout is longer than any run: it ends by release).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The service's id.
+    pub id: String,
+    /// Its customer.
+    pub customer: String,
+    /// Its asset.
+    pub asset: String,
+    /// How much it reserves.
+    pub amount: i64,
+    /// Released.
+    pub released: bool,
+}
+
+/// A configured balance alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// The service's id.
+    pub id: String,
+    /// One customer's, or None for every customer of the account.
+    pub customer: Option<String>,
+    /// The asset watched.
+    pub asset: String,
+    /// Positive.
+    pub threshold: i64,
+}
+
+/// A `customer.credit_balance_*` event the model expects.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AlertEvent {
+    /// `customer.credit_balance_dropped|depleted|recovered`.
+    pub kind: &'static str,
+    /// The customer.
+    pub customer: String,
+    /// The asset.
+    pub asset: String,
+    /// The configured alert; None for the built-in one.
+    pub alert: Option<String>,
+    /// The watched balance after the change.
+    pub balance: i64,
+}
+
+/// The balance fell below a configured threshold.
+pub const DROPPED: &str = "customer.credit_balance_dropped";
+/// The balance reached 0.
+pub const DEPLETED: &str = "customer.credit_balance_depleted";
+/// The balance is back above 0, or back at or above a threshold.
+pub const RECOVERED: &str = "customer.credit_balance_recovered";
 
 /// One line of an ApplyCredits request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +158,14 @@ pub struct Ledger {
     pub applied: BTreeMap<String, (ApplyRequest, Vec<Application>)>,
     /// Reversed invoices.
     pub reversed: BTreeMap<String, Vec<Application>>,
+    /// Every hold.
+    pub holds: Vec<Hold>,
+    /// Every configured alert.
+    pub alerts: Vec<Alert>,
+    /// Each (customer, asset) balance as last evaluated; absent: never.
+    pub evaluated: BTreeMap<(String, String), i64>,
+    /// The alert events, in order.
+    pub events: Vec<AlertEvent>,
     created: u64,
 }
 
@@ -117,12 +178,15 @@ pub fn check_grant(effective_at: Time, expires_at: Option<Time>) -> Option<&'sta
 }
 
 impl Ledger {
-    /// Records a grant the service created (after `check_grant` passed).
-    pub fn add_grant(&mut self, mut grant: Grant) {
+    /// Records a grant the service created (after `check_grant` passed)
+    /// and evaluates its customer's balance at `now`.
+    pub fn add_grant(&mut self, mut grant: Grant, now: Time) {
         self.created += 1;
         grant.created = self.created;
         grant.available = grant.amount;
+        let owner = (grant.customer.clone(), grant.asset.clone());
         self.grants.push(grant);
+        self.evaluate(&owner.0, &owner.1, now);
     }
 
     fn grant_mut(&mut self, id: &str) -> Option<&mut Grant> {
@@ -134,10 +198,20 @@ impl Ledger {
         self.grants.iter().find(|g| g.id == id)
     }
 
+    /// Forgets the grants, invoices and holds of the customers so far (the
+    /// simulator moves on to new customers; alerts and events stay).
+    pub fn new_epoch(&mut self) {
+        self.grants.clear();
+        self.applied.clear();
+        self.reversed.clear();
+        self.holds.clear();
+    }
+
     /// Whether `grant` may pay `line` of a period ending at `period_end`.
     fn eligible(grant: &Grant, line: &Line, period_end: Time) -> bool {
         grant.asset == line.asset
             && !grant.voided
+            && !grant.pending
             && grant.available > 0
             && grant.effective_at <= period_end
             && grant.expires_at.is_none_or(|at| period_end < at)
@@ -178,13 +252,15 @@ impl Ledger {
         out
     }
 
-    /// What ApplyCredits does (`preview`: computes, changes nothing).
+    /// What ApplyCredits does at `now` (`preview`: computes, changes
+    /// nothing). Each owner's balance in each asset it paid is evaluated.
     pub fn apply(
         &mut self,
         invoice: &str,
         request: &ApplyRequest,
         pool: &[String],
         preview: bool,
+        now: Time,
     ) -> Outcome<Vec<Application>> {
         if let Some((recorded, applications)) = self.applied.get(invoice) {
             if preview {
@@ -225,33 +301,65 @@ impl Ledger {
             self.grants = grants;
             self.applied
                 .insert(invoice.to_owned(), (request.clone(), applications.clone()));
+            let mut owners: Vec<(String, String)> = applications
+                .iter()
+                .filter_map(|a| self.grant(&a.grant))
+                .map(|g| (g.customer.clone(), g.asset.clone()))
+                .collect();
+            // The customer first, then its ancestors by name; assets by name.
+            owners.sort_by(|a, b| {
+                (a.0 != request.customer, &a.0, &a.1).cmp(&(b.0 != request.customer, &b.0, &b.1))
+            });
+            owners.dedup();
+            for (customer, asset) in owners {
+                self.evaluate(&customer, &asset, now);
+            }
         }
         Outcome::Ok(applications)
     }
 
-    /// What ReverseCredits does: every application back to its grant; a
-    /// grant already expired expires what comes back at once.
-    pub fn reverse(&mut self, invoice: &str) -> Outcome<Vec<Application>> {
+    /// What ReverseCredits does at `now`: every application back to its
+    /// grant; a grant already expired expires what comes back at once.
+    /// Each owner's balance in each asset of the invoice is evaluated.
+    pub fn reverse(&mut self, invoice: &str, now: Time) -> Outcome<Vec<Application>> {
         if let Some(done) = self.reversed.get(invoice) {
             return Outcome::Ok(done.clone());
         }
         let Some((_, applications)) = self.applied.get(invoice).cloned() else {
             return Outcome::NotFound;
         };
+        let mut owners = Vec::new();
+        let mut assets = Vec::new();
         for application in &applications {
-            if let Some(grant) = self.grant_mut(&application.grant)
-                && !grant.expired
-            {
-                grant.available += application.amount;
+            if let Some(grant) = self.grant_mut(&application.grant) {
+                if !grant.expired {
+                    grant.available += application.amount;
+                }
+                owners.push(grant.customer.clone());
+                assets.push(grant.asset.clone());
             }
         }
         self.reversed
             .insert(invoice.to_owned(), applications.clone());
+        let customer = self
+            .applied
+            .get(invoice)
+            .map(|(r, _)| r.customer.clone())
+            .unwrap_or_default();
+        owners.sort_by(|a, b| (*a != customer, a).cmp(&(*b != customer, b)));
+        owners.dedup();
+        assets.sort();
+        assets.dedup();
+        for owner in &owners {
+            for asset in &assets {
+                self.evaluate(owner, asset, now);
+            }
+        }
         Outcome::Ok(applications)
     }
 
-    /// What VoidCreditGrant does.
-    pub fn void(&mut self, id: &str) -> Outcome<()> {
+    /// What VoidCreditGrant does at `now`.
+    pub fn void(&mut self, id: &str, now: Time) -> Outcome<()> {
         let Some(grant) = self.grant_mut(id) else {
             return Outcome::NotFound;
         };
@@ -263,6 +371,8 @@ impl Ledger {
         }
         grant.voided = true;
         grant.available = 0;
+        let owner = (grant.customer.clone(), grant.asset.clone());
+        self.evaluate(&owner.0, &owner.1, now);
         Outcome::Ok(())
     }
 
@@ -280,20 +390,141 @@ impl Ledger {
         grant.expired = true;
         grant.expires_at = Some(grant.expires_at.map_or(now, |at| at.min(now)));
         grant.available = 0;
+        let owner = (grant.customer.clone(), grant.asset.clone());
+        self.evaluate(&owner.0, &owner.1, now);
         Outcome::Ok(())
     }
 
+    /// What ActivateCreditGrant does (a bought grant's invoice was paid).
+    pub fn activate(&mut self, id: &str, now: Time) -> Outcome<()> {
+        let Some(grant) = self.grant_mut(id) else {
+            return Outcome::NotFound;
+        };
+        if grant.voided {
+            return Outcome::Refused("GRANT_VOIDED");
+        }
+        grant.pending = false;
+        let owner = (grant.customer.clone(), grant.asset.clone());
+        self.evaluate(&owner.0, &owner.1, now);
+        Outcome::Ok(())
+    }
+
+    /// What CreateCreditHold does: it fits in what is available now less
+    /// the active holds, or nothing is written.
+    pub fn hold(
+        &mut self,
+        id: &str,
+        customer: &str,
+        asset: &str,
+        amount: i64,
+        now: Time,
+    ) -> Outcome<()> {
+        let free = self
+            .available(customer, now)
+            .get(asset)
+            .copied()
+            .unwrap_or(0)
+            - self.held(customer, asset);
+        if amount > free {
+            return Outcome::Refused("INSUFFICIENT_CREDITS");
+        }
+        self.holds.push(Hold {
+            id: id.to_owned(),
+            customer: customer.to_owned(),
+            asset: asset.to_owned(),
+            amount,
+            released: false,
+        });
+        self.evaluate(customer, asset, now);
+        Outcome::Ok(())
+    }
+
+    /// What ReleaseCreditHold does (a released hold stays as it is).
+    pub fn release(&mut self, id: &str, now: Time) -> Outcome<()> {
+        let Some(hold) = self.holds.iter_mut().find(|h| h.id == id) else {
+            return Outcome::NotFound;
+        };
+        if hold.released {
+            return Outcome::Ok(());
+        }
+        hold.released = true;
+        let owner = (hold.customer.clone(), hold.asset.clone());
+        self.evaluate(&owner.0, &owner.1, now);
+        Outcome::Ok(())
+    }
+
+    /// Active holds of a customer in an asset.
+    pub fn held(&self, customer: &str, asset: &str) -> i64 {
+        self.holds
+            .iter()
+            .filter(|h| !h.released && h.customer == customer && h.asset == asset)
+            .map(|h| h.amount)
+            .sum()
+    }
+
     /// A customer's available balance per asset at `now` (grants effective,
-    /// not expired, not voided).
+    /// not expired, not voided, not pending payment).
     pub fn available(&self, customer: &str, now: Time) -> BTreeMap<String, i64> {
         let mut out = BTreeMap::new();
         for g in self.grants.iter().filter(|g| g.customer == customer) {
             let entry = out.entry(g.asset.clone()).or_insert(0);
-            if !g.voided && g.effective_at <= now && g.expires_at.is_none_or(|at| at > now) {
+            if !g.voided
+                && !g.pending
+                && g.effective_at <= now
+                && g.expires_at.is_none_or(|at| at > now)
+            {
                 *entry += g.available;
             }
         }
         out
+    }
+
+    /// Re-evaluates a customer's watched balance of one asset (available
+    /// less active holds) and records the events of the move (DESIGN §10):
+    /// none on a first evaluation; falling passes the highest threshold
+    /// first, rising the lowest; the built-in alert is a threshold of 1.
+    pub fn evaluate(&mut self, customer: &str, asset: &str, now: Time) {
+        let after = self
+            .available(customer, now)
+            .get(asset)
+            .copied()
+            .unwrap_or(0)
+            - self.held(customer, asset);
+        let key = (customer.to_owned(), asset.to_owned());
+        let Some(before) = self.evaluated.insert(key, after) else {
+            return;
+        };
+        let mut fired: Vec<(i64, &'static str, Option<String>)> = Vec::new();
+        if before > 0 && after <= 0 {
+            fired.push((1, DEPLETED, None));
+        } else if before <= 0 && after > 0 {
+            fired.push((1, RECOVERED, None));
+        }
+        for alert in self
+            .alerts
+            .iter()
+            .filter(|a| a.asset == asset && a.customer.as_deref().is_none_or(|c| c == customer))
+        {
+            match (before < alert.threshold, after < alert.threshold) {
+                (false, true) => fired.push((alert.threshold, DROPPED, Some(alert.id.clone()))),
+                (true, false) => fired.push((alert.threshold, RECOVERED, Some(alert.id.clone()))),
+                _ => {}
+            }
+        }
+        if after < before {
+            fired.sort_by_key(|f| std::cmp::Reverse(f.0));
+        } else {
+            fired.sort_by_key(|f| f.0);
+        }
+        for (_, kind, alert) in fired {
+            self.events.push(AlertEvent {
+                kind,
+                customer: customer.to_owned(),
+                asset: asset.to_owned(),
+                alert,
+                balance: after,
+            });
+        }
     }
 }
 
@@ -317,6 +548,7 @@ mod tests {
             shared: false,
             voided: false,
             expired: false,
+            pending: false,
             created: 0,
         }
     }
@@ -324,10 +556,10 @@ mod tests {
     #[test]
     fn the_order_is_the_designs() {
         let mut ledger = Ledger::default();
-        ledger.add_grant(grant("g_paid_no_expiry", 50, false, None));
-        ledger.add_grant(grant("g_paid_expiring", 50, false, Some(1000)));
-        ledger.add_grant(grant("g_promo_expiring", 50, true, Some(1000)));
-        ledger.add_grant(grant("g_first", 10, false, None));
+        ledger.add_grant(grant("g_paid_no_expiry", 50, false, None), 5);
+        ledger.add_grant(grant("g_paid_expiring", 50, false, Some(1000)), 5);
+        ledger.add_grant(grant("g_promo_expiring", 50, true, Some(1000)), 5);
+        ledger.add_grant(grant("g_first", 10, false, None), 5);
         let request = ApplyRequest {
             customer: "cus_a".into(),
             period_end: 10,
@@ -338,7 +570,7 @@ mod tests {
                 amount: 350,
             }],
         };
-        let Outcome::Ok(applied) = ledger.apply("in_1", &request, &[], false) else {
+        let Outcome::Ok(applied) = ledger.apply("in_1", &request, &[], false, 10) else {
             panic!("applied");
         };
         let order: Vec<&str> = applied.iter().map(|a| a.grant.as_str()).collect();
@@ -353,10 +585,54 @@ mod tests {
         );
         assert_eq!(applied[3].amount, 50);
         assert_eq!(
-            ledger.void("g_first"),
+            ledger.void("g_first", 10),
             Outcome::Refused("GRANT_ALREADY_APPLIED")
         );
-        assert_eq!(ledger.reverse("in_1"), Outcome::Ok(applied));
+        assert_eq!(ledger.reverse("in_1", 10), Outcome::Ok(applied));
         assert_eq!(ledger.available("cus_a", 10)["usd"], 400);
+        // The grants' first evaluation fired nothing; the application took
+        // the balance from 400 to 50, the reversal back to 400.
+        assert!(ledger.events.is_empty(), "{:?}", ledger.events);
+    }
+
+    #[test]
+    fn alerts_fire_once_per_crossing_in_threshold_order() {
+        let mut ledger = Ledger::default();
+        ledger.add_grant(grant("g", 50, false, None), 5);
+        ledger.alerts.push(Alert {
+            id: "low".into(),
+            customer: None,
+            asset: "usd".into(),
+            threshold: 20,
+        });
+        ledger.alerts.push(Alert {
+            id: "high".into(),
+            customer: Some("cus_a".into()),
+            asset: "usd".into(),
+            threshold: 60,
+        });
+        assert_eq!(ledger.hold("h", "cus_a", "usd", 100, 6), Outcome::Ok(()));
+        assert_eq!(
+            ledger.hold("h2", "cus_a", "usd", 1, 6),
+            Outcome::Refused("INSUFFICIENT_CREDITS")
+        );
+        let kinds: Vec<(&str, Option<&str>)> = ledger
+            .events
+            .iter()
+            .map(|e| (e.kind, e.alert.as_deref()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (DROPPED, Some("high")),
+                (DROPPED, Some("low")),
+                (DEPLETED, None)
+            ]
+        );
+        assert_eq!(ledger.release("h", 7), Outcome::Ok(()));
+        assert_eq!(ledger.release("h", 8), Outcome::Ok(()));
+        assert_eq!(ledger.events.len(), 6, "recovered: built-in, low, high");
+        assert_eq!(ledger.events[3].kind, RECOVERED);
+        assert_eq!(ledger.events[3].alert, None);
     }
 }

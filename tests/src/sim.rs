@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use billing_proto::common::v1::{Amount, MonetaryAmount, amount::Kind};
+use billing_proto::common::v1::{Amount, CustomPricingUnitAmount, MonetaryAmount, amount::Kind};
+use billing_proto::events::v1 as events;
+use billing_proto::events::v1::event_service_client::EventServiceClient;
 use billing_proto::ledger::v1 as pb;
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_testkit::fuzz::Rng;
@@ -35,7 +37,13 @@ const CUSTOMERS: &[(&str, &[&str])] = &[
     ("cus_grandchild", &["cus_child1", "cus_parent"]),
 ];
 const PRICES: &[&str] = &["price_a", "price_b", "price_c"];
-const ASSETS: &[&str] = &["usd", "eur"];
+/// Operations per account before its customers are renewed.
+const EPOCH_OPERATIONS: u64 = 2_000;
+/// Each account also has a pricing unit of this scale.
+const UNIT_SCALE: u32 = 2;
+/// The alert thresholds an account may configure (distinct, so the order
+/// of one change's events is the order of their thresholds).
+const THRESHOLDS: &[i64] = &[50, 500, 1_500, 4_000, 9_000];
 
 /// A simulation run's size and faults.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +71,8 @@ pub struct Report {
     pub violations: Vec<String>,
     /// Operations by kind.
     pub kinds: BTreeMap<&'static str, u64>,
+    /// Alert events compared with the model's.
+    pub alert_events: u64,
 }
 
 /// The account key of account `i` and its `BILLING_API_KEYS` entry.
@@ -88,20 +98,37 @@ fn ts(time: Time) -> prost_types::Timestamp {
     }
 }
 
-fn usd_like(asset: &str, value: i64) -> Option<Amount> {
-    Some(Amount {
-        kind: Some(Kind::Monetary(MonetaryAmount {
+/// `value` smallest units of `asset` (a currency, or a `pu_…` unit of
+/// scale [`UNIT_SCALE`]).
+fn money(asset: &str, value: i64) -> Option<Amount> {
+    let kind = if asset.starts_with("pu_") {
+        Kind::CustomPricingUnit(CustomPricingUnitAmount {
+            id: asset.to_owned(),
+            value: billing_money::format_value(value, UNIT_SCALE),
+        })
+    } else {
+        Kind::Monetary(MonetaryAmount {
             currency: asset.to_owned(),
             value,
-        })),
-    })
+        })
+    };
+    Some(Amount { kind: Some(kind) })
 }
 
+/// The asset and smallest units of an amount.
 fn value(amount: &Option<Amount>) -> (String, i64) {
     match amount.as_ref().and_then(|a| a.kind.as_ref()) {
         Some(Kind::Monetary(m)) => (m.currency.clone(), m.value),
-        _ => (String::new(), 0),
+        Some(Kind::CustomPricingUnit(p)) => (
+            p.id.clone(),
+            billing_money::parse_value(&p.value, UNIT_SCALE).unwrap_or(i64::MIN),
+        ),
+        None => (String::new(), 0),
     }
+}
+
+fn now() -> Time {
+    billing_server::clock::Clock::system().now().timestamp()
 }
 
 /// Whether a call failed because the process went away (send it again).
@@ -117,6 +144,11 @@ struct Account {
     index: u64,
     key: String,
     client: LedgerServiceClient<Channel>,
+    feed: EventServiceClient<Channel>,
+    /// Customers are renewed every [`EPOCH_OPERATIONS`] operations.
+    epoch: u64,
+    /// usd, eur and the account's pricing unit.
+    assets: Vec<String>,
     model: Ledger,
     rng: Rng,
     seed: u64,
@@ -187,24 +219,79 @@ fn refusal<T: std::fmt::Debug>(expected: &Outcome<T>, status: &Status) -> Result
 }
 
 impl Account {
+    /// The account's pricing unit (created once, found again by its
+    /// request id after a restart of the run).
+    async fn setup(&mut self) -> Result<(), String> {
+        let request = pb::CreatePricingUnitRequest {
+            request_id: format!("unit-{}-{}", self.seed, self.index),
+            display_name: "Sim credits".into(),
+            scale: UNIT_SCALE,
+            conversion: None,
+        };
+        let unit = call!(self, create_pricing_unit, request)
+            .map_err(|s| format!("pricing unit refused: {s:?}"))?
+            .pricing_unit
+            .ok_or("no pricing unit")?;
+        self.assets.push(unit.id);
+        Ok(())
+    }
+
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         items[self.rng.below(items.len())]
     }
 
-    fn customer(&mut self) -> (&'static str, Vec<String>) {
+    fn asset(&mut self) -> String {
+        self.assets[self.rng.below(self.assets.len())].clone()
+    }
+
+    /// A customer of the current epoch and the pool it draws on.
+    fn customer(&mut self) -> (String, Vec<String>) {
         let (customer, pool) = CUSTOMERS[self.rng.below(CUSTOMERS.len())];
-        (customer, pool.iter().map(|s| (*s).to_owned()).collect())
+        let epoch = self.epoch;
+        (
+            format!("{customer}_{epoch}"),
+            pool.iter().map(|s| format!("{s}_{epoch}")).collect(),
+        )
+    }
+
+    /// The current epoch's customers.
+    fn customers(&self) -> Vec<String> {
+        CUSTOMERS
+            .iter()
+            .map(|(c, _)| format!("{c}_{}", self.epoch))
+            .collect()
+    }
+
+    /// Ends an epoch: a full check of its customers, then a fresh set of
+    /// customers (so no customer's history grows without bound in a long
+    /// run; the account's alerts and events carry on).
+    async fn next_epoch(&mut self) -> Result<(), String> {
+        for customer in self.customers() {
+            self.check(&customer, true).await?;
+        }
+        self.model.new_epoch();
+        self.epoch += 1;
+        Ok(())
     }
 
     async fn step(&mut self) -> Result<(), String> {
+        if self.done > 0 && self.done.is_multiple_of(EPOCH_OPERATIONS) {
+            self.next_epoch()
+                .await
+                .map_err(|what| violation(self, &format!("end of epoch: {what}")))?;
+        }
         let roll = self.rng.below(100);
         let kind = match roll {
-            0..=24 => "grant",
-            25..=54 => "apply",
-            55..=64 => "replay",
-            65..=72 => "reverse",
-            73..=78 => "void",
-            79..=84 => "expire",
+            0..=19 => "grant",
+            20..=44 => "apply",
+            45..=52 => "replay",
+            53..=59 => "reverse",
+            60..=64 => "void",
+            65..=69 => "expire",
+            70..=73 => "activate",
+            74..=80 => "hold",
+            81..=85 => "release",
+            86..=87 => "alert",
             _ => "check",
         };
         *self.kinds.entry(kind).or_insert(0) += 1;
@@ -213,10 +300,13 @@ impl Account {
             "apply" => self.apply().await,
             "replay" => self.replay().await,
             "reverse" => self.reverse().await,
-            "void" | "expire" => self.end_grant(kind).await,
+            "void" | "expire" | "activate" => self.end_grant(kind).await,
+            "hold" => self.hold().await,
+            "release" => self.release().await,
+            "alert" => self.alert().await,
             _ => {
                 let (customer, _) = self.customer();
-                self.check(customer).await
+                self.check(&customer, false).await
             }
         };
         self.done += 1;
@@ -225,7 +315,9 @@ impl Account {
 
     async fn grant(&mut self) -> Result<(), String> {
         let (customer, _) = self.customer();
-        let asset = self.pick(ASSETS);
+        let customer = customer.as_str();
+        let asset = self.asset();
+        let asset = asset.as_str();
         let amount = 1 + self.rng.below(5_000) as i64;
         let priority = [None, Some(0), Some(10), Some(50), Some(100)][self.rng.below(5)];
         let promotional = self.rng.chance(40);
@@ -251,11 +343,12 @@ impl Account {
             Some(chosen)
         };
         let shared = self.rng.chance(40);
+        let pending = self.rng.chance(10);
         let request = pb::CreateCreditGrantRequest {
             request_id: format!("grant-{}-{}-{}", self.seed, self.index, self.done),
             customer: customer.into(),
             name: format!("sim {}", self.done),
-            amount: usd_like(asset, amount),
+            amount: money(asset, amount),
             applicability_config: Some(pb::ApplicabilityConfig {
                 scope: Some(pb::ApplicabilityScope {
                     price_type: if prices.is_none() {
@@ -275,6 +368,7 @@ impl Account {
             expires_at: expires.map(ts),
             priority,
             shared_with_descendants: shared,
+            pending_payment: pending,
             ..Default::default()
         };
         // With no effective date the grant starts now, before any expiry.
@@ -284,23 +378,27 @@ impl Account {
             (None, Ok(answer)) => {
                 let grant = answer.credit_grant.ok_or("no grant in the answer")?;
                 let effective_at = grant.effective_at.map_or(0, |t| t.seconds);
-                self.model.add_grant(model::Grant {
-                    id: grant.id,
-                    customer: customer.into(),
-                    asset: asset.into(),
-                    amount,
-                    available: amount,
-                    applied_total: 0,
-                    priority: priority.unwrap_or(50),
-                    promotional,
-                    effective_at,
-                    expires_at: expires,
-                    prices,
-                    shared,
-                    voided: false,
-                    expired: false,
-                    created: 0,
-                });
+                self.model.add_grant(
+                    model::Grant {
+                        id: grant.id,
+                        customer: customer.into(),
+                        asset: asset.into(),
+                        amount,
+                        available: amount,
+                        applied_total: 0,
+                        priority: priority.unwrap_or(50),
+                        promotional,
+                        effective_at,
+                        expires_at: expires,
+                        prices,
+                        shared,
+                        voided: false,
+                        expired: false,
+                        pending,
+                        created: 0,
+                    },
+                    now(),
+                );
                 Ok(())
             }
             (Some(field), Err(status)) => refusal(&Outcome::<()>::Invalid(field), &status),
@@ -313,7 +411,7 @@ impl Account {
             .map(|k| Line {
                 id: format!("il_{k}"),
                 price: self.pick(PRICES).to_owned(),
-                asset: self.pick(ASSETS).to_owned(),
+                asset: self.asset(),
                 amount: 1 + self.rng.below(3_000) as i64,
             })
             .collect()
@@ -336,14 +434,14 @@ impl Account {
                 .map(|l| pb::InvoiceLine {
                     invoice_line_item: l.id.clone(),
                     price: l.price.clone(),
-                    amount: usd_like(&l.asset, l.amount),
+                    amount: money(&l.asset, l.amount),
                 })
                 .collect(),
             preview,
             pool: pool.to_vec(),
         };
-        let expected = self.model.apply(invoice, request, pool, preview);
         let answer = call!(self, apply_credits, message);
+        let expected = self.model.apply(invoice, request, pool, preview, now());
         match (&expected, answer) {
             (Outcome::Ok(applications), Ok(answer)) => {
                 let mut got: Vec<model::Application> = answer
@@ -377,7 +475,7 @@ impl Account {
     async fn apply(&mut self) -> Result<(), String> {
         let (customer, pool) = self.customer();
         let request = ApplyRequest {
-            customer: customer.into(),
+            customer,
             period_end: [
                 at(2025, 3, 1),
                 at(2026, 3, 1),
@@ -405,10 +503,11 @@ impl Account {
         if self.rng.chance(25) {
             request.lines[0].amount += 1;
         }
+        let suffix = format!("_{}", self.epoch);
         let pool = CUSTOMERS
             .iter()
-            .find(|(c, _)| *c == request.customer)
-            .map(|(_, p)| p.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+            .find(|(c, _)| format!("{c}{suffix}") == request.customer)
+            .map(|(_, p)| p.iter().map(|s| format!("{s}{suffix}")).collect::<Vec<_>>())
             .unwrap_or_default();
         self.send_apply(&invoice, &request, &pool, false).await
     }
@@ -425,7 +524,7 @@ impl Account {
                 .cloned()
                 .unwrap_or_default()
         };
-        let expected = self.model.reverse(&invoice);
+
         let answer = call!(
             self,
             reverse_credits,
@@ -433,6 +532,7 @@ impl Account {
                 invoice: invoice.clone()
             }
         );
+        let expected = self.model.reverse(&invoice, now());
         match (&expected, answer) {
             (Outcome::Ok(applications), Ok(answer)) => {
                 let mut got: Vec<model::Application> = answer
@@ -471,28 +571,39 @@ impl Account {
             .id
             .clone();
         let request_id = format!("{kind}-{}-{}-{}", self.seed, self.index, self.done);
-        let answer = if kind == "void" {
-            let request = pb::VoidCreditGrantRequest {
-                request_id,
-                id: id.clone(),
-            };
-            call!(self, void_credit_grant, request).map(|a| a.credit_grant)
-        } else {
-            let request = pb::ExpireCreditGrantRequest {
-                request_id,
-                id: id.clone(),
-            };
-            call!(self, expire_credit_grant, request).map(|a| a.credit_grant)
+        let answer = match kind {
+            "void" => {
+                let request = pb::VoidCreditGrantRequest {
+                    request_id,
+                    id: id.clone(),
+                };
+                call!(self, void_credit_grant, request).map(|a| a.credit_grant)
+            }
+            "expire" => {
+                let request = pb::ExpireCreditGrantRequest {
+                    request_id,
+                    id: id.clone(),
+                };
+                call!(self, expire_credit_grant, request).map(|a| a.credit_grant)
+            }
+            _ => {
+                let request = pb::ActivateCreditGrantRequest {
+                    request_id,
+                    id: id.clone(),
+                };
+                call!(self, activate_credit_grant, request).map(|a| a.credit_grant)
+            }
         };
         // ExpireCreditGrant moves the expiry to the service's now.
-        let now = match &answer {
+        let expired_at = match &answer {
             Ok(Some(grant)) => grant.expires_at.map_or(0, |t| t.seconds),
             _ => 0,
         };
-        let expected = if kind == "void" {
-            self.model.void(&id)
-        } else {
-            self.model.expire(&id, now)
+        let now = now();
+        let expected = match kind {
+            "void" => self.model.void(&id, now),
+            "expire" => self.model.expire(&id, expired_at.min(now)),
+            _ => self.model.activate(&id, now),
         };
         match (&expected, answer) {
             (Outcome::Ok(()), Ok(Some(grant))) => {
@@ -511,9 +622,186 @@ impl Account {
         }
     }
 
+    async fn hold(&mut self) -> Result<(), String> {
+        let (customer, _) = self.customer();
+        let customer = customer.as_str();
+        let asset = self.asset();
+        let amount = 1 + self.rng.below(3_000) as i64;
+        let request = pb::CreateCreditHoldRequest {
+            request_id: format!("hold-{}-{}-{}", self.seed, self.index, self.done),
+            customer: customer.into(),
+            amount: money(&asset, amount),
+            // Longer than any run: holds end by release here.
+            timeout_seconds: 86_400,
+            unbilled: None,
+        };
+        let answer = call!(self, create_credit_hold, request);
+        let id = match &answer {
+            Ok(answer) => answer
+                .credit_hold
+                .as_ref()
+                .map(|h| h.id.clone())
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let expected = self.model.hold(&id, customer, &asset, amount, now());
+        match (&expected, answer) {
+            (Outcome::Ok(()), Ok(_)) => Ok(()),
+            (_, Err(status)) => refusal(&expected, &status),
+            (expected, answer) => Err(format!("the model expected {expected:?}, got {answer:?}")),
+        }
+    }
+
+    async fn release(&mut self) -> Result<(), String> {
+        if self.model.holds.is_empty() {
+            return Ok(());
+        }
+        let id = self.model.holds[self.rng.below(self.model.holds.len())]
+            .id
+            .clone();
+        let answer = call!(
+            self,
+            release_credit_hold,
+            pb::ReleaseCreditHoldRequest { id: id.clone() }
+        );
+        let expected = self.model.release(&id, now());
+        match (&expected, answer) {
+            (Outcome::Ok(()), Ok(answer)) => {
+                let status = answer.credit_hold.map(|h| h.status());
+                if status == Some(pb::CreditHoldStatus::Released) {
+                    Ok(())
+                } else {
+                    Err(format!("{id}: released as {status:?}"))
+                }
+            }
+            (_, Err(status)) => refusal(&expected, &status),
+            (expected, answer) => Err(format!("the model expected {expected:?}, got {answer:?}")),
+        }
+    }
+
+    /// A configured alert: one customer's or every customer's, at one of
+    /// the account's thresholds not used yet for that asset and scope.
+    async fn alert(&mut self) -> Result<(), String> {
+        let customer = if self.rng.chance(30) {
+            None
+        } else {
+            Some(self.customer().0)
+        };
+        let asset = self.asset();
+        let threshold = THRESHOLDS[self.rng.below(THRESHOLDS.len())];
+        if self
+            .model
+            .alerts
+            .iter()
+            .any(|a| a.asset == asset && a.threshold == threshold)
+        {
+            return Ok(());
+        }
+        let request = pb::CreateBalanceAlertRequest {
+            request_id: format!("alert-{}-{}-{}", self.seed, self.index, self.done),
+            customer: customer.clone().unwrap_or_default(),
+            threshold: money(&asset, threshold),
+            title: format!("below {threshold}"),
+        };
+        let answer = call!(self, create_balance_alert, request)
+            .map_err(|s| format!("alert refused: {s:?}"))?;
+        let id = answer
+            .balance_alert
+            .map(|a| a.id)
+            .ok_or("no alert in the answer")?;
+        self.model.alerts.push(model::Alert {
+            id,
+            customer,
+            asset,
+            threshold,
+        });
+        Ok(())
+    }
+
+    /// The account's alert events in the ledger's feed, oldest first,
+    /// against the model's.
+    async fn check_events(&mut self) -> Result<(), String> {
+        let mut got = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let mut request = tonic::Request::new(events::ListEventsRequest {
+                types: vec![
+                    model::DROPPED.into(),
+                    model::DEPLETED.into(),
+                    model::RECOVERED.into(),
+                ],
+                page_size: 100,
+                page_token: page_token.clone(),
+                ..Default::default()
+            });
+            if let Ok(value) = format!("Bearer {}", self.key).parse() {
+                request.metadata_mut().insert("authorization", value);
+            }
+            let page = self
+                .feed
+                .list_events(request)
+                .await
+                .map_err(|s| format!("ListEvents refused: {s:?}"))?
+                .into_inner();
+            for event in page.events {
+                let Some(events::event::Data::CreditBalanceAlert(data)) = event.data else {
+                    return Err(format!("{} without its alert data", event.id));
+                };
+                let (asset, balance) = value(&data.available_balance);
+                let kind = [model::DROPPED, model::DEPLETED, model::RECOVERED]
+                    .into_iter()
+                    .find(|k| *k == event.r#type)
+                    .unwrap_or("unknown");
+                got.push(model::AlertEvent {
+                    kind,
+                    customer: data.customer,
+                    asset,
+                    alert: data.balance_alert.map(|a| a.id),
+                    balance,
+                });
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        got.reverse();
+        // Per customer and asset the order is the order of the changes.
+        let by_balance = |events: &[model::AlertEvent]| {
+            let mut map: BTreeMap<(String, String), Vec<model::AlertEvent>> = BTreeMap::new();
+            for e in events {
+                map.entry((e.customer.clone(), e.asset.clone()))
+                    .or_default()
+                    .push(e.clone());
+            }
+            map
+        };
+        let (got, want) = (by_balance(&got), by_balance(&self.model.events));
+        for key in want.keys().chain(got.keys()) {
+            let (g, w) = (got.get(key), want.get(key));
+            if g != w {
+                let first = g
+                    .into_iter()
+                    .flatten()
+                    .zip(w.into_iter().flatten())
+                    .position(|(a, b)| a != b);
+                return Err(format!(
+                    "alert events of {key:?} differ (first at {first:?}): the service {} events, the model {}; service {:?} model {:?}",
+                    g.map_or(0, Vec::len),
+                    w.map_or(0, Vec::len),
+                    g.map(|v| v.iter().rev().take(4).collect::<Vec<_>>()),
+                    w.map(|v| v.iter().rev().take(4).collect::<Vec<_>>()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The customer's available balance per asset and each grant's
     /// available amount, against the model.
-    async fn check(&mut self, customer: &str) -> Result<(), String> {
+    /// The customer's balances against the model; `full`: every grant's
+    /// available amount too (else a few, at random).
+    async fn check(&mut self, customer: &str, full: bool) -> Result<(), String> {
         let summary = call!(
             self,
             get_credit_balance_summary,
@@ -534,6 +822,51 @@ impl Account {
         got.retain(|_, v| *v != 0);
         if got != want {
             return Err(format!("{customer}: available {got:?}, the model {want:?}"));
+        }
+        for balance in &summary.balances {
+            let (asset, held) = value(&balance.held_balance);
+            let (_, pending) = value(&balance.pending_balance);
+            let want_held = self.model.held(customer, &asset);
+            let want_pending: i64 = self
+                .model
+                .grants
+                .iter()
+                .filter(|g| g.customer == customer && g.asset == asset && g.pending && !g.voided)
+                .map(|g| g.available)
+                .sum();
+            if (held, pending) != (want_held, want_pending) {
+                return Err(format!(
+                    "{customer} {asset}: held {held} pending {pending}, the model {want_held} {want_pending}"
+                ));
+            }
+        }
+        if !full {
+            // A few grants at random: a check costs the same however long
+            // the run.
+            let mine: Vec<String> = self
+                .model
+                .grants
+                .iter()
+                .filter(|g| g.customer == customer)
+                .map(|g| g.id.clone())
+                .collect();
+            for _ in 0..mine.len().min(3) {
+                let id = mine[self.rng.below(mine.len())].clone();
+                let grant = call!(
+                    self,
+                    get_credit_grant,
+                    pb::GetCreditGrantRequest { id: id.clone() }
+                )
+                .map_err(|s| format!("{id} refused: {s:?}"))?
+                .credit_grant
+                .ok_or("no grant")?;
+                let got = value(&grant.available).1;
+                let want = self.model.grant(&id).map(|g| g.available);
+                if want != Some(got) {
+                    return Err(format!("{id}: available {got}, the model {want:?}"));
+                }
+            }
+            return Ok(());
         }
         let mut page_token = String::new();
         let mut seen = 0;
@@ -612,6 +945,22 @@ pub async fn run(
             }
         })
     };
+    let progress = {
+        let (counter, stop, crashes) = (counter.clone(), stop.clone(), crashes.clone());
+        let started = Instant::now();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                println!(
+                    "seed {}: {} operations, {} kills after {:.0} s",
+                    plan.seed,
+                    counter.load(Ordering::Relaxed),
+                    crashes.load(Ordering::Relaxed),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        })
+    };
     let per_account = plan.operations / plan.accounts.max(1);
     let tasks: Vec<_> = (0..plan.accounts)
         .map(|index| {
@@ -620,6 +969,9 @@ pub async fn run(
                 index,
                 key,
                 client: LedgerServiceClient::new(channel.clone()),
+                feed: EventServiceClient::new(channel.clone()),
+                epoch: 0,
+                assets: vec!["usd".into(), "eur".into()],
                 model: Ledger::default(),
                 rng: Rng::new(plan.seed.wrapping_mul(31).wrapping_add(index + 1)),
                 seed: plan.seed,
@@ -629,8 +981,11 @@ pub async fn run(
             };
             let (counter, stop) = (counter.clone(), stop.clone());
             tokio::spawn(async move {
-                let mut failure = None;
+                let mut failure = account.setup().await.err();
                 for _ in 0..per_account {
+                    if failure.is_some() {
+                        break;
+                    }
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
@@ -642,23 +997,36 @@ pub async fn run(
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
                 if failure.is_none() {
-                    // A last full check of every customer.
-                    for (customer, _) in CUSTOMERS {
-                        if let Err(what) = account.check(customer).await {
+                    // A last full check of every customer, and of the events.
+                    for customer in account.customers() {
+                        if let Err(what) = account.check(&customer, true).await {
                             failure = Some(violation(&account, &format!("final check: {what}")));
                             break;
                         }
                     }
                 }
-                (account.done, account.retries, account.kinds, failure)
+                if failure.is_none()
+                    && let Err(what) = account.check_events().await
+                {
+                    failure = Some(violation(&account, &format!("events: {what}")));
+                }
+                let events = account.model.events.len() as u64;
+                (
+                    account.done,
+                    account.retries,
+                    account.kinds,
+                    events,
+                    failure,
+                )
             })
         })
         .collect();
     let mut report = Report::default();
     for task in tasks {
         match task.await {
-            Ok((done, retries, kinds, failure)) => {
+            Ok((done, retries, kinds, events, failure)) => {
                 report.operations += done;
+                report.alert_events += events;
                 report.retries += retries;
                 for (kind, n) in kinds {
                     *report.kinds.entry(kind).or_insert(0) += n;
@@ -672,6 +1040,7 @@ pub async fn run(
     }
     stop.store(true, Ordering::Relaxed);
     let _ = crasher.await;
+    progress.abort();
     report.crashes = crashes.load(Ordering::Relaxed);
     report
 }
@@ -686,10 +1055,11 @@ impl Report {
         #[allow(clippy::cast_precision_loss, clippy::float_arithmetic)]
         let rate = self.operations as f64 / seconds.max(0.001);
         format!(
-            "seed {}: {} operations ({}) in {seconds:.1} s = {rate:.0} ops/s; {} kills, {} calls sent again; {} violations",
+            "seed {}: {} operations ({}) in {seconds:.1} s = {rate:.0} ops/s; {} alert events; {} kills, {} calls sent again; {} violations",
             plan.seed,
             self.operations,
             kinds.trim_end_matches(", "),
+            self.alert_events,
             self.crashes,
             self.retries,
             self.violations.len()
