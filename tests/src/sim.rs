@@ -218,6 +218,43 @@ fn refusal<T: std::fmt::Debug>(expected: &Outcome<T>, status: &Status) -> Result
     }
 }
 
+/// An application or reversal as the model writes it.
+fn application(line: &str, grant: &str, amount: &Option<Amount>) -> model::Application {
+    model::Application {
+        line: line.to_owned(),
+        grant: grant.to_owned(),
+        amount: value(amount).1,
+    }
+}
+
+/// Compares the credits an invoice's call moved (in any order) with the
+/// model's outcome.
+fn agree(
+    invoice: &str,
+    expected: &Outcome<Vec<model::Application>>,
+    answer: Result<Vec<model::Application>, Status>,
+) -> Result<(), String> {
+    match (expected, answer) {
+        (Outcome::Ok(want), Ok(mut got)) => {
+            let mut want = want.clone();
+            got.sort();
+            want.sort();
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{invoice}: the model moved {want:?}, the service {got:?}"
+                ))
+            }
+        }
+        (Outcome::Ok(_), Err(status)) => Err(format!("{invoice}: refused {status:?}")),
+        (_, Err(status)) => refusal(expected, &status),
+        (_, Ok(got)) => Err(format!(
+            "{invoice}: the model expected {expected:?}, got {got:?}"
+        )),
+    }
+}
+
 impl Account {
     /// The account's pricing unit (created once, found again by its
     /// request id after a restart of the run).
@@ -440,36 +477,15 @@ impl Account {
             preview,
             pool: pool.to_vec(),
         };
-        let answer = call!(self, apply_credits, message);
+        let answer = call!(self, apply_credits, message).map(|answer| {
+            answer
+                .applications
+                .iter()
+                .map(|a| application(&a.invoice_line_item, &a.credit_grant, &a.amount))
+                .collect()
+        });
         let expected = self.model.apply(invoice, request, pool, preview, now());
-        match (&expected, answer) {
-            (Outcome::Ok(applications), Ok(answer)) => {
-                let mut got: Vec<model::Application> = answer
-                    .applications
-                    .iter()
-                    .map(|a| model::Application {
-                        line: a.invoice_line_item.clone(),
-                        grant: a.credit_grant.clone(),
-                        amount: value(&a.amount).1,
-                    })
-                    .collect();
-                let mut want = applications.clone();
-                got.sort();
-                want.sort();
-                if got == want {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{invoice}: the model applied {want:?}, the service {got:?}"
-                    ))
-                }
-            }
-            (Outcome::Ok(_), Err(status)) => Err(format!("{invoice}: refused {status:?}")),
-            (_, Err(status)) => refusal(&expected, &status),
-            (_, Ok(answer)) => Err(format!(
-                "{invoice}: the model expected {expected:?}, got {answer:?}"
-            )),
-        }
+        agree(invoice, &expected, answer)
     }
 
     async fn apply(&mut self) -> Result<(), String> {
@@ -532,35 +548,15 @@ impl Account {
                 invoice: invoice.clone()
             }
         );
+        let answer = answer.map(|answer| {
+            answer
+                .reversals
+                .iter()
+                .map(|r| application(&r.invoice_line_item, &r.credit_grant, &r.amount))
+                .collect()
+        });
         let expected = self.model.reverse(&invoice, now());
-        match (&expected, answer) {
-            (Outcome::Ok(applications), Ok(answer)) => {
-                let mut got: Vec<model::Application> = answer
-                    .reversals
-                    .iter()
-                    .map(|r| model::Application {
-                        line: r.invoice_line_item.clone(),
-                        grant: r.credit_grant.clone(),
-                        amount: value(&r.amount).1,
-                    })
-                    .collect();
-                let mut want = applications.clone();
-                got.sort();
-                want.sort();
-                if got == want {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{invoice}: the model reversed {want:?}, the service {got:?}"
-                    ))
-                }
-            }
-            (Outcome::Ok(_), Err(status)) => Err(format!("{invoice}: refused {status:?}")),
-            (_, Err(status)) => refusal(&expected, &status),
-            (_, Ok(answer)) => Err(format!(
-                "{invoice}: the model expected {expected:?}, got {answer:?}"
-            )),
-        }
+        agree(&invoice, &expected, answer)
     }
 
     async fn end_grant(&mut self, kind: &str) -> Result<(), String> {

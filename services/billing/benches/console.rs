@@ -10,6 +10,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_arithmetic)]
 
+#[path = "../tests/common/seed.rs"]
+mod seed;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -19,13 +22,11 @@ use billing_proto::invoicing::v1 as inv;
 use billing_proto::invoicing::v1::invoicing_service_client::InvoicingServiceClient;
 use billing_proto::ledger::v1 as ledger;
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
-use billing_proto::meter::v1 as meter;
-use billing_proto::meter::v1::meter_service_client::MeterServiceClient;
 use billing_testkit::bench::{ms, percentile};
 use billing_testkit::fixtures::{metered, usd};
 use billing_testkit::http::{request, sign_in};
 use billing_testkit::{TestDatabase, authed};
-use tonic::transport::Channel;
+use seed::channel;
 
 const KEY: &str = "sk_bench_console_key";
 const GRANTS: usize = 100;
@@ -172,14 +173,6 @@ fn report(name: &str, latencies: &mut [Duration], bytes: usize) {
     );
 }
 
-async fn channel(addr: &str) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 struct Seeded {
     customer: String,
     grant: String,
@@ -193,96 +186,23 @@ struct Seeded {
 async fn seed(addrs: &BTreeMap<String, String>) -> Seeded {
     let ledger = LedgerServiceClient::new(channel(&addrs["credit-ledger"]).await);
     let mut invoicing = InvoicingServiceClient::new(channel(&addrs["invoicing"]).await);
-    let mut meters = MeterServiceClient::new(channel(&addrs["meter-ingest"]).await);
-    let meter = meters
-        .create_meter(authed(
-            KEY,
-            meter::CreateMeterRequest {
-                event_name: "api_call".into(),
-                display_name: "API calls".into(),
-                aggregation: meter::Aggregation::Sum.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .meter
-        .unwrap()
-        .id;
-    let price = invoicing
-        .create_price(authed(
-            KEY,
-            inv::CreatePriceRequest {
-                currency: "usd".into(),
-                meter,
-                billing_scheme: inv::BillingScheme::PerUnit.into(),
-                unit_amount_decimal: "10".into(),
-                nickname: "API calls".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .price
-        .unwrap()
-        .id;
-    let customer = invoicing
-        .create_customer(authed(
-            KEY,
-            inv::CreateCustomerRequest {
-                name: "Bench Corp".into(),
-                email: "bench@example.test".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .customer
-        .unwrap()
-        .id;
-    let subscription = invoicing
-        .create_subscription(authed(
-            KEY,
-            inv::CreateSubscriptionRequest {
-                customer: customer.clone(),
-                items: vec![inv::SubscriptionItemInput {
-                    price: price.clone(),
-                }],
-                billing_interval: inv::BillingInterval::Month.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .subscription
-        .unwrap()
-        .id;
+    let seed::Metered {
+        customer,
+        price,
+        subscription,
+    } = seed::metered_customer(
+        &addrs["meter-ingest"],
+        &addrs["invoicing"],
+        KEY,
+        "Bench Corp",
+        "300",
+    )
+    .await;
     let now = chrono::Utc::now();
     let timestamp = prost_types::Timestamp {
         seconds: now.timestamp(),
         nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap(),
     };
-    meters
-        .ingest_events(authed(
-            KEY,
-            meter::IngestEventsRequest {
-                events: vec![meter::MeterEvent {
-                    event_name: "api_call".into(),
-                    identifier: "evt_bench".into(),
-                    timestamp: Some(timestamp),
-                    payload: BTreeMap::from([
-                        ("customer".to_owned(), customer.clone()),
-                        ("value".to_owned(), "300".to_owned()),
-                    ]),
-                }],
-            },
-        ))
-        .await
-        .unwrap();
     let mut grant = String::new();
     for i in 0..GRANTS {
         grant = ledger

@@ -13,21 +13,21 @@
 #[path = "common/browser.rs"]
 mod browser;
 mod common;
+#[path = "common/seed.rs"]
+mod seed;
 
-use std::collections::BTreeMap;
 use std::process::Command;
 
 use billing_proto::invoicing::v1 as inv;
 use billing_proto::invoicing::v1::invoicing_service_client::InvoicingServiceClient;
 use billing_proto::ledger::v1 as ledger;
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
-use billing_proto::meter::v1 as meter;
-use billing_proto::meter::v1::meter_service_client::MeterServiceClient;
 use billing_testkit::http::{hidden, request};
 use billing_testkit::{Backend, TestDatabase, authed};
 use browser::Driver;
 use common::{Up, require};
 use fantoccini::{Client, Locator};
+use seed::channel;
 use tonic::transport::Channel;
 
 const DEV_KEY: &str = "sk_console_browser_test_key";
@@ -106,130 +106,25 @@ struct Scenario {
     invoice: String,
 }
 
-async fn channel(addr: &str) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 impl Scenario {
     /// A meter, a 10¢ price, customer "Acme Corp" subscribed with 300 units
     /// of usage ($30.00), and another account's customer.
     async fn new(up: &Up, browser: Client, backend: Backend) -> Self {
         let ledger = LedgerServiceClient::new(channel(&up.ledger).await);
-        let mut invoicing = InvoicingServiceClient::new(channel(&up.invoicing).await);
-        let mut meters = MeterServiceClient::new(channel(&up.meter).await);
-        let meter = meters
-            .create_meter(authed(
-                DEV_KEY,
-                meter::CreateMeterRequest {
-                    event_name: "api_call".into(),
-                    display_name: "API calls".into(),
-                    aggregation: meter::Aggregation::Sum.into(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .meter
-            .unwrap()
-            .id;
-        let price = invoicing
-            .create_price(authed(
-                DEV_KEY,
-                inv::CreatePriceRequest {
-                    currency: "usd".into(),
-                    meter,
-                    billing_scheme: inv::BillingScheme::PerUnit.into(),
-                    unit_amount_decimal: "10".into(),
-                    nickname: "API calls".into(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .price
-            .unwrap()
-            .id;
-        let customer = |key: &'static str, name: &'static str| {
-            let mut invoicing = invoicing.clone();
-            async move {
-                invoicing
-                    .create_customer(authed(
-                        key,
-                        inv::CreateCustomerRequest {
-                            name: name.into(),
-                            email: "billing@acme.test".into(),
-                            external_id: "crm-acme".into(),
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .customer
-                    .unwrap()
-                    .id
-            }
-        };
-        let acme = customer(DEV_KEY, "Acme Corp").await;
-        let other_customer = customer(OTHER_KEY, "Other account's customer").await;
-        let subscription = invoicing
-            .create_subscription(authed(
-                DEV_KEY,
-                inv::CreateSubscriptionRequest {
-                    customer: acme.clone(),
-                    items: vec![inv::SubscriptionItemInput {
-                        price: price.clone(),
-                    }],
-                    billing_interval: inv::BillingInterval::Month.into(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .subscription
-            .unwrap()
-            .id;
-        let payload = BTreeMap::from([
-            ("customer".to_owned(), acme.clone()),
-            ("value".to_owned(), "300".to_owned()),
-        ]);
-        let now = chrono::Utc::now();
-        let ingested = meters
-            .ingest_events(authed(
-                DEV_KEY,
-                meter::IngestEventsRequest {
-                    events: vec![meter::MeterEvent {
-                        event_name: "api_call".into(),
-                        identifier: "evt_console_1".into(),
-                        // After the subscription's start (to the microsecond).
-                        timestamp: Some(prost_types::Timestamp {
-                            seconds: now.timestamp(),
-                            nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap(),
-                        }),
-                        payload,
-                    }],
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(ingested.accepted, 1, "{ingested:?}");
+        let invoicing = InvoicingServiceClient::new(channel(&up.invoicing).await);
+        let acme =
+            seed::metered_customer(&up.meter, &up.invoicing, DEV_KEY, "Acme Corp", "300").await;
+        let other_customer =
+            seed::customer(&up.invoicing, OTHER_KEY, "Other account's customer").await;
         Self {
             base: format!("http://{}", up.console),
             console_addr: up.console.clone(),
             browser,
             ledger,
             invoicing,
-            customer: acme,
-            subscription,
-            price,
+            customer: acme.customer,
+            subscription: acme.subscription,
+            price: acme.price,
             other_customer,
             screenshots: backend == Backend::Sqlite,
             notifier: up.notifier.clone(),
