@@ -149,6 +149,9 @@ struct Account {
     epoch: u64,
     /// usd, eur and the account's pricing unit.
     assets: Vec<String>,
+    /// The grant requests the service accepted, with the grant made (this
+    /// epoch's).
+    sent_grants: Vec<(pb::CreateCreditGrantRequest, String)>,
     model: Ledger,
     rng: Rng,
     seed: u64,
@@ -307,6 +310,7 @@ impl Account {
             self.check(&customer, true).await?;
         }
         self.model.new_epoch();
+        self.sent_grants.clear();
         self.epoch += 1;
         Ok(())
     }
@@ -319,7 +323,8 @@ impl Account {
         }
         let roll = self.rng.below(100);
         let kind = match roll {
-            0..=19 => "grant",
+            0..=17 => "grant",
+            18..=19 => "regrant",
             20..=44 => "apply",
             45..=52 => "replay",
             53..=59 => "reverse",
@@ -334,6 +339,7 @@ impl Account {
         *self.kinds.entry(kind).or_insert(0) += 1;
         let result = match kind {
             "grant" => self.grant().await,
+            "regrant" => self.regrant().await,
             "apply" => self.apply().await,
             "replay" => self.replay().await,
             "reverse" => self.reverse().await,
@@ -414,6 +420,7 @@ impl Account {
         match (expected, answer) {
             (None, Ok(answer)) => {
                 let grant = answer.credit_grant.ok_or("no grant in the answer")?;
+                self.sent_grants.push((request.clone(), grant.id.clone()));
                 let effective_at = grant.effective_at.map_or(0, |t| t.seconds);
                 self.model.add_grant(
                     model::Grant {
@@ -615,6 +622,23 @@ impl Account {
             (expected, answer) => Err(format!(
                 "{id}: the model expected {expected:?}, got {answer:?}"
             )),
+        }
+    }
+
+    /// A grant request sent again with its request id (a client's retry
+    /// after a lost answer): the same grant, nothing new.
+    async fn regrant(&mut self) -> Result<(), String> {
+        if self.sent_grants.is_empty() {
+            return Ok(());
+        }
+        let (request, id) = self.sent_grants[self.rng.below(self.sent_grants.len())].clone();
+        let answer = call!(self, create_credit_grant, request)
+            .map_err(|s| format!("{id} again: refused {s:?}"))?;
+        let again = answer.credit_grant.map(|g| g.id);
+        if again.as_deref() == Some(id.as_str()) {
+            Ok(())
+        } else {
+            Err(format!("{id} again: answered {again:?}"))
         }
     }
 
@@ -968,6 +992,7 @@ pub async fn run(
                 feed: EventServiceClient::new(channel.clone()),
                 epoch: 0,
                 assets: vec!["usd".into(), "eur".into()],
+                sent_grants: Vec::new(),
                 model: Ledger::default(),
                 rng: Rng::new(plan.seed.wrapping_mul(31).wrapping_add(index + 1)),
                 seed: plan.seed,
