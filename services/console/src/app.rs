@@ -15,7 +15,7 @@ use billing_server::clock::Clock;
 
 use crate::config::Config;
 use crate::error::PageError;
-use crate::form::FORM_BYTES_MAX;
+use crate::form::{FORM_BYTES_MAX, Fields};
 use crate::pages::{customer, customers, grants, invoices, layout, sign_in, webhooks};
 use crate::session::{SESSION_COOKIE, Session, Sessions, cookie};
 use crate::upstream::{UpstreamError, Upstreams};
@@ -34,6 +34,15 @@ pub struct App {
 }
 
 impl App {
+    /// The session of a form post and its fields, once its CSRF token is
+    /// checked: every handler that changes something starts here.
+    pub fn posted(&self, headers: &HeaderMap, body: &[u8]) -> Result<(Session, Fields), PageError> {
+        let (_, session) = self.session(headers)?;
+        let fields = Fields::parse(body)?;
+        fields.check_csrf(&session)?;
+        Ok((session, fields))
+    }
+
     /// The signed-in session of this request (and its id).
     pub fn session(&self, headers: &HeaderMap) -> Result<(String, Session), PageError> {
         let id = cookie(headers, SESSION_COOKIE).ok_or(PageError::SignedOut)?;

@@ -117,9 +117,7 @@ pub async fn create(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let (_, session) = app.session(&headers)?;
-    let fields = Fields::parse(&body)?;
-    fields.check_csrf(&session)?;
+    let (session, fields) = app.posted(&headers, &body)?;
     let up = &app.upstreams;
     let customer = customer(up, &session.api_key, &id).await?;
     let request_id = fields.get("request_id").to_owned();
@@ -482,10 +480,8 @@ pub async fn act(
     Path((id, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let (_, session) = app.session(&headers)?;
     action(&name)?;
-    let fields = Fields::parse(&body)?;
-    fields.check_csrf(&session)?;
+    let (session, fields) = app.posted(&headers, &body)?;
     let up = &app.upstreams;
     let request_id = fields.get("request_id").to_owned();
     if name == "void" {

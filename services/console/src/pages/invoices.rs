@@ -15,7 +15,6 @@ use rust_decimal::Decimal;
 
 use crate::app::App;
 use crate::error::PageError;
-use crate::form::Fields;
 use crate::format::{self, asset_value, enum_name};
 use crate::pages::layout::{confirm as confirm_page, page};
 use crate::session::token;
@@ -243,10 +242,8 @@ pub async fn act(
     Path((id, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let (_, session) = app.session(&headers)?;
     action(&name)?;
-    let fields = Fields::parse(&body)?;
-    fields.check_csrf(&session)?;
+    let (session, fields) = app.posted(&headers, &body)?;
     let up = &app.upstreams;
     let key = &session.api_key;
     let request_id = fields.get("request_id").to_owned();
