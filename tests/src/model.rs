@@ -328,15 +328,15 @@ impl Ledger {
         let Some((_, applications)) = self.applied.get(invoice).cloned() else {
             return Outcome::NotFound;
         };
-        let mut owners = Vec::new();
-        let mut assets = Vec::new();
+        // The balances that move: each grant's owner in the grant's asset
+        // (not every owner in every asset of the invoice).
+        let mut moved = Vec::new();
         for application in &applications {
             if let Some(grant) = self.grant_mut(&application.grant) {
                 if !grant.expired {
                     grant.available += application.amount;
                 }
-                owners.push(grant.customer.clone());
-                assets.push(grant.asset.clone());
+                moved.push((grant.customer.clone(), grant.asset.clone()));
             }
         }
         self.reversed
@@ -346,14 +346,10 @@ impl Ledger {
             .get(invoice)
             .map(|(r, _)| r.customer.clone())
             .unwrap_or_default();
-        owners.sort_by(|a, b| (*a != customer, a).cmp(&(*b != customer, b)));
-        owners.dedup();
-        assets.sort();
-        assets.dedup();
-        for owner in &owners {
-            for asset in &assets {
-                self.evaluate(owner, asset, now);
-            }
+        moved.sort_by(|a, b| (a.0 != customer, a).cmp(&(b.0 != customer, b)));
+        moved.dedup();
+        for (owner, asset) in &moved {
+            self.evaluate(owner, asset, now);
         }
         Outcome::Ok(applications)
     }
@@ -592,6 +588,58 @@ mod tests {
         assert_eq!(ledger.available("cus_a", 10)["usd"], 400);
         // The grants' first evaluation fired nothing; the application took
         // the balance from 400 to 50, the reversal back to 400.
+        assert!(ledger.events.is_empty(), "{:?}", ledger.events);
+    }
+
+    /// Found by the long run (seed 20261129, PostgreSQL, account 1, the
+    /// customer of epoch 47): a reversal across a pool evaluates each
+    /// owner only in the assets of its own grants that moved. The model
+    /// had evaluated every owner in every asset of the invoice, so its
+    /// first evaluation of (child, unit) came too early and a later grant
+    /// fired a `recovered` the service rightly did not.
+    #[test]
+    fn seed_20261129_a_pooled_reversal_evaluates_only_the_balances_it_moves() {
+        let mut ledger = Ledger::default();
+        let mut own = grant("g_own", 50, false, None);
+        own.customer = "cus_child".into();
+        ledger.add_grant(own, 5);
+        let mut pooled = grant("g_parent_unit", 50, false, None);
+        pooled.customer = "cus_parent".into();
+        pooled.asset = "pu_x".into();
+        pooled.shared = true;
+        ledger.add_grant(pooled, 5);
+        let line = |id: &str, asset: &str| Line {
+            id: id.into(),
+            price: "price_a".into(),
+            asset: asset.into(),
+            amount: 10,
+        };
+        let request = ApplyRequest {
+            customer: "cus_child".into(),
+            period_end: 10,
+            lines: vec![line("il_usd", "usd"), line("il_unit", "pu_x")],
+        };
+        let pool = ["cus_parent".to_owned()];
+        assert!(matches!(
+            ledger.apply("in_1", &request, &pool, false, 10),
+            Outcome::Ok(_)
+        ));
+        assert!(matches!(ledger.reverse("in_1", 10), Outcome::Ok(_)));
+        assert!(
+            !ledger
+                .evaluated
+                .contains_key(&("cus_child".to_owned(), "pu_x".to_owned()))
+        );
+        assert!(
+            !ledger
+                .evaluated
+                .contains_key(&("cus_parent".to_owned(), "usd".to_owned()))
+        );
+        // The child's first unit grant is its first evaluation: silent.
+        let mut first_unit = grant("g_child_unit", 50, false, None);
+        first_unit.customer = "cus_child".into();
+        first_unit.asset = "pu_x".into();
+        ledger.add_grant(first_unit, 11);
         assert!(ledger.events.is_empty(), "{:?}", ledger.events);
     }
 

@@ -28,7 +28,7 @@ fn plan() -> Plan {
     Plan {
         seed: number("SIM_SEED", 20_261_129),
         operations,
-        accounts: ACCOUNTS,
+        accounts: number("SIM_ACCOUNTS", ACCOUNTS),
         // About ten kills in a short run, one per ~2,500 operations in a long one.
         crash_every: number("SIM_CRASH_EVERY", (operations / 10).clamp(100, 2_500)),
     }
