@@ -510,7 +510,7 @@ impl Account {
         let mut got = Vec::new();
         let mut page_token = String::new();
         loop {
-            let mut request = tonic::Request::new(events::ListEventsRequest {
+            let message = events::ListEventsRequest {
                 types: vec![
                     model::DROPPED.into(),
                     model::DEPLETED.into(),
@@ -519,16 +519,24 @@ impl Account {
                 page_size: 100,
                 page_token: page_token.clone(),
                 ..Default::default()
-            });
-            if let Ok(value) = format!("Bearer {}", self.key).parse() {
-                request.metadata_mut().insert("authorization", value);
-            }
-            let page = self
-                .feed
-                .list_events(request)
-                .await
-                .map_err(|s| format!("ListEvents refused: {s:?}"))?
-                .into_inner();
+            };
+            // The kills go on while the run's last checks read the feed: a
+            // page cut by one is asked for again.
+            let started = Instant::now();
+            let page = loop {
+                let mut request = tonic::Request::new(message.clone());
+                if let Ok(value) = format!("Bearer {}", self.key).parse() {
+                    request.metadata_mut().insert("authorization", value);
+                }
+                match self.feed.list_events(request).await {
+                    Ok(answer) => break answer.into_inner(),
+                    Err(status) if cut(&status) && started.elapsed() < Duration::from_secs(120) => {
+                        self.retries += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(status) => return Err(format!("ListEvents refused: {status:?}")),
+                }
+            };
             for event in page.events {
                 let Some(events::event::Data::CreditBalanceAlert(data)) = event.data else {
                     return Err(format!("{} without its alert data", event.id));
