@@ -460,17 +460,10 @@ pub async fn confirm(
         p { "Grant " strong { (if grant.name.is_empty() { &grant.id } else { &grant.name }) } " has "
             (format::amount(&grant.available)) " available. Its remaining credits stop paying invoices; credits already applied stay applied." }
     };
-    let request_id = format!("console_{}", token()?);
     let back = format!("/grants/{}", grant.id);
     Ok(confirm_page(
-        &session,
-        &request_id,
-        question,
-        detail,
-        &format!("/grants/{}/{name}", grant.id),
-        button,
-        &back,
-    ))
+        &session, question, detail, &back, &name, button,
+    )?)
 }
 
 /// POST /grants/{id}/{void|expire}

@@ -17,7 +17,6 @@ use crate::app::App;
 use crate::error::PageError;
 use crate::format::{self, asset_value, enum_name};
 use crate::pages::layout::{confirm as confirm_page, page};
-use crate::session::token;
 use crate::upstream::Upstreams;
 
 /// Most grant names looked up for one invoice (others show their id).
@@ -221,18 +220,11 @@ pub async fn confirm(
     let (_, session) = app.session(&headers)?;
     let (question, detail, button) = action(&name)?;
     let invoice = invoice(&app.upstreams, &session.api_key, &id).await?;
-    let request_id = format!("console_{}", token()?);
     let detail = html! { p { "Invoice " (invoice.id) ". " (detail) } };
     let back = format!("/invoices/{}", invoice.id);
     Ok(confirm_page(
-        &session,
-        &request_id,
-        question,
-        detail,
-        &format!("/invoices/{}/{name}", invoice.id),
-        button,
-        &back,
-    ))
+        &session, question, detail, &back, &name, button,
+    )?)
 }
 
 /// POST /invoices/{id}/{finalize|void|mark-paid}

@@ -3,7 +3,7 @@
 
 use maud::{DOCTYPE, Markup, html};
 
-use crate::session::Session;
+use crate::session::{RandomError, Session, token};
 
 /// The style sheet, served at `/console.css` (a separate file so the
 /// Content-Security-Policy can forbid inline styles and scripts).
@@ -79,28 +79,29 @@ pub fn field_errors(id: &str, errors: &[String]) -> Markup {
     }
 }
 
-/// The confirmation step of an action (works without JavaScript): a form
-/// that posts to `action` with a fresh request id, and a way back.
+/// The confirmation step of action `name` on the object at `back` (works
+/// without JavaScript): a form that posts to `{back}/{name}` with a fresh
+/// request id, and a way back.
 pub fn confirm(
     session: &Session,
-    request_id: &str,
     question: &str,
     detail: Markup,
-    action: &str,
-    button: &str,
     back: &str,
-) -> Markup {
-    page(
+    name: &str,
+    button: &str,
+) -> Result<Markup, RandomError> {
+    let request_id = format!("console_{}", token()?);
+    Ok(page(
         session,
         question,
         html! {
             h1 { (question) }
             (detail)
-            form method="post" action=(action) class="actions" {
-                (form_guard(session, Some(request_id)))
+            form method="post" action=(format!("{back}/{name}")) class="actions" {
+                (form_guard(session, Some(&request_id)))
                 button type="submit" class="danger" { (button) }
                 a href=(back) { "Cancel" }
             }
         },
-    )
+    ))
 }
