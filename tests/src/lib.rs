@@ -261,6 +261,18 @@ pub fn invoicing_with(
     failpoint: Option<&str>,
     extra: &[(&str, String)],
 ) -> Service {
+    let mut env = invoicing_env(db, ledger, meter, failpoint);
+    env.extend_from_slice(extra);
+    Service::start("invoicing", &env)
+}
+
+/// Invoicing's environment (any port, the test clock, the two upstreams).
+pub fn invoicing_env(
+    db: &TestDatabase,
+    ledger: SocketAddr,
+    meter: SocketAddr,
+    failpoint: Option<&str>,
+) -> Vec<(&'static str, String)> {
     let mut env = vec![
         ("DATABASE_URL", db.url().to_owned()),
         ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
@@ -276,8 +288,116 @@ pub fn invoicing_with(
     if let Some(name) = failpoint {
         env.push(("INVOICING_FAILPOINT", name.to_owned()));
     }
-    env.extend_from_slice(extra);
-    Service::start("invoicing", &env)
+    env
+}
+
+/// A service process that a test kills (SIGKILL) and starts again, on the
+/// same port and database, while clients keep calling it.
+pub struct Restartable {
+    name: &'static str,
+    env: Vec<(&'static str, String)>,
+    running: std::sync::Mutex<Option<Service>>,
+    restarts: std::sync::atomic::AtomicU64,
+    /// Where it listens, across restarts.
+    pub addr: SocketAddr,
+}
+
+impl Restartable {
+    /// Starts `name` with `env` on a free loopback port.
+    pub fn start(name: &'static str, mut env: Vec<(&'static str, String)>) -> std::sync::Arc<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        env.push(("LISTEN_ADDR", addr.to_string()));
+        let first = Service::start(name, &env);
+        std::sync::Arc::new(Self {
+            name,
+            env,
+            running: std::sync::Mutex::new(Some(first)),
+            restarts: std::sync::atomic::AtomicU64::new(0),
+            addr,
+        })
+    }
+
+    /// SIGKILL, then the same binary again.
+    pub fn restart(&self) {
+        let mut slot = self.running.lock().unwrap();
+        if let Some(process) = slot.take() {
+            process.kill();
+        }
+        *slot = Some(Service::start(self.name, &self.env));
+        self.restarts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// SIGKILL, then the same binary with `extra` set for this run only
+    /// (a failpoint, say).
+    pub fn restart_with(&self, extra: &[(&str, String)]) {
+        let mut slot = self.running.lock().unwrap();
+        if let Some(process) = slot.take() {
+            process.kill();
+        }
+        let mut env = self.env.clone();
+        env.extend_from_slice(extra);
+        *slot = Some(Service::start(self.name, &env));
+        self.restarts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Starts it again if it exited by itself (a failpoint); whether it did.
+    pub fn revive(&self) -> bool {
+        let mut slot = self.running.lock().unwrap();
+        let exited = slot
+            .as_mut()
+            .is_some_and(|process| matches!(process.child.try_wait(), Ok(Some(_))));
+        if exited {
+            *slot = Some(Service::start(self.name, &self.env));
+            self.restarts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        exited
+    }
+
+    /// Restarts so far.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A lazily connecting channel, which reconnects after a restart.
+    pub fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_lazy()
+    }
+
+    /// Stops it for good.
+    pub fn stop(&self) {
+        drop(self.running.lock().unwrap().take());
+    }
+}
+
+/// Restarts `process` after a random 0–`within_ms` ms, in the background,
+/// `percent` times in 100; the handle ends when it is running again.
+pub fn kill_soon(
+    process: &std::sync::Arc<Restartable>,
+    rng: &mut billing_testkit::fuzz::Rng,
+    percent: u64,
+    within_ms: usize,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !rng.chance(percent) {
+        return None;
+    }
+    let delay = Duration::from_millis(rng.below(within_ms) as u64);
+    let process = process.clone();
+    Some(tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        tokio::task::spawn_blocking(move || process.restart())
+            .await
+            .unwrap();
+    }))
 }
 
 /// Starts the notifier following `ledger`'s feed (the other feeds point

@@ -475,6 +475,19 @@ impl Ledger {
         out
     }
 
+    /// A customer's credits waiting for payment per asset (pending grants
+    /// not voided).
+    pub fn pending(&self, customer: &str) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for g in self.grants.iter().filter(|g| g.customer == customer) {
+            let entry = out.entry(g.asset.clone()).or_insert(0);
+            if g.pending && !g.voided {
+                *entry += g.available;
+            }
+        }
+        out
+    }
+
     /// Re-evaluates a customer's watched balance of one asset (available
     /// less active holds) and records the events of the move (DESIGN §10):
     /// none on a first evaluation; falling passes the highest threshold

@@ -8,8 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use billing_e2e::model::{self, ApplyRequest, Ledger, Line, Outcome};
 use billing_e2e::scenario::*;
@@ -56,27 +55,6 @@ async fn finalize_under_ledger_kills_on_postgres() {
     simulate(Backend::Postgres).await;
 }
 
-/// The ledger process, killed and started again on the same port.
-struct Ledgers {
-    running: Mutex<Option<Service>>,
-    url: String,
-    addr: String,
-}
-
-impl Ledgers {
-    fn restart(&self) {
-        let mut slot = self.running.lock().unwrap();
-        if let Some(process) = slot.take() {
-            process.kill();
-        }
-        let env = [
-            ("DATABASE_URL", self.url.clone()),
-            ("LISTEN_ADDR", self.addr.clone()),
-        ];
-        *slot = Some(Service::start("credit-ledger", &env));
-    }
-}
-
 async fn simulate(backend: Backend) {
     let Some(dbs) = Databases::new(backend).await else {
         return;
@@ -89,21 +67,17 @@ async fn simulate(backend: Backend) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(ROUNDS);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let first = ledger(&dbs.ledger, &addr);
-    let ledgers = Arc::new(Ledgers {
-        running: Mutex::new(None),
-        url: dbs.ledger.url().to_owned(),
-        addr,
-    });
+    let ledgers = Restartable::start(
+        "credit-ledger",
+        vec![("DATABASE_URL", dbs.ledger.url().to_owned())],
+    );
     let meter_process = meter(&dbs.meter);
-    let (invoicing_process, mut c) = start_invoicing(&dbs, &first, &meter_process, None);
-    *ledgers.running.lock().unwrap() = Some(first);
+    let invoicing_process = invoicing(&dbs.invoicing, ledgers.addr, meter_process.addr, None);
+    let mut c = Clients::new(
+        ledgers.channel(),
+        meter_process.channel(),
+        invoicing_process.channel(),
+    );
     let (_, price) = metered_price(&mut c, "sim_calls", &UNIT_CENTS.to_string()).await;
 
     let mut rng = Rng::new(seed);
@@ -119,7 +93,7 @@ async fn simulate(backend: Backend) {
         let invoice = billed(&mut c, &mut rng, &customer, &price).await;
 
         // Finalize while the ledger may die under the call.
-        let killer = kill_soon(&ledgers, &mut rng);
+        let killer = kill_soon(&ledgers, &mut rng, 40, 25);
         let (finalized, calls) = until_settled(&mut c, &invoice, Step::Finalize).await;
         cut += u64::from(calls > 1);
         if let Some(killer) = killer {
@@ -164,7 +138,7 @@ async fn simulate(backend: Backend) {
         // Some open invoices are voided (a paid one cannot be), the ledger
         // again at risk.
         if rng.chance(30) && finalized.status() == inv::InvoiceStatus::Open {
-            let killer = kill_soon(&ledgers, &mut rng);
+            let killer = kill_soon(&ledgers, &mut rng, 40, 25);
             let (voided, calls) = until_settled(&mut c, &invoice, Step::Void).await;
             cut += u64::from(calls > 1);
             if let Some(killer) = killer {
@@ -201,7 +175,7 @@ async fn simulate(backend: Backend) {
         started.elapsed().as_secs_f64()
     );
     drop(invoicing_process);
-    drop(ledgers.running.lock().unwrap().take());
+    ledgers.stop();
     drop(meter_process);
     dbs.drop_all().await;
 }
@@ -333,62 +307,4 @@ async fn billed(c: &mut Clients, rng: &mut Rng, customer: &str, price: &str) -> 
         .final_invoice
         .unwrap()
         .id
-}
-
-/// Kills the ledger after a random 0–25 ms (4 times in 10), in the
-/// background, and starts it again.
-fn kill_soon(ledgers: &Arc<Ledgers>, rng: &mut Rng) -> Option<tokio::task::JoinHandle<()>> {
-    if !rng.chance(40) {
-        return None;
-    }
-    let delay = Duration::from_millis(rng.below(25) as u64);
-    let ledgers = ledgers.clone();
-    Some(tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
-        tokio::task::spawn_blocking(move || ledgers.restart())
-            .await
-            .unwrap();
-    }))
-}
-
-#[derive(Clone, Copy)]
-enum Step {
-    Finalize,
-    Void,
-}
-
-/// Calls FinalizeInvoice (or VoidInvoice) until the invoice has left
-/// `finalizing` (`voiding`): a call cut by the ledger's death leaves the
-/// invoice in between, and the next call completes it.
-async fn until_settled(c: &mut Clients, id: &str, step: Step) -> (inv::Invoice, u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut calls = 0;
-    loop {
-        calls += 1;
-        let answer = match step {
-            Step::Finalize => finalize(c, id).await,
-            Step::Void => c
-                .invoicing
-                .void_invoice(authed(inv::VoidInvoiceRequest {
-                    id: id.into(),
-                    ..Default::default()
-                }))
-                .await
-                .map(|r| r.into_inner().invoice.unwrap()),
-        };
-        if let Ok(current) = &answer {
-            let settled = match step {
-                Step::Finalize => matches!(
-                    current.status(),
-                    inv::InvoiceStatus::Open | inv::InvoiceStatus::Paid
-                ),
-                Step::Void => current.status() == inv::InvoiceStatus::Void,
-            };
-            if settled {
-                return (current.clone(), calls);
-            }
-        }
-        assert!(Instant::now() < deadline, "{id} did not settle: {answer:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

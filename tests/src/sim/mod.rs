@@ -238,6 +238,7 @@ fn agree(
 }
 
 mod account;
+pub mod lifecycle;
 
 use account::Account;
 
