@@ -4,6 +4,11 @@
 //! started again. The credits on every invoice must be what the
 //! independent model (`billing_e2e::model`) applies, exactly once, and the
 //! ledger's balances what the model holds (docs/testing.md).
+//!
+//! Half the invoices are priced in a pricing unit that converts to money
+//! (DESIGN §13), its rate changed now and then: the units credits leave
+//! uncovered are due in dollars at the rate of the finalize, rounded once,
+//! half away from zero.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,7 +18,8 @@ use std::time::Instant;
 use billing_e2e::model::{self, ApplyRequest, Ledger, Line, Outcome};
 use billing_e2e::scenario::*;
 use billing_e2e::*;
-use billing_proto::common::v1::{Amount, MonetaryAmount, amount::Kind};
+use billing_money::{Decimal, format_value, parse_value, round_to_scale};
+use billing_proto::common::v1::{Amount, CustomPricingUnitAmount, MonetaryAmount, amount::Kind};
 use billing_proto::invoicing::v1 as inv;
 use billing_proto::ledger::v1 as ledger;
 use billing_proto::meter::v1 as meter;
@@ -22,23 +28,53 @@ use billing_testkit::fuzz::Rng;
 
 /// Invoices per backend in `cargo test` (`SIM_ROUNDS` for more).
 const ROUNDS: u64 = 40;
-/// The price, in cents per call.
+/// The usd price, in cents per call.
 const UNIT_CENTS: i64 = 7;
+/// The pricing unit's price, in its smallest units (tenths) per call.
+const UNIT_TENTHS: i64 = 13;
+/// The pricing unit's scale.
+const SCALE: u32 = 1;
+/// The unit's rates the run moves between (cents per whole unit).
+const RATES: &[&str] = &["1.2", "0.35", "4", "0.05", "2.5"];
 
-fn usd(value: i64) -> Option<Amount> {
-    Some(Amount {
-        kind: Some(Kind::Monetary(MonetaryAmount {
+/// `value` smallest units of `asset` (`usd`, or a `pu_…` of [`SCALE`]).
+fn money(asset: &str, value: i64) -> Option<Amount> {
+    let kind = if asset == "usd" {
+        Kind::Monetary(MonetaryAmount {
             currency: "usd".into(),
             value,
-        })),
-    })
+        })
+    } else {
+        Kind::CustomPricingUnit(CustomPricingUnitAmount {
+            id: asset.into(),
+            value: format_value(value, SCALE),
+        })
+    };
+    Some(Amount { kind: Some(kind) })
 }
 
+/// Smallest units of an amount in either asset (0 when unset).
 fn cents(amount: &Option<Amount>) -> i64 {
     match amount.as_ref().and_then(|a| a.kind.as_ref()) {
         Some(Kind::Monetary(m)) => m.value,
-        _ => 0,
+        Some(Kind::CustomPricingUnit(u)) => parse_value(&u.value, SCALE).unwrap(),
+        None => 0,
     }
+}
+
+/// What `units` (smallest units) are worth at `rate` cents per whole unit:
+/// rounded once, half away from zero (DESIGN §13).
+fn converted(units: i64, rate: &str) -> i64 {
+    let whole = Decimal::from_i128_with_scale(i128::from(units), SCALE);
+    round_to_scale(whole * rate.parse::<Decimal>().unwrap(), 0).unwrap()
+}
+
+/// What an invoice is priced in.
+struct Priced {
+    asset: String,
+    price: String,
+    event: &'static str,
+    per_call: i64,
 }
 
 fn now() -> i64 {
@@ -79,6 +115,52 @@ async fn simulate(backend: Backend) {
         invoicing_process.channel(),
     );
     let (_, price) = metered_price(&mut c, "sim_calls", &UNIT_CENTS.to_string()).await;
+    let mut rate = RATES[0];
+    let unit = c
+        .ledger
+        .create_pricing_unit(authed(ledger::CreatePricingUnitRequest {
+            display_name: "Credits".into(),
+            scale: SCALE,
+            conversion: conversion(rate),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .pricing_unit
+        .unwrap()
+        .id;
+    let unit_meter = sum_meter(&mut c, "sim_tokens", "tokens").await;
+    let unit_price = c
+        .invoicing
+        .create_price(authed(inv::CreatePriceRequest {
+            pricing_unit: unit.clone(),
+            meter: unit_meter,
+            billing_scheme: inv::BillingScheme::PerUnit.into(),
+            unit_amount_decimal: UNIT_TENTHS.to_string(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .price
+        .unwrap()
+        .id;
+    let priced = [
+        Priced {
+            asset: "usd".into(),
+            price,
+            event: "sim_calls",
+            per_call: UNIT_CENTS,
+        },
+        Priced {
+            asset: unit,
+            price: unit_price,
+            event: "sim_tokens",
+            per_call: UNIT_TENTHS,
+        },
+    ];
+    let mut conversions = 0;
 
     let mut rng = Rng::new(seed);
     let mut model = Ledger::default();
@@ -89,8 +171,21 @@ async fn simulate(backend: Backend) {
     for round in 0..rounds {
         let what = format!("seed {seed} round {round}");
         let customer = customer_named(&mut c, &format!("sim {round}")).await;
-        grants(&mut c, &mut rng, &mut model, &customer, &price).await;
-        let invoice = billed(&mut c, &mut rng, &customer, &price).await;
+        let priced = &priced[rng.below(2)];
+        grants(&mut c, &mut rng, &mut model, &customer, priced).await;
+        let (invoice, usage) = billed(&mut c, &mut rng, &customer, priced).await;
+        if priced.asset != "usd" && rng.chance(30) {
+            // A new rate: this invoice's finalize freezes it.
+            rate = RATES[rng.below(RATES.len())];
+            c.ledger
+                .update_pricing_unit(authed(ledger::UpdatePricingUnitRequest {
+                    id: priced.asset.clone(),
+                    conversion: conversion(rate),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap();
+        }
 
         // Finalize while the ledger may die under the call.
         let killer = kill_soon(&ledgers, &mut rng, 40, 25);
@@ -101,14 +196,16 @@ async fn simulate(backend: Backend) {
             kills += 1;
         }
         let line = &finalized.lines[0];
+        let amount = usage * priced.per_call;
+        assert_eq!(cents(&line.amount), amount, "{what}: {line:?}");
         let request = ApplyRequest {
             customer: customer.clone(),
             period_end: finalized.period_end.map_or(0, |t| t.seconds),
             lines: vec![Line {
                 id: line.id.clone(),
-                price: price.clone(),
-                asset: "usd".into(),
-                amount: cents(&line.amount),
+                price: priced.price.clone(),
+                asset: priced.asset.clone(),
+                amount,
             }],
         };
         let Outcome::Ok(want) = model.apply(&invoice, &request, &[], false, now()) else {
@@ -129,11 +226,25 @@ async fn simulate(backend: Backend) {
         assert_eq!(got, want_sorted, "{what}: credits on {invoice}");
         let credited: i64 = want.iter().map(|a| a.amount).sum();
         assert_eq!(cents(&line.credits_applied), credited, "{what}");
-        assert_eq!(
-            cents(&line.amount_due),
-            cents(&line.amount) - credited,
-            "{what}"
-        );
+        let uncovered = amount - credited;
+        if priced.asset == "usd" {
+            assert_eq!(cents(&line.amount_due), uncovered, "{what}");
+            assert_eq!(line.conversion, None, "{what}: {line:?}");
+        } else {
+            // Nothing stays due in the unit: it is due in dollars (the
+            // rate is recorded even when credits covered everything).
+            assert_eq!(cents(&line.amount_due), 0, "{what}: {line:?}");
+            // The uncovered units, due in dollars at the finalize's rate.
+            let conversion = line.conversion.clone().unwrap();
+            assert_eq!(conversion.unit_amount_decimal, rate, "{what}");
+            assert_eq!(cents(&conversion.converted), uncovered, "{what}");
+            assert_eq!(
+                cents(&conversion.amount_due),
+                converted(uncovered, rate),
+                "{what}: {uncovered} units at {rate}"
+            );
+            conversions += u64::from(uncovered > 0);
+        }
 
         // Some open invoices are voided (a paid one cannot be), the ledger
         // again at risk.
@@ -162,7 +273,13 @@ async fn simulate(backend: Backend) {
         let mut got_available: BTreeMap<String, i64> = summary
             .balances
             .iter()
-            .map(|b| ("usd".to_owned(), cents(&b.available_balance)))
+            .map(|b| {
+                let asset = match b.available_balance.as_ref().and_then(|a| a.kind.as_ref()) {
+                    Some(Kind::CustomPricingUnit(u)) => u.id.clone(),
+                    _ => "usd".to_owned(),
+                };
+                (asset, cents(&b.available_balance))
+            })
             .collect();
         got_available.retain(|_, v| *v != 0);
         assert_eq!(
@@ -171,7 +288,7 @@ async fn simulate(backend: Backend) {
         );
     }
     println!(
-        "{backend:?}: seed {seed}: {rounds} invoices finalized ({kills} ledger kills, {cut} calls cut and completed by another) in {:.1} s, 0 violations",
+        "{backend:?}: seed {seed}: {rounds} invoices finalized ({conversions} converted, {kills} ledger kills, {cut} calls cut and completed by another) in {:.1} s, 0 violations",
         started.elapsed().as_secs_f64()
     );
     drop(invoicing_process);
@@ -181,7 +298,14 @@ async fn simulate(backend: Backend) {
 }
 
 /// Up to three grants of random shape (some for other prices only).
-async fn grants(c: &mut Clients, rng: &mut Rng, model: &mut Ledger, customer: &str, price: &str) {
+async fn grants(
+    c: &mut Clients,
+    rng: &mut Rng,
+    model: &mut Ledger,
+    customer: &str,
+    priced: &Priced,
+) {
+    let price = priced.price.as_str();
     for _ in 0..rng.below(4) {
         let amount = 1 + rng.below(2_000) as i64;
         let priority = [0, 10, 50][rng.below(3)];
@@ -202,7 +326,7 @@ async fn grants(c: &mut Clients, rng: &mut Rng, model: &mut Ledger, customer: &s
             .ledger
             .create_credit_grant(authed(ledger::CreateCreditGrantRequest {
                 customer: customer.into(),
-                amount: usd(amount),
+                amount: money(&priced.asset, amount),
                 applicability_config: Some(ledger::ApplicabilityConfig {
                     scope: Some(ledger::ApplicabilityScope {
                         price_type: if prices.is_none() {
@@ -231,7 +355,7 @@ async fn grants(c: &mut Clients, rng: &mut Rng, model: &mut Ledger, customer: &s
             model::Grant {
                 id: grant.id,
                 customer: customer.into(),
-                asset: "usd".into(),
+                asset: priced.asset.clone(),
                 amount,
                 available: amount,
                 applied_total: 0,
@@ -251,9 +375,11 @@ async fn grants(c: &mut Clients, rng: &mut Rng, model: &mut Ledger, customer: &s
     }
 }
 
-/// A monthly subscription to `price` with random usage, canceled at once:
-/// its final draft invoice.
-async fn billed(c: &mut Clients, rng: &mut Rng, customer: &str, price: &str) -> String {
+/// A monthly subscription to the price with random usage, canceled at
+/// once: its final draft invoice and the calls it bills.
+async fn billed(c: &mut Clients, rng: &mut Rng, customer: &str, priced: &Priced) -> (String, i64) {
+    let price = priced.price.as_str();
+    let calls = 1 + rng.below(500) as i64;
     let subscription = c
         .invoicing
         .create_subscription(authed(inv::CreateSubscriptionRequest {
@@ -278,12 +404,12 @@ async fn billed(c: &mut Clients, rng: &mut Rng, customer: &str, price: &str) -> 
         .meter
         .ingest_events(authed(meter::IngestEventsRequest {
             events: vec![meter::MeterEvent {
-                event_name: "sim_calls".into(),
+                event_name: priced.event.into(),
                 identifier: format!("evt_{customer}"),
                 timestamp: Some(at),
                 payload: BTreeMap::from([
                     ("customer".to_owned(), customer.to_owned()),
-                    ("value".to_owned(), (1 + rng.below(500)).to_string()),
+                    ("value".to_owned(), calls.to_string()),
                 ]),
             }],
         }))
@@ -296,7 +422,8 @@ async fn billed(c: &mut Clients, rng: &mut Rng, customer: &str, price: &str) -> 
     // length and the cancel closes it into a final draft.
     let later = clock_now(c).await + chrono::TimeDelta::seconds(1);
     advance(c, later).await;
-    c.invoicing
+    let invoice = c
+        .invoicing
         .cancel_subscription(authed(inv::CancelSubscriptionRequest {
             id: subscription.id,
             ..Default::default()
@@ -306,5 +433,13 @@ async fn billed(c: &mut Clients, rng: &mut Rng, customer: &str, price: &str) -> 
         .into_inner()
         .final_invoice
         .unwrap()
-        .id
+        .id;
+    (invoice, calls)
+}
+
+fn conversion(rate: &str) -> Option<ledger::Conversion> {
+    Some(ledger::Conversion {
+        currency: "usd".into(),
+        unit_amount_decimal: rate.into(),
+    })
 }
