@@ -1,5 +1,6 @@
 //! The configuration every service reads the same way: defaults, then
-//! `DATABASE_URL`, `LISTEN_ADDR`, `BILLING_API_KEYS`, `DATABASE_MAX_CONNECTIONS`.
+//! `DATABASE_URL`, `LISTEN_ADDR`, `BILLING_API_KEYS`, `DATABASE_MAX_CONNECTIONS`,
+//! `GRPC_MAX_CONNECTION_AGE_SECONDS`, `GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS`.
 
 use std::net::SocketAddr;
 
@@ -80,6 +81,16 @@ impl ServiceConfig {
         }
         if let Some(value) = var("DATABASE_MAX_CONNECTIONS") {
             config.db.postgres_max_connections = parse("DATABASE_MAX_CONNECTIONS", &value)?;
+        }
+        // 0 turns ageing off.
+        if let Some(value) = var("GRPC_MAX_CONNECTION_AGE_SECONDS") {
+            let seconds: u64 = parse("GRPC_MAX_CONNECTION_AGE_SECONDS", &value)?;
+            config.server.max_connection_age =
+                (seconds > 0).then(|| std::time::Duration::from_secs(seconds));
+        }
+        if let Some(value) = var("GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS") {
+            let seconds: u64 = parse("GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS", &value)?;
+            config.server.max_connection_age_grace = std::time::Duration::from_secs(seconds);
         }
         Ok(config)
     }

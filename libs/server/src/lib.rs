@@ -19,6 +19,7 @@
 pub mod amount;
 pub mod app;
 pub mod auth;
+pub mod balance;
 pub mod clock;
 pub mod config;
 pub mod customers;

@@ -4,7 +4,9 @@
 //! service's routes, bounds message size (set on the service by the caller),
 //! concurrency and request time, and drains gracefully: when `shutdown`
 //! resolves, health turns NOT_SERVING, new connections are refused, in-flight
-//! RPCs finish within `drain_timeout`.
+//! RPCs finish within `drain_timeout`. Connections are aged out
+//! (`max_connection_age`): a client reconnects and lands on whatever
+//! replica its balancer picks then.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +35,13 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
     /// HTTP/2 streams (concurrent RPCs) one connection may open.
     pub max_concurrent_streams: u32,
+    /// A connection older than this is asked to go away (HTTP/2 GOAWAY),
+    /// so clients behind an L4 balancer reconnect and spread over new
+    /// replicas; None: connections live as long as the client wants.
+    pub max_connection_age: Option<Duration>,
+    /// How long an aged connection's RPCs may still run before it is
+    /// closed.
+    pub max_connection_age_grace: Duration,
 }
 
 impl Default for ServerOptions {
@@ -43,6 +52,8 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(20),
             max_concurrent_streams: 100,
+            max_connection_age: Some(Duration::from_secs(300)),
+            max_connection_age_grace: Duration::from_secs(30),
         }
     }
 }
@@ -99,7 +110,13 @@ pub async fn serve(
         }
     };
 
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(age) = options.max_connection_age {
+        builder = builder
+            .max_connection_age(age)
+            .max_connection_age_grace(options.max_connection_age_grace);
+    }
+    let server = builder
         .timeout(options.request_timeout)
         .max_concurrent_streams(Some(options.max_concurrent_streams))
         .layer(billing_telemetry::ServerTraceLayer)

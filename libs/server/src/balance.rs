@@ -1,0 +1,197 @@
+//! Client-side balancing over a peer's replicas.
+//!
+//! A gRPC channel is one long-lived HTTP/2 connection, so a Kubernetes
+//! ClusterIP Service pins all of a client's calls to one pod. A [`Balanced`]
+//! channel keeps one lazily connected tonic channel per address of the
+//! peer and sends each call to the less busy (fewest calls in flight) of
+//! two members picked at random ("power of two choices"). A member whose
+//! call fails at the transport level (refused, reset: the pod is gone) is
+//! left out for [`EJECT_FOR`], unless every member is; its channel
+//! reconnects by itself when it is used again. gRPC errors are answers,
+//! not failures.
+//!
+//! tower's `Balance` was the first choice, but it drops a failed endpoint
+//! for good (until discovery inserts it again) and waits, rather than
+//! fails, when none is left: a peer restarting would stall calls until
+//! their deadline instead of failing fast with UNAVAILABLE.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tonic::body::Body;
+use tonic::transport::{Channel, Endpoint};
+use tower::{Service, ServiceExt};
+
+/// How long a member whose call failed at the transport level is left out.
+pub const EJECT_FOR: Duration = Duration::from_secs(5);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A channel spreading calls over the members [`Balanced::set`] gives it.
+#[derive(Clone, Default)]
+pub struct Balanced {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Balanced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balanced")
+            .field("calls", &self.calls())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    members: RwLock<Vec<Arc<Member>>>,
+    random: AtomicU64,
+}
+
+struct Member {
+    key: String,
+    channel: Channel,
+    in_flight: AtomicUsize,
+    ejected_until: Mutex<Option<Instant>>,
+    calls: AtomicU64,
+}
+
+impl Member {
+    fn ejected(&self, now: Instant) -> bool {
+        self.ejected_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|until| until > now)
+    }
+}
+
+/// Takes one call off a member's count when the call ends, however it ends.
+struct InFlight(Arc<Member>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Balanced {
+    /// Makes the members exactly `endpoints` (by key, e.g. an address):
+    /// members that stay keep their connections.
+    pub fn set(&self, endpoints: Vec<(String, Endpoint)>) {
+        let mut members = self
+            .shared
+            .members
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut old: HashMap<String, Arc<Member>> =
+            members.drain(..).map(|m| (m.key.clone(), m)).collect();
+        for (key, endpoint) in endpoints {
+            let member = old.remove(&key).unwrap_or_else(|| {
+                Arc::new(Member {
+                    channel: endpoint.connect_lazy(),
+                    key,
+                    in_flight: AtomicUsize::new(0),
+                    ejected_until: Mutex::new(None),
+                    calls: AtomicU64::new(0),
+                })
+            });
+            members.push(member);
+        }
+    }
+
+    /// The members' keys and the calls each was sent, for logs and tests.
+    pub fn calls(&self) -> Vec<(String, u64)> {
+        self.shared
+            .members
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|m| (m.key.clone(), m.calls.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Whether the channel is still used (the resolver stops when not).
+    pub fn in_use(&self) -> bool {
+        Arc::strong_count(&self.shared) > 1
+    }
+
+    fn random(&self) -> u64 {
+        // xorshift64*: cheap and good enough to pick two members.
+        let mut x = self.shared.random.load(Ordering::Relaxed);
+        if x == 0 {
+            x = 0x9E37_79B9_7F4A_7C15;
+        }
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.shared.random.store(x, Ordering::Relaxed);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn pick(&self) -> Option<Arc<Member>> {
+        let members = self
+            .shared
+            .members
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let healthy: Vec<&Arc<Member>> = members.iter().filter(|m| !m.ejected(now)).collect();
+        // Every member failed lately: try them all rather than fail.
+        let pool: Vec<&Arc<Member>> = if healthy.is_empty() {
+            members.iter().collect()
+        } else {
+            healthy
+        };
+        let n = u64::try_from(pool.len()).ok()?;
+        if n == 0 {
+            return None;
+        }
+        let first = pool[usize::try_from(self.random() % n).ok()?];
+        let second = pool[usize::try_from(self.random() % n).ok()?];
+        let busy = |m: &Member| m.in_flight.load(Ordering::Relaxed);
+        Some(Arc::clone(if busy(second) < busy(first) {
+            second
+        } else {
+            first
+        }))
+    }
+}
+
+impl Service<http::Request<Body>> for Balanced {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Each call waits on its member's own channel.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let Some(member) = self.pick() else {
+            return Box::pin(async {
+                Err(tonic::Status::unavailable("no address of the peer is known yet").into())
+            });
+        };
+        member.in_flight.fetch_add(1, Ordering::Relaxed);
+        member.calls.fetch_add(1, Ordering::Relaxed);
+        let guard = InFlight(member);
+        Box::pin(async move {
+            let channel = guard.0.channel.clone();
+            let answer = channel.oneshot(request).await;
+            if answer.is_err() {
+                *guard
+                    .0
+                    .ejected_until
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + EJECT_FOR);
+            }
+            drop(guard);
+            answer.map_err(Into::into)
+        })
+    }
+}
