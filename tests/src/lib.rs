@@ -98,7 +98,12 @@ impl Service {
         let mut guard = KillOnDrop(Some(child));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // E2E_SERVICE_LOGS=1 shows the services' own logs (stdout).
+            let echo = std::env::var_os("E2E_SERVICE_LOGS").is_some();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[service] {line}");
+                }
                 if let Some((_, addr)) = line.split_once(" metrics at http://") {
                     let _ = tx.send(("metrics", addr.trim_end_matches("/metrics").to_owned()));
                 }

@@ -104,7 +104,8 @@ pub enum DbError {
 /// Pool options; explicit so that nothing depends on sqlx defaults.
 #[derive(Debug, Clone)]
 pub struct DbOptions {
-    /// Connections for PostgreSQL.
+    /// Connections for PostgreSQL: the service's whole budget, every pool
+    /// it opens included (docs/operations.md).
     pub postgres_max_connections: u32,
     /// Connections for SQLite: readers run in parallel under WAL, writers queue.
     pub sqlite_max_connections: u32,
@@ -118,7 +119,9 @@ pub struct DbOptions {
 impl Default for DbOptions {
     fn default() -> Self {
         Self {
-            postgres_max_connections: 32,
+            // Four services of one replica each stay under PostgreSQL's
+            // default max_connections of 100.
+            postgres_max_connections: 20,
             sqlite_max_connections: 8,
             acquire_timeout: Duration::from_secs(10),
             native_postgres: false,
@@ -149,9 +152,18 @@ impl Db {
             Backend::Postgres => (url.to_owned(), options.postgres_max_connections),
         };
         let connect_options = AnyConnectOptions::from_str(&url)?;
-        let pool = pool_options(backend, max_connections, options)
-            .connect_with(connect_options.clone())
-            .await?;
+        // The native pool's connections come out of the same budget.
+        let native = match backend {
+            Backend::Postgres if options.native_postgres => (max_connections / 2).max(1),
+            _ => 0,
+        };
+        let pool = pool_options(
+            backend,
+            max_connections.saturating_sub(native).max(1),
+            options,
+        )
+        .connect_with(connect_options.clone())
+        .await?;
         let sqlite_writer = match backend {
             Backend::Sqlite => {
                 Some(tx::SqliteWriter::connect(connect_options, options.acquire_timeout).await?)
@@ -161,7 +173,7 @@ impl Db {
         let native_postgres = if backend == Backend::Postgres && options.native_postgres {
             Some(
                 sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(max_connections)
+                    .max_connections(native)
                     .acquire_timeout(options.acquire_timeout)
                     .test_before_acquire(false)
                     .connect(&url)

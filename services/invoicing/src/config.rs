@@ -29,6 +29,10 @@ pub struct Config {
     pub worker_interval: Duration,
     /// Serve `TestClockService` over a manual clock (tests only).
     pub test_clock: bool,
+    /// This replica's name, under which it claims invoices' sagas
+    /// (`INVOICING_INSTANCE`, else `HOSTNAME`: the pod's name, kept across
+    /// a container restart; else `local`).
+    pub instance: String,
 }
 
 impl Config {
@@ -44,13 +48,14 @@ impl Config {
             finalize_grace: TimeDelta::hours(1),
             worker_interval: Duration::from_secs(10),
             test_clock: false,
+            instance: "local".to_owned(),
         }
     }
 
     /// The shared variables plus `LEDGER_URL`, `METER_URL`,
     /// `INVOICING_INTERNAL_API_KEY`, `INVOICING_UPSTREAM_DEADLINE_MS`,
     /// `INVOICING_FINALIZE_GRACE_SECONDS`, `INVOICING_WORKER_INTERVAL_SECONDS`
-    /// and `INVOICING_TEST_CLOCK`.
+    /// `INVOICING_TEST_CLOCK` and `INVOICING_INSTANCE`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let upstream = UpstreamConfig {
             ledger_url: var("LEDGER_URL").unwrap_or_else(|| "http://127.0.0.1:50052".into()),
@@ -72,6 +77,9 @@ impl Config {
         if let Some(value) = var("INVOICING_WORKER_INTERVAL_SECONDS") {
             config.worker_interval =
                 Duration::from_secs(parse("INVOICING_WORKER_INTERVAL_SECONDS", &value)?);
+        }
+        if let Some(value) = var("INVOICING_INSTANCE").or_else(|| var("HOSTNAME")) {
+            config.instance = value;
         }
         if let Some(value) = var("INVOICING_TEST_CLOCK") {
             config.test_clock = parse("INVOICING_TEST_CLOCK", &value)?;

@@ -48,6 +48,9 @@ pub enum InvoicingError {
     /// A stored value could not be read back.
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// Another saga run holds the invoice's claim (ops/claims.rs).
+    #[error("invoice {0} is being worked on by another call")]
+    Busy(String),
 }
 
 impl From<serde_json::Error> for InvoicingError {

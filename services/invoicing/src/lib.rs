@@ -88,6 +88,7 @@ impl Service for InvoicingService {
             .map_err(|e| AppError::Config(e.to_string()))?;
         let store = store::Store::new(parts.db);
         let invoicing = Invoicing::new(store, upstream, parts.clock, config.finalize_grace)
+            .with_instance(&config.instance)
             .with_metrics(&parts.metrics);
         let worker = Worker::new(invoicing.clone());
         Ok(State { invoicing, worker })

@@ -67,6 +67,15 @@ pub fn to_status(error: InvoicingError) -> Status {
                 message,
             )
         }
+        InvoicingError::Busy(id) => status::with_reason(
+            Code::Aborted,
+            "INVOICE_BUSY",
+            ERROR_DOMAIN,
+            format!(
+                "invoice {id} is being finalized or voided by another call (or a replica's \
+                 recovery worker); retry in a moment: it completes exactly once"
+            ),
+        ),
         InvoicingError::Storage(error) => status::storage_status(error, "invoicing", ERROR_DOMAIN),
         other => {
             tracing::error!(error = %other, "internal error");

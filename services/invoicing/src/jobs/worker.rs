@@ -5,7 +5,9 @@
 //! expired `request_id` keys.
 //!
 //! Every step is idempotent and conditional, so several replicas may run
-//! the worker at once; a step that fails is logged and retried: a saga step
+//! the worker at once; a saga run first claims its invoice (ops/claims.rs),
+//! so replicas split the unfinished invoices and stay off one a live call
+//! is working on. A step that fails is logged and retried: a saga step
 //! after its invoice's backoff delay, anything else next tick.
 //!
 //! Resuming is bounded: at most [`WorkerOptions::concurrency`] invoices at a
@@ -42,6 +44,8 @@ pub struct TickReport {
     pub failures: usize,
     /// Invoices due for resuming left for the next tick (the budget ran out).
     pub sagas_deferred: usize,
+    /// Invoices skipped because another call or replica held them.
+    pub sagas_claimed_elsewhere: usize,
     /// Allocation periods moved (a grant made, a rollover, a cancel expiry).
     pub allocations_moved: usize,
     /// Purchases whose saga was resumed.
@@ -99,6 +103,22 @@ impl Worker {
     /// Ticks every `interval` until `stop` turns true; a tick in progress
     /// finishes first (each step is a safe point).
     pub async fn run(self, interval: Duration, mut stop: watch::Receiver<bool>) {
+        // What a dead predecessor of this instance's name held is ours now.
+        let instance = self.invoicing.instance().to_owned();
+        match self
+            .invoicing
+            .store()
+            .release_instance_claims(&instance)
+            .await
+        {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(
+                released,
+                instance,
+                "took over invoices claimed before a restart"
+            ),
+            Err(error) => tracing::warn!(%error, "could not release this instance's old claims"),
+        }
         loop {
             self.tick().await;
             tokio::select! {
@@ -120,7 +140,10 @@ impl Worker {
 
         // Resume first: a restarted process finishes what it left behind
         // before it starts new sagas.
-        match store.unfinished(now, BATCH).await {
+        // Claims' leases run on the system clock (ops/claims.rs).
+        let real_now =
+            billing_server::time::to_micros(billing_server::clock::Clock::system().now());
+        match store.unfinished(now, BATCH, real_now).await {
             Ok(items) => self.resume(items, &mut report).await,
             Err(error) => log_failure(&mut report.failures, "list unfinished invoices", &error),
         }
@@ -191,7 +214,7 @@ impl Worker {
                 for item in items {
                     let result = self
                         .invoicing
-                        .finalize(&item.account, &item.invoice, None)
+                        .finalize_unless_busy(&item.account, &item.invoice)
                         .await;
                     count(
                         &mut report.drafts_finalized,
@@ -267,13 +290,13 @@ impl Worker {
                     Status::Voiding => (
                         "void",
                         self.invoicing
-                            .void(&item.account, &item.invoice, None)
+                            .void_unless_busy(&item.account, &item.invoice)
                             .await,
                     ),
                     _ => (
                         "finalize",
                         self.invoicing
-                            .finalize(&item.account, &item.invoice, None)
+                            .finalize_unless_busy(&item.account, &item.invoice)
                             .await,
                     ),
                 };
@@ -289,6 +312,10 @@ impl Worker {
             };
             if result.is_ok() {
                 self.invoicing.count_recovery(saga);
+            }
+            if matches!(result, Err(InvoicingError::Busy(_))) {
+                report.sagas_claimed_elsewhere += 1;
+                continue;
             }
             count(
                 &mut report.sagas_resumed,
@@ -310,6 +337,8 @@ fn count<T>(
 ) {
     match result {
         Ok(_) => *done += 1,
+        // Another call or replica is on it.
+        Err(InvoicingError::Busy(_)) => {}
         Err(error) => {
             *failures += 1;
             tracing::warn!(%error, id, "{what} failed; retried later");

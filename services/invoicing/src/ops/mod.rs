@@ -6,6 +6,7 @@
 
 mod allocations;
 mod catalog;
+mod claims;
 mod purchases;
 mod realtime;
 mod saga;
@@ -24,6 +25,7 @@ use prometheus_client::metrics::family::Family;
 
 pub use allocations::{AllocationInput, AmountInput, Progress};
 pub use catalog::{NewCustomer, NewPrice, PriceAsset};
+use claims::Claims;
 pub use purchases::NewPurchase;
 pub use realtime::{AccessInput, AccessTarget, ControlsInput, OverageInput};
 pub use subscriptions::NewSubscription;
@@ -45,6 +47,8 @@ pub struct Invoicing {
     /// Prices by `account:id` for real-time reads: a price's pricing never
     /// changes (only `active` does, which pricing existing lines ignores).
     prices: realtime::PriceCache,
+    /// The invoices whose sagas this process runs (`claims`).
+    claims: Claims,
 }
 
 /// Business counters.
@@ -65,7 +69,19 @@ impl Invoicing {
             grace,
             counters: None,
             prices: realtime::PriceCache::default(),
+            claims: Claims::new("local"),
         }
+    }
+
+    /// Claims invoices under `instance` (this replica's name).
+    pub fn with_instance(mut self, instance: &str) -> Self {
+        self.claims = Claims::new(instance);
+        self
+    }
+
+    /// The instance name this process claims work under.
+    pub fn instance(&self) -> &str {
+        self.claims.instance()
     }
 
     /// Counts finalizes (`invoicing_finalizes_total{status}`) and saga

@@ -148,6 +148,35 @@ impl Invoicing {
         if let Some(replayed) = self.replay(account, key).await? {
             return Ok(replayed);
         }
+        let done = self
+            .claimed((account, id), true, self.finalize_claimed(account, id))
+            .await?;
+        self.remember(account, key, done).await
+    }
+
+    /// The worker's finalize: `Busy` at once when another run holds the
+    /// invoice.
+    pub async fn finalize_unless_busy(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Invoice, InvoicingError> {
+        self.claimed((account, id), false, self.finalize_claimed(account, id))
+            .await
+    }
+
+    /// The worker's void: `Busy` at once when another run holds the invoice.
+    pub async fn void_unless_busy(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Invoice, InvoicingError> {
+        self.claimed((account, id), false, self.void_claimed(account, id))
+            .await
+    }
+
+    /// Finalize under the invoice's claim.
+    async fn finalize_claimed(&self, account: &str, id: &str) -> Result<Invoice, InvoicingError> {
         let mut invoice = self.invoice(account, id).await?;
         if invoice.status == Status::Draft {
             let ids: Vec<&str> = invoice.lines.iter().map(|l| l.price.as_str()).collect();
@@ -181,7 +210,7 @@ impl Invoicing {
             // to draft between our freeze attempt and our read.
             Status::Draft => return Err(refused_meanwhile(&invoice, "finalize")),
         };
-        self.remember(account, key, done).await
+        Ok(done)
     }
 
     /// Steps 2 and 3 for an invoice in `finalizing`.
@@ -231,6 +260,14 @@ impl Invoicing {
         if let Some(replayed) = self.replay(account, key).await? {
             return Ok(replayed);
         }
+        let done = self
+            .claimed((account, id), true, self.void_claimed(account, id))
+            .await?;
+        self.remember(account, key, done).await
+    }
+
+    /// Void under the invoice's claim.
+    async fn void_claimed(&self, account: &str, id: &str) -> Result<Invoice, InvoicingError> {
         let mut invoice = self.invoice(account, id).await?;
         if invoice.status == Status::Open {
             let now = self.clock.now();
@@ -257,7 +294,7 @@ impl Invoicing {
             // Likewise for a concurrent void the ledger refused.
             Status::Open => return Err(refused_meanwhile(&invoice, "void")),
         };
-        self.remember(account, key, done).await
+        Ok(done)
     }
 
     /// ReverseCredits, then `voiding → void`.

@@ -587,13 +587,19 @@ impl Store {
         &self,
         now: DateTime<Utc>,
         limit: i64,
+        real_now_us: i64,
     ) -> Result<Vec<WorkItem>, InvoicingError> {
+        // Not those a run holds (ops/claims.rs); a dead predecessor's were
+        // given back when this process started.
         let rows = sqlx::query(
             "SELECT account, id, status FROM invoices WHERE status IN ('finalizing', 'voiding') \
-             AND (step_retry_at_us IS NULL OR step_retry_at_us <= $1) ORDER BY updated_us LIMIT $2",
+             AND (step_retry_at_us IS NULL OR step_retry_at_us <= $1) \
+             AND (claimed_until_us IS NULL OR claimed_until_us <= $3) \
+             ORDER BY updated_us LIMIT $2",
         )
         .bind(to_micros(now))
         .bind(limit)
+        .bind(real_now_us)
         .fetch_all(self.db.pool())
         .await?;
         rows.iter().map(work_item).collect()

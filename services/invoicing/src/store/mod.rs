@@ -7,6 +7,7 @@
 //! another service.
 
 mod allocations;
+mod claims;
 mod customers;
 mod events;
 mod invoices;

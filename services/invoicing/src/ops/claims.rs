@@ -1,0 +1,143 @@
+//! Claims on invoices' sagas (issue 19; docs/operations.md).
+//!
+//! A saga's steps are idempotent, so two runs of one invoice's saga at once
+//! lose nothing, but they double the ledger calls and contend on the same
+//! rows: a replica's worker resuming an invoice that a live FinalizeInvoice
+//! is still working on, or the workers of two replicas walking the same
+//! unfinished invoices. So every saga run (live call, resume, auto-finalize)
+//! first claims its invoice:
+//! - in the process, a set of the invoices it is working on;
+//! - across processes, the invoice's `claimed_by` / `claimed_until_us`
+//!   columns: taken when free, expired, or held under this process's own
+//!   instance name (a restarted process takes over what it held before it
+//!   died), released when the run ends. A crashed replica's claims expire
+//!   after [`CLAIM_LEASE`] and are then anyone's.
+//!
+//! A live call that finds its invoice claimed waits for the other run to
+//! end (a double submit gets the first one's answer), up to [`CLAIM_WAIT`],
+//! then answers ABORTED (`INVOICE_BUSY`, retry); the worker skips the
+//! invoice at once. The
+//! lease runs on the system clock whatever the test clock says: it is
+//! about processes, not billing time.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use billing_server::clock::Clock;
+use billing_server::time::to_micros;
+use chrono::TimeDelta;
+
+use super::Invoicing;
+use crate::error::InvoicingError;
+
+/// How long a claim holds when its process does not release it (a crash).
+pub const CLAIM_LEASE: TimeDelta = TimeDelta::seconds(120);
+
+/// How long a live call waits for another run on its invoice to end.
+pub const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// This process's claims.
+#[derive(Debug, Clone)]
+pub struct Claims {
+    instance: Arc<str>,
+    running: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+impl Claims {
+    /// Claims held under `instance` (`INVOICING_INSTANCE`, the pod's name).
+    pub fn new(instance: &str) -> Self {
+        Self {
+            instance: instance.into(),
+            running: Arc::default(),
+        }
+    }
+
+    /// The instance name claims are held under.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+}
+
+/// Takes an invoice out of the process's set when its run ends, however.
+struct Running<'a> {
+    claims: &'a Claims,
+    key: (String, String),
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.claims
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
+impl Invoicing {
+    /// Runs `work` (a saga run on invoice `id`) holding the invoice's claim.
+    /// When another run holds it: with `wait`, waits for it (up to
+    /// [`CLAIM_WAIT`]) and then runs `work`, which finds the other run's
+    /// result; without, `Busy` at once (the worker moves on).
+    pub(crate) async fn claimed<T>(
+        &self,
+        (account, id): (&str, &str),
+        wait: bool,
+        work: impl Future<Output = Result<T, InvoicingError>>,
+    ) -> Result<T, InvoicingError> {
+        let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+        let running = loop {
+            if let Some(running) = self.try_claim(account, id).await? {
+                break running;
+            }
+            if !wait || tokio::time::Instant::now() >= deadline {
+                return Err(InvoicingError::Busy(id.to_owned()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        };
+        let result = work.await;
+        let instance = self.claims.instance();
+        if let Err(error) = self.store.release_invoice(account, id, instance).await {
+            // It expires by itself.
+            tracing::warn!(%error, invoice = id, "could not release an invoice's claim");
+        }
+        drop(running);
+        result
+    }
+
+    /// The claim on invoice `id`, if no other run holds it.
+    async fn try_claim(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<Running<'_>>, InvoicingError> {
+        let key = (account.to_owned(), id.to_owned());
+        let inserted = self
+            .claims
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone());
+        if !inserted {
+            return Ok(None);
+        }
+        let running = Running {
+            claims: &self.claims,
+            key,
+        };
+        let now = Clock::system().now();
+        let instance = self.claims.instance();
+        let until = to_micros(now + CLAIM_LEASE);
+        if self
+            .store
+            .claim_invoice(account, id, instance, to_micros(now), until)
+            .await?
+        {
+            return Ok(Some(running));
+        }
+        // No such invoice in the account is its NOT_FOUND.
+        self.invoice(account, id).await?;
+        Ok(None)
+    }
+}

@@ -1,0 +1,220 @@
+//! Scale out (issue 19): three credit-ledger processes on one PostgreSQL
+//! database, invoicing given all three addresses (`LEDGER_URL` with three
+//! URLs). Under a finalize load every replica serves a share of the
+//! ApplyCredits calls (from each one's metrics), and one replica killed
+//! mid-load loses or doubles nothing: every invoice settles, its credits
+//! are the ledger's applications for it, once, and the audit is clean.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use billing_e2e::scenario::*;
+use billing_e2e::*;
+use billing_proto::invoicing::v1 as inv;
+use billing_proto::ledger::v1 as ledger;
+use billing_proto::meter::v1 as meter;
+use billing_testkit::Backend;
+
+/// Invoices per phase.
+const INVOICES: usize = 45;
+/// Finalizes in flight at once.
+const CONCURRENCY: usize = 9;
+
+/// ApplyCredits calls a ledger process has handled (any outcome).
+async fn apply_calls(process: &Service) -> u64 {
+    scrape(process)
+        .await
+        .lines()
+        .filter(|l| {
+            l.starts_with("grpc_server_handled_total{")
+                && l.contains("grpc_method=\"ApplyCredits\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// `n` customers, each with a grant, usage and a canceled subscription:
+/// their final draft invoices.
+async fn drafts(c: &mut Clients, price: &str, tag: &str, n: usize) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut subscriptions = Vec::new();
+    for i in 0..n {
+        let customer = customer_named(c, &format!("{tag} {i}")).await;
+        metered_grant(c, &customer, 300 + 7 * i as i64).await;
+        let subscription = c
+            .invoicing
+            .create_subscription(authed(inv::CreateSubscriptionRequest {
+                customer: customer.clone(),
+                items: vec![inv::SubscriptionItemInput {
+                    price: price.into(),
+                }],
+                billing_interval: inv::BillingInterval::Month.into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .subscription
+            .unwrap();
+        let start = subscription.current_period_start.unwrap();
+        c.meter
+            .ingest_events(authed(meter::IngestEventsRequest {
+                events: vec![meter::MeterEvent {
+                    event_name: "scale_calls".into(),
+                    identifier: format!("evt_{customer}"),
+                    timestamp: Some(prost_types::Timestamp {
+                        seconds: start.seconds,
+                        nanos: start.nanos + 1_000,
+                    }),
+                    payload: BTreeMap::from([
+                        ("customer".to_owned(), customer.clone()),
+                        ("value".to_owned(), (50 + i).to_string()),
+                    ]),
+                }],
+            }))
+            .await
+            .unwrap();
+        subscriptions.push((customer, subscription.id));
+    }
+    let later = clock_now(c).await + chrono::TimeDelta::seconds(1);
+    advance(c, later).await;
+    for (customer, subscription) in subscriptions {
+        let invoice = c
+            .invoicing
+            .cancel_subscription(authed(inv::CancelSubscriptionRequest {
+                id: subscription,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .final_invoice
+            .unwrap()
+            .id;
+        out.push((customer, invoice));
+    }
+    out
+}
+
+/// Finalizes every invoice, `CONCURRENCY` at a time, each until settled.
+async fn finalize_all(c: &Clients, invoices: &[(String, String)]) -> Vec<inv::Invoice> {
+    let mut settled = Vec::new();
+    for chunk in invoices.chunks(CONCURRENCY) {
+        let calls = chunk.iter().map(|(_, id)| {
+            let mut c = c.clone();
+            let id = id.clone();
+            tokio::spawn(async move { until_settled(&mut c, &id, Step::Finalize).await.0 })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            settled.push(call.await.unwrap());
+        }
+    }
+    settled
+}
+
+/// Each invoice's credits are the ledger's applications for it, once.
+async fn credits_match(c: &mut Clients, invoices: &[(String, String)], settled: &[inv::Invoice]) {
+    for ((customer, id), invoice) in invoices.iter().zip(settled) {
+        let on_invoice: i64 = invoice
+            .lines
+            .iter()
+            .map(|l| value_of(&l.credits_applied))
+            .sum();
+        let debits: Vec<i64> = applied(c, customer)
+            .await
+            .into_iter()
+            .filter(|(_, on, _)| on == id)
+            .map(|(_, _, amount)| amount)
+            .collect();
+        assert_eq!(
+            debits.iter().sum::<i64>(),
+            on_invoice,
+            "{id}: the ledger's applications {debits:?}"
+        );
+        let applications: usize = invoice
+            .lines
+            .iter()
+            .map(|l| l.credit_applications.len())
+            .sum();
+        assert_eq!(debits.len(), applications, "{id}: applied once");
+    }
+    let audit = c
+        .ledger
+        .audit_ledger(authed(ledger::AuditLedgerRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(audit.violations.is_empty(), "{:?}", audit.violations);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_ledger_replicas_share_the_apply_credits_calls_on_postgres() {
+    let Some(dbs) = Databases::new(Backend::Postgres).await else {
+        return;
+    };
+    let ledgers: Vec<Service> = (0..3).map(|_| ledger(&dbs.ledger, "127.0.0.1:0")).collect();
+    let meter_process = meter(&dbs.meter);
+    let urls: Vec<String> = ledgers
+        .iter()
+        .map(|l| format!("http://{}", l.addr))
+        .collect();
+    let invoicing_process = invoicing_with(
+        &dbs.invoicing,
+        ledgers[0].addr,
+        meter_process.addr,
+        None,
+        &[("LEDGER_URL", urls.join(","))],
+    );
+    let mut c = Clients::new(
+        ledgers[0].channel(),
+        meter_process.channel(),
+        invoicing_process.channel(),
+    );
+    let (_, price) = metered_price(&mut c, "scale_calls", "3").await;
+
+    // 1. The load spreads.
+    let invoices = drafts(&mut c, &price, "Spread", INVOICES).await;
+    let settled = finalize_all(&c, &invoices).await;
+    let mut served = Vec::new();
+    for process in &ledgers {
+        served.push(apply_calls(process).await);
+    }
+    let total: u64 = served.iter().sum();
+    assert!(total >= INVOICES as u64, "{served:?}");
+    for n in &served {
+        let share = *n as f64 / total as f64;
+        assert!(
+            (0.2..=0.5).contains(&share),
+            "each replica serves 20–50 % of ApplyCredits: {served:?}"
+        );
+    }
+    credits_match(&mut c, &invoices, &settled).await;
+    println!("ApplyCredits per ledger replica: {served:?}");
+
+    // 2. One replica dies mid-load: calls move to the others; nothing is
+    // lost or doubled.
+    let invoices = drafts(&mut c, &price, "Killed", INVOICES).await;
+    let mut ledgers = ledgers;
+    let victim = ledgers.remove(1);
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        victim.kill();
+    });
+    let settled = finalize_all(&c, &invoices).await;
+    killer.await.unwrap();
+    assert!(
+        settled
+            .iter()
+            .all(|i| i.status() == inv::InvoiceStatus::Open
+                || i.status() == inv::InvoiceStatus::Paid)
+    );
+    credits_match(&mut c, &invoices, &settled).await;
+
+    drop(invoicing_process);
+    drop(ledgers);
+    drop(meter_process);
+    dbs.drop_all().await;
+}
