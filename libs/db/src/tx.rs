@@ -181,13 +181,22 @@ impl SqliteWriter {
             }
             guard.open = false;
         }
-        guard.conn.execute("BEGIN IMMEDIATE").await?;
+        // Marked open before BEGIN is sent: a request cancelled while BEGIN
+        // runs leaves SQLite inside the transaction, and the flag (with the
+        // drop below) is what rolls it back. If BEGIN did not run after all,
+        // that ROLLBACK fails and the connection is replaced.
         guard.open = true;
+        let mut tx = WriterTx {
+            guard,
+            writer: self.writer.clone(),
+        };
+        if let Err(error) = tx.guard.conn.execute("BEGIN IMMEDIATE").await {
+            // Refused (busy): no transaction is open.
+            tx.guard.open = false;
+            return Err(error);
+        }
         Ok(Tx {
-            inner: Inner::Writer(WriterTx {
-                guard,
-                writer: self.writer.clone(),
-            }),
+            inner: Inner::Writer(tx),
         })
     }
 

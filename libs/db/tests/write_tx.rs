@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use billing_db::testing::TestDatabase;
+use std::future::Future;
+
 use billing_db::{Db, DbOptions};
 
 async fn count(db: &Db) -> i64 {
@@ -188,4 +190,58 @@ async fn uncommitted_work_is_never_seen_on_postgres() {
         return;
     };
     uncommitted_work_is_never_seen(test_db).await;
+}
+
+/// Found by the lifecycle simulation (seed 20261130, SQLite): a request
+/// cancelled while its write transaction was still beginning left SQLite's
+/// writer connection inside the transaction without knowing it, and every
+/// later write failed with "cannot start a transaction within a
+/// transaction" until the process restarted. Every cut point of `begin`
+/// is tried: after each, the next transaction still commits.
+async fn seed_20261130_a_write_cancelled_while_beginning_leaves_the_writer_usable(
+    test_db: TestDatabase,
+) {
+    let db = Db::connect(test_db.url(), &DbOptions::default())
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE items (id TEXT PRIMARY KEY)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    for polls in 1..8 {
+        // `begin_write` polled `polls` times, then dropped: a cancel at
+        // every await point it has.
+        let mut begin = Box::pin(db.begin_write());
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        for _ in 0..polls {
+            if let std::task::Poll::Ready(tx) = begin.as_mut().poll(&mut cx) {
+                drop(tx);
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        drop(begin);
+        let mut tx = db.begin_write().await.unwrap();
+        insert(&mut tx, &format!("after-{polls}")).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(count(&db).await, 7);
+    db.close().await;
+    test_db.drop_database().await;
+}
+
+#[tokio::test]
+async fn seed_20261130_a_write_cancelled_while_beginning_leaves_the_writer_usable_on_sqlite() {
+    seed_20261130_a_write_cancelled_while_beginning_leaves_the_writer_usable(TestDatabase::sqlite())
+        .await;
+}
+
+#[tokio::test]
+async fn seed_20261130_a_write_cancelled_while_beginning_leaves_the_writer_usable_on_postgres() {
+    let Some(test_db) = TestDatabase::postgres().await else {
+        return;
+    };
+    seed_20261130_a_write_cancelled_while_beginning_leaves_the_writer_usable(test_db).await;
 }
