@@ -1,9 +1,14 @@
-//! Scale out (issue 19): three credit-ledger processes on one PostgreSQL
-//! database, invoicing given all three addresses (`LEDGER_URL` with three
-//! URLs). Under a finalize load every replica serves a share of the
-//! ApplyCredits calls (from each one's metrics), and one replica killed
-//! mid-load loses or doubles nothing: every invoice settles, its credits
-//! are the ledger's applications for it, once, and the audit is clean.
+//! Scale out (issue 19), PostgreSQL:
+//! - three credit-ledger processes on one database, invoicing given all
+//!   three addresses (`LEDGER_URL` with three URLs). Under a finalize load
+//!   every replica serves a share of the ApplyCredits calls (from each
+//!   one's metrics), and one replica killed mid-load loses or doubles
+//!   nothing: every invoice settles, its credits are the ledger's
+//!   applications for it, once, and the audit is clean;
+//! - two invoicing processes (instances `a` and `b`) on one database with
+//!   500 invoices left mid-saga while the ledger was down: both resume a
+//!   share, and the ledger sees exactly one ApplyCredits per invoice (no
+//!   saga step ran twice).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,28 +27,51 @@ const INVOICES: usize = 45;
 /// Finalizes in flight at once.
 const CONCURRENCY: usize = 9;
 
-/// ApplyCredits calls a ledger process has handled (any outcome).
-async fn apply_calls(process: &Service) -> u64 {
+/// The sum of a process's metric lines that start with `prefix` and
+/// contain `label`.
+async fn metric(process: &Service, prefix: &str, label: &str) -> u64 {
     scrape(process)
         .await
         .lines()
-        .filter(|l| {
-            l.starts_with("grpc_server_handled_total{")
-                && l.contains("grpc_method=\"ApplyCredits\"")
-        })
+        .filter(|l| l.starts_with(prefix) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|v| v as u64)
         .sum()
 }
 
+/// ApplyCredits calls a ledger process has handled (any outcome).
+async fn apply_calls(process: &Service) -> u64 {
+    metric(
+        process,
+        "grpc_server_handled_total{",
+        "grpc_method=\"ApplyCredits\"",
+    )
+    .await
+}
+
 /// `n` customers, each with a grant, usage and a canceled subscription:
 /// their final draft invoices.
 async fn drafts(c: &mut Clients, price: &str, tag: &str, n: usize) -> Vec<(String, String)> {
+    drafts_of(c, price, tag, n, 1).await
+}
+
+/// `n` subscriptions with usage, canceled, over `n / per_customer`
+/// customers with a grant each: their final draft invoices.
+async fn drafts_of(
+    c: &mut Clients,
+    price: &str,
+    tag: &str,
+    n: usize,
+    per_customer: usize,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut subscriptions = Vec::new();
+    let mut customer = String::new();
     for i in 0..n {
-        let customer = customer_named(c, &format!("{tag} {i}")).await;
-        metered_grant(c, &customer, 300 + 7 * i as i64).await;
+        if i % per_customer == 0 {
+            customer = customer_named(c, &format!("{tag} {i}")).await;
+            metered_grant(c, &customer, (300 + 7 * i as i64) * per_customer as i64).await;
+        }
         let subscription = c
             .invoicing
             .create_subscription(authed(inv::CreateSubscriptionRequest {
@@ -64,20 +92,20 @@ async fn drafts(c: &mut Clients, price: &str, tag: &str, n: usize) -> Vec<(Strin
             .ingest_events(authed(meter::IngestEventsRequest {
                 events: vec![meter::MeterEvent {
                     event_name: "scale_calls".into(),
-                    identifier: format!("evt_{customer}"),
+                    identifier: format!("evt_{tag}_{i}"),
                     timestamp: Some(prost_types::Timestamp {
                         seconds: start.seconds,
                         nanos: start.nanos + 1_000,
                     }),
                     payload: BTreeMap::from([
                         ("customer".to_owned(), customer.clone()),
-                        ("value".to_owned(), (50 + i).to_string()),
+                        ("value".to_owned(), (50 + i % 40).to_string()),
                     ]),
                 }],
             }))
             .await
             .unwrap();
-        subscriptions.push((customer, subscription.id));
+        subscriptions.push((customer.clone(), subscription.id));
     }
     let later = clock_now(c).await + chrono::TimeDelta::seconds(1);
     advance(c, later).await;
@@ -215,6 +243,99 @@ async fn three_ledger_replicas_share_the_apply_credits_calls_on_postgres() {
 
     drop(invoicing_process);
     drop(ledgers);
+    drop(meter_process);
+    dbs.drop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_invoicing_replicas_split_500_stuck_invoices_on_postgres() {
+    const STUCK: usize = 500;
+    let Some(dbs) = Databases::new(Backend::Postgres).await else {
+        return;
+    };
+    let ledger_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ledger_addr = format!("127.0.0.1:{ledger_port}");
+    let ledger_process = ledger(&dbs.ledger, &ledger_addr);
+    let meter_process = meter(&dbs.meter);
+    let first = invoicing_with(
+        &dbs.invoicing,
+        ledger_process.addr,
+        meter_process.addr,
+        None,
+        &[("INVOICING_INSTANCE", "a".to_owned())],
+    );
+    let mut c = Clients::new(
+        ledger_process.channel(),
+        meter_process.channel(),
+        first.channel(),
+    );
+    let (_, price) = metered_price(&mut c, "scale_calls", "3").await;
+    let invoices = drafts_of(&mut c, &price, "Stuck", STUCK, 10).await;
+
+    // The ledger goes away: every finalize leaves its invoice `finalizing`.
+    ledger_process.kill();
+    for (_, id) in &invoices {
+        let error = finalize(&mut c, id).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::Unavailable, "{error:?}");
+    }
+    drop(first);
+
+    // The ledger is back; two replicas' workers tick every second.
+    let ledger_process = ledger(&dbs.ledger, &ledger_addr);
+    let replicas: Vec<Service> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            invoicing_with(
+                &dbs.invoicing,
+                ledger_process.addr,
+                meter_process.addr,
+                None,
+                &[
+                    ("INVOICING_INSTANCE", (*name).to_owned()),
+                    ("INVOICING_WORKER_INTERVAL_SECONDS", "1".to_owned()),
+                ],
+            )
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let resumed = loop {
+        let mut resumed = Vec::new();
+        for replica in &replicas {
+            resumed.push(metric(replica, "invoicing_saga_recoveries_total", "finalize").await);
+        }
+        if resumed.iter().sum::<u64>() >= STUCK as u64 {
+            break resumed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "resumed so far: {resumed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!("invoices resumed per invoicing replica: {resumed:?}");
+    assert_eq!(resumed.iter().sum::<u64>(), STUCK as u64, "{resumed:?}");
+    assert!(
+        resumed.iter().all(|n| *n > 0),
+        "each resumes a share: {resumed:?}"
+    );
+    // One ApplyCredits per invoice: no saga step ran twice.
+    assert_eq!(apply_calls(&ledger_process).await, STUCK as u64);
+    let mut c = Clients::new(
+        ledger_process.channel(),
+        meter_process.channel(),
+        replicas[0].channel(),
+    );
+    let mut settled = Vec::new();
+    for (_, id) in &invoices {
+        settled.push(invoice(&mut c, id).await);
+    }
+    credits_match(&mut c, &invoices, &settled).await;
+    drop(replicas);
+    drop(ledger_process);
     drop(meter_process);
     dbs.drop_all().await;
 }

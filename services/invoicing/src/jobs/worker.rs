@@ -44,7 +44,8 @@ pub struct TickReport {
     pub failures: usize,
     /// Invoices due for resuming left for the next tick (the budget ran out).
     pub sagas_deferred: usize,
-    /// Invoices skipped because another call or replica held them.
+    /// Invoices skipped because another call or replica held them, or
+    /// finished them meanwhile.
     pub sagas_claimed_elsewhere: usize,
     /// Allocation periods moved (a grant made, a rollover, a cancel expiry).
     pub allocations_moved: usize,
@@ -212,10 +213,15 @@ impl Worker {
         match store.due_drafts(now, BATCH).await {
             Ok(items) => {
                 for item in items {
-                    let result = self
+                    let result = match self
                         .invoicing
-                        .finalize_unless_busy(&item.account, &item.invoice)
-                        .await;
+                        .auto_finalize(&item.account, &item.invoice)
+                        .await
+                    {
+                        // Another run finalized it meanwhile.
+                        Ok(None) => continue,
+                        other => other,
+                    };
                     count(
                         &mut report.drafts_finalized,
                         &mut report.failures,
@@ -286,20 +292,14 @@ impl Worker {
                 if started.elapsed() >= budget {
                     return None;
                 }
-                let (saga, result): (&str, _) = match item.status {
-                    Status::Voiding => (
-                        "void",
-                        self.invoicing
-                            .void_unless_busy(&item.account, &item.invoice)
-                            .await,
-                    ),
-                    _ => (
-                        "finalize",
-                        self.invoicing
-                            .finalize_unless_busy(&item.account, &item.invoice)
-                            .await,
-                    ),
+                let saga = match item.status {
+                    Status::Voiding => "void",
+                    _ => "finalize",
                 };
+                let result = self
+                    .invoicing
+                    .resume_saga(&item.account, &item.invoice)
+                    .await;
                 Some((item.invoice, saga, result))
             })
             .buffer_unordered(self.options.concurrency.max(1))
@@ -310,12 +310,14 @@ impl Worker {
                 report.sagas_deferred += 1;
                 continue;
             };
-            if result.is_ok() {
-                self.invoicing.count_recovery(saga);
-            }
-            if matches!(result, Err(InvoicingError::Busy(_))) {
-                report.sagas_claimed_elsewhere += 1;
-                continue;
+            match result {
+                Ok(Some(_)) => self.invoicing.count_recovery(saga),
+                // Another run holds it, or finished it meanwhile.
+                Ok(None) | Err(InvoicingError::Busy(_)) => {
+                    report.sagas_claimed_elsewhere += 1;
+                    continue;
+                }
+                Err(_) => {}
             }
             count(
                 &mut report.sagas_resumed,

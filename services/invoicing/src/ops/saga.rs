@@ -154,25 +154,39 @@ impl Invoicing {
         self.remember(account, key, done).await
     }
 
-    /// The worker's finalize: `Busy` at once when another run holds the
-    /// invoice.
-    pub async fn finalize_unless_busy(
+    /// The worker's resume of an invoice left mid-saga: `Busy` at once when
+    /// another run holds it; None when it is no longer mid-saga (another
+    /// run finished it), so nothing is counted twice.
+    pub async fn resume_saga(
         &self,
         account: &str,
         id: &str,
-    ) -> Result<Invoice, InvoicingError> {
-        self.claimed((account, id), false, self.finalize_claimed(account, id))
-            .await
+    ) -> Result<Option<Invoice>, InvoicingError> {
+        self.claimed((account, id), false, async {
+            let invoice = self.invoice(account, id).await?;
+            Ok(match invoice.status {
+                Status::Finalizing => Some(self.complete_finalize(account, invoice).await?),
+                Status::Voiding => Some(self.complete_void(account, invoice).await?),
+                _ => None,
+            })
+        })
+        .await
     }
 
-    /// The worker's void: `Busy` at once when another run holds the invoice.
-    pub async fn void_unless_busy(
+    /// The worker's finalize of a draft past its grace: `Busy` at once when
+    /// another run holds it; None when it is no longer a draft.
+    pub async fn auto_finalize(
         &self,
         account: &str,
         id: &str,
-    ) -> Result<Invoice, InvoicingError> {
-        self.claimed((account, id), false, self.void_claimed(account, id))
-            .await
+    ) -> Result<Option<Invoice>, InvoicingError> {
+        self.claimed((account, id), false, async {
+            if self.invoice(account, id).await?.status != Status::Draft {
+                return Ok(None);
+            }
+            self.finalize_claimed(account, id).await.map(Some)
+        })
+        .await
     }
 
     /// Finalize under the invoice's claim.
