@@ -26,7 +26,7 @@ fuzz calls="2000" seed="1":
     FUZZ_CALLS={{calls}} FUZZ_SEED={{seed}} FUZZ_MAX_MS=1000 cargo test -p invoicing --test fuzz -- --nocapture
 
 # All benchmarks.
-bench: bench-ledger bench-ingest bench-finalize bench-scale bench-notifier bench-realtime bench-export bench-console
+bench: bench-ledger bench-ingest bench-finalize bench-scale bench-notifier bench-realtime bench-export bench-console bench-scale-out
 
 # Ledger throughput and balance-summary latency on SQLite and PostgreSQL.
 bench-ledger:
@@ -59,3 +59,8 @@ bench-console:
 # Events per second from a feed to a local webhook receiver.
 bench-notifier:
     cargo bench -p notifier --bench deliver
+
+# Finalizes/s with 1 or 3 ledger replicas and 1 or 2 invoicing replicas (real processes, PostgreSQL), with a pgbench baseline.
+bench-scale-out:
+    cargo build --release -p credit-ledger -p meter-ingest -p invoicing --features invoicing/test-clock
+    cargo bench -p billing-e2e --bench scale_out

@@ -86,55 +86,6 @@ where
     )
 }
 
-/// `pgbench -S` on a scratch database of the suite's server: tps.
-async fn pgbench(seconds: u64) -> Option<String> {
-    let url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let admin = sqlx::PgPool::connect(&url).await.ok()?;
-    let _ = sqlx::query("DROP DATABASE IF EXISTS bench_pgbench")
-        .execute(&admin)
-        .await;
-    sqlx::query("CREATE DATABASE bench_pgbench")
-        .execute(&admin)
-        .await
-        .ok()?;
-    let target = match url.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/bench_pgbench"),
-        None => return None,
-    };
-    let init = tokio::process::Command::new("pgbench")
-        .args(["-i", "-q", "-s", "10", &target])
-        .output()
-        .await
-        .ok()?;
-    let out = if init.status.success() {
-        let run = tokio::process::Command::new("pgbench")
-            .args([
-                "-S",
-                "-c",
-                "16",
-                "-j",
-                "2",
-                "-T",
-                &seconds.to_string(),
-                &target,
-            ])
-            .output()
-            .await
-            .ok()?;
-        let text = String::from_utf8_lossy(&run.stdout).into_owned();
-        text.lines()
-            .find(|l| l.starts_with("tps"))
-            .map(str::to_owned)
-    } else {
-        None
-    };
-    let _ = sqlx::query("DROP DATABASE IF EXISTS bench_pgbench")
-        .execute(&admin)
-        .await;
-    out
-}
-
 async fn setup(s: &Suite, customers: usize) -> (Vec<String>, Vec<String>) {
     let mut meters = Vec::new();
     let mut prices = Vec::new();
@@ -317,7 +268,7 @@ async fn main() {
         run(seconds, reserve).await,
     );
     s.stop().await;
-    match pgbench(seconds).await {
+    match billing_testkit::bench::pgbench(&["-S"], seconds).await {
         Some(line) => println!("baseline, pgbench -S -c 16 -j 2 (scale 10): {line}"),
         None => println!("baseline: pgbench unavailable"),
     }

@@ -1,0 +1,205 @@
+//! Finalizes per second with 1 or 3 credit-ledger replicas and 1 or 2
+//! invoicing replicas (issue 19), real release processes on PostgreSQL,
+//! with a same-run `pgbench` (read-write, 16 clients) baseline.
+//!
+//! Per configuration: fresh databases; `BENCH_INVOICES` (default 400)
+//! final draft invoices (a customer per ten subscriptions, each with a
+//! grant, usage and a cancel); then 16 clients finalize them, spread
+//! round-robin over the invoicing replicas, each of which calls every
+//! ledger replica (`LEDGER_URL` with all of them). Prints finalizes/s and
+//! each ledger replica's share of ApplyCredits. On two cores the point is
+//! that throughput holds and the work spreads, not that it multiplies.
+//!
+//! `just bench-scale-out` (builds the release binaries first).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::float_arithmetic,
+    clippy::cast_precision_loss
+)]
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use billing_e2e::scenario::*;
+use billing_e2e::*;
+use billing_proto::invoicing::v1 as inv;
+use billing_proto::meter::v1 as meter;
+use billing_testkit::Backend;
+
+const CLIENTS: usize = 16;
+
+async fn drafts(c: &mut Clients, price: &str, n: usize) -> Vec<String> {
+    let mut subscriptions = Vec::new();
+    let mut customer = String::new();
+    for i in 0..n {
+        if i % 10 == 0 {
+            customer = customer_named(c, &format!("Bench {i}")).await;
+            metered_grant(c, &customer, 100_000).await;
+        }
+        let subscription = c
+            .invoicing
+            .create_subscription(authed(inv::CreateSubscriptionRequest {
+                customer: customer.clone(),
+                items: vec![inv::SubscriptionItemInput {
+                    price: price.into(),
+                }],
+                billing_interval: inv::BillingInterval::Month.into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .subscription
+            .unwrap();
+        let start = subscription.current_period_start.unwrap();
+        c.meter
+            .ingest_events(authed(meter::IngestEventsRequest {
+                events: vec![meter::MeterEvent {
+                    event_name: "bench_calls".into(),
+                    identifier: format!("evt_{i}"),
+                    timestamp: Some(prost_types::Timestamp {
+                        seconds: start.seconds,
+                        nanos: start.nanos + 1_000,
+                    }),
+                    payload: BTreeMap::from([
+                        ("customer".to_owned(), customer.clone()),
+                        ("value".to_owned(), (10 + i % 50).to_string()),
+                    ]),
+                }],
+            }))
+            .await
+            .unwrap();
+        subscriptions.push(subscription.id);
+    }
+    let later = clock_now(c).await + chrono::TimeDelta::seconds(1);
+    advance(c, later).await;
+    let mut out = Vec::new();
+    for id in subscriptions {
+        out.push(
+            c.invoicing
+                .cancel_subscription(authed(inv::CancelSubscriptionRequest {
+                    id,
+                    ..Default::default()
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .final_invoice
+                .unwrap()
+                .id,
+        );
+    }
+    out
+}
+
+async fn apply_calls(process: &Service) -> u64 {
+    scrape(process)
+        .await
+        .lines()
+        .filter(|l| {
+            l.starts_with("grpc_server_handled_total{")
+                && l.contains("grpc_method=\"ApplyCredits\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// Finalizes/s and each ledger's ApplyCredits with `ledgers` and
+/// `invoicings` replicas.
+async fn run(ledgers: usize, invoicings: usize, n: usize) -> (f64, Vec<u64>) {
+    let dbs = Databases::new(Backend::Postgres).await.unwrap();
+    let ledger_processes: Vec<Service> = (0..ledgers)
+        .map(|_| ledger(&dbs.ledger, "127.0.0.1:0"))
+        .collect();
+    let urls: Vec<String> = ledger_processes
+        .iter()
+        .map(|l| format!("http://{}", l.addr))
+        .collect();
+    let meter_process = meter(&dbs.meter);
+    let replicas: Vec<Service> = (0..invoicings)
+        .map(|i| {
+            invoicing_with(
+                &dbs.invoicing,
+                ledger_processes[0].addr,
+                meter_process.addr,
+                None,
+                &[
+                    ("LEDGER_URL", urls.join(",")),
+                    ("INVOICING_INSTANCE", format!("bench-{i}")),
+                ],
+            )
+        })
+        .collect();
+    let mut c = Clients::new(
+        ledger_processes[0].channel(),
+        meter_process.channel(),
+        replicas[0].channel(),
+    );
+    let (_, price) = metered_price(&mut c, "bench_calls", "3").await;
+    let invoices = drafts(&mut c, &price, n).await;
+    let clients: Vec<Clients> = replicas
+        .iter()
+        .map(|r| {
+            Clients::new(
+                ledger_processes[0].channel(),
+                meter_process.channel(),
+                r.channel(),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..CLIENTS {
+        let mut c = clients[worker % clients.len()].clone();
+        let mine: Vec<String> = invoices
+            .iter()
+            .skip(worker)
+            .step_by(CLIENTS)
+            .cloned()
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            for id in mine {
+                finalize(&mut c, &id).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let mut served = Vec::new();
+    for process in &ledger_processes {
+        served.push(apply_calls(process).await);
+    }
+    drop(replicas);
+    drop(ledger_processes);
+    drop(meter_process);
+    dbs.drop_all().await;
+    (rate, served)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("BENCH_INVOICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    if Backend::Postgres.database().await.is_none() {
+        println!("scale_out: PostgreSQL unavailable, skipped");
+        return;
+    }
+    println!("{n} invoices, {CLIENTS} clients, PostgreSQL, release binaries");
+    for (ledgers, invoicings) in [(1, 1), (3, 1), (1, 2), (3, 2)] {
+        let (rate, served) = run(ledgers, invoicings, n).await;
+        println!(
+            "ledger replicas {ledgers}, invoicing replicas {invoicings}: {rate:.0} finalizes/s; ApplyCredits per ledger replica {served:?}"
+        );
+    }
+    match billing_testkit::bench::pgbench(&[], 10).await {
+        Some(tps) => println!("baseline pgbench (read-write, 16 clients, scale 10, 10 s): {tps}"),
+        None => println!("baseline pgbench: unavailable"),
+    }
+}
