@@ -73,7 +73,12 @@ async fn resolve(endpoints: Vec<(String, Endpoint)>, balanced: Balanced) {
             let host = host.trim_start_matches('[').trim_end_matches(']');
             match tokio::net::lookup_host((host, port)).await {
                 Ok(addresses) => {
-                    for address in addresses {
+                    // A name with IPv4 addresses (`localhost`: 127.0.0.1 and
+                    // ::1) keeps only those: a server listening on one family
+                    // would fail every call sent to the other.
+                    let addresses: Vec<_> = addresses.collect();
+                    let v4 = addresses.iter().any(std::net::SocketAddr::is_ipv4);
+                    for address in addresses.into_iter().filter(|a| !v4 || a.is_ipv4()) {
                         let scheme = uri.scheme_str().unwrap_or("http");
                         if let Ok(at) = endpoint(&format!("{scheme}://{address}")) {
                             let key = address.to_string();
