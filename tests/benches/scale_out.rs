@@ -19,80 +19,13 @@
     clippy::cast_precision_loss
 )]
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use billing_e2e::scenario::*;
 use billing_e2e::*;
-use billing_proto::invoicing::v1 as inv;
-use billing_proto::meter::v1 as meter;
 use billing_testkit::Backend;
 
 const CLIENTS: usize = 16;
-
-async fn drafts(c: &mut Clients, price: &str, n: usize) -> Vec<String> {
-    let mut subscriptions = Vec::new();
-    let mut customer = String::new();
-    for i in 0..n {
-        if i % 10 == 0 {
-            customer = customer_named(c, &format!("Bench {i}")).await;
-            metered_grant(c, &customer, 100_000).await;
-        }
-        let subscription = c
-            .invoicing
-            .create_subscription(authed(inv::CreateSubscriptionRequest {
-                customer: customer.clone(),
-                items: vec![inv::SubscriptionItemInput {
-                    price: price.into(),
-                }],
-                billing_interval: inv::BillingInterval::Month.into(),
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .subscription
-            .unwrap();
-        let start = subscription.current_period_start.unwrap();
-        c.meter
-            .ingest_events(authed(meter::IngestEventsRequest {
-                events: vec![meter::MeterEvent {
-                    event_name: "bench_calls".into(),
-                    identifier: format!("evt_{i}"),
-                    timestamp: Some(prost_types::Timestamp {
-                        seconds: start.seconds,
-                        nanos: start.nanos + 1_000,
-                    }),
-                    payload: BTreeMap::from([
-                        ("customer".to_owned(), customer.clone()),
-                        ("value".to_owned(), (10 + i % 50).to_string()),
-                    ]),
-                }],
-            }))
-            .await
-            .unwrap();
-        subscriptions.push(subscription.id);
-    }
-    let later = clock_now(c).await + chrono::TimeDelta::seconds(1);
-    advance(c, later).await;
-    let mut out = Vec::new();
-    for id in subscriptions {
-        out.push(
-            c.invoicing
-                .cancel_subscription(authed(inv::CancelSubscriptionRequest {
-                    id,
-                    ..Default::default()
-                }))
-                .await
-                .unwrap()
-                .into_inner()
-                .final_invoice
-                .unwrap()
-                .id,
-        );
-    }
-    out
-}
 
 async fn apply_calls(process: &Service) -> u64 {
     scrape(process)
@@ -139,7 +72,11 @@ async fn run(ledgers: usize, invoicings: usize, n: usize) -> (f64, Vec<u64>) {
         replicas[0].channel(),
     );
     let (_, price) = metered_price(&mut c, "bench_calls", "3").await;
-    let invoices = drafts(&mut c, &price, n).await;
+    let invoices: Vec<String> = final_drafts(&mut c, (&price, "bench_calls"), "Bench", n, 100_000)
+        .await
+        .into_iter()
+        .map(|(_, invoice)| invoice)
+        .collect();
     let clients: Vec<Clients> = replicas
         .iter()
         .map(|r| {

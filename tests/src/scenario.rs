@@ -489,3 +489,115 @@ pub async fn until_settled(c: &mut Clients, id: &str, step: Step) -> (inv::Invoi
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Usage of one event, for [`subscribe_with_usage`].
+pub struct Usage<'a> {
+    /// The meter's event name.
+    pub event: &'a str,
+    /// The event's idempotency identifier.
+    pub identifier: String,
+    /// Its `value`.
+    pub value: i64,
+}
+
+/// A monthly subscription of `customer` to `price` with one usage event a
+/// microsecond after its start: the subscription's id.
+pub async fn subscribe_with_usage(
+    c: &mut Clients,
+    customer: &str,
+    price: &str,
+    usage: Usage<'_>,
+) -> String {
+    let subscription = c
+        .invoicing
+        .create_subscription(authed(inv::CreateSubscriptionRequest {
+            customer: customer.into(),
+            items: vec![inv::SubscriptionItemInput {
+                price: price.into(),
+            }],
+            billing_interval: inv::BillingInterval::Month.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .subscription
+        .unwrap();
+    let start = subscription.current_period_start.unwrap();
+    let accepted = c
+        .meter
+        .ingest_events(authed(meter::IngestEventsRequest {
+            events: vec![meter::MeterEvent {
+                event_name: usage.event.into(),
+                identifier: usage.identifier,
+                timestamp: Some(prost_types::Timestamp {
+                    seconds: start.seconds,
+                    nanos: start.nanos + 1_000,
+                }),
+                payload: BTreeMap::from([
+                    ("customer".to_owned(), customer.to_owned()),
+                    ("value".to_owned(), usage.value.to_string()),
+                ]),
+            }],
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .accepted;
+    assert_eq!(accepted, 1);
+    subscription.id
+}
+
+/// Moves the test clock a second on (the periods have length) and cancels
+/// each subscription into its final draft invoice: their ids.
+pub async fn cancel_into_drafts(c: &mut Clients, subscriptions: Vec<String>) -> Vec<String> {
+    let later = clock_now(c).await + TimeDelta::seconds(1);
+    advance(c, later).await;
+    let mut drafts = Vec::new();
+    for id in subscriptions {
+        drafts.push(
+            c.invoicing
+                .cancel_subscription(authed(inv::CancelSubscriptionRequest {
+                    id,
+                    ..Default::default()
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .final_invoice
+                .unwrap()
+                .id,
+        );
+    }
+    drafts
+}
+
+/// `n` final draft invoices of `price` (usage of `event`), ten per
+/// customer, each customer with a grant of `grant_cents`:
+/// `(customer, invoice)`.
+pub async fn final_drafts(
+    c: &mut Clients,
+    (price, event): (&str, &str),
+    tag: &str,
+    n: usize,
+    grant_cents: i64,
+) -> Vec<(String, String)> {
+    let mut customers = Vec::new();
+    let mut subscriptions = Vec::new();
+    let mut customer = String::new();
+    for i in 0..n {
+        if i % 10 == 0 {
+            customer = customer_named(c, &format!("{tag} {i}")).await;
+            metered_grant(c, &customer, grant_cents).await;
+        }
+        let usage = Usage {
+            event,
+            identifier: format!("evt_{tag}_{i}"),
+            value: 10 + (i % 50) as i64,
+        };
+        subscriptions.push(subscribe_with_usage(c, &customer, price, usage).await);
+        customers.push(customer.clone());
+    }
+    let drafts = cancel_into_drafts(c, subscriptions).await;
+    customers.into_iter().zip(drafts).collect()
+}

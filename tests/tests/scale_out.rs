@@ -12,14 +12,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use billing_e2e::scenario::*;
 use billing_e2e::*;
 use billing_proto::invoicing::v1 as inv;
 use billing_proto::ledger::v1 as ledger;
-use billing_proto::meter::v1 as meter;
 use billing_testkit::Backend;
 
 /// Invoices per phase.
@@ -47,84 +45,6 @@ async fn apply_calls(process: &Service) -> u64 {
         "grpc_method=\"ApplyCredits\"",
     )
     .await
-}
-
-/// `n` customers, each with a grant, usage and a canceled subscription:
-/// their final draft invoices.
-async fn drafts(c: &mut Clients, price: &str, tag: &str, n: usize) -> Vec<(String, String)> {
-    drafts_of(c, price, tag, n, 1).await
-}
-
-/// `n` subscriptions with usage, canceled, over `n / per_customer`
-/// customers with a grant each: their final draft invoices.
-async fn drafts_of(
-    c: &mut Clients,
-    price: &str,
-    tag: &str,
-    n: usize,
-    per_customer: usize,
-) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut subscriptions = Vec::new();
-    let mut customer = String::new();
-    for i in 0..n {
-        if i % per_customer == 0 {
-            customer = customer_named(c, &format!("{tag} {i}")).await;
-            metered_grant(c, &customer, (300 + 7 * i as i64) * per_customer as i64).await;
-        }
-        let subscription = c
-            .invoicing
-            .create_subscription(authed(inv::CreateSubscriptionRequest {
-                customer: customer.clone(),
-                items: vec![inv::SubscriptionItemInput {
-                    price: price.into(),
-                }],
-                billing_interval: inv::BillingInterval::Month.into(),
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .subscription
-            .unwrap();
-        let start = subscription.current_period_start.unwrap();
-        c.meter
-            .ingest_events(authed(meter::IngestEventsRequest {
-                events: vec![meter::MeterEvent {
-                    event_name: "scale_calls".into(),
-                    identifier: format!("evt_{tag}_{i}"),
-                    timestamp: Some(prost_types::Timestamp {
-                        seconds: start.seconds,
-                        nanos: start.nanos + 1_000,
-                    }),
-                    payload: BTreeMap::from([
-                        ("customer".to_owned(), customer.clone()),
-                        ("value".to_owned(), (50 + i % 40).to_string()),
-                    ]),
-                }],
-            }))
-            .await
-            .unwrap();
-        subscriptions.push((customer.clone(), subscription.id));
-    }
-    let later = clock_now(c).await + chrono::TimeDelta::seconds(1);
-    advance(c, later).await;
-    for (customer, subscription) in subscriptions {
-        let invoice = c
-            .invoicing
-            .cancel_subscription(authed(inv::CancelSubscriptionRequest {
-                id: subscription,
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .final_invoice
-            .unwrap()
-            .id;
-        out.push((customer, invoice));
-    }
-    out
 }
 
 /// Finalizes every invoice, `CONCURRENCY` at a time, each until settled.
@@ -204,7 +124,7 @@ async fn three_ledger_replicas_share_the_apply_credits_calls_on_postgres() {
     let (_, price) = metered_price(&mut c, "scale_calls", "3").await;
 
     // 1. The load spreads.
-    let invoices = drafts(&mut c, &price, "Spread", INVOICES).await;
+    let invoices = final_drafts(&mut c, (&price, "scale_calls"), "Spread", INVOICES, 600).await;
     let settled = finalize_all(&c, &invoices).await;
     let mut served = Vec::new();
     for process in &ledgers {
@@ -224,7 +144,7 @@ async fn three_ledger_replicas_share_the_apply_credits_calls_on_postgres() {
 
     // 2. One replica dies mid-load: calls move to the others; nothing is
     // lost or doubled.
-    let invoices = drafts(&mut c, &price, "Killed", INVOICES).await;
+    let invoices = final_drafts(&mut c, (&price, "scale_calls"), "Killed", INVOICES, 600).await;
     let mut ledgers = ledgers;
     let victim = ledgers.remove(1);
     let killer = tokio::spawn(async move {
@@ -274,7 +194,7 @@ async fn two_invoicing_replicas_split_500_stuck_invoices_on_postgres() {
         first.channel(),
     );
     let (_, price) = metered_price(&mut c, "scale_calls", "3").await;
-    let invoices = drafts_of(&mut c, &price, "Stuck", STUCK, 10).await;
+    let invoices = final_drafts(&mut c, (&price, "scale_calls"), "Stuck", STUCK, 600).await;
 
     // The ledger goes away: every finalize leaves its invoice `finalizing`.
     ledger_process.kill();

@@ -22,7 +22,6 @@ use billing_money::{Decimal, format_value, parse_value, round_to_scale};
 use billing_proto::common::v1::{Amount, CustomPricingUnitAmount, MonetaryAmount, amount::Kind};
 use billing_proto::invoicing::v1 as inv;
 use billing_proto::ledger::v1 as ledger;
-use billing_proto::meter::v1 as meter;
 use billing_testkit::Backend;
 use billing_testkit::fuzz::Rng;
 
@@ -380,60 +379,15 @@ async fn grants(
 async fn billed(c: &mut Clients, rng: &mut Rng, customer: &str, priced: &Priced) -> (String, i64) {
     let price = priced.price.as_str();
     let calls = 1 + rng.below(500) as i64;
-    let subscription = c
-        .invoicing
-        .create_subscription(authed(inv::CreateSubscriptionRequest {
-            customer: customer.into(),
-            items: vec![inv::SubscriptionItemInput {
-                price: price.into(),
-            }],
-            billing_interval: inv::BillingInterval::Month.into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .subscription
-        .unwrap();
-    let start = subscription.current_period_start.unwrap();
-    let at = prost_types::Timestamp {
-        seconds: start.seconds,
-        nanos: start.nanos + 1_000,
+    let usage = Usage {
+        event: priced.event,
+        identifier: format!("evt_{customer}"),
+        value: calls,
     };
-    let accepted = c
-        .meter
-        .ingest_events(authed(meter::IngestEventsRequest {
-            events: vec![meter::MeterEvent {
-                event_name: priced.event.into(),
-                identifier: format!("evt_{customer}"),
-                timestamp: Some(at),
-                payload: BTreeMap::from([
-                    ("customer".to_owned(), customer.to_owned()),
-                    ("value".to_owned(), calls.to_string()),
-                ]),
-            }],
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .accepted;
-    assert_eq!(accepted, 1);
+    let subscription = subscribe_with_usage(c, customer, price, usage).await;
     // Invoicing runs on its test clock: a second later, the period has
     // length and the cancel closes it into a final draft.
-    let later = clock_now(c).await + chrono::TimeDelta::seconds(1);
-    advance(c, later).await;
-    let invoice = c
-        .invoicing
-        .cancel_subscription(authed(inv::CancelSubscriptionRequest {
-            id: subscription.id,
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .final_invoice
-        .unwrap()
-        .id;
+    let invoice = cancel_into_drafts(c, vec![subscription]).await.remove(0);
     (invoice, calls)
 }
 
