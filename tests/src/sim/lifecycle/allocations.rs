@@ -27,9 +27,9 @@ use billing_testkit::Backend;
 use chrono::{DateTime, Months, TimeDelta, Utc};
 
 use super::{Harness, Report, micros, micros_of, model_grant, real_now, timestamp, usd_of};
+use crate::authed;
 use crate::model::{self, ApplyRequest, Line, Outcome, Time};
 use crate::scenario::{Step, customer_named, metered_price, until_settled, usd};
-use crate::{INTERNAL_KEY, authed};
 
 const CUSTOMERS: usize = 3;
 
@@ -307,35 +307,12 @@ impl Run {
             asset: "usd".into(),
             amount,
         };
-        let mut message = billing_testkit::authed(
-            INTERNAL_KEY,
-            ledger::ApplyCreditsRequest {
-                pool: Vec::new(),
-                customer: customer.clone(),
-                invoice: invoice.into(),
-                period_end: timestamp(period_end),
-                lines: vec![ledger::InvoiceLine {
-                    invoice_line_item: line.id.clone(),
-                    price: line.price.clone(),
-                    amount: usd(amount),
-                }],
-                preview: false,
-            },
-        );
-        message
-            .metadata_mut()
-            .insert("x-billing-account", "acct_e2e".parse().unwrap());
-        let answer = self.h.c.ledger.apply_credits(message).await.unwrap();
-        let mut got: Vec<model::Application> = answer
-            .into_inner()
-            .applications
-            .iter()
-            .map(|a| model::Application {
-                line: a.invoice_line_item.clone(),
-                grant: a.credit_grant.clone(),
-                amount: usd_of(&a.amount),
-            })
-            .collect();
+        let request = ApplyRequest {
+            customer: customer.clone(),
+            period_end,
+            lines: vec![line.clone()],
+        };
+        let mut got = self.h.apply_as_invoicing(invoice, &request).await;
         self.expect(invoice, &customer, period_end, vec![line], &mut got, k);
     }
 

@@ -259,6 +259,52 @@ impl Harness {
         assert_eq!(got, want, "seed {}: {what}: {customer}'s grants", self.seed);
     }
 
+    /// ApplyCredits as invoicing sends it (its internal key, acting for the
+    /// account) for `request`'s lines: the applications, as the model
+    /// writes them.
+    pub async fn apply_as_invoicing(
+        &mut self,
+        invoice: &str,
+        request: &model::ApplyRequest,
+    ) -> Vec<model::Application> {
+        let mut message = billing_testkit::authed(
+            crate::INTERNAL_KEY,
+            ledger::ApplyCreditsRequest {
+                pool: Vec::new(),
+                customer: request.customer.clone(),
+                invoice: invoice.into(),
+                period_end: timestamp(request.period_end),
+                lines: request
+                    .lines
+                    .iter()
+                    .map(|l| ledger::InvoiceLine {
+                        invoice_line_item: l.id.clone(),
+                        price: l.price.clone(),
+                        amount: crate::scenario::usd(l.amount),
+                    })
+                    .collect(),
+                preview: false,
+            },
+        );
+        message
+            .metadata_mut()
+            .insert("x-billing-account", "acct_e2e".parse().unwrap());
+        let answer = self.c.ledger.apply_credits(message).await;
+        let mut got: Vec<model::Application> = answer
+            .unwrap()
+            .into_inner()
+            .applications
+            .iter()
+            .map(|a| model::Application {
+                line: a.invoice_line_item.clone(),
+                grant: a.credit_grant.clone(),
+                amount: usd_of(&a.amount),
+            })
+            .collect();
+        got.sort();
+        got
+    }
+
     /// Stops the processes and drops the databases.
     pub async fn finish(self) -> Report {
         self.invoicing.stop();

@@ -27,10 +27,10 @@ use billing_proto::invoicing::v1 as inv;
 use billing_proto::ledger::v1 as ledger;
 use billing_testkit::Backend;
 
-use super::{Harness, Report, model_grant, real_now, timestamp, usd_of};
+use super::{Harness, Report, model_grant, real_now, usd_of};
+use crate::authed;
 use crate::model::{self, ApplyRequest, DROPPED, Line, Outcome};
 use crate::scenario::{Step, customer_named, until_settled, usd};
-use crate::{INTERNAL_KEY, authed};
 
 const CUSTOMERS: usize = 3;
 
@@ -225,44 +225,11 @@ impl Run {
     }
 
     async fn send(&mut self, invoice: &str, request: &ApplyRequest) {
-        let mut message = billing_testkit::authed(
-            INTERNAL_KEY,
-            ledger::ApplyCreditsRequest {
-                pool: Vec::new(),
-                customer: request.customer.clone(),
-                invoice: invoice.into(),
-                period_end: timestamp(request.period_end),
-                lines: request
-                    .lines
-                    .iter()
-                    .map(|l| ledger::InvoiceLine {
-                        invoice_line_item: l.id.clone(),
-                        price: l.price.clone(),
-                        amount: usd(l.amount),
-                    })
-                    .collect(),
-                preview: false,
-            },
-        );
-        message
-            .metadata_mut()
-            .insert("x-billing-account", "acct_e2e".parse().unwrap());
-        let answer = self.h.c.ledger.apply_credits(message).await;
+        let mut got = self.h.apply_as_invoicing(invoice, request).await;
         let Outcome::Ok(mut want) = self.model.apply(invoice, request, &[], false, real_now())
         else {
             panic!("{}: the model refused {invoice}", self.what());
         };
-        let mut got: Vec<model::Application> = answer
-            .unwrap()
-            .into_inner()
-            .applications
-            .iter()
-            .map(|a| model::Application {
-                line: a.invoice_line_item.clone(),
-                grant: a.credit_grant.clone(),
-                amount: usd_of(&a.amount),
-            })
-            .collect();
         got.sort();
         want.sort();
         assert_eq!(got, want, "{}: credits on {invoice}", self.what());
