@@ -1,6 +1,7 @@
 //! Scale out (issue 19), PostgreSQL:
-//! - three credit-ledger processes on one database, invoicing given all
-//!   three addresses (`LEDGER_URL` with three URLs). Under a finalize load
+//! - three credit-ledger processes on one database, two invoicing
+//!   processes each given all three addresses (`LEDGER_URL` with three
+//!   URLs). Under a finalize load
 //!   every replica serves a share of the ApplyCredits calls (from each
 //!   one's metrics), and one replica killed mid-load loses or doubles
 //!   nothing: every invoice settles, its credits are the ledger's
@@ -47,12 +48,13 @@ async fn apply_calls(process: &Service) -> u64 {
     .await
 }
 
-/// Finalizes every invoice, `CONCURRENCY` at a time, each until settled.
-async fn finalize_all(c: &Clients, invoices: &[(String, String)]) -> Vec<inv::Invoice> {
+/// Finalizes every invoice, `CONCURRENCY` at a time, each until settled,
+/// the calls spread over `clients` (one per invoicing replica).
+async fn finalize_all(clients: &[Clients], invoices: &[(String, String)]) -> Vec<inv::Invoice> {
     let mut settled = Vec::new();
     for chunk in invoices.chunks(CONCURRENCY) {
-        let calls = chunk.iter().map(|(_, id)| {
-            let mut c = c.clone();
+        let calls = chunk.iter().enumerate().map(|(i, (_, id))| {
+            let mut c = clients[i % clients.len()].clone();
             let id = id.clone();
             tokio::spawn(async move { until_settled(&mut c, &id, Step::Finalize).await.0 })
         });
@@ -99,7 +101,8 @@ async fn credits_match(c: &mut Clients, invoices: &[(String, String)], settled: 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_ledger_replicas_share_the_apply_credits_calls_on_postgres() {
+async fn three_ledger_replicas_share_the_apply_credits_calls_of_two_invoicing_replicas_on_postgres()
+{
     let Some(dbs) = Databases::new(Backend::Postgres).await else {
         return;
     };
@@ -109,23 +112,31 @@ async fn three_ledger_replicas_share_the_apply_credits_calls_on_postgres() {
         .iter()
         .map(|l| format!("http://{}", l.addr))
         .collect();
-    let invoicing_process = invoicing_with(
-        &dbs.invoicing,
-        ledgers[0].addr,
-        meter_process.addr,
-        None,
-        &[("LEDGER_URL", urls.join(","))],
-    );
-    let mut c = Clients::new(
-        ledgers[0].channel(),
-        meter_process.channel(),
-        invoicing_process.channel(),
-    );
+    let invoicings: Vec<Service> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            invoicing_with(
+                &dbs.invoicing,
+                ledgers[0].addr,
+                meter_process.addr,
+                None,
+                &[
+                    ("LEDGER_URL", urls.join(",")),
+                    ("INVOICING_INSTANCE", (*name).to_owned()),
+                ],
+            )
+        })
+        .collect();
+    let clients: Vec<Clients> = invoicings
+        .iter()
+        .map(|i| Clients::new(ledgers[0].channel(), meter_process.channel(), i.channel()))
+        .collect();
+    let mut c = clients[0].clone();
     let (_, price) = metered_price(&mut c, "scale_calls", "3").await;
 
     // 1. The load spreads.
     let invoices = final_drafts(&mut c, (&price, "scale_calls"), "Spread", INVOICES, 600).await;
-    let settled = finalize_all(&c, &invoices).await;
+    let settled = finalize_all(&clients, &invoices).await;
     let mut served = Vec::new();
     for process in &ledgers {
         served.push(apply_calls(process).await);
@@ -151,7 +162,7 @@ async fn three_ledger_replicas_share_the_apply_credits_calls_on_postgres() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         victim.kill();
     });
-    let settled = finalize_all(&c, &invoices).await;
+    let settled = finalize_all(&clients, &invoices).await;
     killer.await.unwrap();
     assert!(
         settled
@@ -161,7 +172,7 @@ async fn three_ledger_replicas_share_the_apply_credits_calls_on_postgres() {
     );
     credits_match(&mut c, &invoices, &settled).await;
 
-    drop(invoicing_process);
+    drop(invoicings);
     drop(ledgers);
     drop(meter_process);
     dbs.drop_all().await;
@@ -258,4 +269,58 @@ async fn two_invoicing_replicas_split_500_stuck_invoices_on_postgres() {
     drop(ledger_process);
     drop(meter_process);
     dbs.drop_all().await;
+}
+
+/// The local ports of the established TCP connections to `port` on
+/// loopback (Linux's /proc/net/tcp).
+fn connections_to(port: u16) -> std::collections::BTreeSet<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state) = (fields.get(1)?, fields.get(2)?, fields.get(3)?);
+            let remote_port = u16::from_str_radix(remote.rsplit(':').next()?, 16).ok()?;
+            (remote_port == port && *state == "01").then(|| (*local).to_owned())
+        })
+        .collect()
+}
+
+/// A server ages its connections out (`GRPC_MAX_CONNECTION_AGE_SECONDS`):
+/// a client calling all along is moved to new connections, so behind an
+/// L4 balancer it would land on new replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_aged_out_and_calls_go_on() {
+    let Some(db) = Backend::Sqlite.database().await else {
+        return;
+    };
+    let process = ledger_with(
+        &db,
+        "127.0.0.1:0",
+        &[
+            ("GRPC_MAX_CONNECTION_AGE_SECONDS", "1".to_owned()),
+            ("GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS", "1".to_owned()),
+        ],
+    );
+    let mut client = billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient::new(
+        process.channel(),
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(4_500) {
+        // Every call is answered, across the server's GOAWAYs.
+        client
+            .list_balance_alerts(authed(ledger::ListBalanceAlertsRequest::default()))
+            .await
+            .unwrap();
+        seen.extend(connections_to(process.addr.port()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen.len() >= 3,
+        "one connection per second of age: {seen:?}"
+    );
+    drop(process);
+    db.drop_database().await;
 }
