@@ -7,7 +7,9 @@
 //! grant, usage and a cancel); then 16 clients finalize them, spread
 //! round-robin over the invoicing replicas, each of which calls every
 //! ledger replica (`LEDGER_URL` with all of them). Prints finalizes/s and
-//! each ledger replica's share of ApplyCredits. On two cores the point is
+//! each ledger replica's share of ApplyCredits. Then the same number of
+//! invoices left mid-saga while the ledger was down, resumed by 1 and by 2
+//! invoicing replicas' workers: the time from their start. On two cores the point is
 //! that throughput holds and the work spreads, not that it multiplies.
 //!
 //! `just bench-scale-out` (builds the release binaries first).
@@ -118,6 +120,80 @@ async fn run(ledgers: usize, invoicings: usize, n: usize) -> (f64, Vec<u64>) {
     (rate, served)
 }
 
+/// Seconds for `replicas` invoicing processes to resume `n` invoices left
+/// mid-saga while the ledger was down, and how many each resumed.
+async fn resume(replicas: usize, n: usize) -> (f64, Vec<u64>) {
+    let dbs = Databases::new(Backend::Postgres).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ledger_addr = format!("127.0.0.1:{port}");
+    let ledger_process = ledger(&dbs.ledger, &ledger_addr);
+    let meter_process = meter(&dbs.meter);
+    let first = invoicing(
+        &dbs.invoicing,
+        ledger_process.addr,
+        meter_process.addr,
+        None,
+    );
+    let mut c = Clients::new(
+        ledger_process.channel(),
+        meter_process.channel(),
+        first.channel(),
+    );
+    let (_, price) = metered_price(&mut c, "bench_calls", "3").await;
+    let invoices = final_drafts(&mut c, (&price, "bench_calls"), "Stuck", n, 100_000).await;
+    ledger_process.kill();
+    for (_, id) in &invoices {
+        finalize(&mut c, id).await.unwrap_err();
+    }
+    drop(first);
+    // The first retry of a failed step waits 10 s.
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let ledger_process = ledger(&dbs.ledger, &ledger_addr);
+    let started = Instant::now();
+    let processes: Vec<Service> = (0..replicas)
+        .map(|i| {
+            invoicing_with(
+                &dbs.invoicing,
+                ledger_process.addr,
+                meter_process.addr,
+                None,
+                &[
+                    ("INVOICING_INSTANCE", format!("resume-{i}")),
+                    ("INVOICING_WORKER_INTERVAL_SECONDS", "1".to_owned()),
+                ],
+            )
+        })
+        .collect();
+    let resumed = loop {
+        let mut resumed = Vec::new();
+        for process in &processes {
+            resumed.push(
+                scrape(process)
+                    .await
+                    .lines()
+                    .filter(|l| l.starts_with("invoicing_saga_recoveries_total"))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .map(|v| v as u64)
+                    .sum(),
+            );
+        }
+        if resumed.iter().sum::<u64>() >= n as u64 {
+            break resumed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    drop(processes);
+    drop(ledger_process);
+    drop(meter_process);
+    dbs.drop_all().await;
+    (seconds, resumed)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n: usize = std::env::var("BENCH_INVOICES")
@@ -133,6 +209,12 @@ async fn main() {
         let (rate, served) = run(ledgers, invoicings, n).await;
         println!(
             "ledger replicas {ledgers}, invoicing replicas {invoicings}: {rate:.0} finalizes/s; ApplyCredits per ledger replica {served:?}"
+        );
+    }
+    for replicas in [1, 2] {
+        let (seconds, resumed) = resume(replicas, n).await;
+        println!(
+            "{n} invoices left mid-saga, {replicas} invoicing replica(s): resumed in {seconds:.1} s (from their start; per replica {resumed:?})"
         );
     }
     match billing_testkit::bench::pgbench(&[], 10).await {
