@@ -147,21 +147,6 @@ async fn drop_postgres_database(admin_url: &str, name: &str) -> Result<(), sqlx:
     admin.close().await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::ci_value_means_ci;
-
-    #[test]
-    fn any_ci_value_but_empty_false_or_zero_means_ci() {
-        for value in ["true", "1", "yes", "TRUE", "github"] {
-            assert!(ci_value_means_ci(Some(value)), "{value}");
-        }
-        for value in [None, Some(""), Some("false"), Some("0"), Some(" ")] {
-            assert!(!ci_value_means_ci(value), "{value:?}");
-        }
-    }
-}
-
 /// `pgbench` with `mode` (`["-S"]`: select-only; `[]`: the default
 /// TPC-B-like read-write mix) for `seconds` with 16 clients on a scale-10
 /// scratch database of the test server: its `tps …` line, the same-run
@@ -204,4 +189,19 @@ pub async fn pgbench(mode: &[&str], seconds: u64) -> Option<String> {
         .execute(&admin)
         .await;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ci_value_means_ci;
+
+    #[test]
+    fn any_ci_value_but_empty_false_or_zero_means_ci() {
+        for value in ["true", "1", "yes", "TRUE", "github"] {
+            assert!(ci_value_means_ci(Some(value)), "{value}");
+        }
+        for value in [None, Some(""), Some("false"), Some("0"), Some(" ")] {
+            assert!(!ci_value_means_ci(value), "{value:?}");
+        }
+    }
 }
