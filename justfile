@@ -14,6 +14,12 @@ simulate seed="20261129" ops="1000000":
     cargo build --release -p credit-ledger
     SIM_SEED={{seed}} SIM_OPS={{ops}} cargo test --release -p billing-e2e --test simulate -- --nocapture --test-threads 1
 
+# The credit lifecycle's simulation, long mode: OPS top-up/purchase operations and PERIODS
+# allocation periods on each backend, invoicing killed at random (debug binaries: failpoints).
+simulate-lifecycle seed="20261130" ops="2000" periods="48":
+    cargo build -p credit-ledger -p meter-ingest -p invoicing --features invoicing/failpoints
+    SIM_SEED={{seed}} SIM_LIFECYCLE_OPS={{ops}} SIM_PERIODS={{periods}} cargo test -p billing-e2e --test simulate_lifecycle -- --nocapture --test-threads 1
+
 # Formatting, clippy, proto lint.
 lint:
     cargo fmt --all -- --check
