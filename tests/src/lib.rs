@@ -329,13 +329,7 @@ impl Restartable {
 
     /// SIGKILL, then the same binary again.
     pub fn restart(&self) {
-        let mut slot = self.running.lock().unwrap();
-        if let Some(process) = slot.take() {
-            process.kill();
-        }
-        *slot = Some(Service::start(self.name, &self.env));
-        self.restarts
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.restart_with(&[]);
     }
 
     /// SIGKILL, then the same binary with `extra` set for this run only

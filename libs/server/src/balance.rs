@@ -41,7 +41,7 @@ pub struct Balanced {
 impl std::fmt::Debug for Balanced {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Balanced")
-            .field("calls", &self.calls())
+            .field("members", &self.keys())
             .finish()
     }
 }
@@ -57,7 +57,6 @@ struct Member {
     channel: Channel,
     in_flight: AtomicUsize,
     ejected_until: Mutex<Option<Instant>>,
-    calls: AtomicU64,
 }
 
 impl Member {
@@ -96,21 +95,20 @@ impl Balanced {
                     key,
                     in_flight: AtomicUsize::new(0),
                     ejected_until: Mutex::new(None),
-                    calls: AtomicU64::new(0),
                 })
             });
             members.push(member);
         }
     }
 
-    /// The members' keys and the calls each was sent, for logs and tests.
-    pub fn calls(&self) -> Vec<(String, u64)> {
+    /// The members' keys (addresses), for logs.
+    pub fn keys(&self) -> Vec<String> {
         self.shared
             .members
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|m| (m.key.clone(), m.calls.load(Ordering::Relaxed)))
+            .map(|m| m.key.clone())
             .collect()
     }
 
@@ -139,19 +137,16 @@ impl Balanced {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
-        let healthy: Vec<&Arc<Member>> = members.iter().filter(|m| !m.ejected(now)).collect();
+        let healthy = members.iter().filter(|m| !m.ejected(now)).count();
         // Every member failed lately: try them all rather than fail.
-        let pool: Vec<&Arc<Member>> = if healthy.is_empty() {
-            members.iter().collect()
-        } else {
-            healthy
-        };
-        let n = u64::try_from(pool.len()).ok()?;
+        let all = healthy == 0;
+        let candidates = || members.iter().filter(move |m| all || !m.ejected(now));
+        let n = u64::try_from(if all { members.len() } else { healthy }).ok()?;
         if n == 0 {
             return None;
         }
-        let first = pool[usize::try_from(self.random() % n).ok()?];
-        let second = pool[usize::try_from(self.random() % n).ok()?];
+        let first = candidates().nth(usize::try_from(self.random() % n).ok()?)?;
+        let second = candidates().nth(usize::try_from(self.random() % n).ok()?)?;
         let busy = |m: &Member| m.in_flight.load(Ordering::Relaxed);
         Some(Arc::clone(if busy(second) < busy(first) {
             second
@@ -178,7 +173,6 @@ impl Service<http::Request<Body>> for Balanced {
             });
         };
         member.in_flight.fetch_add(1, Ordering::Relaxed);
-        member.calls.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(member);
         Box::pin(async move {
             let channel = guard.0.channel.clone();

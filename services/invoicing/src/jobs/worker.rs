@@ -218,8 +218,11 @@ impl Worker {
                         .auto_finalize(&item.account, &item.invoice)
                         .await
                     {
-                        // Another run finalized it meanwhile.
-                        Ok(None) => continue,
+                        // Another run holds it, or finalized it meanwhile.
+                        Ok(None) | Err(InvoicingError::Busy(_)) => {
+                            report.sagas_claimed_elsewhere += 1;
+                            continue;
+                        }
                         other => other,
                     };
                     count(
@@ -339,8 +342,6 @@ fn count<T>(
 ) {
     match result {
         Ok(_) => *done += 1,
-        // Another call or replica is on it.
-        Err(InvoicingError::Busy(_)) => {}
         Err(error) => {
             *failures += 1;
             tracing::warn!(%error, id, "{what} failed; retried later");
