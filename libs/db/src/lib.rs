@@ -7,6 +7,7 @@
 //!   (`BEGIN IMMEDIATE` on SQLite so writers queue instead of failing on lock
 //!   upgrade; plain READ COMMITTED `BEGIN` on PostgreSQL).
 //! - [`idempotency`]: the `request_id` table helpers (AIP-155).
+//! - [`lease`]: leases on background work items, so replicas split it.
 //! - [`StoreError`]: what a service's store returns when the database fails,
 //!   classified (unavailable, CHECK violation) so callers never see sqlx.
 //! - [`sql`]: small helpers to build portable multi-row statements.
@@ -18,6 +19,7 @@
 pub mod batch;
 pub mod events;
 pub mod idempotency;
+pub mod lease;
 pub mod sql;
 mod store_error;
 pub mod testing;

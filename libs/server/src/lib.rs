@@ -10,6 +10,7 @@
 //! - [`serve`]: runs a service's routes with health, reflection (v1 and
 //!   v1alpha), message-size, concurrency and time limits, and a graceful,
 //!   bounded drain on shutdown.
+//! - [`leases`]: a replica's leases on its background work items.
 //! - [`status`]: builders for `tonic::Status` with google.rpc details
 //!   (BadRequest field violations, ErrorInfo reasons).
 //! - [`ids`], [`page`], [`time`], [`clock`], [`fingerprint`]: prefixed ids,
@@ -29,6 +30,7 @@ pub mod handler;
 pub mod host;
 pub mod idempotent;
 pub mod ids;
+pub mod leases;
 pub mod metrics;
 pub mod page;
 pub mod peer;

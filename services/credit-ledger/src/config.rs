@@ -41,11 +41,15 @@ impl Config {
     /// The shared variables (`DATABASE_URL`, `LISTEN_ADDR`, `BILLING_API_KEYS`,
     /// `DATABASE_MAX_CONNECTIONS`) plus `LEDGER_EXPIRY_GRACE_SECONDS`,
     /// `LEDGER_SWEEP_INTERVAL_SECONDS`, `LEDGER_INVOICING_URL`,
-    /// `LEDGER_INTERNAL_API_KEY` and `LEDGER_UPSTREAM_DEADLINE_MS`.
+    /// `LEDGER_INTERNAL_API_KEY`, `LEDGER_UPSTREAM_DEADLINE_MS` and
+    /// `LEDGER_INSTANCE`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut config = Self {
             service: ServiceConfig::from_env(DEFAULT_DATABASE_URL, DEFAULT_LISTEN_ADDR)?,
-            sweeper: SweeperOptions::default(),
+            sweeper: SweeperOptions {
+                instance: billing_server::config::instance_name("LEDGER_INSTANCE"),
+                ..SweeperOptions::default()
+            },
             customers: None,
         };
         if let Some(invoicing_url) = var("LEDGER_INVOICING_URL") {

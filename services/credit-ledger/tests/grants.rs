@@ -7,6 +7,7 @@ mod common;
 
 use billing_proto::common::v1 as common_pb;
 use billing_proto::ledger::v1 as pb;
+use billing_server::leases::{Leases, item_key};
 use chrono::TimeDelta;
 use common::*;
 use credit_ledger::jobs::sweeper::{SweeperOptions, sweep_once};
@@ -270,6 +271,50 @@ async fn sweeper_waits_for_the_grace_period(t: &TestLedger) {
     assert_audit_clean(t).await;
 }
 
+/// Replicas split the sweep (issue 19): a grant another replica has
+/// leased is left to it, two sweeps at once expire every grant once, and a
+/// lease given back (or run out) is anyone's.
+async fn replicas_split_the_sweep(t: &TestLedger) {
+    let customer = "cus_split";
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let mut request = grant_request(customer, &format!("g{i}"), 100);
+        request.expires_at = ts(t0() + TimeDelta::hours(1));
+        ids.push(create_grant(t, request).await.id);
+    }
+    t.clock.advance(TimeDelta::hours(26));
+    let replica = |name: &str| SweeperOptions {
+        instance: name.to_owned(),
+        ..SweeperOptions::default()
+    };
+    // Replica b is expiring the first four.
+    let b = Leases::new(t.ledger.store().db().clone(), "b");
+    let held: Vec<String> = ids[..4].iter().map(|id| item_key("acct_a", id)).collect();
+    assert_eq!(b.take("expire_grant", &held).await.unwrap(), held);
+    let report = sweep_once(&t.ledger, &replica("a")).await.unwrap();
+    assert_eq!((report.grants_expired, report.leased_elsewhere), (8, 4));
+    assert_eq!(summary(t, customer, None).await, vec![(0, 400)]);
+    b.give_back("expire_grant", &held).await;
+
+    // Two sweeps at once: each grant's expiry recorded once.
+    let (a, c) = (replica("a"), replica("c"));
+    let (first, second) = tokio::join!(sweep_once(&t.ledger, &a), sweep_once(&t.ledger, &c));
+    let expired = first.unwrap().grants_expired + second.unwrap().grants_expired;
+    assert_eq!(expired, 4);
+    assert_eq!(summary(t, customer, None).await, vec![(0, 0)]);
+    let expiries = all_transactions(t, customer)
+        .await
+        .iter()
+        .filter(|tx| {
+            tx.debit
+                .as_ref()
+                .is_some_and(|d| d.r#type == pb::DebitType::CreditsExpired as i32)
+        })
+        .count();
+    assert_eq!(expiries, 12);
+    assert_audit_clean(t).await;
+}
+
 async fn balance_summary_filters(t: &TestLedger) {
     let customer = "cus_summary";
     let metered = create_grant(t, grant_request(customer, "metered", 100)).await;
@@ -441,6 +486,7 @@ backends!(
     void_only_unapplied_grants,
     expire_now_and_update,
     sweeper_waits_for_the_grace_period,
+    replicas_split_the_sweep,
     balance_summary_filters,
     lists_page_newest_first,
     custom_pricing_units_are_exact,

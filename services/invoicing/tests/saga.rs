@@ -7,13 +7,16 @@ mod common;
 
 use billing_proto::invoicing::v1 as pb;
 use billing_proto::ledger::v1 as ledger;
+use billing_server::leases::{Leases, item_key};
 use chrono::{Months, TimeDelta};
 use common::*;
+use invoicing::jobs::worker::Worker;
 use tonic::Code;
 
 backends!(
     finalize_applies_credits_in_order_and_void_gives_them_back,
     period_close_and_auto_finalize_follow_the_clock,
+    replicas_split_period_closes,
     sixteen_concurrent_finalizes_apply_once,
     concurrent_invoices_of_one_customer_never_overdraw,
     ledger_down_leaves_finalizing_then_completes_once,
@@ -225,6 +228,47 @@ async fn period_close_and_auto_finalize_follow_the_clock(t: &Suite) {
     assert_eq!(invoices.len(), 2);
     assert_eq!(invoices[0].period_start, ts(month_end()));
     assert_eq!(value_of(&invoices[0].lines[0].amount), 0);
+}
+
+/// Replicas split period closes (issue 19): a subscription another
+/// replica has leased is left to it, and two workers ticking at once close
+/// each ended period once.
+async fn replicas_split_period_closes(t: &Suite) {
+    let meter = t.meter("calls").await;
+    let price = t.per_unit_price(&meter, "2.5").await;
+    let mut subs = Vec::new();
+    for i in 0..6 {
+        let customer = t.customer(&format!("Split {i}")).await;
+        subs.push(t.subscribe(&customer, &[&price]).await.id);
+    }
+    let b = Leases::new(t.ops.store().db().clone(), "b");
+    let held: Vec<String> = subs[..2].iter().map(|id| item_key("acct_a", id)).collect();
+    assert_eq!(b.take("close_periods", &held).await.unwrap(), held);
+    let report = t.advance_to(month_end()).await;
+    assert_eq!(report.subscriptions_closed, 4);
+    assert!(report.leased_elsewhere >= 2);
+    b.give_back("close_periods", &held).await;
+
+    let c = Worker::new(t.ops.clone().with_instance("c"));
+    let (first, second) = tokio::join!(t.worker.tick(), c.tick());
+    assert_eq!(first.subscriptions_closed + second.subscriptions_closed, 2);
+    for sub in &subs {
+        let invoices = t
+            .invoicing
+            .clone()
+            .list_invoices(authed(
+                KEY_A,
+                pb::ListInvoicesRequest {
+                    subscription: sub.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .invoices;
+        assert_eq!(invoices.len(), 1, "one draft per ended period");
+    }
 }
 
 async fn sixteen_concurrent_finalizes_apply_once(t: &Suite) {

@@ -175,14 +175,14 @@ impl Invoicing {
         self.remember(account, key, disabled).await
     }
 
-    /// Reads every account's new `customer.credit_balance_dropped` events
-    /// and decides on each; returns how many were handled and how many
+    /// Reads `accounts`' new `customer.credit_balance_dropped` events (the
+    /// worker's, those with an enabled top-up it leased) and decides on each; returns how many were handled and how many
     /// accounts failed. An account whose feed or decision fails is logged
     /// and retried next time, from its cursor; the other accounts go on.
-    pub async fn run_top_ups(&self) -> Result<(usize, usize), InvoicingError> {
+    pub async fn run_top_ups(&self, accounts: &[String]) -> (usize, usize) {
         let (mut handled, mut failed) = (0, 0);
-        for account in self.store.top_up_accounts().await? {
-            match self.top_ups_of(&account).await {
+        for account in accounts {
+            match self.top_ups_of(account).await {
                 Ok(count) => handled += count,
                 Err(error) => {
                     failed += 1;
@@ -190,7 +190,7 @@ impl Invoicing {
                 }
             }
         }
-        Ok((handled, failed))
+        (handled, failed)
     }
 
     async fn top_ups_of(&self, account: &str) -> Result<usize, InvoicingError> {
