@@ -1,6 +1,7 @@
 //! The configuration every service reads the same way: defaults, then
 //! `DATABASE_URL`, `LISTEN_ADDR`, `BILLING_API_KEYS`, `DATABASE_MAX_CONNECTIONS`,
-//! `GRPC_MAX_CONNECTION_AGE_SECONDS`, `GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS`.
+//! `DATABASE_MIGRATION_URL`, `GRPC_MAX_CONNECTION_AGE_SECONDS`,
+//! `GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS`.
 
 use std::net::SocketAddr;
 
@@ -37,6 +38,11 @@ pub trait Settings: Sized + Send + Sync + 'static {
 pub struct ServiceConfig {
     /// `sqlite://…` or `postgres://…`.
     pub database_url: String,
+    /// Where to run the migrations when not at `database_url`
+    /// (`DATABASE_MIGRATION_URL`): PostgreSQL itself when `database_url`
+    /// goes through a pooler in transaction mode, because sqlx's migrator
+    /// holds a session-level advisory lock (docs/operations.md).
+    pub migration_url: Option<String>,
     /// Where to listen; port 0 picks a free one (tests).
     pub listen_addr: SocketAddr,
     /// Accepted API keys.
@@ -54,6 +60,7 @@ impl ServiceConfig {
     pub fn new(database_url: impl Into<String>, listen_addr: SocketAddr) -> Self {
         Self {
             database_url: database_url.into(),
+            migration_url: None,
             listen_addr,
             api_keys: ApiKeys::default(),
             db: billing_db::DbOptions::default(),
@@ -73,6 +80,7 @@ impl ServiceConfig {
             &var("LISTEN_ADDR").unwrap_or_else(|| default_listen_addr.to_owned()),
         )?;
         let mut config = Self::new(database_url, listen_addr);
+        config.migration_url = var("DATABASE_MIGRATION_URL");
         config.api_keys = ApiKeys::parse(&var("BILLING_API_KEYS").unwrap_or_default())?;
         // `METRICS_ADDR=off` disables the endpoint.
         let metrics = var("METRICS_ADDR").unwrap_or_else(|| "0.0.0.0:9090".to_owned());
@@ -99,6 +107,17 @@ impl ServiceConfig {
 /// A non-empty environment variable.
 pub fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// This replica's name, under which it leases background work (issue 19):
+/// the variable `name` (e.g. `LEDGER_INSTANCE`), else `HOSTNAME` (the pod's
+/// name, kept across a container restart, so a restarted pod takes its
+/// predecessor's leases back at once), else `local`. Two live processes of
+/// one service must not share a name.
+pub fn instance_name(name: &str) -> String {
+    var(name)
+        .or_else(|| var("HOSTNAME"))
+        .unwrap_or_else(|| "local".to_owned())
 }
 
 /// Parses a variable's value, naming the variable on failure.

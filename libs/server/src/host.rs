@@ -137,7 +137,20 @@ impl<S: Service> Host<S> {
     ) -> Result<Self, AppError> {
         let shared = config.service();
         let db = Db::connect(&shared.database_url, &shared.db).await?;
-        db.migrate(S::MIGRATIONS).await?;
+        match &shared.migration_url {
+            // Straight to PostgreSQL, past a pooler (docs/operations.md).
+            Some(url) => {
+                let options = billing_db::DbOptions {
+                    postgres_max_connections: 1,
+                    ..billing_db::DbOptions::default()
+                };
+                let direct = Db::connect(url, &options).await?;
+                let migrated = direct.migrate(S::MIGRATIONS).await;
+                direct.close().await;
+                migrated?;
+            }
+            None => db.migrate(S::MIGRATIONS).await?,
+        }
         let listener = match listener {
             None => bind(shared.listen_addr).await?,
             Some(listener) => {

@@ -27,6 +27,8 @@ pub struct Config {
     pub finalize_grace: TimeDelta,
     /// How often the worker looks for work.
     pub worker_interval: Duration,
+    /// Invoices the worker resumes at once (`INVOICING_WORKER_CONCURRENCY`).
+    pub worker_concurrency: usize,
     /// Serve `TestClockService` over a manual clock (tests only).
     pub test_clock: bool,
     /// This replica's name, under which it claims invoices' sagas
@@ -47,6 +49,7 @@ impl Config {
             upstream,
             finalize_grace: TimeDelta::hours(1),
             worker_interval: Duration::from_secs(10),
+            worker_concurrency: crate::jobs::worker::WorkerOptions::default().concurrency,
             test_clock: false,
             instance: "local".to_owned(),
         }
@@ -55,7 +58,8 @@ impl Config {
     /// The shared variables plus `LEDGER_URL`, `METER_URL`,
     /// `INVOICING_INTERNAL_API_KEY`, `INVOICING_UPSTREAM_DEADLINE_MS`,
     /// `INVOICING_FINALIZE_GRACE_SECONDS`, `INVOICING_WORKER_INTERVAL_SECONDS`
-    /// `INVOICING_TEST_CLOCK` and `INVOICING_INSTANCE`.
+    /// `INVOICING_WORKER_CONCURRENCY`, `INVOICING_TEST_CLOCK` and
+    /// `INVOICING_INSTANCE`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let upstream = UpstreamConfig {
             ledger_url: var("LEDGER_URL").unwrap_or_else(|| "http://127.0.0.1:50052".into()),
@@ -78,9 +82,17 @@ impl Config {
             config.worker_interval =
                 Duration::from_secs(parse("INVOICING_WORKER_INTERVAL_SECONDS", &value)?);
         }
-        if let Some(value) = var("INVOICING_INSTANCE").or_else(|| var("HOSTNAME")) {
-            config.instance = value;
+        if let Some(value) = var("INVOICING_WORKER_CONCURRENCY") {
+            let concurrency: usize = parse("INVOICING_WORKER_CONCURRENCY", &value)?;
+            if concurrency == 0 {
+                return Err(ConfigError::Invalid {
+                    name: "INVOICING_WORKER_CONCURRENCY",
+                    problem: "must be at least 1".into(),
+                });
+            }
+            config.worker_concurrency = concurrency;
         }
+        config.instance = billing_server::config::instance_name("INVOICING_INSTANCE");
         if let Some(value) = var("INVOICING_TEST_CLOCK") {
             config.test_clock = parse("INVOICING_TEST_CLOCK", &value)?;
             if config.test_clock && !TEST_CLOCK_BUILT_IN {

@@ -90,7 +90,11 @@ impl Service for InvoicingService {
         let invoicing = Invoicing::new(store, upstream, parts.clock, config.finalize_grace)
             .with_instance(&config.instance)
             .with_metrics(&parts.metrics);
-        let worker = Worker::new(invoicing.clone());
+        let options = jobs::worker::WorkerOptions {
+            concurrency: config.worker_concurrency,
+            ..jobs::worker::WorkerOptions::default()
+        };
+        let worker = Worker::with_options(invoicing.clone(), options);
         Ok(State { invoicing, worker })
     }
 

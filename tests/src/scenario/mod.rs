@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use crate::authed;
 
 mod settle;
-pub use settle::{Step, until_settled};
+pub use settle::{Step, credits_match, finalize_all, until_settled};
 
 pub use billing_testkit::fixtures::{usd, value_of};
 

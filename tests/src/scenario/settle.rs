@@ -1,8 +1,10 @@
 //! Driving an invoice through a saga step while processes die under it.
 
 use billing_proto::invoicing::v1 as inv;
+use billing_proto::ledger::v1 as ledger;
+use billing_testkit::fixtures::value_of;
 
-use super::{Clients, finalize};
+use super::{Clients, applied, finalize};
 use crate::authed;
 
 /// What [`until_settled`] drives an invoice to.
@@ -73,4 +75,65 @@ pub async fn until_settled(c: &mut Clients, id: &str, step: Step) -> (inv::Invoi
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Finalizes every invoice, `concurrency` at a time, each until settled,
+/// the calls spread over `clients` (one per invoicing replica).
+pub async fn finalize_all(
+    concurrency: usize,
+    clients: &[Clients],
+    invoices: &[(String, String)],
+) -> Vec<inv::Invoice> {
+    let mut settled = Vec::new();
+    for chunk in invoices.chunks(concurrency.max(1)) {
+        let calls = chunk.iter().enumerate().map(|(i, (_, id))| {
+            let mut c = clients[i % clients.len()].clone();
+            let id = id.clone();
+            tokio::spawn(async move { until_settled(&mut c, &id, Step::Finalize).await.0 })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            settled.push(call.await.unwrap());
+        }
+    }
+    settled
+}
+
+/// Each settled invoice's credits are the ledger's applications for it,
+/// once, and the ledger's audit is clean.
+pub async fn credits_match(
+    c: &mut Clients,
+    invoices: &[(String, String)],
+    settled: &[inv::Invoice],
+) {
+    for ((customer, id), invoice) in invoices.iter().zip(settled) {
+        let on_invoice: i64 = invoice
+            .lines
+            .iter()
+            .map(|l| value_of(&l.credits_applied))
+            .sum();
+        let debits: Vec<i64> = applied(c, customer)
+            .await
+            .into_iter()
+            .filter(|(_, on, _)| on == id)
+            .map(|(_, _, amount)| amount)
+            .collect();
+        assert_eq!(
+            debits.iter().sum::<i64>(),
+            on_invoice,
+            "{id}: the ledger's applications {debits:?}"
+        );
+        let applications: usize = invoice
+            .lines
+            .iter()
+            .map(|l| l.credit_applications.len())
+            .sum();
+        assert_eq!(debits.len(), applications, "{id}: applied once");
+    }
+    let audit = c
+        .ledger
+        .audit_ledger(authed(ledger::AuditLedgerRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(audit.violations.is_empty(), "{:?}", audit.violations);
 }

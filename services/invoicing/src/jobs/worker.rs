@@ -5,10 +5,13 @@
 //! expired `request_id` keys.
 //!
 //! Every step is idempotent and conditional, so several replicas may run
-//! the worker at once; a saga run first claims its invoice (ops/claims.rs),
-//! so replicas split the unfinished invoices and stay off one a live call
-//! is working on. A step that fails is logged and retried: a saga step
-//! after its invoice's backoff delay, anything else next tick.
+//! the worker at once, and none repeats another's work: a saga run first
+//! claims its invoice (ops/claims.rs), so replicas split the unfinished
+//! invoices and stay off one a live call is working on; period closes,
+//! purchases, allocation lines and each account's top-up feed are leased
+//! per item (`billing_server::leases`), and the usage threshold round as a
+//! whole. A step that fails is logged and retried: a saga step after its
+//! invoice's backoff delay, anything else next tick.
 //!
 //! Resuming is bounded: at most [`WorkerOptions::concurrency`] invoices at a
 //! time, and none started once the tick has run [`WorkerOptions::budget`],
@@ -18,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use billing_server::leases::{Leases, item_key};
 use futures_util::StreamExt;
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
@@ -30,6 +34,13 @@ use crate::store::{AllocationPeriod, WorkItem};
 
 /// Items handled per kind and tick.
 const BATCH: i64 = 200;
+
+/// Lease jobs (`job_leases.job`) of the worker's steps.
+const CLOSE_PERIODS: &str = "close_periods";
+const PURCHASE: &str = "complete_purchase";
+const ALLOCATION: &str = "allocation_line";
+const TOP_UP_FEED: &str = "top_up_feed";
+const THRESHOLDS: &str = "usage_threshold_round";
 
 /// What one tick did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +66,13 @@ pub struct TickReport {
     pub top_up_events: usize,
     /// `subscription.usage_exceeded_threshold` events fired.
     pub thresholds_fired: usize,
+    /// Due items (period closes, purchases, allocation lines, top-up
+    /// feeds, the threshold round) another replica held.
+    pub leased_elsewhere: usize,
+    /// A full batch of unfinished invoices was listed and some resumed:
+    /// more may be waiting, so the worker ticks again at once instead of
+    /// sleeping.
+    pub backlog: bool,
 }
 
 /// How much one tick may spend resuming invoices.
@@ -80,6 +98,8 @@ impl Default for WorkerOptions {
 pub struct Worker {
     invoicing: Invoicing,
     options: WorkerOptions,
+    /// This replica's leases on the steps' items.
+    leases: Leases,
     /// One tick at a time per process; it holds where the usage threshold
     /// round continues (a round covers every watched subscription over
     /// as many ticks as it takes).
@@ -94,9 +114,11 @@ impl Worker {
 
     /// A worker over the operations.
     pub fn with_options(invoicing: Invoicing, options: WorkerOptions) -> Self {
+        let leases = Leases::new(invoicing.store().db().clone(), invoicing.instance());
         Self {
             invoicing,
             options,
+            leases,
             running: Arc::new(Mutex::new(None)),
         }
     }
@@ -106,10 +128,12 @@ impl Worker {
     pub async fn run(self, interval: Duration, mut stop: watch::Receiver<bool>) {
         // What a dead predecessor of this instance's name held is ours now.
         let instance = self.invoicing.instance().to_owned();
+        let real_now =
+            billing_server::time::to_micros(billing_server::clock::Clock::system().now());
         match self
             .invoicing
             .store()
-            .release_instance_claims(&instance)
+            .release_instance_claims(&instance, real_now)
             .await
         {
             Ok(0) => {}
@@ -120,8 +144,15 @@ impl Worker {
             ),
             Err(error) => tracing::warn!(%error, "could not release this instance's old claims"),
         }
+        match self.leases.give_back_all().await {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(released, "gave back leases held before a restart"),
+            Err(error) => tracing::warn!(%error, "could not give back this instance's old leases"),
+        }
         loop {
-            self.tick().await;
+            if self.tick().await.backlog && !*stop.borrow() {
+                continue;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = stop.changed() => {}
@@ -145,11 +176,19 @@ impl Worker {
         let real_now =
             billing_server::time::to_micros(billing_server::clock::Clock::system().now());
         match store.unfinished(now, BATCH, real_now).await {
-            Ok(items) => self.resume(items, &mut report).await,
+            Ok(items) => {
+                let full = items.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
+                self.resume(items, &mut report).await;
+                // Only while it makes progress: failures wait for their retry.
+                report.backlog = full && report.sagas_resumed > 0;
+            }
             Err(error) => log_failure(&mut report.failures, "list unfinished invoices", &error),
         }
         match store.due_subscriptions(now, BATCH).await {
             Ok(subs) => {
+                let (subs, held) = self
+                    .lease(CLOSE_PERIODS, subs, |(a, id)| item_key(a, id), &mut report)
+                    .await;
                 for (account, id) in subs {
                     let result = self.invoicing.close_periods(&account, &id).await;
                     count(
@@ -160,19 +199,28 @@ impl Worker {
                         &id,
                     );
                 }
+                self.leases.give_back(CLOSE_PERIODS, &held).await;
             }
             Err(error) => log_failure(&mut report.failures, "list due subscriptions", &error),
         }
         // Auto top-ups first: their purchases are then finished below.
-        match self.invoicing.run_top_ups().await {
-            Ok((handled, failed)) => {
+        match store.top_up_accounts().await {
+            Ok(accounts) => {
+                let (accounts, held) = self
+                    .lease(TOP_UP_FEED, accounts, Clone::clone, &mut report)
+                    .await;
+                let (handled, failed) = self.invoicing.run_top_ups(&accounts).await;
                 report.top_up_events += handled;
                 report.failures += failed;
+                self.leases.give_back(TOP_UP_FEED, &held).await;
             }
-            Err(error) => log_failure(&mut report.failures, "auto top-ups", &error),
+            Err(error) => log_failure(&mut report.failures, "list auto top-ups", &error),
         }
         match store.open_purchases(BATCH).await {
             Ok(purchases) => {
+                let (purchases, held) = self
+                    .lease(PURCHASE, purchases, |(a, id)| item_key(a, id), &mut report)
+                    .await;
                 for (account, id) in purchases {
                     let result = self.invoicing.complete_purchase(&account, &id).await;
                     count(
@@ -183,23 +231,40 @@ impl Worker {
                         &id,
                     );
                 }
+                self.leases.give_back(PURCHASE, &held).await;
             }
             Err(error) => log_failure(&mut report.failures, "list open purchases", &error),
         }
-        match self
-            .invoicing
-            .run_usage_thresholds(thresholds_cursor.take())
-            .await
-        {
-            Ok((fired, failed, next)) => {
-                report.thresholds_fired += fired;
-                report.failures += failed;
-                *thresholds_cursor = next;
+        let round = vec![THRESHOLDS.to_owned()];
+        let (round, held) = self
+            .lease(THRESHOLDS, round, Clone::clone, &mut report)
+            .await;
+        if !round.is_empty() {
+            match self
+                .invoicing
+                .run_usage_thresholds(thresholds_cursor.take())
+                .await
+            {
+                Ok((fired, failed, next)) => {
+                    report.thresholds_fired += fired;
+                    report.failures += failed;
+                    *thresholds_cursor = next;
+                }
+                Err(error) => log_failure(&mut report.failures, "usage thresholds", &error),
             }
-            Err(error) => log_failure(&mut report.failures, "usage thresholds", &error),
+            self.leases.give_back(THRESHOLDS, &held).await;
         }
         match store.open_allocation_periods(BATCH).await {
-            Ok(rows) => self.allocations(rows, &mut report).await,
+            Ok(rows) => {
+                // Per allocation line: its periods move in order.
+                let line = |row: &AllocationPeriod| {
+                    let line = format!("{}/{}", row.subscription, row.allocation);
+                    item_key(&row.account, &line)
+                };
+                let (rows, held) = self.lease(ALLOCATION, rows, line, &mut report).await;
+                self.allocations(rows, &mut report).await;
+                self.leases.give_back(ALLOCATION, &held).await;
+            }
             Err(error) => log_failure(&mut report.failures, "list allocation periods", &error),
         }
         // request_id keys are kept RETENTION_DAYS (DESIGN.md: at least 30 days).
@@ -241,6 +306,36 @@ impl Worker {
 }
 
 impl Worker {
+    /// Takes the leases of `items` of `job` (keyed by `key`; several items
+    /// may share a key): the items this replica got, and the keys to give
+    /// back when done. Items another replica holds are counted; when the
+    /// leases cannot be taken, none is worked on this tick.
+    async fn lease<T>(
+        &self,
+        job: &str,
+        items: Vec<T>,
+        key: impl Fn(&T) -> String,
+        report: &mut TickReport,
+    ) -> (Vec<T>, Vec<String>) {
+        let mut keys: Vec<String> = items.iter().map(&key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let held = match self.leases.take(job, &keys).await {
+            Ok(held) => held,
+            Err(error) => {
+                log_failure(&mut report.failures, "take leases", &error.into());
+                return (Vec::new(), Vec::new());
+            }
+        };
+        report.leased_elsewhere += keys.len() - held.len();
+        let mine: std::collections::HashSet<&String> = held.iter().collect();
+        let items = items
+            .into_iter()
+            .filter(|item| mine.contains(&key(item)))
+            .collect();
+        (items, held)
+    }
+
     /// Moves allocation periods, in period order per subscription and
     /// allocation; after a failure the rest of that allocation waits for the
     /// next tick (a later period's rollover needs the earlier one's).
@@ -287,7 +382,15 @@ impl Worker {
 
     /// Resumes `items` at most `concurrency` at a time, starting none once
     /// the budget is spent (those are counted as deferred).
-    async fn resume(&self, items: Vec<WorkItem>, report: &mut TickReport) {
+    async fn resume(&self, mut items: Vec<WorkItem>, report: &mut TickReport) {
+        // Each replica walks the list in its own order, so replicas that
+        // listed the same invoices rarely reach for the same one at once.
+        let instance = self.invoicing.instance();
+        items.sort_by_cached_key(|item| {
+            let mut hasher = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(&(instance, &item.invoice), &mut hasher);
+            std::hash::Hasher::finish(&hasher)
+        });
         let started = Instant::now();
         let budget = self.options.budget;
         let outcomes: Vec<_> = futures_util::stream::iter(items)

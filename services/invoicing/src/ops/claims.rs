@@ -19,6 +19,16 @@
 //! invoice at once. The
 //! lease runs on the system clock whatever the test clock says: it is
 //! about processes, not billing time.
+//!
+//! The live finalize of a draft, the hot path, writes no claim of its own:
+//! its freeze takes the claim in the same statement that moves the draft
+//! to `finalizing`, and its completion gives it back in the same
+//! transaction that moves it on (saga.rs, `finalize_draft`). Only a run
+//! that does not start from a draft claims in a transaction of its own.
+//!
+//! Every run is written to the attempt log (`invoice_saga_runs`): opened
+//! with its claim, closed with its release, so that two runs of one
+//! invoice that overlapped would show.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -30,6 +40,7 @@ use chrono::TimeDelta;
 
 use super::Invoicing;
 use crate::error::InvoicingError;
+use crate::store::{ClaimTerms, RunOutcome};
 
 /// How long a claim holds when its process does not release it (a crash).
 pub const CLAIM_LEASE: TimeDelta = TimeDelta::seconds(120);
@@ -60,7 +71,7 @@ impl Claims {
 }
 
 /// Takes an invoice out of the process's set when its run ends, however.
-struct Running<'a> {
+pub(crate) struct Running<'a> {
     claims: &'a Claims,
     key: (String, String),
 }
@@ -97,13 +108,54 @@ impl Invoicing {
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         };
         let result = work.await;
+        self.release((account, id), result.is_ok()).await;
+        drop(running);
+        result
+    }
+
+    /// Gives this process's claim on an invoice back and closes its run.
+    pub(crate) async fn release(&self, (account, id): (&str, &str), done: bool) {
+        let outcome = if done {
+            RunOutcome::Released
+        } else {
+            RunOutcome::Error
+        };
+        let now = to_micros(Clock::system().now());
         let instance = self.claims.instance();
-        if let Err(error) = self.store.release_invoice(account, id, instance).await {
+        if let Err(error) = self
+            .store
+            .release_invoice((account, id), instance, now, outcome)
+            .await
+        {
             // It expires by itself.
             tracing::warn!(%error, invoice = id, "could not release an invoice's claim");
         }
-        drop(running);
-        result
+    }
+
+    /// The terms of a claim taken now by this process.
+    pub(crate) fn claim_terms(&self) -> ClaimTerms<'_> {
+        let now = Clock::system().now();
+        ClaimTerms {
+            instance: self.claims.instance(),
+            now_us: to_micros(now),
+            until_us: to_micros(now + CLAIM_LEASE),
+        }
+    }
+
+    /// Marks invoice `id` as run by this process, unless a run of this
+    /// process has it already; the mark goes when the guard drops.
+    pub(crate) fn running(&self, account: &str, id: &str) -> Option<Running<'_>> {
+        let key = (account.to_owned(), id.to_owned());
+        let inserted = self
+            .claims
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone());
+        inserted.then_some(Running {
+            claims: &self.claims,
+            key,
+        })
     }
 
     /// The claim on invoice `id`, if no other run holds it.
@@ -112,26 +164,12 @@ impl Invoicing {
         account: &str,
         id: &str,
     ) -> Result<Option<Running<'_>>, InvoicingError> {
-        let key = (account.to_owned(), id.to_owned());
-        let inserted = self
-            .claims
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone());
-        if !inserted {
+        let Some(running) = self.running(account, id) else {
             return Ok(None);
-        }
-        let running = Running {
-            claims: &self.claims,
-            key,
         };
-        let now = Clock::system().now();
-        let instance = self.claims.instance();
-        let until = to_micros(now + CLAIM_LEASE);
         if self
             .store
-            .claim_invoice(account, id, instance, to_micros(now), until)
+            .claim_invoice(account, id, self.claim_terms())
             .await?
         {
             return Ok(Some(running));

@@ -12,8 +12,10 @@
 //! Voiding is the same shape around `ReverseCredits`.
 
 use billing_db::idempotency::IdempotencyKey;
+use billing_server::clock::Clock;
 use billing_server::page::PageRequest;
 use billing_server::status::Refuse;
+use billing_server::time::to_micros;
 
 use super::{Invoicing, failpoint};
 use crate::domain::invoice::{
@@ -148,10 +150,64 @@ impl Invoicing {
         if let Some(replayed) = self.replay(account, key).await? {
             return Ok(replayed);
         }
-        let done = self
-            .claimed((account, id), true, self.finalize_claimed(account, id))
-            .await?;
+        let done = match self.finalize_draft(account, id).await? {
+            Some(done) => done,
+            None => {
+                self.claimed((account, id), true, self.finalize_claimed(account, id))
+                    .await?
+            }
+        };
         self.remember(account, key, done).await
+    }
+
+    /// The live finalize of a draft without a claim of its own: its freeze
+    /// takes the claim and its completion gives it back (ops/claims.rs).
+    /// None when that does not apply (not a draft, run in this process
+    /// already, frozen or held by another run): the caller claims first.
+    async fn finalize_draft(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<Invoice>, InvoicingError> {
+        let Some(running) = self.running(account, id) else {
+            return Ok(None);
+        };
+        let mut invoice = self.invoice(account, id).await?;
+        if invoice.status != Status::Draft || !self.freeze_draft(account, &mut invoice).await? {
+            return Ok(None);
+        }
+        let result = self.complete_finalize(account, invoice).await;
+        if result.is_err() {
+            // A completion gives the claim back itself; a failed step does not.
+            self.release((account, id), false).await;
+        }
+        drop(running);
+        result.map(Some)
+    }
+
+    /// Prices a draft's lines, freezes its rates and moves it to
+    /// `finalizing` under this process's claim; false when another run
+    /// froze it or holds it.
+    async fn freeze_draft(
+        &self,
+        account: &str,
+        invoice: &mut Invoice,
+    ) -> Result<bool, InvoicingError> {
+        let ids: Vec<&str> = invoice.lines.iter().map(|l| l.price.as_str()).collect();
+        let prices = self.store.prices(account, &ids).await?;
+        self.price_lines(account, invoice, &prices).await?;
+        // The rate is frozen with the lines: a later change of the
+        // unit's rate never reaches this invoice.
+        self.set_rates(account, invoice).await?;
+        let frozen = self
+            .store
+            .freeze(account, invoice, self.clock.now(), self.claim_terms())
+            .await?;
+        if frozen {
+            invoice.status = Status::Finalizing;
+            invoice.auto_finalize_at = None;
+        }
+        Ok(frozen)
     }
 
     /// The worker's resume of an invoice left mid-saga: `Busy` at once when
@@ -192,24 +248,9 @@ impl Invoicing {
     /// Finalize under the invoice's claim.
     async fn finalize_claimed(&self, account: &str, id: &str) -> Result<Invoice, InvoicingError> {
         let mut invoice = self.invoice(account, id).await?;
-        if invoice.status == Status::Draft {
-            let ids: Vec<&str> = invoice.lines.iter().map(|l| l.price.as_str()).collect();
-            let prices = self.store.prices(account, &ids).await?;
-            self.price_lines(account, &mut invoice, &prices).await?;
-            // The rate is frozen with the lines: a later change of the
-            // unit's rate never reaches this invoice.
-            self.set_rates(account, &mut invoice).await?;
-            if self
-                .store
-                .freeze(account, &invoice, self.clock.now())
-                .await?
-            {
-                invoice.status = Status::Finalizing;
-                invoice.auto_finalize_at = None;
-            } else {
-                // Another caller froze (or finished) it first: use its lines.
-                invoice = self.invoice(account, id).await?;
-            }
+        if invoice.status == Status::Draft && !self.freeze_draft(account, &mut invoice).await? {
+            // Another caller froze (or finished) it first: use its lines.
+            invoice = self.invoice(account, id).await?;
         }
         let done = match invoice.status {
             Status::Finalizing => self.complete_finalize(account, invoice).await?,
@@ -251,7 +292,12 @@ impl Invoicing {
         }
         invoice.convert()?;
         let now = self.clock.now();
-        if !self.store.complete_finalize(account, &invoice, now).await? {
+        let run = (self.instance(), to_micros(Clock::system().now()));
+        if !self
+            .store
+            .complete_finalize(account, &invoice, now, run)
+            .await?
+        {
             // Another caller completed it first; its result is the stored one.
             return self.invoice(account, &invoice.id).await;
         }

@@ -1,44 +1,145 @@
-//! Invoice claims (ops/claims.rs; migration 0014).
+//! Invoice claims and the saga attempt log (ops/claims.rs; migrations 0014
+//! and 0016).
+
+use billing_db::Tx;
 
 use super::Store;
 use crate::error::InvoicingError;
 
+/// A run's claim on an invoice: the instance holding it, now and the end
+/// of its lease (system clock, microseconds).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimTerms<'a> {
+    /// The replica's instance name.
+    pub instance: &'a str,
+    /// When the claim is taken.
+    pub now_us: i64,
+    /// When it runs out if never given back.
+    pub until_us: i64,
+}
+
+/// How a saga run ended, in the attempt log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The run completed the finalize (in the completion's transaction).
+    Completed,
+    /// The run ended without a failure and gave the claim back (a void,
+    /// or nothing left to do).
+    Released,
+    /// A step failed; the invoice waits for its retry.
+    Error,
+}
+
+impl RunOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Released => "released",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The claim taken in `tx` when the invoice is free, expired, or already
+/// `terms.instance`'s, and its run opened in the attempt log; whether it
+/// was.
+async fn claim_in(
+    tx: &mut Tx,
+    (account, id): (&str, &str),
+    terms: ClaimTerms<'_>,
+) -> Result<bool, InvoicingError> {
+    let claimed = sqlx::query(
+        "UPDATE invoices SET claimed_by = $3, claimed_until_us = $5 \
+         WHERE account = $1 AND id = $2 \
+         AND (claimed_until_us IS NULL OR claimed_until_us <= $4 OR claimed_by = $3)",
+    )
+    .bind(account)
+    .bind(id)
+    .bind(terms.instance)
+    .bind(terms.now_us)
+    .bind(terms.until_us)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if claimed == 1 {
+        open_run(tx, (account, id), terms).await?;
+    }
+    Ok(claimed == 1)
+}
+
+/// Opens a run of `terms.instance` on the invoice in the attempt log,
+/// unless that instance has one open (the freeze of a run that claimed
+/// the invoice first), with how many other instances' runs were open then.
+/// The caller holds the invoice's row (its claim's UPDATE), so that count
+/// is exact: above 0 only when a claim was taken over from a run that
+/// never ended (its process died, or overran its lease).
+pub(super) async fn open_run(
+    tx: &mut Tx,
+    (account, id): (&str, &str),
+    terms: ClaimTerms<'_>,
+) -> Result<(), InvoicingError> {
+    sqlx::query(
+        "INSERT INTO invoice_saga_runs (account, invoice, id, instance, started_us, others_open) \
+         SELECT $1, $2, $3, $4, $5, (SELECT COUNT(*) FROM invoice_saga_runs \
+         WHERE account = $1 AND invoice = $2 AND instance <> $4 AND ended_us IS NULL) \
+         WHERE NOT EXISTS (SELECT 1 FROM invoice_saga_runs \
+         WHERE account = $1 AND invoice = $2 AND instance = $4 AND ended_us IS NULL)",
+    )
+    .bind(account)
+    .bind(id)
+    .bind(billing_server::ids::new_id("run"))
+    .bind(terms.instance)
+    .bind(terms.now_us)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Closes `instance`'s open run on the invoice, if any.
+pub(super) async fn close_run(
+    tx: &mut Tx,
+    (account, id): (&str, &str),
+    instance: &str,
+    now_us: i64,
+    outcome: RunOutcome,
+) -> Result<(), InvoicingError> {
+    sqlx::query(
+        "UPDATE invoice_saga_runs SET ended_us = $4, outcome = $5 \
+         WHERE account = $1 AND invoice = $2 AND instance = $3 AND ended_us IS NULL",
+    )
+    .bind(account)
+    .bind(id)
+    .bind(instance)
+    .bind(now_us)
+    .bind(outcome.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl Store {
-    /// Claims invoice `id` for `instance` until `until_us` if it is free,
-    /// expired at `now_us`, or already `instance`'s (a run of this process
-    /// holds it only once: ops/claims.rs); whether it did.
+    /// Claims invoice `id` for `terms.instance` if it is free, expired, or
+    /// already that instance's (a run of this process holds it only once:
+    /// ops/claims.rs), and opens the run in the attempt log; whether it did.
     pub async fn claim_invoice(
         &self,
         account: &str,
         id: &str,
-        instance: &str,
-        now_us: i64,
-        until_us: i64,
+        terms: ClaimTerms<'_>,
     ) -> Result<bool, InvoicingError> {
         let mut tx = self.db.begin_write().await?;
-        let claimed = sqlx::query(
-            "UPDATE invoices SET claimed_by = $3, claimed_until_us = $5 \
-             WHERE account = $1 AND id = $2 \
-             AND (claimed_until_us IS NULL OR claimed_until_us <= $4 OR claimed_by = $3)",
-        )
-        .bind(account)
-        .bind(id)
-        .bind(instance)
-        .bind(now_us)
-        .bind(until_us)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let claimed = claim_in(&mut tx, (account, id), terms).await?;
         tx.commit().await?;
-        Ok(claimed == 1)
+        Ok(claimed)
     }
 
-    /// Gives `instance`'s claim on invoice `id` back.
+    /// Gives `instance`'s claim on invoice `id` back and closes its run.
     pub async fn release_invoice(
         &self,
-        account: &str,
-        id: &str,
+        (account, id): (&str, &str),
         instance: &str,
+        now_us: i64,
+        outcome: RunOutcome,
     ) -> Result<(), InvoicingError> {
         let mut tx = self.db.begin_write().await?;
         sqlx::query(
@@ -50,13 +151,19 @@ impl Store {
         .bind(instance)
         .execute(&mut *tx)
         .await?;
+        close_run(&mut tx, (account, id), instance, now_us, outcome).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Gives back every claim held under `instance`: a process starting
-    /// under that name runs nothing yet, so they are a dead predecessor's.
-    pub async fn release_instance_claims(&self, instance: &str) -> Result<u64, InvoicingError> {
+    /// Gives back every claim held under `instance` and closes its open
+    /// runs as abandoned: a process starting under that name runs nothing
+    /// yet, so they are a dead predecessor's.
+    pub async fn release_instance_claims(
+        &self,
+        instance: &str,
+        now_us: i64,
+    ) -> Result<u64, InvoicingError> {
         let mut tx = self.db.begin_write().await?;
         let released = sqlx::query(
             "UPDATE invoices SET claimed_by = NULL, claimed_until_us = NULL WHERE claimed_by = $1",
@@ -65,6 +172,14 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        sqlx::query(
+            "UPDATE invoice_saga_runs SET ended_us = $2, outcome = 'abandoned' \
+             WHERE instance = $1 AND ended_us IS NULL",
+        )
+        .bind(instance)
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(released)
     }

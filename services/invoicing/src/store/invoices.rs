@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::claims::{ClaimTerms, RunOutcome, close_run, open_run};
 use super::events::push_invoice;
 use super::{Store, decimal};
 use crate::domain::invoice::{
@@ -317,23 +318,32 @@ impl Store {
         fill(&mut conn, account, invoices).await
     }
 
-    /// Saga step 1: `draft → finalizing` with these (re-priced) lines frozen.
-    /// False when the invoice was no longer a draft.
+    /// Saga step 1: `draft → finalizing` with these (re-priced) lines frozen,
+    /// under the run's claim, taken in the same statement when the caller
+    /// does not hold it yet (ops/claims.rs: the live finalize of a draft
+    /// writes no claim of its own). False when the invoice was no longer a
+    /// draft, or another run holds it.
     pub async fn freeze(
         &self,
         account: &str,
         invoice: &Invoice,
         now: DateTime<Utc>,
+        claim: ClaimTerms<'_>,
     ) -> Result<bool, InvoicingError> {
         let mut tx = self.db.begin_write().await?;
         let sql = format!(
-            "UPDATE invoices SET status = 'finalizing', auto_finalize_at_us = NULL, updated_us = $1{CLEAR_STEP_ERROR} \
-             WHERE account = $2 AND id = $3 AND status = 'draft'"
+            "UPDATE invoices SET status = 'finalizing', auto_finalize_at_us = NULL, updated_us = $1, \
+             claimed_by = $4, claimed_until_us = $5{CLEAR_STEP_ERROR} \
+             WHERE account = $2 AND id = $3 AND status = 'draft' \
+             AND (claimed_until_us IS NULL OR claimed_until_us <= $6 OR claimed_by = $4)"
         );
         let changed = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(to_micros(now))
             .bind(account)
             .bind(&invoice.id)
+            .bind(claim.instance)
+            .bind(claim.until_us)
+            .bind(claim.now_us)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -341,6 +351,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
+        open_run(&mut tx, (account, &invoice.id), claim).await?;
         if !invoice.lines.is_empty() {
             let sql = update_lines_sql(
                 invoice.lines.len(),
@@ -374,19 +385,23 @@ impl Store {
     }
 
     /// Saga step 3: stores the credits of `invoice`'s lines and moves it from
-    /// `finalizing` to `open` or `paid`, with the `invoice.finalized` event.
-    /// False when another caller completed it first.
+    /// `finalizing` to `open` or `paid`, with the `invoice.finalized` event;
+    /// the claim is given back and `instance`'s run closed in the same
+    /// transaction (`real_now_us`: system clock). False when another caller
+    /// completed it first.
     pub async fn complete_finalize(
         &self,
         account: &str,
         invoice: &Invoice,
         now: DateTime<Utc>,
+        (instance, real_now_us): (&str, i64),
     ) -> Result<bool, InvoicingError> {
         let status = invoice.finalized_status()?;
         let now_us = to_micros(now);
         let mut tx = self.db.begin_write().await?;
         let sql = format!(
-            "UPDATE invoices SET status = $1, finalized_us = $2, paid_us = $3, updated_us = $2{CLEAR_STEP_ERROR} \
+            "UPDATE invoices SET status = $1, finalized_us = $2, paid_us = $3, updated_us = $2, \
+             claimed_by = NULL, claimed_until_us = NULL{CLEAR_STEP_ERROR} \
              WHERE account = $4 AND id = $5 AND status = 'finalizing'"
         );
         let changed = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -461,6 +476,14 @@ impl Store {
         outbox
             .write(&mut tx, self.db.backend(), account, now_us)
             .await?;
+        close_run(
+            &mut tx,
+            (account, &invoice.id),
+            instance,
+            real_now_us,
+            RunOutcome::Completed,
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -23,6 +23,7 @@ use billing_db::{Db, Migrations};
 pub use billing_db::StoreError;
 
 pub use allocations::AllocationPeriod;
+pub use claims::{ClaimTerms, RunOutcome};
 pub use events::EventFilter;
 pub use invoices::{InvoiceFilter, WorkItem};
 pub use subscriptions::Closing;
