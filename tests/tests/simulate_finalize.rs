@@ -18,8 +18,8 @@ use std::time::Instant;
 use billing_e2e::model::{self, ApplyRequest, Ledger, Line, Outcome};
 use billing_e2e::scenario::*;
 use billing_e2e::*;
-use billing_money::{Decimal, format_value, parse_value, round_to_scale};
-use billing_proto::common::v1::{Amount, CustomPricingUnitAmount, MonetaryAmount, amount::Kind};
+use billing_money::{Decimal, round_to_scale};
+use billing_proto::common::v1::{Amount, amount::Kind};
 use billing_proto::invoicing::v1 as inv;
 use billing_proto::ledger::v1 as ledger;
 use billing_testkit::Backend;
@@ -38,27 +38,11 @@ const RATES: &[&str] = &["1.2", "0.35", "4", "0.05", "2.5"];
 
 /// `value` smallest units of `asset` (`usd`, or a `pu_…` of [`SCALE`]).
 fn money(asset: &str, value: i64) -> Option<Amount> {
-    let kind = if asset == "usd" {
-        Kind::Monetary(MonetaryAmount {
-            currency: "usd".into(),
-            value,
-        })
-    } else {
-        Kind::CustomPricingUnit(CustomPricingUnitAmount {
-            id: asset.into(),
-            value: format_value(value, SCALE),
-        })
-    };
-    Some(Amount { kind: Some(kind) })
+    billing_testkit::fixtures::amount_in(asset, value, SCALE)
 }
 
-/// Smallest units of an amount in either asset (0 when unset).
 fn cents(amount: &Option<Amount>) -> i64 {
-    match amount.as_ref().and_then(|a| a.kind.as_ref()) {
-        Some(Kind::Monetary(m)) => m.value,
-        Some(Kind::CustomPricingUnit(u)) => parse_value(&u.value, SCALE).unwrap(),
-        None => 0,
-    }
+    billing_testkit::fixtures::asset_value(amount, SCALE).1
 }
 
 /// What `units` (smallest units) are worth at `rate` cents per whole unit:

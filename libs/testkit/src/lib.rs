@@ -146,6 +146,37 @@ pub mod fixtures {
         }
     }
 
+    /// An amount of `value` smallest units of `asset`: a pricing unit
+    /// (`pu_…`, at `unit_scale`) or a currency.
+    pub fn amount_in(asset: &str, value: i64, unit_scale: u32) -> Option<common::Amount> {
+        if asset.starts_with("pu_") {
+            Some(common::Amount {
+                kind: Some(common::amount::Kind::CustomPricingUnit(
+                    common::CustomPricingUnitAmount {
+                        id: asset.to_owned(),
+                        value: billing_money::format_value(value, unit_scale),
+                    },
+                )),
+            })
+        } else {
+            money(asset, value)
+        }
+    }
+
+    /// An amount's asset (a currency code or a pricing unit's id) and value
+    /// in smallest units (a pricing unit's at `unit_scale`); an unset amount
+    /// is `("", 0)`, an unreadable unit value `i64::MIN` (never a match).
+    pub fn asset_value(amount: &Option<common::Amount>, unit_scale: u32) -> (String, i64) {
+        match amount.as_ref().and_then(|a| a.kind.as_ref()) {
+            Some(common::amount::Kind::Monetary(m)) => (m.currency.clone(), m.value),
+            Some(common::amount::Kind::CustomPricingUnit(u)) => (
+                u.id.clone(),
+                billing_money::parse_value(&u.value, unit_scale).unwrap_or(i64::MIN),
+            ),
+            None => (String::new(), 0),
+        }
+    }
+
     /// A timestamp for requests.
     pub fn ts(time: DateTime<Utc>) -> Option<prost_types::Timestamp> {
         Some(billing_server::time::to_proto(time))

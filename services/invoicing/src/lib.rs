@@ -36,7 +36,7 @@ pub use error::InvoicingError;
 pub use grpc::SERVICE_NAME;
 pub use jobs::worker::Worker;
 pub use ops::Invoicing;
-pub use store::MIGRATIONS;
+pub use store::{ClaimTerms, MIGRATIONS};
 
 /// Invoicing, as the host runs it.
 pub type App = Host<InvoicingService>;

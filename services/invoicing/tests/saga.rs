@@ -20,6 +20,7 @@ backends!(
     sixteen_concurrent_finalizes_apply_once,
     concurrent_invoices_of_one_customer_never_overdraw,
     ledger_down_leaves_finalizing_then_completes_once,
+    a_dead_replicas_claims_run_out_or_come_back_with_it,
     void_with_ledger_down_shows_the_error_and_retries_on_request,
     preview_writes_nothing,
     pricing_unit_lines_show_credits_in_the_unit,
@@ -389,6 +390,54 @@ async fn ledger_down_leaves_finalizing_then_completes_once(t: &Suite) {
     assert_eq!(t.available_usd(&customer).await, 0);
     let debits = applied_debits(t, &customer).await.len();
     assert_eq!(debits, 1);
+}
+
+/// A claim held by a replica that died (issue 19): the worker of another
+/// replica leaves the invoice alone while the claim's lease runs, takes it
+/// over once it has run out; a restarted process of the dead one's name
+/// gives its claims back at once.
+async fn a_dead_replicas_claims_run_out_or_come_back_with_it(t: &Suite) {
+    let (customer, sub, price) = setup(t, "calls").await;
+    let second_sub = t.subscribe(&customer, &[&price]).await.id;
+    t.grant(grant_request(&customer, "paid", 1_000)).await;
+    // Both periods have ended (the second began a little later).
+    t.advance_to(month_end() + TimeDelta::days(2)).await;
+    let first = t.create_invoice(&sub).await;
+    let second = t.create_invoice(&second_sub).await;
+    t.stop_ledger().await;
+    for id in [&first.id, &second.id] {
+        t.finalize(id).await.unwrap_err();
+    }
+    t.restart_ledger().await;
+    // Replica "dead" claimed both (system clock, as claims are), then died:
+    // the first claim's lease ran out a minute ago, the second's runs.
+    let store = t.ops.store();
+    let now = billing_server::time::to_micros(billing_server::clock::Clock::system().now());
+    let minute = 60_000_000;
+    for (id, until_us) in [(&first.id, now - minute), (&second.id, now + minute)] {
+        let terms = invoicing::ClaimTerms {
+            instance: "dead",
+            now_us: until_us - 2 * minute,
+            until_us,
+        };
+        assert!(store.claim_invoice("acct_a", id, terms).await.unwrap());
+    }
+    let report = t.advance_to(month_end() + TimeDelta::days(3)).await;
+    assert_eq!(report.sagas_resumed, 1, "{report:?}");
+    assert_eq!(t.invoice(&first.id).await.status(), pb::InvoiceStatus::Open);
+    assert_eq!(
+        t.invoice(&second.id).await.status(),
+        pb::InvoiceStatus::Finalizing,
+        "its claim still runs"
+    );
+    // "dead" comes back under its name: its claims are free at once.
+    assert_eq!(store.release_instance_claims("dead", now).await.unwrap(), 1);
+    let report = t.worker.tick().await;
+    assert_eq!(report.sagas_resumed, 1, "{report:?}");
+    assert_eq!(
+        t.invoice(&second.id).await.status(),
+        pb::InvoiceStatus::Open
+    );
 }
 
 async fn void_with_ledger_down_shows_the_error_and_retries_on_request(t: &Suite) {

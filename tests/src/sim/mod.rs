@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use billing_proto::common::v1::{Amount, CustomPricingUnitAmount, MonetaryAmount, amount::Kind};
+use billing_proto::common::v1::Amount;
 use billing_proto::events::v1 as events;
 use billing_proto::events::v1::event_service_client::EventServiceClient;
 use billing_proto::ledger::v1 as pb;
@@ -101,30 +101,12 @@ fn ts(time: Time) -> prost_types::Timestamp {
 /// `value` smallest units of `asset` (a currency, or a `pu_…` unit of
 /// scale [`UNIT_SCALE`]).
 fn money(asset: &str, value: i64) -> Option<Amount> {
-    let kind = if asset.starts_with("pu_") {
-        Kind::CustomPricingUnit(CustomPricingUnitAmount {
-            id: asset.to_owned(),
-            value: billing_money::format_value(value, UNIT_SCALE),
-        })
-    } else {
-        Kind::Monetary(MonetaryAmount {
-            currency: asset.to_owned(),
-            value,
-        })
-    };
-    Some(Amount { kind: Some(kind) })
+    billing_testkit::fixtures::amount_in(asset, value, UNIT_SCALE)
 }
 
 /// The asset and smallest units of an amount.
 fn value(amount: &Option<Amount>) -> (String, i64) {
-    match amount.as_ref().and_then(|a| a.kind.as_ref()) {
-        Some(Kind::Monetary(m)) => (m.currency.clone(), m.value),
-        Some(Kind::CustomPricingUnit(p)) => (
-            p.id.clone(),
-            billing_money::parse_value(&p.value, UNIT_SCALE).unwrap_or(i64::MIN),
-        ),
-        None => (String::new(), 0),
-    }
+    billing_testkit::fixtures::asset_value(amount, UNIT_SCALE)
 }
 
 fn now() -> Time {

@@ -23,7 +23,7 @@
 //! The live finalize of a draft, the hot path, writes no claim of its own:
 //! its freeze takes the claim in the same statement that moves the draft
 //! to `finalizing`, and its completion gives it back in the same
-//! transaction that moves it on (saga.rs, `finalize_draft`). Only a run
+//! transaction that moves it on (`finalize_draft` below). Only a run
 //! that does not start from a draft claims in a transaction of its own.
 //!
 //! Every run is written to the attempt log (`invoice_saga_runs`): opened
@@ -39,6 +39,7 @@ use billing_server::time::to_micros;
 use chrono::TimeDelta;
 
 use super::Invoicing;
+use crate::domain::invoice::{Invoice, Status};
 use crate::error::InvoicingError;
 use crate::store::{ClaimTerms, RunOutcome};
 
@@ -114,8 +115,8 @@ impl Invoicing {
     }
 
     /// Gives this process's claim on an invoice back and closes its run.
-    pub(crate) async fn release(&self, (account, id): (&str, &str), done: bool) {
-        let outcome = if done {
+    pub(crate) async fn release(&self, (account, id): (&str, &str), ok: bool) {
+        let outcome = if ok {
             RunOutcome::Released
         } else {
             RunOutcome::Error
@@ -177,5 +178,71 @@ impl Invoicing {
         // No such invoice in the account is its NOT_FOUND.
         self.invoice(account, id).await?;
         Ok(None)
+    }
+}
+
+/// The saga runs that start here: the worker's resume and auto-finalize
+/// (each claims first, without waiting) and the live finalize of a draft
+/// (claimed by its freeze). Live voids and the other finalizes claim
+/// through [`Invoicing::claimed`] in saga.rs.
+impl Invoicing {
+    /// The worker's resume of an invoice left mid-saga: `Busy` at once when
+    /// another run holds it; None when it is no longer mid-saga (another
+    /// run finished it), so nothing is counted twice.
+    pub async fn resume_saga(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<Invoice>, InvoicingError> {
+        self.claimed((account, id), false, async {
+            let invoice = self.invoice(account, id).await?;
+            Ok(match invoice.status {
+                Status::Finalizing => Some(self.complete_finalize(account, invoice).await?),
+                Status::Voiding => Some(self.complete_void(account, invoice).await?),
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    /// The worker's finalize of a draft past its grace: `Busy` at once when
+    /// another run holds it; None when it is no longer a draft.
+    pub async fn auto_finalize(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<Invoice>, InvoicingError> {
+        self.claimed((account, id), false, async {
+            if self.invoice(account, id).await?.status != Status::Draft {
+                return Ok(None);
+            }
+            self.finalize_claimed(account, id).await.map(Some)
+        })
+        .await
+    }
+
+    /// The live finalize of a draft without a claim of its own: its freeze
+    /// takes the claim and its completion gives it back (ops/claims.rs).
+    /// None when that does not apply (not a draft, run in this process
+    /// already, frozen or held by another run): the caller claims first.
+    pub(super) async fn finalize_draft(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<Invoice>, InvoicingError> {
+        let Some(running) = self.running(account, id) else {
+            return Ok(None);
+        };
+        let mut invoice = self.invoice(account, id).await?;
+        if invoice.status != Status::Draft || !self.freeze_draft(account, &mut invoice).await? {
+            return Ok(None);
+        }
+        let result = self.complete_finalize(account, invoice).await;
+        if result.is_err() {
+            // A completion gives the claim back itself; a failed step does not.
+            self.release((account, id), false).await;
+        }
+        drop(running);
+        result.map(Some)
     }
 }

@@ -160,35 +160,10 @@ impl Invoicing {
         self.remember(account, key, done).await
     }
 
-    /// The live finalize of a draft without a claim of its own: its freeze
-    /// takes the claim and its completion gives it back (ops/claims.rs).
-    /// None when that does not apply (not a draft, run in this process
-    /// already, frozen or held by another run): the caller claims first.
-    async fn finalize_draft(
-        &self,
-        account: &str,
-        id: &str,
-    ) -> Result<Option<Invoice>, InvoicingError> {
-        let Some(running) = self.running(account, id) else {
-            return Ok(None);
-        };
-        let mut invoice = self.invoice(account, id).await?;
-        if invoice.status != Status::Draft || !self.freeze_draft(account, &mut invoice).await? {
-            return Ok(None);
-        }
-        let result = self.complete_finalize(account, invoice).await;
-        if result.is_err() {
-            // A completion gives the claim back itself; a failed step does not.
-            self.release((account, id), false).await;
-        }
-        drop(running);
-        result.map(Some)
-    }
-
     /// Prices a draft's lines, freezes its rates and moves it to
     /// `finalizing` under this process's claim; false when another run
     /// froze it or holds it.
-    async fn freeze_draft(
+    pub(super) async fn freeze_draft(
         &self,
         account: &str,
         invoice: &mut Invoice,
@@ -210,43 +185,12 @@ impl Invoicing {
         Ok(frozen)
     }
 
-    /// The worker's resume of an invoice left mid-saga: `Busy` at once when
-    /// another run holds it; None when it is no longer mid-saga (another
-    /// run finished it), so nothing is counted twice.
-    pub async fn resume_saga(
-        &self,
-        account: &str,
-        id: &str,
-    ) -> Result<Option<Invoice>, InvoicingError> {
-        self.claimed((account, id), false, async {
-            let invoice = self.invoice(account, id).await?;
-            Ok(match invoice.status {
-                Status::Finalizing => Some(self.complete_finalize(account, invoice).await?),
-                Status::Voiding => Some(self.complete_void(account, invoice).await?),
-                _ => None,
-            })
-        })
-        .await
-    }
-
-    /// The worker's finalize of a draft past its grace: `Busy` at once when
-    /// another run holds it; None when it is no longer a draft.
-    pub async fn auto_finalize(
-        &self,
-        account: &str,
-        id: &str,
-    ) -> Result<Option<Invoice>, InvoicingError> {
-        self.claimed((account, id), false, async {
-            if self.invoice(account, id).await?.status != Status::Draft {
-                return Ok(None);
-            }
-            self.finalize_claimed(account, id).await.map(Some)
-        })
-        .await
-    }
-
     /// Finalize under the invoice's claim.
-    async fn finalize_claimed(&self, account: &str, id: &str) -> Result<Invoice, InvoicingError> {
+    pub(super) async fn finalize_claimed(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Invoice, InvoicingError> {
         let mut invoice = self.invoice(account, id).await?;
         if invoice.status == Status::Draft && !self.freeze_draft(account, &mut invoice).await? {
             // Another caller froze (or finished) it first: use its lines.

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use billing_proto::common::v1::{Amount, amount::Kind};
+use billing_proto::common::v1::Amount;
 use billing_proto::ledger::v1 as ledger;
 use billing_server::time::{from_proto, to_proto};
 use billing_testkit::Backend;
@@ -344,10 +344,7 @@ pub fn timestamp(micros: Time) -> Option<prost_types::Timestamp> {
 
 /// The usd cents of an amount (0 when unset).
 pub fn usd_of(amount: &Option<Amount>) -> i64 {
-    match amount.as_ref().and_then(|a| a.kind.as_ref()) {
-        Some(Kind::Monetary(m)) => m.value,
-        _ => 0,
-    }
+    billing_testkit::fixtures::asset_value(amount, 0).1
 }
 
 /// The model's view of a grant the service made.
