@@ -11,11 +11,13 @@
 //! `BENCH_RESUME_INVOICES` (default 1,000) invoices left mid-saga while
 //! the ledger was down, resumed by 1 and by 2 invoicing replicas' workers:
 //! the time from the first resume to the last (the attempt log) and from
-//! the processes' start, with each worker resuming 16 invoices at once (the default) and 2 at once (a
-//! replica that is itself the bottleneck, as when each replica has its
-//! own machine: then two replicas should take about half the time). On
-//! two cores the point of the default is that throughput holds and the
-//! work spreads, not that it multiplies.
+//! the processes' start: once as here (loopback, each worker resuming 16
+//! at once, the default), once with the ledger 4 ms away each way (a
+//! delaying TCP proxy, `billing_e2e::latency`) and 2 resumes at once per
+//! replica, where a replica's own pace is the limit and two replicas
+//! should take about half the time. On two cores the point of the
+//! first is that throughput holds and the work spreads, not that it
+//! multiplies.
 //!
 //! `just bench-scale-out` (builds the release binaries first).
 
@@ -145,7 +147,12 @@ async fn resume_window(url: &str) -> f64 {
 /// Seconds for `replicas` invoicing processes to resume `n` invoices left
 /// mid-saga while the ledger was down (from their start, and the work
 /// alone: the attempt log's window), and how many each resumed.
-async fn resume(replicas: usize, n: usize, concurrency: usize) -> (f64, f64, Vec<u64>) {
+async fn resume(
+    replicas: usize,
+    n: usize,
+    concurrency: usize,
+    latency: Option<std::time::Duration>,
+) -> (f64, f64, Vec<u64>) {
     let dbs = Databases::new(Backend::Postgres).await.unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -176,12 +183,20 @@ async fn resume(replicas: usize, n: usize, concurrency: usize) -> (f64, f64, Vec
     // The first retry of a failed step waits 10 s.
     tokio::time::sleep(std::time::Duration::from_secs(11)).await;
     let ledger_process = ledger(&dbs.ledger, &ledger_addr);
+    // The replicas reach the ledger through the emulated network hop.
+    let proxy = match latency {
+        Some(one_way) => {
+            Some(billing_e2e::latency::LatencyProxy::start(ledger_process.addr, one_way).await)
+        }
+        None => None,
+    };
+    let ledger_for_replicas = proxy.as_ref().map_or(ledger_process.addr, |p| p.addr);
     let started = Instant::now();
     let processes: Vec<Service> = (0..replicas)
         .map(|i| {
             invoicing_with(
                 &dbs.invoicing,
-                ledger_process.addr,
+                ledger_for_replicas,
                 meter_process.addr,
                 None,
                 &[
@@ -213,6 +228,7 @@ async fn resume(replicas: usize, n: usize, concurrency: usize) -> (f64, f64, Vec
     let seconds = started.elapsed().as_secs_f64();
     let window = resume_window(dbs.invoicing.url()).await;
     drop(processes);
+    drop(proxy);
     drop(ledger_process);
     drop(meter_process);
     dbs.drop_all().await;
@@ -240,11 +256,17 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000);
-    for concurrency in [16, 2] {
+    // As here (loopback, the default 16 at once), and as when the ledger
+    // is a network hop away and a replica's own pace is the limit.
+    let hop = std::time::Duration::from_millis(4);
+    for (concurrency, latency) in [(16, None), (2, Some(hop))] {
         for replicas in [1, 2] {
-            let (seconds, window, resumed) = resume(replicas, stuck, concurrency).await;
+            let (seconds, window, resumed) = resume(replicas, stuck, concurrency, latency).await;
+            let hop = latency.map_or("no".to_owned(), |l| {
+                format!("{} ms each way", l.as_millis())
+            });
             println!(
-                "{stuck} invoices left mid-saga, {replicas} invoicing replica(s) resuming {concurrency} at once each: resumed in {window:.2} s (first resume to last), {seconds:.1} s from the processes' start; per replica {resumed:?}"
+                "{stuck} invoices left mid-saga, {replicas} invoicing replica(s) resuming {concurrency} at once each, {hop} latency to the ledger: resumed in {window:.2} s (first resume to last), {seconds:.1} s from the processes' start; per replica {resumed:?}"
             );
         }
     }

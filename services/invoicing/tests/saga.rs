@@ -212,20 +212,7 @@ async fn period_close_and_auto_finalize_follow_the_clock(t: &Suite) {
         .advance_to(month_end().checked_add_months(Months::new(1)).unwrap())
         .await;
     assert_eq!(report.subscriptions_closed, 1);
-    let invoices = t
-        .invoicing
-        .clone()
-        .list_invoices(authed(
-            KEY_A,
-            pb::ListInvoicesRequest {
-                subscription: sub,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .invoices;
+    let invoices = t.invoices_of(&sub).await;
     assert_eq!(invoices.len(), 2);
     assert_eq!(invoices[0].period_start, ts(month_end()));
     assert_eq!(value_of(&invoices[0].lines[0].amount), 0);
@@ -254,20 +241,7 @@ async fn replicas_split_period_closes(t: &Suite) {
     let (first, second) = tokio::join!(t.worker.tick(), c.tick());
     assert_eq!(first.subscriptions_closed + second.subscriptions_closed, 2);
     for sub in &subs {
-        let invoices = t
-            .invoicing
-            .clone()
-            .list_invoices(authed(
-                KEY_A,
-                pb::ListInvoicesRequest {
-                    subscription: sub.clone(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .invoices;
+        let invoices = t.invoices_of(sub).await;
         assert_eq!(invoices.len(), 1, "one draft per ended period");
     }
 }

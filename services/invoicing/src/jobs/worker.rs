@@ -6,8 +6,10 @@
 //!
 //! Every step is idempotent and conditional, so several replicas may run
 //! the worker at once, and none repeats another's work: a saga run first
-//! claims its invoice (ops/claims.rs), so replicas split the unfinished
-//! invoices and stay off one a live call is working on; period closes,
+//! claims its invoice (ops/claims.rs), the worker a whole batch of
+//! unfinished invoices in one transaction (`SKIP LOCKED` on PostgreSQL),
+//! so replicas get disjoint batches and stay off an invoice a live call is
+//! working on; period closes,
 //! purchases, allocation lines and each account's top-up feed are leased
 //! per item (`billing_server::leases`), and the usage threshold round as a
 //! whole. A step that fails is logged and retried: a saga step after its
@@ -16,7 +18,8 @@
 //! Resuming is bounded: at most [`WorkerOptions::concurrency`] invoices at a
 //! time, and none started once the tick has run [`WorkerOptions::budget`],
 //! so invoices stuck on a hung ledger cost about one deadline per
-//! `concurrency` of them, and period closing still runs every tick.
+//! `concurrency` of them, and period closing still runs every tick; the
+//! claims of those not started go back at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,11 +174,11 @@ impl Worker {
         let store = self.invoicing.store();
 
         // Resume first: a restarted process finishes what it left behind
-        // before it starts new sagas.
-        // Claims' leases run on the system clock (ops/claims.rs).
-        let real_now =
-            billing_server::time::to_micros(billing_server::clock::Clock::system().now());
-        match store.unfinished(now, BATCH, real_now).await {
+        // before it starts new sagas. The batch is claimed as it is listed,
+        // so replicas get disjoint batches.
+        let now_us = billing_server::time::to_micros(now);
+        let terms = self.invoicing.claim_terms();
+        match store.claim_unfinished(now_us, BATCH, terms).await {
             Ok(items) => {
                 let full = items.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
                 self.resume(items, &mut report).await;
@@ -382,20 +385,15 @@ impl Worker {
 
     /// Resumes `items` at most `concurrency` at a time, starting none once
     /// the budget is spent (those are counted as deferred).
-    async fn resume(&self, mut items: Vec<WorkItem>, report: &mut TickReport) {
-        // Each replica walks the list in its own order, so replicas that
-        // listed the same invoices rarely reach for the same one at once.
-        let instance = self.invoicing.instance();
-        items.sort_by_cached_key(|item| {
-            let mut hasher = std::hash::DefaultHasher::new();
-            std::hash::Hash::hash(&(instance, &item.invoice), &mut hasher);
-            std::hash::Hasher::finish(&hasher)
-        });
+    async fn resume(&self, items: Vec<WorkItem>, report: &mut TickReport) {
         let started = Instant::now();
         let budget = self.options.budget;
         let outcomes: Vec<_> = futures_util::stream::iter(items)
             .map(|item| async move {
                 if started.elapsed() >= budget {
+                    // Its claim goes back for the next tick or replica.
+                    let key = (item.account.as_str(), item.invoice.as_str());
+                    self.invoicing.release(key, true).await;
                     return None;
                 }
                 let saga = match item.status {
@@ -404,7 +402,7 @@ impl Worker {
                 };
                 let result = self
                     .invoicing
-                    .resume_saga(&item.account, &item.invoice)
+                    .resume_claimed(&item.account, &item.invoice)
                     .await;
                 Some((item.invoice, saga, result))
             })

@@ -181,28 +181,36 @@ impl Invoicing {
     }
 }
 
-/// The saga runs that start here: the worker's resume and auto-finalize
-/// (each claims first, without waiting) and the live finalize of a draft
-/// (claimed by its freeze). Live voids and the other finalizes claim
+/// The saga runs that start here: the worker's resume (claimed in its
+/// batch) and auto-finalize (claimed first, without waiting), and the live
+/// finalize of a draft (claimed by its freeze). Live voids and the other finalizes claim
 /// through [`Invoicing::claimed`] in saga.rs.
 impl Invoicing {
-    /// The worker's resume of an invoice left mid-saga: `Busy` at once when
-    /// another run holds it; None when it is no longer mid-saga (another
-    /// run finished it), so nothing is counted twice.
-    pub async fn resume_saga(
+    /// The worker's resume of an invoice its batch claimed
+    /// (`Store::claim_unfinished`): the saga's remaining steps, then the
+    /// claim given back. None when a live call of this process is on it
+    /// (its claim is this instance's too; that call gives it back), or it
+    /// is no longer mid-saga, so nothing is counted twice.
+    pub async fn resume_claimed(
         &self,
         account: &str,
         id: &str,
     ) -> Result<Option<Invoice>, InvoicingError> {
-        self.claimed((account, id), false, async {
+        let Some(running) = self.running(account, id) else {
+            return Ok(None);
+        };
+        let result = async {
             let invoice = self.invoice(account, id).await?;
             Ok(match invoice.status {
                 Status::Finalizing => Some(self.complete_finalize(account, invoice).await?),
                 Status::Voiding => Some(self.complete_void(account, invoice).await?),
                 _ => None,
             })
-        })
-        .await
+        }
+        .await;
+        self.release((account, id), result.is_ok()).await;
+        drop(running);
+        result
     }
 
     /// The worker's finalize of a draft past its grace: `Busy` at once when

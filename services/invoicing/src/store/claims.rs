@@ -3,7 +3,8 @@
 
 use billing_db::Tx;
 
-use super::Store;
+use super::invoices::work_item;
+use super::{Store, WorkItem};
 use crate::error::InvoicingError;
 
 /// A run's claim on an invoice: the instance holding it, now and the end
@@ -131,6 +132,48 @@ impl Store {
         let claimed = claim_in(&mut tx, (account, id), terms).await?;
         tx.commit().await?;
         Ok(claimed)
+    }
+
+    /// Claims up to `limit` invoices left mid-saga (`finalizing`,
+    /// `voiding`) whose retry time has come at `now_us` (the service's
+    /// clock) and that no live run holds at `terms.now_us`, opening their
+    /// runs, in one transaction: the worker's batch. On PostgreSQL rows
+    /// another replica is claiming are skipped (`SKIP LOCKED`), so two
+    /// replicas get disjoint batches; SQLite's one writer does the same.
+    pub async fn claim_unfinished(
+        &self,
+        now_us: i64,
+        limit: i64,
+        terms: ClaimTerms<'_>,
+    ) -> Result<Vec<WorkItem>, InvoicingError> {
+        let skip_locked = match self.db.backend() {
+            billing_db::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            billing_db::Backend::Sqlite => "",
+        };
+        let mut tx = self.db.begin_write().await?;
+        let sql = format!(
+            "UPDATE invoices SET claimed_by = $4, claimed_until_us = $5 \
+             WHERE (account, id) IN (SELECT account, id FROM invoices \
+             WHERE status IN ('finalizing', 'voiding') \
+             AND (step_retry_at_us IS NULL OR step_retry_at_us <= $1) \
+             AND (claimed_until_us IS NULL OR claimed_until_us <= $3) \
+             ORDER BY updated_us LIMIT $2{skip_locked}) \
+             RETURNING account, id, status"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_us)
+            .bind(limit)
+            .bind(terms.now_us)
+            .bind(terms.instance)
+            .bind(terms.until_us)
+            .fetch_all(&mut *tx)
+            .await?;
+        let items = rows.iter().map(work_item).collect::<Result<Vec<_>, _>>()?;
+        for item in &items {
+            open_run(&mut tx, (&item.account, &item.invoice), terms).await?;
+        }
+        tx.commit().await?;
+        Ok(items)
     }
 
     /// Gives `instance`'s claim on invoice `id` back and closes its run.

@@ -603,30 +603,6 @@ impl Store {
         .await?;
         rows.iter().map(work_item).collect()
     }
-
-    /// Invoices (any account) left mid-saga (`finalizing` or `voiding`)
-    /// whose retry delay, if an attempt failed, is over.
-    pub async fn unfinished(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-        real_now_us: i64,
-    ) -> Result<Vec<WorkItem>, InvoicingError> {
-        // Not those a run holds (ops/claims.rs); a dead predecessor's were
-        // given back when this process started.
-        let rows = sqlx::query(
-            "SELECT account, id, status FROM invoices WHERE status IN ('finalizing', 'voiding') \
-             AND (step_retry_at_us IS NULL OR step_retry_at_us <= $1) \
-             AND (claimed_until_us IS NULL OR claimed_until_us <= $3) \
-             ORDER BY updated_us LIMIT $2",
-        )
-        .bind(to_micros(now))
-        .bind(limit)
-        .bind(real_now_us)
-        .fetch_all(self.db.pool())
-        .await?;
-        rows.iter().map(work_item).collect()
-    }
 }
 
 /// Ends a conditional status change: nothing changed (the invoice had
@@ -684,7 +660,7 @@ fn update_lines_sql(lines: usize, columns: &[(&str, &str)]) -> String {
     )
 }
 
-fn work_item(row: &AnyRow) -> Result<WorkItem, InvoicingError> {
+pub(super) fn work_item(row: &AnyRow) -> Result<WorkItem, InvoicingError> {
     let status: String = row.try_get(2)?;
     Ok(WorkItem {
         account: row.try_get(0)?,

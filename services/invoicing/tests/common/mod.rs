@@ -480,6 +480,23 @@ impl Suite {
         self.worker.tick().await
     }
 
+    /// A subscription's invoices, newest first, as account A.
+    pub async fn invoices_of(&self, subscription: &str) -> Vec<pb::Invoice> {
+        self.invoicing
+            .clone()
+            .list_invoices(authed(
+                KEY_A,
+                pb::ListInvoicesRequest {
+                    subscription: subscription.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .invoices
+    }
+
     /// CreateInvoice as account A.
     pub async fn create_invoice(&self, subscription: &str) -> pb::Invoice {
         self.invoicing
