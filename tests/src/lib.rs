@@ -422,4 +422,19 @@ pub fn authed<T>(message: T) -> tonic::Request<T> {
     billing_testkit::authed(ACCOUNT_KEY, message)
 }
 
+/// The first 100 events of `types` on a service's feed, oldest first.
+pub async fn events_of(channel: Channel, types: &[&str]) -> Vec<billing_proto::events::v1::Event> {
+    use billing_proto::events::v1 as ev;
+    ev::event_service_client::EventServiceClient::new(channel)
+        .list_events(authed(ev::ListEventsRequest {
+            types: types.iter().map(|t| (*t).to_owned()).collect(),
+            page_size: 100,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
 pub mod scenario;

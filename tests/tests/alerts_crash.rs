@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use billing_e2e::scenario::usd;
 use billing_e2e::*;
-use billing_proto::events::v1 as ev;
-use billing_proto::events::v1::event_service_client::EventServiceClient;
 use billing_proto::ledger::v1 as ledger;
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_testkit::Backend;
@@ -118,20 +116,15 @@ async fn check(backend: Backend) {
             .await
             .unwrap();
     }
-    let events = EventServiceClient::new(second.channel())
-        .list_events(authed(ev::ListEventsRequest {
-            types: vec![
-                "customer.credit_balance_dropped".into(),
-                "customer.credit_balance_depleted".into(),
-                "customer.credit_balance_recovered".into(),
-            ],
-            page_size: 100,
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = events_of(
+        second.channel(),
+        &[
+            "customer.credit_balance_dropped",
+            "customer.credit_balance_depleted",
+            "customer.credit_balance_recovered",
+        ],
+    )
+    .await;
     let mut types: Vec<&str> = events.iter().map(|e| e.r#type.as_str()).collect();
     types.sort_unstable();
     assert_eq!(

@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 use billing_e2e::scenario::*;
 use billing_e2e::*;
-use billing_proto::events::v1 as ev;
-use billing_proto::events::v1::event_service_client::EventServiceClient;
 use billing_proto::webhooks::v1 as pb;
 use billing_proto::webhooks::v1::webhook_service_client::WebhookServiceClient;
 use billing_testkit::Backend;
@@ -109,19 +107,12 @@ async fn every_service_works_through_pgbouncer_in_transaction_mode() {
     credits_match(&mut c, &invoices, &settled).await;
 
     // The notifier follows the ledger's feed and delivers every grant's event.
-    let expected: BTreeSet<String> = EventServiceClient::new(ledger_process.channel())
-        .list_events(authed(ev::ListEventsRequest {
-            types: vec!["credit_balance.created".into()],
-            page_size: 100,
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .events
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let expected: BTreeSet<String> =
+        events_of(ledger_process.channel(), &["credit_balance.created"])
+            .await
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
     assert_eq!(expected.len(), 6, "one grant per ten invoices");
     let deadline = Instant::now() + Duration::from_secs(60);
     while receiver.distinct_ids().into_iter().collect::<BTreeSet<_>>() != expected {

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use billing_e2e::scenario::*;
 use billing_e2e::*;
 use billing_proto::events::v1 as ev;
-use billing_proto::events::v1::event_service_client::EventServiceClient;
 use billing_proto::invoicing::v1 as inv;
 use billing_proto::ledger::v1 as ledger;
 use billing_proto::meter::v1 as meter;
@@ -55,16 +54,11 @@ async fn subscribed(
 
 async fn crossings(c: &Clients, invoicing: &Service) -> Vec<ev::Event> {
     let _ = c;
-    EventServiceClient::new(invoicing.channel())
-        .list_events(authed(ev::ListEventsRequest {
-            types: vec!["subscription.usage_exceeded_threshold".into()],
-            page_size: 100,
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .events
+    events_of(
+        invoicing.channel(),
+        &["subscription.usage_exceeded_threshold"],
+    )
+    .await
 }
 
 async fn threshold(backend: Backend) {

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use billing_e2e::scenario::usd;
 use billing_e2e::*;
-use billing_proto::events::v1 as ev;
-use billing_proto::events::v1::event_service_client::EventServiceClient;
 use billing_proto::ledger::v1 as ledger;
 use billing_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use billing_proto::webhooks::v1 as pb;
@@ -107,19 +105,12 @@ async fn check(backend: Backend) {
     let (receiver, _, receiver_task) = billing_testkit::webhook::Receiver::start_on(listener);
     let second = notifier_with(&notifier_db, ledger_process.addr, &env);
 
-    let expected: BTreeSet<String> = EventServiceClient::new(ledger_process.channel())
-        .list_events(authed(ev::ListEventsRequest {
-            types: vec!["credit_balance.created".into()],
-            page_size: 100,
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .events
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let expected: BTreeSet<String> =
+        events_of(ledger_process.channel(), &["credit_balance.created"])
+            .await
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
     assert_eq!(expected.len(), 40);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
