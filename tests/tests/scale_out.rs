@@ -200,7 +200,15 @@ async fn two_invoicing_replicas_split_500_stuck_invoices_on_postgres() {
         let error = finalize(&mut c, id).await.unwrap_err();
         assert_eq!(error.code(), tonic::Code::Unavailable, "{error:?}");
     }
+    // Their retry comes 10 s after the failure on this process's test
+    // clock; the replicas' clocks start at the real time they start, so
+    // they start once that time has passed.
+    let due = clock_now(&mut c).await + chrono::TimeDelta::seconds(11);
     drop(first);
+    let wait = due - billing_server::clock::Clock::system().now();
+    if let Ok(wait) = wait.to_std() {
+        tokio::time::sleep(wait).await;
+    }
 
     // The ledger is back; two replicas' workers tick every second.
     let ledger_process = ledger(&dbs.ledger, &ledger_addr);

@@ -166,7 +166,8 @@ impl Worker {
         }
     }
 
-    /// One pass over the three kinds of work.
+    /// One pass over every kind of work (module docs), each step leased or
+    /// claimed so that replicas split it.
     pub async fn tick(&self) -> TickReport {
         let mut thresholds_cursor = self.running.lock().await;
         let mut report = TickReport::default();
@@ -178,14 +179,15 @@ impl Worker {
         // so replicas get disjoint batches.
         let now_us = billing_server::time::to_micros(now);
         let terms = self.invoicing.claim_terms();
-        match store.claim_unfinished(now_us, BATCH, terms).await {
+        let batch = self.resume_batch();
+        match store.claim_unfinished(now_us, batch, terms).await {
             Ok(items) => {
-                let full = items.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
+                let full = items.len() >= usize::try_from(batch).unwrap_or(usize::MAX);
                 self.resume(items, &mut report).await;
                 // Only while it makes progress: failures wait for their retry.
                 report.backlog = full && report.sagas_resumed > 0;
             }
-            Err(error) => log_failure(&mut report.failures, "list unfinished invoices", &error),
+            Err(error) => log_failure(&mut report.failures, "claim unfinished invoices", &error),
         }
         match store.due_subscriptions(now, BATCH).await {
             Ok(subs) => {
@@ -309,6 +311,16 @@ impl Worker {
 }
 
 impl Worker {
+    /// How many unfinished invoices one tick claims: four rounds of
+    /// `concurrency`, at most [`BATCH`]. Small enough that a replica does
+    /// not hold far more than it is working on, so replicas starting at
+    /// different moments still share a backlog; the worker ticks again at
+    /// once while batches come back full.
+    fn resume_batch(&self) -> i64 {
+        let rounds = self.options.concurrency.max(1).saturating_mul(4);
+        i64::try_from(rounds).unwrap_or(BATCH).clamp(16, BATCH)
+    }
+
     /// Takes the leases of `items` of `job` (keyed by `key`; several items
     /// may share a key): the items this replica got, and the keys to give
     /// back when done. Items another replica holds are counted; when the
