@@ -13,6 +13,7 @@ mod events;
 mod invoices;
 mod prices;
 mod purchases;
+mod saga;
 mod subscriptions;
 mod thresholds;
 mod top_ups;
