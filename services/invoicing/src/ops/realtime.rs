@@ -324,11 +324,19 @@ impl Invoicing {
             subscription: None,
             status: Some(Status::Draft),
         };
-        let ((subscriptions, parent), (drafts, more_drafts)) = tokio::try_join!(
-            self.store
-                .active_subscriptions_of(account, customer, SUBSCRIPTIONS_MAX + 1),
-            self.store.list_invoices(account, &filter, &page)
-        )?;
+        // One statement in the usual case: the subscriptions say whether a
+        // draft exists; only a customer with a draft, or without any
+        // subscription, costs the draft list.
+        let active = self
+            .store
+            .active_subscriptions_of(account, customer, SUBSCRIPTIONS_MAX + 1)
+            .await?;
+        let (drafts, more_drafts) = if active.drafts == Some(false) {
+            (Vec::new(), String::new())
+        } else {
+            self.store.list_invoices(account, &filter, &page).await?
+        };
+        let (subscriptions, parent) = (active.subscriptions, active.parent);
         // A balance that left some out would be wrong, not partial: refuse.
         if i64::try_from(subscriptions.len()).unwrap_or(i64::MAX) > SUBSCRIPTIONS_MAX
             || !more_drafts.is_empty()

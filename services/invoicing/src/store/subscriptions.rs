@@ -86,6 +86,17 @@ pub enum Closing {
     End(DateTime<Utc>),
 }
 
+/// A customer's active subscriptions, and what came with them.
+#[derive(Debug)]
+pub struct ActiveSubscriptions {
+    /// Oldest first.
+    pub subscriptions: Vec<Subscription>,
+    /// The customer's parent, when a row told (`None`: no row).
+    pub parent: Option<Option<String>>,
+    /// Whether the customer has a draft, when a row told.
+    pub drafts: Option<bool>,
+}
+
 impl Store {
     /// Inserts a subscription.
     pub async fn create_subscription(
@@ -167,17 +178,24 @@ impl Store {
         Ok(page.finish(subs, |s| &s.id))
     }
 
-    /// The customer's active subscriptions, oldest first: at most `limit`.
+    /// The customer's active subscriptions, oldest first: at most `limit`,
+    /// with what a real-time balance needs to know besides, read in the
+    /// same statement.
     pub async fn active_subscriptions_of(
         &self,
         account: &str,
         customer: &str,
         limit: i64,
-    ) -> Result<(Vec<Subscription>, Option<Option<String>>), InvoicingError> {
-        // The customer's parent rides along (a credit pool's first level),
-        // so a real-time balance needs no statement of its own for it.
+    ) -> Result<ActiveSubscriptions, InvoicingError> {
+        // The customer's parent (a credit pool's first level) and whether
+        // it has a draft ride along on every row, so the usual balance
+        // (subscriptions, no draft, no parent) is this one statement. The
+        // draft probe is ordered by id so that the planner takes
+        // `invoices_customer_status` (account, customer, status, id).
         let sql = format!(
-            "SELECT {COLUMNS}, (SELECT c.parent FROM customers c WHERE c.account = $1 AND c.id = $2) \
+            "SELECT {COLUMNS}, (SELECT c.parent FROM customers c WHERE c.account = $1 AND c.id = $2), \
+             CAST(CASE WHEN (SELECT i.id FROM invoices i WHERE i.account = $1 AND i.customer = $2 \
+             AND i.status = 'draft' ORDER BY i.id LIMIT 1) IS NULL THEN 0 ELSE 1 END AS BIGINT) \
              FROM subscriptions WHERE account = $1 AND customer = $2 \
              AND status = 'active' ORDER BY id LIMIT $3"
         );
@@ -187,12 +205,19 @@ impl Store {
             .bind(limit)
             .fetch_all(self.db.pool())
             .await?;
-        let parent = match rows.first() {
-            Some(row) => Some(row.try_get::<Option<String>, _>(COLUMN_COUNT)?),
-            None => None,
+        let (parent, drafts) = match rows.first() {
+            Some(row) => (
+                Some(row.try_get::<Option<String>, _>(COLUMN_COUNT)?),
+                Some(row.try_get::<i64, _>(COLUMN_COUNT + 1)? != 0),
+            ),
+            None => (None, None),
         };
         let subscriptions = rows.iter().map(subscription).collect::<Result<_, _>>()?;
-        Ok((subscriptions, parent))
+        Ok(ActiveSubscriptions {
+            subscriptions,
+            parent,
+            drafts,
+        })
     }
 
     /// Active subscriptions with usage thresholds (any account), in
