@@ -32,11 +32,24 @@ fuzz calls="2000" seed="1":
     FUZZ_CALLS={{calls}} FUZZ_SEED={{seed}} FUZZ_MAX_MS=1000 cargo test -p invoicing --test fuzz -- --nocapture
 
 # All benchmarks.
-bench: bench-ledger bench-ingest bench-finalize bench-scale bench-notifier bench-realtime bench-export bench-console bench-scale-out
+bench: bench-ledger bench-outbox bench-ingest bench-finalize bench-scale bench-notifier bench-realtime bench-export bench-console bench-scale-out
 
 # Ledger throughput and balance-summary latency on SQLite and PostgreSQL.
 bench-ledger:
     cargo bench -p credit-ledger --bench ledger
+
+# The outbox's cost on ApplyCredits (issue 13): the ledger bench built with and without
+# the grants' events (feature bench-no-events), run in alternating pairs, ROUNDS of them.
+bench-outbox rounds="5":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bin() { cargo bench -p credit-ledger --bench ledger --no-run --message-format=json "$@" | python3 -c 'import json, sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])'; }
+    with=$(bin); without=$(bin --features bench-no-events)
+    for round in $(seq {{rounds}}); do
+        for build in "with:$with" "without:$without"; do
+            BENCH_SECONDS=8 "${build#*:}" | grep "1,000 customers" | sed "s/^/round $round, ${build%%:*} the outbox: /"
+        done
+    done
 
 # Ingestion throughput, GetUsage latency and the raw COPY ratio (5M events; BENCH_EVENTS to change).
 bench-ingest:

@@ -277,6 +277,12 @@ pub(crate) fn grant_event(
     event_type: &str,
     grant: &Grant,
 ) -> Result<(), LedgerError> {
+    // The benchmark's baseline build: the same code without the grant
+    // events, to measure the outbox's cost on one binary family. Never
+    // enabled in a build that ships.
+    if cfg!(feature = "bench-no-events") {
+        return Ok(());
+    }
     let event = NewEvent {
         event_type,
         subject: &grant.id,
