@@ -4,6 +4,19 @@
 
 use std::fmt::Write;
 
+/// `SELECT {columns} FROM {table} WHERE account = $1 AND id = $2`, both
+/// bound: one object of one account (every table's primary key starts with
+/// `(account, id)`), for `fetch_optional` or, under a lock, `fetch_one`.
+pub fn one_of_account<'a>(
+    columns: &str,
+    table: &str,
+    account: &'a str,
+    id: &'a str,
+) -> sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments> {
+    let sql = format!("SELECT {columns} FROM {table} WHERE account = $1 AND id = $2");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account).bind(id)
+}
+
 /// `($s, $s+1, …), (…)` for `rows` rows of `columns` values, numbering from `start`.
 ///
 /// Used for multi-row inserts: one statement per table for a whole batch.

@@ -389,11 +389,7 @@ impl Store {
         account: &str,
         id: &str,
     ) -> Result<Option<BalanceAlert>, LedgerError> {
-        let sql =
-            format!("SELECT {ALERT_COLUMNS} FROM balance_alerts WHERE account = $1 AND id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(id)
+        let row = billing_db::sql::one_of_account(ALERT_COLUMNS, "balance_alerts", account, id)
             .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(alert).transpose()

@@ -135,10 +135,7 @@ impl Store {
 
     /// One hold of the account.
     pub async fn hold(&self, account: &str, id: &str) -> Result<Option<Hold>, LedgerError> {
-        let sql = format!("SELECT {HOLD_COLUMNS} FROM credit_holds WHERE account = $1 AND id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(id)
+        let row = billing_db::sql::one_of_account(HOLD_COLUMNS, "credit_holds", account, id)
             .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(hold).transpose()

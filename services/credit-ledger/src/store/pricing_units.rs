@@ -98,11 +98,7 @@ impl Store {
         account: &str,
         id: &str,
     ) -> Result<Option<PricingUnit>, LedgerError> {
-        let sql =
-            format!("SELECT {UNIT_COLUMNS} FROM pricing_units WHERE account = $1 AND id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(id)
+        let row = billing_db::sql::one_of_account(UNIT_COLUMNS, "pricing_units", account, id)
             .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(unit).transpose()

@@ -250,10 +250,7 @@ pub(super) async fn load(
     account: &str,
     id: &str,
 ) -> Result<Option<Invoice>, InvoicingError> {
-    let sql = format!("SELECT {COLUMNS} FROM invoices WHERE account = $1 AND id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(account)
-        .bind(id)
+    let row = billing_db::sql::one_of_account(COLUMNS, "invoices", account, id)
         .fetch_optional(&mut **tx)
         .await?;
     let Some(row) = row else { return Ok(None) };
@@ -269,10 +266,7 @@ impl Store {
         account: &str,
         id: &str,
     ) -> Result<Option<Invoice>, InvoicingError> {
-        let sql = format!("SELECT {COLUMNS} FROM invoices WHERE account = $1 AND id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(id)
+        let row = billing_db::sql::one_of_account(COLUMNS, "invoices", account, id)
             .fetch_optional(self.db.pool())
             .await?;
         let Some(row) = row else { return Ok(None) };

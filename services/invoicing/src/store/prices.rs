@@ -65,10 +65,7 @@ impl Store {
 
     /// One price.
     pub async fn price(&self, account: &str, id: &str) -> Result<Option<Price>, InvoicingError> {
-        let sql = format!("SELECT {COLUMNS} FROM prices WHERE account = $1 AND id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(id)
+        let row = billing_db::sql::one_of_account(COLUMNS, "prices", account, id)
             .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(price).transpose()

@@ -92,10 +92,7 @@ impl Store {
         account: &str,
         id: &str,
     ) -> Result<Option<CreditPurchase>, InvoicingError> {
-        let sql = format!("SELECT {COLUMNS} FROM credit_purchases WHERE account = $1 AND id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(id)
+        let row = billing_db::sql::one_of_account(COLUMNS, "credit_purchases", account, id)
             .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(purchase).transpose()
@@ -165,11 +162,7 @@ impl Store {
         .rows_affected()
             == 1;
         if moved && let Some(event_type) = event {
-            let sql =
-                format!("SELECT {COLUMNS} FROM credit_purchases WHERE account = $1 AND id = $2");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(account)
-                .bind(id)
+            let row = billing_db::sql::one_of_account(COLUMNS, "credit_purchases", account, id)
                 .fetch_one(&mut *tx)
                 .await?;
             let mut outbox = Outbox::new();

@@ -63,10 +63,7 @@ async fn push_subscription(
     account: &str,
     (event_type, id): (&str, &str),
 ) -> Result<(), InvoicingError> {
-    let sql = format!("SELECT {COLUMNS} FROM subscriptions WHERE account = $1 AND id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(account)
-        .bind(id)
+    let row = billing_db::sql::one_of_account(COLUMNS, "subscriptions", account, id)
         .fetch_one(&mut **tx)
         .await?;
     push(outbox, (event_type, id), &subscription(&row)?)
@@ -145,10 +142,7 @@ impl Store {
         account: &str,
         id: &str,
     ) -> Result<Option<Subscription>, InvoicingError> {
-        let sql = format!("SELECT {COLUMNS} FROM subscriptions WHERE account = $1 AND id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(id)
+        let row = billing_db::sql::one_of_account(COLUMNS, "subscriptions", account, id)
             .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(subscription).transpose()

@@ -85,10 +85,7 @@ impl Store {
 
     /// One meter.
     pub async fn meter(&self, account: &str, id: &str) -> Result<Option<Meter>, MeterError> {
-        let sql = format!("SELECT {METER_COLUMNS} FROM meters WHERE account = $1 AND id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(id)
+        let row = billing_db::sql::one_of_account(METER_COLUMNS, "meters", account, id)
             .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(meter).transpose()

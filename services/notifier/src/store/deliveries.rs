@@ -302,11 +302,7 @@ impl Store {
         account: &str,
         id: &str,
     ) -> Result<Option<Delivery>, NotifierError> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM webhook_deliveries WHERE account = $1 AND id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(id)
+        let row = billing_db::sql::one_of_account(COLUMNS, "webhook_deliveries", account, id)
             .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(delivery).transpose()
@@ -366,11 +362,7 @@ impl Store {
             .ok_or_else(|| {
                 NotifierError::Corrupt(format!("test event {event} already delivered"))
             })?;
-        let sql =
-            format!("SELECT {COLUMNS} FROM webhook_deliveries WHERE account = $1 AND id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(&id)
+        let row = billing_db::sql::one_of_account(COLUMNS, "webhook_deliveries", account, &id)
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;

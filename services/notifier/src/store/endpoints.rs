@@ -85,10 +85,7 @@ impl Store {
         account: &str,
         id: &str,
     ) -> Result<Option<Endpoint>, NotifierError> {
-        let sql = format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE account = $1 AND id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(id)
+        let row = billing_db::sql::one_of_account(COLUMNS, "webhook_endpoints", account, id)
             .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(endpoint).transpose()
