@@ -10,6 +10,18 @@
 //! reconnects by itself when it is used again. gRPC errors are answers,
 //! not failures.
 //!
+//! A call that fails at the transport level is sent again (up to
+//! [`ATTEMPTS`] times in all), to a member picked again. The main cause is connection ageing: a tonic client keeps
+//! sending on a connection the server has told to go away until the server
+//! closes it, and under load some calls are on it at that moment
+//! (`internal_calls_ride_over_connection_ageing` saw several every second
+//! with eight callers). Sending again is safe because every call the suite
+//! makes to a peer is a read or takes a request id (or an invoice, for
+//! ApplyCredits and ReverseCredits) that makes a repeat a replay. To send a
+//! request twice its body is buffered first: the suite's peer calls all
+//! have unary requests (one message, at most [`REQUEST_BYTES_MAX`]); a
+//! client-streaming call must not go through this channel.
+//!
 //! tower's `Balance` was the first choice, but it drops a failed endpoint
 //! for good (until discovery inserts it again) and waits, rather than
 //! fails, when none is left: a peer restarting would stall calls until
@@ -23,12 +35,23 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use http_body_util::BodyExt;
 use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint};
 use tower::{Service, ServiceExt};
 
 /// How long a member whose call failed at the transport level is left out.
 pub const EJECT_FOR: Duration = Duration::from_secs(5);
+
+/// How many times a call is sent at most when it fails at the transport
+/// level. A channel notices its connection is gone only when it next
+/// tries to use it, so a call sent again at once can still meet the dead
+/// connection ("connection closed") before one to a fresh connection.
+pub const ATTEMPTS: u32 = 3;
+
+/// The largest request body the channel buffers: the servers' own limit on
+/// a message (`serve::ServeOptions::max_message_bytes`' default).
+pub const REQUEST_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -167,25 +190,50 @@ impl Service<http::Request<Body>> for Balanced {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let body = http_body_util::Limited::new(body, REQUEST_BYTES_MAX)
+                .collect()
+                .await?
+                .to_bytes();
+            let mut attempt = 1;
+            loop {
+                match this.send(parts.clone(), body.clone()).await {
+                    Err(error) if attempt < ATTEMPTS => {
+                        tracing::debug!(%error, attempt, "a peer call failed at the transport level: sent again");
+                        attempt += 1;
+                    }
+                    answer => return answer,
+                }
+            }
+        })
+    }
+}
+
+impl Balanced {
+    /// Sends one request to a member picked now; a transport failure
+    /// leaves the member out for [`EJECT_FOR`].
+    async fn send(
+        &self,
+        parts: http::request::Parts,
+        body: tonic::codegen::Bytes,
+    ) -> Result<http::Response<Body>, BoxError> {
         let Some(member) = self.pick() else {
-            return Box::pin(async {
-                Err(tonic::Status::unavailable("no address of the peer is known yet").into())
-            });
+            return Err(tonic::Status::unavailable("no address of the peer is known yet").into());
         };
         member.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(member);
-        Box::pin(async move {
-            let channel = guard.0.channel.clone();
-            let answer = channel.oneshot(request).await;
-            if answer.is_err() {
-                *guard
-                    .0
-                    .ejected_until
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + EJECT_FOR);
-            }
-            drop(guard);
-            answer.map_err(Into::into)
-        })
+        let request = http::Request::from_parts(parts, Body::new(http_body_util::Full::new(body)));
+        let answer = guard.0.channel.clone().oneshot(request).await;
+        if answer.is_err() {
+            *guard
+                .0
+                .ejected_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + EJECT_FOR);
+        }
+        drop(guard);
+        answer.map_err(Into::into)
     }
 }
