@@ -288,6 +288,18 @@ fn connections_to(port: u16) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// A ledger whose connections age out after 1 s, closed 1 s later.
+fn aged_ledger(db: &billing_db::testing::TestDatabase) -> Service {
+    ledger_with(
+        db,
+        "127.0.0.1:0",
+        &[
+            ("GRPC_MAX_CONNECTION_AGE_SECONDS", "1".to_owned()),
+            ("GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS", "1".to_owned()),
+        ],
+    )
+}
+
 /// The suite's own peer channel (`billing_server::peer`, what invoicing
 /// calls the ledger and meter-ingest through) rides over connection
 /// ageing: a call that races an aged connection's close is sent again, so
@@ -297,14 +309,7 @@ async fn internal_calls_ride_over_connection_ageing() {
     let Some(db) = Backend::Sqlite.database().await else {
         return;
     };
-    let process = ledger_with(
-        &db,
-        "127.0.0.1:0",
-        &[
-            ("GRPC_MAX_CONNECTION_AGE_SECONDS", "1".to_owned()),
-            ("GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS", "1".to_owned()),
-        ],
-    );
+    let process = aged_ledger(&db);
     let channel = billing_server::peer::channel(&format!("http://{}", process.addr)).unwrap();
     let until = std::time::Instant::now() + Duration::from_millis(4_500);
     let callers: Vec<_> = (0..8)
@@ -349,14 +354,7 @@ async fn connections_are_aged_out_and_calls_go_on() {
     let Some(db) = Backend::Sqlite.database().await else {
         return;
     };
-    let process = ledger_with(
-        &db,
-        "127.0.0.1:0",
-        &[
-            ("GRPC_MAX_CONNECTION_AGE_SECONDS", "1".to_owned()),
-            ("GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS", "1".to_owned()),
-        ],
-    );
+    let process = aged_ledger(&db);
     let mut client = LedgerServiceClient::new(process.channel());
     let mut seen = std::collections::BTreeSet::new();
     let mut resets = 0;

@@ -11,11 +11,11 @@
 //! not failures.
 //!
 //! A call that fails at the transport level is sent again (up to
-//! [`ATTEMPTS`] times in all), to a member picked again. The main cause is connection ageing: a tonic client keeps
-//! sending on a connection the server has told to go away until the server
-//! closes it, and under load some calls are on it at that moment
-//! (`internal_calls_ride_over_connection_ageing` saw several every second
-//! with eight callers). Sending again is safe because every call the suite
+//! [`ATTEMPTS`] times in all), to a member picked again. The main cause is
+//! connection ageing: a tonic client keeps sending on a connection the
+//! server has told to go away until the server closes it, and under load
+//! some calls are on it at that moment (with eight callers, several at
+//! each close: `internal_calls_ride_over_connection_ageing`). Sending again is safe because every call the suite
 //! makes to a peer is a read or takes a request id (or an invoice, for
 //! ApplyCredits and ReverseCredits) that makes a repeat a replay. To send a
 //! request twice its body is buffered first: the suite's peer calls all
