@@ -15,12 +15,14 @@
 //! connection ageing: a tonic client keeps sending on a connection the
 //! server has told to go away until the server closes it, and under load
 //! some calls are on it at that moment (with eight callers, several at
-//! each close: `internal_calls_ride_over_connection_ageing`). Sending again is safe because every call the suite
-//! makes to a peer is a read or takes a request id (or an invoice, for
-//! ApplyCredits and ReverseCredits) that makes a repeat a replay. To send a
-//! request twice its body is buffered first: the suite's peer calls all
-//! have unary requests (one message, at most [`REQUEST_BYTES_MAX`]); a
-//! client-streaming call must not go through this channel.
+//! each close: `internal_calls_ride_over_connection_ageing`). Sending again
+//! is safe because every call the suite makes to a peer is a read or takes
+//! a request id (or an invoice, for ApplyCredits and ReverseCredits) that
+//! makes a repeat a replay. A call whose deadline passed is not sent again
+//! (the peer may only be slow). To send a request twice its body is
+//! buffered first: the suite's peer calls all have unary requests (one
+//! message, at most [`REQUEST_BYTES_MAX`]); a client-streaming call must
+//! not go through this channel.
 //!
 //! tower's `Balance` was the first choice, but it drops a failed endpoint
 //! for good (until discovery inserts it again) and waits, rather than
@@ -200,7 +202,7 @@ impl Service<http::Request<Body>> for Balanced {
             let mut attempt = 1;
             loop {
                 match this.send(parts.clone(), body.clone()).await {
-                    Err(error) if attempt < ATTEMPTS => {
+                    Err(error) if attempt < ATTEMPTS && !timed_out(error.as_ref()) => {
                         tracing::debug!(%error, attempt, "a peer call failed at the transport level: sent again");
                         attempt += 1;
                     }
@@ -235,5 +237,48 @@ impl Balanced {
         }
         drop(guard);
         answer.map_err(Into::into)
+    }
+}
+
+/// Whether a call failed because its deadline passed: not sent again, as
+/// the peer may be slow rather than gone, and a repeat would add to its
+/// load and stretch the caller's deadline.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timed_out;
+
+    /// An error with a cause, as tonic's transport errors wrap theirs.
+    #[derive(Debug)]
+    struct Wrapped(Box<dyn std::error::Error + Send + Sync>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("wrapped")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(self.0.as_ref())
+        }
+    }
+
+    #[test]
+    fn a_passed_deadline_is_told_apart_from_a_lost_connection() {
+        assert!(timed_out(&tonic::TimeoutExpired(())));
+        assert!(timed_out(&Wrapped(Box::new(tonic::TimeoutExpired(())))));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!timed_out(&Wrapped(Box::new(reset))));
     }
 }
