@@ -424,17 +424,21 @@ pub fn authed<T>(message: T) -> tonic::Request<T> {
 
 /// The first 100 events of `types` on a service's feed, oldest first.
 pub async fn events_of(channel: Channel, types: &[&str]) -> Vec<billing_proto::events::v1::Event> {
-    use billing_proto::events::v1 as ev;
-    ev::event_service_client::EventServiceClient::new(channel)
-        .list_events(authed(ev::ListEventsRequest {
-            types: types.iter().map(|t| (*t).to_owned()).collect(),
-            page_size: 100,
+    billing_testkit::events_of(channel, ACCOUNT_KEY, types).await
+}
+
+/// Subscribes a webhook endpoint at `http://127.0.0.1:{port}/hook` to
+/// `credit_balance.created` through the notifier at `channel`.
+pub async fn hook_grants_created(channel: Channel, port: u16) {
+    use billing_proto::webhooks::v1 as wh;
+    wh::webhook_service_client::WebhookServiceClient::new(channel)
+        .create_webhook_endpoint(authed(wh::CreateWebhookEndpointRequest {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            enabled_events: vec!["credit_balance.created".into()],
             ..Default::default()
         }))
         .await
-        .unwrap()
-        .into_inner()
-        .events
+        .unwrap();
 }
 
 pub mod scenario;

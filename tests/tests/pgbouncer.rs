@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 use billing_e2e::scenario::*;
 use billing_e2e::*;
-use billing_proto::webhooks::v1 as pb;
-use billing_proto::webhooks::v1::webhook_service_client::WebhookServiceClient;
 use billing_testkit::Backend;
 use billing_testkit::TestDatabase;
 
@@ -82,14 +80,7 @@ async fn every_service_works_through_pgbouncer_in_transaction_mode() {
         .unwrap();
     let port = listener.local_addr().unwrap().port();
     let (receiver, _, receiver_task) = billing_testkit::webhook::Receiver::start_on(listener);
-    WebhookServiceClient::new(notifier_process.channel())
-        .create_webhook_endpoint(authed(pb::CreateWebhookEndpointRequest {
-            url: format!("http://127.0.0.1:{port}/hook"),
-            enabled_events: vec!["credit_balance.created".into()],
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    hook_grants_created(notifier_process.channel(), port).await;
 
     let mut c = Clients::new(
         ledger_process.channel(),

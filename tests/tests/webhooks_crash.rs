@@ -67,14 +67,7 @@ async fn check(backend: Backend) {
         .local_addr()
         .unwrap()
         .port();
-    WebhookServiceClient::new(first.channel())
-        .create_webhook_endpoint(authed(pb::CreateWebhookEndpointRequest {
-            url: format!("http://127.0.0.1:{port}/hook"),
-            enabled_events: vec!["credit_balance.created".into()],
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    hook_grants_created(first.channel(), port).await;
     for n in 0..30 {
         ledger_client
             .create_credit_grant(authed(grant(n)))

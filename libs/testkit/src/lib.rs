@@ -73,6 +73,32 @@ pub fn bad_request_fields(status: &tonic::Status) -> Vec<String> {
         .collect()
 }
 
+/// The first 100 events of `types` on a service's feed (ListEvents with
+/// `key`), oldest first.
+///
+/// # Panics
+/// If the call fails (tests only).
+pub async fn events_of(
+    channel: tonic::transport::Channel,
+    key: &str,
+    types: &[&str],
+) -> Vec<billing_proto::events::v1::Event> {
+    use billing_proto::events::v1 as ev;
+    ev::event_service_client::EventServiceClient::new(channel)
+        .list_events(authed(
+            key,
+            ev::ListEventsRequest {
+                types: types.iter().map(|t| (*t).to_owned()).collect(),
+                page_size: 100,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_or_else(|status| panic!("ListEvents: {status:?}"))
+        .into_inner()
+        .events
+}
+
 /// Runs one test body on a fresh harness and always cleans up.
 #[macro_export]
 macro_rules! run_on {

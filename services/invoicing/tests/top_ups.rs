@@ -9,7 +9,6 @@
 mod common;
 
 use billing_proto::events::v1 as ev;
-use billing_proto::events::v1::event_service_client::EventServiceClient;
 use billing_proto::invoicing::v1 as pb;
 use billing_proto::ledger::v1 as ledger;
 use billing_testkit::authed;
@@ -84,19 +83,7 @@ async fn purchases(t: &Suite, customer: &str) -> Vec<pb::CreditPurchase> {
 }
 
 async fn events(t: &Suite, channel: usize, kind: &str) -> Vec<ev::Event> {
-    EventServiceClient::new(t.channels[channel].1.clone())
-        .list_events(authed(
-            KEY_A,
-            ev::ListEventsRequest {
-                types: vec![kind.into()],
-                page_size: 100,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .events
+    billing_testkit::events_of(t.channels[channel].1.clone(), KEY_A, &[kind]).await
 }
 
 /// The invoicing feed's events of one type.
