@@ -202,7 +202,7 @@ impl Service<http::Request<Body>> for Balanced {
             let mut attempt = 1;
             loop {
                 match this.send(parts.clone(), body.clone()).await {
-                    Err(error) if attempt < ATTEMPTS && !timed_out(error.as_ref()) => {
+                    Err(error) if attempt < ATTEMPTS && worth_sending_again(error.as_ref()) => {
                         tracing::debug!(%error, attempt, "a peer call failed at the transport level: sent again");
                         attempt += 1;
                     }
@@ -240,6 +240,12 @@ impl Balanced {
     }
 }
 
+/// Whether a failed call is sent again: not when no member is known (a
+/// `Status` of this channel's own), nor when its deadline passed.
+fn worth_sending_again(error: &(dyn std::error::Error + 'static)) -> bool {
+    !error.is::<tonic::Status>() && !timed_out(error)
+}
+
 /// Whether a call failed because its deadline passed: not sent again, as
 /// the peer may be slow rather than gone, and a repeat would add to its
 /// load and stretch the caller's deadline.
@@ -256,7 +262,7 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::timed_out;
+    use super::{timed_out, worth_sending_again};
 
     /// An error with a cause, as tonic's transport errors wrap theirs.
     #[derive(Debug)]
@@ -280,5 +286,9 @@ mod tests {
         assert!(timed_out(&Wrapped(Box::new(tonic::TimeoutExpired(())))));
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         assert!(!timed_out(&Wrapped(Box::new(reset))));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(worth_sending_again(&Wrapped(Box::new(reset))));
+        let unknown = tonic::Status::unavailable("no address of the peer is known yet");
+        assert!(!worth_sending_again(&unknown));
     }
 }
