@@ -316,14 +316,6 @@ impl Invoicing {
         customer: &str,
         now: DateTime<Utc>,
     ) -> Result<Open, InvoicingError> {
-        let page =
-            billing_server::page::PageRequest::parse(i32::try_from(DRAFTS_MAX).unwrap_or(100), "")
-                .map_err(|_| InvoicingError::Corrupt("draft page".into()))?;
-        let filter = InvoiceFilter {
-            customer: Some(customer.to_owned()),
-            subscription: None,
-            status: Some(Status::Draft),
-        };
         // One statement in the usual case: the subscriptions say whether a
         // draft exists; only a customer with a draft, or without any
         // subscription, costs the draft list.
@@ -334,6 +326,16 @@ impl Invoicing {
         let (drafts, more_drafts) = if active.drafts == Some(false) {
             (Vec::new(), String::new())
         } else {
+            let page = billing_server::page::PageRequest::parse(
+                i32::try_from(DRAFTS_MAX).unwrap_or(100),
+                "",
+            )
+            .map_err(|_| InvoicingError::Corrupt("draft page".into()))?;
+            let filter = InvoiceFilter {
+                customer: Some(customer.to_owned()),
+                subscription: None,
+                status: Some(Status::Draft),
+            };
             self.store.list_invoices(account, &filter, &page).await?
         };
         let (subscriptions, parent) = (active.subscriptions, active.parent);
