@@ -19,7 +19,8 @@
 //! is safe because every call the suite makes to a peer is a read or takes
 //! a request id (or an invoice, for ApplyCredits and ReverseCredits) that
 //! makes a repeat a replay. A call whose deadline passed is not sent again
-//! (the peer may only be slow). To send a request twice its body is
+//! (the peer may only be slow), and a repeat carries what is left of the
+//! caller's deadline (`grpc-timeout`), not the whole of it again. To send a request twice its body is
 //! buffered first: the suite's peer calls all have unary requests (one
 //! message, at most [`REQUEST_BYTES_MAX`]); a client-streaming call must
 //! not go through this channel.
@@ -195,14 +196,27 @@ impl Service<http::Request<Body>> for Balanced {
         let this = self.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
+            let began = Instant::now();
             let body = http_body_util::Limited::new(body, REQUEST_BYTES_MAX)
                 .collect()
                 .await?
                 .to_bytes();
+            let mut parts = parts;
+            let deadline = parts.headers.get(GRPC_TIMEOUT).and_then(parse_timeout);
             let mut attempt = 1;
             loop {
                 match this.send(parts.clone(), body.clone()).await {
                     Err(error) if attempt < ATTEMPTS && worth_sending_again(error.as_ref()) => {
+                        // The caller's deadline counts from its first attempt: a
+                        // repeat gets what is left of it, and none when nothing is.
+                        if let Some(deadline) = deadline {
+                            match deadline.checked_sub(began.elapsed()) {
+                                Some(left) if !left.is_zero() => {
+                                    parts.headers.insert(GRPC_TIMEOUT, timeout_value(left));
+                                }
+                                _ => return Err(error),
+                            }
+                        }
                         tracing::debug!(%error, attempt, "a peer call failed at the transport level: sent again");
                         attempt += 1;
                     }
@@ -240,6 +254,45 @@ impl Balanced {
     }
 }
 
+/// The gRPC deadline header: the client's channel times the call by it, and
+/// the server learns how long its caller waits.
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// Reads a `grpc-timeout` value (at most 8 digits and a unit, gRPC's HTTP/2
+/// protocol); `None` for anything else, which is sent on as it came.
+fn parse_timeout(value: &http::HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?;
+    let digits = text.get(..text.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    match text.get(text.len() - 1..)? {
+        "H" => Some(Duration::from_secs(n.checked_mul(3_600)?)),
+        "M" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "S" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_millis(n)),
+        "u" => Some(Duration::from_micros(n)),
+        "n" => Some(Duration::from_nanos(n)),
+        _ => None,
+    }
+}
+
+/// `left` as a `grpc-timeout` value: the finest unit whose count fits in
+/// the protocol's 8 digits, rounded down (never longer than what is left).
+fn timeout_value(left: Duration) -> http::HeaderValue {
+    const MAX: u128 = 99_999_999;
+    let value = if left.as_micros() <= MAX {
+        format!("{}u", left.as_micros())
+    } else if left.as_millis() <= MAX {
+        format!("{}m", left.as_millis())
+    } else {
+        format!("{}S", u128::from(left.as_secs()).min(MAX))
+    };
+    // Digits and a unit letter are always a valid header value.
+    http::HeaderValue::from_str(&value).unwrap_or(http::HeaderValue::from_static("1u"))
+}
+
 /// Whether a failed call is sent again: not when no member is known (a
 /// `Status` of this channel's own), nor when its deadline passed.
 fn worth_sending_again(error: &(dyn std::error::Error + 'static)) -> bool {
@@ -262,7 +315,9 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{timed_out, worth_sending_again};
+    use std::time::Duration;
+
+    use super::{parse_timeout, timed_out, timeout_value, worth_sending_again};
 
     /// An error with a cause, as tonic's transport errors wrap theirs.
     #[derive(Debug)]
@@ -290,5 +345,36 @@ mod tests {
         assert!(worth_sending_again(&Wrapped(Box::new(reset))));
         let unknown = tonic::Status::unavailable("no address of the peer is known yet");
         assert!(!worth_sending_again(&unknown));
+    }
+
+    #[test]
+    fn a_repeat_gets_what_is_left_of_the_deadline() {
+        let value = |text: &'static str| http::HeaderValue::from_static(text);
+        assert_eq!(parse_timeout(&value("30S")), Some(Duration::from_secs(30)));
+        assert_eq!(parse_timeout(&value("2M")), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_timeout(&value("1H")),
+            Some(Duration::from_secs(3_600))
+        );
+        assert_eq!(
+            parse_timeout(&value("250m")),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_timeout(&value("7u")), Some(Duration::from_micros(7)));
+        assert_eq!(parse_timeout(&value("9n")), Some(Duration::from_nanos(9)));
+        for bad in ["", "S", "123456789S", "12x", "-1S", "1.5S"] {
+            assert_eq!(parse_timeout(&value(bad)), None, "{bad:?}");
+        }
+        for left in [
+            Duration::from_micros(1),
+            Duration::from_millis(29_999),
+            Duration::from_secs(100_000),
+            Duration::from_secs(200_000_000),
+        ] {
+            let sent = parse_timeout(&timeout_value(left)).unwrap();
+            assert!(sent <= left, "{left:?} sent as {sent:?}");
+            assert!(left - sent < Duration::from_secs(1) || left > Duration::from_secs(99_999_999));
+        }
+        assert_eq!(timeout_value(Duration::from_millis(1_500)), "1500000u");
     }
 }
