@@ -8,6 +8,12 @@
 //!    transactions (it reads per-grant running balances, never the history).
 //!
 //! `BENCH_SECONDS` sets each throughput run's length (default 10).
+//!
+//! Built with the feature `bench-no-events` (`just bench-outbox`), it runs
+//! instead the outbox comparison of issue 13: scenario 1 in `BENCH_SLICES`
+//! slices of `BENCH_SECONDS` (defaults 20 and 2), the grants' events
+//! switched on and off in turn (each pair's order alternating), in one
+//! process on one database, so the machine's drift falls on both sides.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_arithmetic)]
 
@@ -170,8 +176,25 @@ async fn bench(name: &str, db: TestDatabase, seconds: u64) {
         setup.elapsed()
     );
 
-    let spread = apply_load(&client, "spread", seconds, spread_customer).await;
-    let hot = apply_load(&client, "hot", seconds, hot_customer).await;
+    if cfg!(feature = "bench-no-events") {
+        outbox_slices(name, &client, seconds).await;
+    } else {
+        scenarios(name, &client, &pool, seconds).await;
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    db.drop_database().await;
+}
+
+/// Scenarios 1–3 (the module's doc) on a set-up ledger.
+async fn scenarios(
+    name: &str,
+    client: &LedgerServiceClient<Channel>,
+    pool: &sqlx::AnyPool,
+    seconds: u64,
+) {
+    let spread = apply_load(client, "spread", seconds, spread_customer).await;
+    let hot = apply_load(client, "hot", seconds, hot_customer).await;
 
     // A customer with 100,000 transactions: 5 grants, then history rows
     // bulk-inserted (the summary never reads them, which is the point).
@@ -181,7 +204,7 @@ async fn bench(name: &str, db: TestDatabase, seconds: u64) {
     let grant_id: String = sqlx::query_scalar(
         "SELECT id FROM credit_grants WHERE account = 'acct_bench' AND customer = 'cus_history' LIMIT 1",
     )
-    .fetch_one(&pool)
+    .fetch_one(pool)
     .await
     .unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -191,13 +214,13 @@ async fn bench(name: &str, db: TestDatabase, seconds: u64) {
          SELECT 'acct_bench', 'cbtxn_hist_' || n, 'cus_history', '{grant_id}', 'debit', 'credits_applied', 1, \
          'in_hist_' || n, 'il_1', n, n FROM seq"
     )))
-    .execute(&pool)
+    .execute(pool)
     .await
     .unwrap();
     let count: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM credit_balance_transactions WHERE account = 'acct_bench' AND customer = 'cus_history'",
     )
-    .fetch_one(&pool)
+    .fetch_one(pool)
     .await
     .unwrap();
     let mut summary_client = client.clone();
@@ -236,10 +259,69 @@ async fn bench(name: &str, db: TestDatabase, seconds: u64) {
         ms(percentile(&latencies, 0.50)),
         ms(percentile(&latencies, 0.99))
     );
+}
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    db.drop_database().await;
+/// Switches the grants' events (only a build with `bench-no-events` can).
+#[cfg(feature = "bench-no-events")]
+fn write_grant_events(on: bool) {
+    credit_ledger::bench::write_grant_events(on);
+}
+
+#[cfg(not(feature = "bench-no-events"))]
+fn write_grant_events(_on: bool) {
+    panic!("the outbox comparison needs the feature bench-no-events");
+}
+
+/// Scenario 1 in slices, the grants' events on and off in turn; prints
+/// each pair's ratio and the totals.
+async fn outbox_slices(name: &str, client: &LedgerServiceClient<Channel>, seconds: u64) {
+    let slices = std::env::var("BENCH_SLICES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_usize);
+    let mut calls = [0_usize; 2];
+    let mut spent = [0.0_f64; 2];
+    let mut ratios = Vec::new();
+    for pair in 0..slices / 2 {
+        let mut rate = [0.0_f64; 2];
+        // Alternate which side goes first, so neither always follows the other.
+        for turn in 0..2 {
+            let side = (pair + turn) % 2;
+            write_grant_events(side == 0);
+            let began = Instant::now();
+            let run = apply_load(
+                client,
+                &format!("ab{pair}_{side}"),
+                seconds,
+                spread_customer,
+            )
+            .await;
+            calls[side] += run.calls;
+            spent[side] += began.elapsed().as_secs_f64();
+            rate[side] = run.per_second;
+        }
+        ratios.push(rate[0] / rate[1]);
+        println!(
+            "| {name} | pair {pair} | with {:.0}/s | without {:.0}/s | {:.1} % |",
+            rate[0],
+            rate[1],
+            100.0 * rate[0] / rate[1]
+        );
+    }
+    write_grant_events(true);
+    ratios.sort_by(f64::total_cmp);
+    let median = match ratios.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => ratios[n / 2],
+        n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
+    };
+    let (with, without) = (calls[0] as f64 / spent[0], calls[1] as f64 / spent[1]);
+    println!(
+        "| {name} | ApplyCredits, 1,000 customers × 5 grants, {CLIENTS} clients, {} slices of {seconds} s | with the outbox {with:.0}/s | without {without:.0}/s | {:.1} % (median of pairs {:.1} %) |",
+        2 * (slices / 2),
+        100.0 * with / without,
+        100.0 * median
+    );
 }
 
 #[tokio::main]
@@ -247,7 +329,11 @@ async fn main() {
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(if cfg!(feature = "bench-no-events") {
+            2
+        } else {
+            10
+        });
     println!("| backend | scenario | throughput | latency |");
     println!("|---|---|---|---|");
     match TestDatabase::postgres().await {

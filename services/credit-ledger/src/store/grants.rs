@@ -277,10 +277,11 @@ pub(crate) fn grant_event(
     event_type: &str,
     grant: &Grant,
 ) -> Result<(), LedgerError> {
-    // The benchmark's baseline build: the same code without the grant
-    // events, to measure the outbox's cost on one binary family. Never
-    // enabled in a build that ships.
-    if cfg!(feature = "bench-no-events") {
+    // The outbox benchmark's switch: the same code without the grant
+    // events, to measure the outbox's cost in one process. Never compiled
+    // into a build that ships.
+    #[cfg(feature = "bench-no-events")]
+    if crate::bench::grant_events_skipped() {
         return Ok(());
     }
     let event = NewEvent {
