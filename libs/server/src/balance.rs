@@ -377,4 +377,65 @@ mod tests {
         }
         assert_eq!(timeout_value(Duration::from_millis(1_500)), "1500000u");
     }
+
+    /// On loopback: the peer's first connection is dropped at once (a pod
+    /// gone), so the call is sent again; the peer sees the repeat with
+    /// less than the caller's 10 s, not the 10 s again.
+    #[tokio::test]
+    async fn a_repeat_reaches_the_peer_with_what_is_left_of_the_deadline() {
+        use std::sync::{Arc, Mutex};
+
+        use tonic::service::interceptor::InterceptedService;
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let record = Arc::clone(&seen);
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let health = InterceptedService::new(health, move |request: tonic::Request<()>| {
+            if let Some(value) = request.metadata().get("grpc-timeout") {
+                record
+                    .lock()
+                    .unwrap()
+                    .push(value.to_str().unwrap().to_owned());
+            }
+            Ok(request)
+        });
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server_addr = server.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(server)),
+        );
+        // Drops the first connection it accepts; forwards the others.
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_addr = proxy.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Ok((mut inbound, _)) = proxy.accept().await {
+                if std::mem::take(&mut first) {
+                    drop(inbound);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(server_addr).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+
+        let channel = crate::peer::channel(&format!("http://{proxy_addr}")).unwrap();
+        let mut request = tonic::Request::new(HealthCheckRequest::default());
+        request.set_timeout(Duration::from_secs(10));
+        HealthClient::new(channel).check(request).await.unwrap();
+
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let left = parse_timeout(&http::HeaderValue::from_str(&seen[0]).unwrap()).unwrap();
+        assert!(
+            left < Duration::from_secs(10) && left > Duration::from_secs(5),
+            "the repeat carried {left:?}"
+        );
+    }
 }
