@@ -20,10 +20,10 @@
 //! a request id (or an invoice, for ApplyCredits and ReverseCredits) that
 //! makes a repeat a replay. A call whose deadline passed is not sent again
 //! (the peer may only be slow), and a repeat carries what is left of the
-//! caller's deadline (`grpc-timeout`), not the whole of it again. To send a request twice its body is
-//! buffered first: the suite's peer calls all have unary requests (one
-//! message, at most [`REQUEST_BYTES_MAX`]); a client-streaming call must
-//! not go through this channel.
+//! caller's deadline (`grpc-timeout`), not the whole of it again. To send
+//! a request twice its body is buffered first: the suite's peer calls all
+//! have unary requests (one message, at most [`REQUEST_BYTES_MAX`]); a
+//! client-streaming call must not go through this channel.
 //!
 //! tower's `Balance` was the first choice, but it drops a failed endpoint
 //! for good (until discovery inserts it again) and waits, rather than
@@ -195,13 +195,12 @@ impl Service<http::Request<Body>> for Balanced {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let (parts, body) = request.into_parts();
+            let (mut parts, body) = request.into_parts();
             let began = Instant::now();
             let body = http_body_util::Limited::new(body, REQUEST_BYTES_MAX)
                 .collect()
                 .await?
                 .to_bytes();
-            let mut parts = parts;
             let deadline = parts.headers.get(GRPC_TIMEOUT).and_then(parse_timeout);
             let mut attempt = 1;
             loop {

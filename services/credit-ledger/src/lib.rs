@@ -24,26 +24,6 @@ pub(crate) mod ops;
 pub(crate) mod store;
 pub mod upstream;
 
-/// Benchmark builds only (feature `bench-no-events`): the switch the
-/// outbox benchmark flips between slices of one run, so both sides share
-/// one process, database and hour (`just bench-outbox`).
-#[cfg(feature = "bench-no-events")]
-#[doc(hidden)]
-pub mod bench {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    static SKIP_GRANT_EVENTS: AtomicBool = AtomicBool::new(false);
-
-    /// Whether grant changes write their `credit_balance.*` events.
-    pub fn write_grant_events(on: bool) {
-        SKIP_GRANT_EVENTS.store(!on, Ordering::SeqCst);
-    }
-
-    pub(crate) fn grant_events_skipped() -> bool {
-        SKIP_GRANT_EVENTS.load(Ordering::Relaxed)
-    }
-}
-
 use billing_server::app::AppError;
 use billing_server::host::{Host, Job, Parts, Served, Service, Serving, Stop};
 
@@ -99,5 +79,25 @@ impl Service for LedgerService {
     fn jobs(ledger: &Ledger, config: &Config, stop: &Stop) -> Vec<Job> {
         let sweeper = jobs::sweeper::run(ledger.clone(), config.sweeper.clone(), stop.clone());
         vec![Box::pin(sweeper)]
+    }
+}
+
+/// Benchmark builds only (feature `bench-no-events`): the switch the
+/// outbox benchmark flips between slices of one run, so both sides share
+/// one process, database and hour (`just bench-outbox`).
+#[cfg(feature = "bench-no-events")]
+#[doc(hidden)]
+pub mod bench {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static SKIP_GRANT_EVENTS: AtomicBool = AtomicBool::new(false);
+
+    /// Whether grant changes write their `credit_balance.*` events.
+    pub fn write_grant_events(on: bool) {
+        SKIP_GRANT_EVENTS.store(!on, Ordering::SeqCst);
+    }
+
+    pub(crate) fn grant_events_skipped() -> bool {
+        SKIP_GRANT_EVENTS.load(Ordering::Relaxed)
     }
 }
