@@ -201,17 +201,21 @@ impl Service<http::Request<Body>> for Balanced {
                 .collect()
                 .await?
                 .to_bytes();
-            let deadline = parts.headers.get(GRPC_TIMEOUT).and_then(parse_timeout);
             let mut attempt = 1;
             loop {
                 match this.send(parts.clone(), body.clone()).await {
                     Err(error) if attempt < ATTEMPTS && worth_sending_again(error.as_ref()) => {
                         // The caller's deadline counts from its first attempt: a
                         // repeat gets what is left of it, and none when nothing is.
-                        if let Some(deadline) = deadline {
+                        // (Read only here: the usual call never needs it.)
+                        if let Some(deadline) =
+                            parts.headers.get(GRPC_TIMEOUT).and_then(parse_timeout)
+                        {
                             match deadline.checked_sub(began.elapsed()) {
                                 Some(left) if !left.is_zero() => {
-                                    parts.headers.insert(GRPC_TIMEOUT, timeout_value(left));
+                                    if let Some(value) = timeout_value(left) {
+                                        parts.headers.insert(GRPC_TIMEOUT, value);
+                                    }
                                 }
                                 _ => return Err(error),
                             }
@@ -277,19 +281,12 @@ fn parse_timeout(value: &http::HeaderValue) -> Option<Duration> {
     }
 }
 
-/// `left` as a `grpc-timeout` value: the finest unit whose count fits in
-/// the protocol's 8 digits, rounded down (never longer than what is left).
-fn timeout_value(left: Duration) -> http::HeaderValue {
-    const MAX: u128 = 99_999_999;
-    let value = if left.as_micros() <= MAX {
-        format!("{}u", left.as_micros())
-    } else if left.as_millis() <= MAX {
-        format!("{}m", left.as_millis())
-    } else {
-        format!("{}S", u128::from(left.as_secs()).min(MAX))
-    };
-    // Digits and a unit letter are always a valid header value.
-    http::HeaderValue::from_str(&value).unwrap_or(http::HeaderValue::from_static("1u"))
+/// `left` as a `grpc-timeout` value, written by tonic's own encoder (the
+/// finest unit whose count fits in 8 digits, rounded down).
+fn timeout_value(left: Duration) -> Option<http::HeaderValue> {
+    let mut request = tonic::Request::new(());
+    request.set_timeout(left);
+    request.into_parts().0.into_headers().remove(GRPC_TIMEOUT)
 }
 
 /// Whether a failed call is sent again: not when no member is known (a
@@ -370,11 +367,14 @@ mod tests {
             Duration::from_secs(100_000),
             Duration::from_secs(200_000_000),
         ] {
-            let sent = parse_timeout(&timeout_value(left)).unwrap();
+            let sent = parse_timeout(&timeout_value(left).unwrap()).unwrap();
             assert!(sent <= left, "{left:?} sent as {sent:?}");
             assert!(left - sent < Duration::from_secs(1) || left > Duration::from_secs(99_999_999));
         }
-        assert_eq!(timeout_value(Duration::from_millis(1_500)), "1500000u");
+        assert_eq!(
+            timeout_value(Duration::from_millis(1_500)).unwrap(),
+            "1500000u"
+        );
     }
 
     /// On loopback: the peer's first connection is dropped at once (a pod
