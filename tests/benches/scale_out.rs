@@ -237,10 +237,7 @@ async fn resume(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::var("BENCH_INVOICES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
+    let n: usize = billing_testkit::bench::setting("BENCH_INVOICES", 400);
     if Backend::Postgres.database().await.is_none() {
         println!("scale_out: PostgreSQL unavailable, skipped");
         return;
@@ -252,10 +249,7 @@ async fn main() {
             "ledger replicas {ledgers}, invoicing replicas {invoicings}: {rate:.0} finalizes/s; ApplyCredits per ledger replica {served:?}"
         );
     }
-    let stuck: usize = std::env::var("BENCH_RESUME_INVOICES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000);
+    let stuck: usize = billing_testkit::bench::setting("BENCH_RESUME_INVOICES", 1_000);
     // As here (loopback, the default 16 at once), and as when the ledger
     // is a network hop away and a replica's own pace is the limit.
     let hop = std::time::Duration::from_millis(4);

@@ -23,4 +23,13 @@ pub fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1_000.0
 }
 
+/// A benchmark's size setting: the variable `name` parsed, else `default`
+/// (unset or not a `T`).
+pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
 pub use billing_db::testing::pgbench;

@@ -22,10 +22,7 @@ use credit_ledger::{App, Config};
 const KEY: &str = "sk_bench_export";
 
 fn rows() -> i64 {
-    std::env::var("BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
+    billing_testkit::bench::setting("BENCH_ROWS", 1_000_000)
 }
 
 fn report(name: &str, rows: i64, seconds: f64, bytes: u64) {

@@ -275,10 +275,7 @@ fn write_grant_events(_on: bool) {
 /// Scenario 1 in slices, the grants' events on and off in turn; prints
 /// each pair's ratio and the totals.
 async fn outbox_slices(name: &str, client: &LedgerServiceClient<Channel>, seconds: u64) {
-    let slices = std::env::var("BENCH_SLICES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_usize);
+    let slices = billing_testkit::bench::setting("BENCH_SLICES", 20_usize);
     let mut calls = [0_usize; 2];
     let mut spent = [0.0_f64; 2];
     let mut ratios = Vec::new();
@@ -326,14 +323,14 @@ async fn outbox_slices(name: &str, client: &LedgerServiceClient<Channel>, second
 
 #[tokio::main]
 async fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if cfg!(feature = "bench-no-events") {
+    let seconds: u64 = billing_testkit::bench::setting(
+        "BENCH_SECONDS",
+        if cfg!(feature = "bench-no-events") {
             2
         } else {
             10
-        });
+        },
+    );
     println!("| backend | scenario | throughput | latency |");
     println!("|---|---|---|---|");
     match TestDatabase::postgres().await {

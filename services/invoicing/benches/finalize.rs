@@ -268,10 +268,7 @@ async fn bench(name: &str, backend: Backend, invoices: usize) {
 
 #[tokio::main]
 async fn main() {
-    let invoices: usize = std::env::var("BENCH_INVOICES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000);
+    let invoices: usize = billing_testkit::bench::setting("BENCH_INVOICES", 1_000);
     println!("| backend | scenario | throughput | latency | |");
     println!("|---|---|---|---|---|");
     bench("PostgreSQL", Backend::Postgres, invoices).await;

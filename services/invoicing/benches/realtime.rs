@@ -42,13 +42,6 @@ fn authed<T>(message: T) -> tonic::Request<T> {
     billing_testkit::authed(KEY_A, message)
 }
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// 16 clients call `call(client, n)` for `seconds`; returns calls/s, p50, p99.
 async fn run<F, Fut>(seconds: u64, call: F) -> (f64, Duration, Duration)
 where
@@ -166,8 +159,8 @@ async fn setup(s: &Suite, customers: usize) -> (Vec<String>, Vec<String>) {
 
 #[tokio::main]
 async fn main() {
-    let customers = usize::try_from(env("BENCH_CUSTOMERS", 20)).unwrap();
-    let seconds = env("BENCH_SECONDS", 10);
+    let customers: usize = billing_testkit::bench::setting("BENCH_CUSTOMERS", 20);
+    let seconds = billing_testkit::bench::setting("BENCH_SECONDS", 10);
     let Some(s) = Suite::start(Backend::Postgres).await else {
         eprintln!("PostgreSQL unavailable: skipped");
         return;

@@ -254,10 +254,7 @@ async fn bench(name: &str, db: TestDatabase, total: u64) {
 
 #[tokio::main]
 async fn main() {
-    let total: u64 = std::env::var("BENCH_EVENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5_000_000);
+    let total: u64 = billing_testkit::bench::setting("BENCH_EVENTS", 5_000_000);
     println!("| backend | scenario | result |");
     println!("|---|---|---|");
     if std::env::var("BENCH_SKIP_POSTGRES").is_err() {
@@ -268,10 +265,7 @@ async fn main() {
     }
     // SQLite ingests several times slower (one writer); BENCH_SQLITE_EVENTS
     // keeps its run short when wanted.
-    let sqlite_total = std::env::var("BENCH_SQLITE_EVENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(total);
+    let sqlite_total = billing_testkit::bench::setting("BENCH_SQLITE_EVENTS", total);
     if sqlite_total > 0 {
         bench("SQLite", TestDatabase::sqlite(), sqlite_total).await;
     }

@@ -187,10 +187,7 @@ async fn run(backend: Backend, events: usize) {
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let events = std::env::var("BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5_000);
+    let events = billing_testkit::bench::setting("BENCH_EVENTS", 5_000);
     run(Backend::Postgres, events).await;
     run(Backend::Sqlite, events).await;
 }
