@@ -1,6 +1,7 @@
 //! The parts every billing gRPC server shares.
 //!
 //! Layout:
+//! - [`alloc`]: the memory allocator of every binary that links this crate.
 //! - [`auth`]: API keys (SHA-256 hashes from `BILLING_API_KEYS`), the
 //!   interceptor that turns a bearer token into a [`auth::Principal`].
 //! - [`handler`]: the one shape of a unary handler (caller, body,
@@ -17,6 +18,7 @@
 //!   AIP-158 pagination, timestamp conversion, an injectable clock, and the
 //!   request fingerprint used for idempotency.
 
+pub mod alloc;
 pub mod amount;
 pub mod app;
 pub mod auth;
