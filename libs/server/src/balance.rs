@@ -25,20 +25,28 @@
 //! have unary requests (one message, at most [`REQUEST_BYTES_MAX`]); a
 //! client-streaming call must not go through this channel.
 //!
+//! A unary answer is read whole before the call counts as answered, so a
+//! connection lost after the answer's headers but before its message
+//! (the server closed it with the client's next request unread, and the
+//! reset threw away what was still in flight) is a transport failure like
+//! the others, sent again. Answers that are streams (the methods the
+//! suite's descriptors mark `stream`, and any method they do not list)
+//! are handed on as they come.
+//!
 //! tower's `Balance` was the first choice, but it drops a failed endpoint
 //! for good (until discovery inserts it again) and waits, rather than
 //! fails, when none is left: a peer restarting would stall calls until
 //! their deadline instead of failing fast with UNAVAILABLE.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError};
 use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint};
 use tower::{Service, ServiceExt};
@@ -55,6 +63,11 @@ pub const ATTEMPTS: u32 = 3;
 /// The largest request body the channel buffers: the servers' own limit on
 /// a message (`serve::ServeOptions::max_message_bytes`' default).
 pub const REQUEST_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The largest unary answer the channel reads whole: tonic's default limit
+/// on a decoded message, plus gRPC's 5-byte frame header. A larger one is
+/// refused (and not sent again), as tonic's decoder would refuse it.
+pub const RESPONSE_BYTES_MAX: usize = 4 * 1024 * 1024 + 5;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -243,9 +256,13 @@ impl Balanced {
         };
         member.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(member);
+        let unary = answers_once(parts.uri.path());
         let request = http::Request::from_parts(parts, Body::new(http_body_util::Full::new(body)));
-        let answer = guard.0.channel.clone().oneshot(request).await;
-        if answer.is_err() {
+        let answer: Result<_, BoxError> = match guard.0.channel.clone().oneshot(request).await {
+            Ok(response) if unary => read_whole(response).await,
+            answer => answer.map_err(Into::into),
+        };
+        if answer.as_ref().is_err_and(|e| !e.is::<LengthLimitError>()) {
             *guard
                 .0
                 .ejected_until
@@ -253,8 +270,64 @@ impl Balanced {
                 .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + EJECT_FOR);
         }
         drop(guard);
-        answer.map_err(Into::into)
+        answer
     }
+}
+
+/// Reads a unary answer whole (see the module's doc): its message and
+/// trailers, or the transport failure that cut it off.
+async fn read_whole(response: http::Response<Body>) -> Result<http::Response<Body>, BoxError> {
+    let (parts, body) = response.into_parts();
+    let whole = http_body_util::Limited::new(body, RESPONSE_BYTES_MAX)
+        .collect()
+        .await
+        .map_err(|error| -> BoxError {
+            if error.is::<LengthLimitError>() {
+                error
+            } else {
+                Box::new(AnswerCut(error))
+            }
+        })?;
+    Ok(http::Response::from_parts(parts, Body::new(whole)))
+}
+
+/// The connection failed while an answer was being read. tonic reports
+/// that as a `Status`, which would otherwise read as the peer's answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection was lost while the answer was read: {0}")]
+struct AnswerCut(#[source] BoxError);
+
+/// Whether the method at `path` (`/package.Service/Method`) is one of the
+/// suite's unary methods, by the descriptors `billing_proto` embeds. A
+/// method they do not list counts as a stream: its answer is never held.
+fn answers_once(path: &str) -> bool {
+    static UNARY: OnceLock<HashSet<String>> = OnceLock::new();
+    UNARY
+        .get_or_init(|| {
+            use prost::Message;
+            let Ok(set) =
+                prost_types::FileDescriptorSet::decode(billing_proto::FILE_DESCRIPTOR_SET)
+            else {
+                return HashSet::new();
+            };
+            let mut unary = HashSet::new();
+            for file in &set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        if !method.server_streaming() && !method.client_streaming() {
+                            unary.insert(format!(
+                                "/{}.{}/{}",
+                                file.package(),
+                                service.name(),
+                                method.name()
+                            ));
+                        }
+                    }
+                }
+            }
+            unary
+        })
+        .contains(path)
 }
 
 /// The gRPC deadline header: the client's channel times the call by it, and
@@ -292,7 +365,7 @@ fn timeout_value(left: Duration) -> Option<http::HeaderValue> {
 /// Whether a failed call is sent again: not when no member is known (a
 /// `Status` of this channel's own), nor when its deadline passed.
 fn worth_sending_again(error: &(dyn std::error::Error + 'static)) -> bool {
-    !error.is::<tonic::Status>() && !timed_out(error)
+    !error.is::<tonic::Status>() && !error.is::<LengthLimitError>() && !timed_out(error)
 }
 
 /// Whether a call failed because its deadline passed: not sent again, as
@@ -310,131 +383,4 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::{parse_timeout, timed_out, timeout_value, worth_sending_again};
-
-    /// An error with a cause, as tonic's transport errors wrap theirs.
-    #[derive(Debug)]
-    struct Wrapped(Box<dyn std::error::Error + Send + Sync>);
-
-    impl std::fmt::Display for Wrapped {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("wrapped")
-        }
-    }
-
-    impl std::error::Error for Wrapped {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(self.0.as_ref())
-        }
-    }
-
-    #[test]
-    fn a_passed_deadline_is_told_apart_from_a_lost_connection() {
-        assert!(timed_out(&tonic::TimeoutExpired(())));
-        assert!(timed_out(&Wrapped(Box::new(tonic::TimeoutExpired(())))));
-        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        assert!(!timed_out(&Wrapped(Box::new(reset))));
-        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        assert!(worth_sending_again(&Wrapped(Box::new(reset))));
-        let unknown = tonic::Status::unavailable("no address of the peer is known yet");
-        assert!(!worth_sending_again(&unknown));
-    }
-
-    #[test]
-    fn a_repeat_gets_what_is_left_of_the_deadline() {
-        let value = |text: &'static str| http::HeaderValue::from_static(text);
-        assert_eq!(parse_timeout(&value("30S")), Some(Duration::from_secs(30)));
-        assert_eq!(parse_timeout(&value("2M")), Some(Duration::from_secs(120)));
-        assert_eq!(
-            parse_timeout(&value("1H")),
-            Some(Duration::from_secs(3_600))
-        );
-        assert_eq!(
-            parse_timeout(&value("250m")),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(parse_timeout(&value("7u")), Some(Duration::from_micros(7)));
-        assert_eq!(parse_timeout(&value("9n")), Some(Duration::from_nanos(9)));
-        for bad in ["", "S", "123456789S", "12x", "-1S", "1.5S"] {
-            assert_eq!(parse_timeout(&value(bad)), None, "{bad:?}");
-        }
-        for left in [
-            Duration::from_micros(1),
-            Duration::from_millis(29_999),
-            Duration::from_secs(100_000),
-            Duration::from_secs(200_000_000),
-        ] {
-            let sent = parse_timeout(&timeout_value(left).unwrap()).unwrap();
-            assert!(sent <= left, "{left:?} sent as {sent:?}");
-            assert!(left - sent < Duration::from_secs(1) || left > Duration::from_secs(99_999_999));
-        }
-        assert_eq!(
-            timeout_value(Duration::from_millis(1_500)).unwrap(),
-            "1500000u"
-        );
-    }
-
-    /// On loopback: the peer's first connection is dropped at once (a pod
-    /// gone), so the call is sent again; the peer sees the repeat with
-    /// less than the caller's 10 s, not the 10 s again.
-    #[tokio::test]
-    async fn a_repeat_reaches_the_peer_with_what_is_left_of_the_deadline() {
-        use std::sync::{Arc, Mutex};
-
-        use tonic::service::interceptor::InterceptedService;
-        use tonic_health::pb::HealthCheckRequest;
-        use tonic_health::pb::health_client::HealthClient;
-
-        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-        let record = Arc::clone(&seen);
-        let (_reporter, health) = tonic_health::server::health_reporter();
-        let health = InterceptedService::new(health, move |request: tonic::Request<()>| {
-            if let Some(value) = request.metadata().get("grpc-timeout") {
-                record
-                    .lock()
-                    .unwrap()
-                    .push(value.to_str().unwrap().to_owned());
-            }
-            Ok(request)
-        });
-        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server_addr = server.local_addr().unwrap();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(health)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(server)),
-        );
-        // Drops the first connection it accepts; forwards the others.
-        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy_addr = proxy.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut first = true;
-            while let Ok((mut inbound, _)) = proxy.accept().await {
-                if std::mem::take(&mut first) {
-                    drop(inbound);
-                    continue;
-                }
-                tokio::spawn(async move {
-                    let mut outbound = tokio::net::TcpStream::connect(server_addr).await.unwrap();
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                });
-            }
-        });
-
-        let channel = crate::peer::channel(&format!("http://{proxy_addr}")).unwrap();
-        let mut request = tonic::Request::new(HealthCheckRequest::default());
-        request.set_timeout(Duration::from_secs(10));
-        HealthClient::new(channel).check(request).await.unwrap();
-
-        let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen.len(), 1, "{seen:?}");
-        let left = parse_timeout(&http::HeaderValue::from_str(&seen[0]).unwrap()).unwrap();
-        assert!(
-            left < Duration::from_secs(10) && left > Duration::from_secs(5),
-            "the repeat carried {left:?}"
-        );
-    }
-}
+mod tests;
