@@ -2,9 +2,7 @@
 //! webhook body carries (DESIGN.md §9). Field names are the proto names
 //! (`snake_case`, as Stripe's JSON), which every proto3 JSON parser accepts.
 
-use std::sync::OnceLock;
-
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use prost_reflect::{DynamicMessage, SerializeOptions};
 
 /// Why a message could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -20,13 +18,8 @@ pub enum JsonError {
     Render(String),
 }
 
-fn pool() -> Result<&'static DescriptorPool, JsonError> {
-    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        DescriptorPool::decode(crate::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
-    })
-    .as_ref()
-    .map_err(|e| JsonError::Descriptors(e.clone()))
+fn pool() -> Result<&'static prost_reflect::DescriptorPool, JsonError> {
+    crate::descriptors::pool().map_err(|e| JsonError::Descriptors(e.to_owned()))
 }
 
 /// `message` (of the proto type `full_name`, e.g. `billing.events.v1.Event`)

@@ -6,6 +6,7 @@
 #![allow(missing_docs, clippy::doc_markdown, clippy::large_enum_variant)]
 
 pub mod codec;
+pub mod descriptors;
 pub mod json;
 pub mod strings;
 

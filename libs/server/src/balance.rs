@@ -38,11 +38,11 @@
 //! fails, when none is left: a peer restarting would stall calls until
 //! their deadline instead of failing fast with UNAVAILABLE.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -256,7 +256,7 @@ impl Balanced {
         };
         member.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(member);
-        let unary = answers_once(parts.uri.path());
+        let unary = billing_proto::descriptors::is_unary(parts.uri.path());
         let request = http::Request::from_parts(parts, Body::new(http_body_util::Full::new(body)));
         let answer: Result<_, BoxError> = match guard.0.channel.clone().oneshot(request).await {
             Ok(response) if unary => read_whole(response).await,
@@ -296,39 +296,6 @@ async fn read_whole(response: http::Response<Body>) -> Result<http::Response<Bod
 #[derive(Debug, thiserror::Error)]
 #[error("the connection was lost while the answer was read: {0}")]
 struct AnswerCut(#[source] BoxError);
-
-/// Whether the method at `path` (`/package.Service/Method`) is one of the
-/// suite's unary methods, by the descriptors `billing_proto` embeds. A
-/// method they do not list counts as a stream: its answer is never held.
-fn answers_once(path: &str) -> bool {
-    static UNARY: OnceLock<HashSet<String>> = OnceLock::new();
-    UNARY
-        .get_or_init(|| {
-            use prost::Message;
-            let Ok(set) =
-                prost_types::FileDescriptorSet::decode(billing_proto::FILE_DESCRIPTOR_SET)
-            else {
-                return HashSet::new();
-            };
-            let mut unary = HashSet::new();
-            for file in &set.file {
-                for service in &file.service {
-                    for method in &service.method {
-                        if !method.server_streaming() && !method.client_streaming() {
-                            unary.insert(format!(
-                                "/{}.{}/{}",
-                                file.package(),
-                                service.name(),
-                                method.name()
-                            ));
-                        }
-                    }
-                }
-            }
-            unary
-        })
-        .contains(path)
-}
 
 /// The gRPC deadline header: the client's channel times the call by it, and
 /// the server learns how long its caller waits.

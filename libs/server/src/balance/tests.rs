@@ -6,7 +6,7 @@ use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{answers_once, parse_timeout, timed_out, timeout_value, worth_sending_again};
+use super::{parse_timeout, timed_out, timeout_value, worth_sending_again};
 
 /// An error with a cause, as tonic's transport errors wrap theirs.
 #[derive(Debug)]
@@ -235,17 +235,4 @@ async fn an_answer_cut_after_its_headers_is_sent_again() {
         2,
         "the cut call and its repeat"
     );
-}
-
-#[test]
-fn only_the_suites_unary_methods_are_read_whole() {
-    assert!(answers_once("/billing.events.v1.EventService/ListEvents"));
-    assert!(answers_once(
-        "/billing.ledger.v1.LedgerService/ApplyCredits"
-    ));
-    assert!(!answers_once("/billing.events.v1.EventService/WatchEvents"));
-    assert!(!answers_once(
-        "/billing.ledger.v1.LedgerService/ExportLedgerEntries"
-    ));
-    assert!(!answers_once("/grpc.health.v1.Health/Watch"));
 }
